@@ -1,0 +1,742 @@
+//! The homeserver client: the Client-Server API as the appservice bot or any of its users,
+//! built on reqwest and ruma's request/response types.
+//!
+//! Every request asserts an identity ([`Identity`]: `user_id`, and `device_id` from spec v1.17),
+//! honours `429` (`retry_after_ms` and `Retry-After`), backs off exponentially with jitter on
+//! 5xx and connection errors, and gives up after a bounded number of retries with a clear error.
+//! Sends use transaction ids derived from what is being sent ([`derive_txn_id`]), so a retry can
+//! never double-post.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rand::Rng;
+use ruma::api::auth_scheme::{AuthScheme, SendAccessToken};
+use ruma::api::client::{account, appservice, membership, message, profile};
+use ruma::api::path_builder::PathBuilder;
+use ruma::api::{
+    AppserviceUserIdentity, IncomingResponseExt, MatrixVersion, OutgoingRequest,
+    OutgoingRequestAppserviceExt, SupportedVersions,
+};
+use ruma::events::MessageLikeEventType;
+use ruma::events::room::message::RoomMessageEventContent;
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId,
+    RoomId, RoomOrAliasId, UserId,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::ClientConfig;
+use crate::metrics::Metrics;
+use crate::store::{ManagedUser, Store};
+
+/// Errors of the homeserver client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The homeserver answered with an error.
+    #[error("{endpoint}: the homeserver answered {status} {errcode}: {message}")]
+    Homeserver {
+        /// Endpoint name.
+        endpoint: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// Matrix error code (`M_…`), or `-` when the body had none.
+        errcode: String,
+        /// Human-readable error from the homeserver.
+        message: String,
+    },
+    /// No answer: connection refused, reset or timed out.
+    #[error("{endpoint}: cannot reach the homeserver at {url}: {message}")]
+    Unreachable {
+        /// Endpoint name.
+        endpoint: &'static str,
+        /// Base URL tried.
+        url: String,
+        /// The transport error.
+        message: String,
+    },
+    /// Retries were exhausted; the last error is inside.
+    #[error("gave up after {attempts} attempts: {last}")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: Box<ClientError>,
+    },
+    /// The request could not be built (a bug or an invalid id).
+    #[error("{endpoint}: cannot build the request: {message}")]
+    Build {
+        /// Endpoint name.
+        endpoint: &'static str,
+        /// What failed.
+        message: String,
+    },
+    /// A success response that does not decode.
+    #[error("{endpoint}: the homeserver's answer does not decode: {message}")]
+    Decode {
+        /// Endpoint name.
+        endpoint: &'static str,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// Whether trying again later may succeed (rate limits, server errors, outages).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Homeserver { status, .. } => *status == 429 || *status >= 500,
+            ClientError::Unreachable { .. } => true,
+            ClientError::GaveUp { last, .. } => last.is_transient(),
+            ClientError::Build { .. } | ClientError::Decode { .. } => false,
+        }
+    }
+
+    /// The Matrix error code, if the homeserver sent one.
+    #[must_use]
+    pub fn errcode(&self) -> Option<&str> {
+        match self {
+            ClientError::Homeserver { errcode, .. } => Some(errcode),
+            ClientError::GaveUp { last, .. } => last.errcode(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the homeserver answered.
+    #[must_use]
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Homeserver { status, .. } => Some(*status),
+            ClientError::GaveUp { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+}
+
+/// Who a request acts as.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Identity<'a> {
+    /// The user asserted with `?user_id=`; `None` acts as the appservice bot.
+    pub user_id: Option<&'a UserId>,
+    /// The device asserted with `?device_id=` (spec v1.17).
+    pub device_id: Option<&'a ruma::DeviceId>,
+}
+
+impl<'a> Identity<'a> {
+    /// Acting as the appservice's own bot.
+    #[must_use]
+    pub fn bot() -> Self {
+        Self::default()
+    }
+
+    fn to_ruma(self) -> AppserviceUserIdentity<'a> {
+        let mut identity = AppserviceUserIdentity::default();
+        identity.user_id = self.user_id;
+        identity.device_id = self.device_id;
+        identity
+    }
+
+    /// Acting as `user_id` (a user in our namespace).
+    #[must_use]
+    pub fn user(user_id: &'a UserId) -> Self {
+        Self {
+            user_id: Some(user_id),
+            device_id: None,
+        }
+    }
+}
+
+/// Derives a transaction id from the parts that identify what is being sent (for example the
+/// plug-in, the event being answered and the purpose). The same parts always give the same id,
+/// so a retried or repeated send is de-duplicated by the homeserver.
+#[must_use]
+pub fn derive_txn_id(parts: &[&str]) -> OwnedTransactionId {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..18]);
+    OwnedTransactionId::from(format!("sb{encoded}"))
+}
+
+/// Input types for ruma's path builders, so one generic `send` serves every endpoint.
+pub trait PathInput<'a> {
+    /// Builds the input from the versions the homeserver supports.
+    fn from_versions(versions: &'a SupportedVersions) -> Self;
+}
+
+impl PathInput<'_> for () {
+    fn from_versions(_: &SupportedVersions) -> Self {}
+}
+
+impl<'a> PathInput<'a> for Cow<'a, SupportedVersions> {
+    fn from_versions(versions: &'a SupportedVersions) -> Self {
+        Cow::Borrowed(versions)
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    errcode: Option<String>,
+    error: Option<String>,
+    retry_after_ms: Option<u64>,
+}
+
+/// The Client-Server API client of the appservice.
+#[derive(Clone)]
+pub struct HomeserverClient {
+    http: reqwest::Client,
+    base_url: String,
+    as_token: String,
+    bot_user_id: OwnedUserId,
+    config: ClientConfig,
+    versions: SupportedVersions,
+    metrics: Metrics,
+    store: Store,
+}
+
+impl std::fmt::Debug for HomeserverClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HomeserverClient")
+            .field("base_url", &self.base_url)
+            .field("bot_user_id", &self.bot_user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A short endpoint name from a ruma request type, e.g. `membership::join_room_by_id`.
+fn endpoint_name<R>() -> &'static str {
+    let full = std::any::type_name::<R>();
+    let trimmed = full
+        .strip_prefix("ruma_client_api::")
+        .unwrap_or(full)
+        .trim_end_matches("::Request");
+    trimmed
+        .rsplit_once("::v")
+        .map_or(trimmed, |(head, _)| head)
+}
+
+impl HomeserverClient {
+    /// Creates a client for `base_url`, acting as `bot_user_id` by default.
+    pub fn new(
+        base_url: &str,
+        as_token: &str,
+        bot_user_id: OwnedUserId,
+        config: ClientConfig,
+        metrics: Metrics,
+        store: Store,
+    ) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.request_timeout_secs))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Build {
+                endpoint: "client",
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            as_token: as_token.to_owned(),
+            bot_user_id,
+            config,
+            versions: SupportedVersions {
+                versions: [MatrixVersion::V1_11].into(),
+                features: std::collections::BTreeSet::new(),
+            },
+            metrics,
+            store,
+        })
+    }
+
+    /// The appservice bot's user id.
+    #[must_use]
+    pub fn bot_user_id(&self) -> &UserId {
+        &self.bot_user_id
+    }
+
+    /// The homeserver's base URL.
+    #[must_use]
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .config
+            .initial_backoff_ms
+            .saturating_mul(1u64 << attempt.min(20))
+            .min(self.config.max_backoff_ms);
+        // Full jitter between half and the whole pause.
+        let jittered = rand::rng().random_range(base / 2..=base.max(1));
+        Duration::from_millis(jittered)
+    }
+
+    /// Sends a ruma request as `identity`, with retries; see the module docs.
+    pub async fn send<R>(
+        &self,
+        request: R,
+        identity: Identity<'_>,
+    ) -> Result<R::IncomingResponse, ClientError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        for<'a> <R::PathBuilder as PathBuilder>::Input<'a>: PathInput<'a>,
+    {
+        self.send_with_query(request, identity, &[]).await
+    }
+
+    /// Like [`HomeserverClient::send`], appending extra query parameters (e.g. `ts`).
+    pub async fn send_with_query<R>(
+        &self,
+        request: R,
+        identity: Identity<'_>,
+        extra_query: &[(&str, String)],
+    ) -> Result<R::IncomingResponse, ClientError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        for<'a> <R::PathBuilder as PathBuilder>::Input<'a>: PathInput<'a>,
+    {
+        let endpoint = endpoint_name::<R>();
+        let mut attempt = 0u32;
+        loop {
+            let http_request = request
+                .clone()
+                .try_into_http_request_with_identity::<Vec<u8>>(
+                    &self.base_url,
+                    SendAccessToken::Appservice(&self.as_token),
+                    identity.to_ruma(),
+                    PathInput::from_versions(&self.versions),
+                )
+                .map_err(|e| ClientError::Build {
+                    endpoint,
+                    message: e.to_string(),
+                })?;
+            let (error, retry_after) = match self.execute(endpoint, http_request, extra_query).await {
+                Ok(response) => {
+                    return R::IncomingResponse::try_from_http_response(borrow_body(&response))
+                    .map_err(|e| ClientError::Decode {
+                        endpoint,
+                        message: e.to_string(),
+                    });
+                }
+                Err(failure) => failure,
+            };
+            if !error.is_transient() {
+                return Err(error);
+            }
+            if attempt >= self.config.max_retries {
+                return Err(ClientError::GaveUp {
+                    attempts: attempt + 1,
+                    last: Box::new(error),
+                });
+            }
+            let reason = match error.status() {
+                Some(429) => "rate_limited",
+                Some(_) => "server_error",
+                None => "unreachable",
+            };
+            self.metrics
+                .homeserver_retries
+                .with_label_values(&[endpoint, reason])
+                .inc();
+            let pause = retry_after
+                .map_or_else(|| self.backoff(attempt), |d| d.min(Duration::from_millis(self.config.max_backoff_ms)));
+            tracing::warn!(endpoint, attempt, ?pause, error = %error, "homeserver request failed, retrying");
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
+    }
+
+    /// Performs one HTTP exchange. On failure returns the error and the pause the homeserver
+    /// asked for, if any.
+    async fn execute(
+        &self,
+        endpoint: &'static str,
+        request: http::Request<Vec<u8>>,
+        extra_query: &[(&str, String)],
+    ) -> Result<http::Response<bytes::Bytes>, (ClientError, Option<Duration>)> {
+        let (parts, body) = request.into_parts();
+        let started = Instant::now();
+        let mut url = parts.uri.to_string();
+        for (key, value) in extra_query {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.extend(url::form_urlencoded::byte_serialize(key.as_bytes()));
+            url.push('=');
+            url.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
+        }
+        let result = self
+            .http
+            .request(parts.method, url)
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics
+                    .homeserver_requests
+                    .with_label_values(&[endpoint, "error"])
+                    .inc();
+                return Err((
+                    ClientError::Unreachable {
+                        endpoint,
+                        url: self.base_url.clone(),
+                        message: error_chain(&e),
+                    },
+                    None,
+                ));
+            }
+        };
+        let status = response.status();
+        let retry_after_header = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Err((
+                    ClientError::Unreachable {
+                        endpoint,
+                        url: self.base_url.clone(),
+                        message: error_chain(&e),
+                    },
+                    None,
+                ));
+            }
+        };
+        self.metrics
+            .homeserver_requests
+            .with_label_values(&[endpoint, status.as_str()])
+            .inc();
+        self.metrics
+            .homeserver_request_seconds
+            .with_label_values(&[endpoint])
+            .observe(started.elapsed().as_secs_f64());
+        if status.is_success() {
+            let mut out = http::Response::new(body);
+            *out.status_mut() = status;
+            return Ok(out);
+        }
+        let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+        let retry_after = parsed
+            .as_ref()
+            .and_then(|b| b.retry_after_ms)
+            .map(Duration::from_millis)
+            .or(retry_after_header);
+        let (errcode, message) = parsed.map_or_else(
+            || ("-".to_owned(), String::from_utf8_lossy(&body).chars().take(200).collect()),
+            |b| {
+                (
+                    b.errcode.unwrap_or_else(|| "-".to_owned()),
+                    b.error.unwrap_or_default(),
+                )
+            },
+        );
+        Err((
+            ClientError::Homeserver {
+                endpoint,
+                status: status.as_u16(),
+                errcode,
+                message,
+            },
+            retry_after,
+        ))
+    }
+
+    /// `GET /_matrix/client/versions`: the spec versions the homeserver supports.
+    pub async fn versions(&self) -> Result<Vec<String>, ClientError> {
+        let endpoint = "discovery::get_supported_versions";
+        let request = http::Request::get(format!("{}/_matrix/client/versions", self.base_url))
+            .body(Vec::new())
+            .map_err(|e| ClientError::Build {
+                endpoint,
+                message: e.to_string(),
+            })?;
+        let response = self.execute(endpoint, request, &[]).await.map_err(|(e, _)| e)?;
+        #[derive(Deserialize)]
+        struct Versions {
+            versions: Vec<String>,
+        }
+        serde_json::from_slice::<Versions>(response.body())
+            .map(|v| v.versions)
+            .map_err(|e| ClientError::Decode {
+                endpoint,
+                message: e.to_string(),
+            })
+    }
+
+    /// `GET /account/whoami` as `identity`, without retries (used by start-up checks).
+    pub async fn whoami(&self, identity: Identity<'_>) -> Result<OwnedUserId, ClientError> {
+        let request = account::whoami::v3::Request::new();
+        let http_request = request
+            .try_into_http_request_with_identity::<Vec<u8>>(
+                &self.base_url,
+                SendAccessToken::Appservice(&self.as_token),
+                identity.to_ruma(),
+                Cow::Borrowed(&self.versions),
+            )
+            .map_err(|e| ClientError::Build {
+                endpoint: "account::whoami",
+                message: e.to_string(),
+            })?;
+        let response = self
+            .execute("account::whoami", http_request, &[])
+            .await
+            .map_err(|(e, _)| e)?;
+        account::whoami::v3::Response::try_from_http_response(borrow_body(&response))
+            .map(|r| r.user_id)
+            .map_err(|e| ClientError::Decode {
+                endpoint: "account::whoami",
+                message: e.to_string(),
+            })
+    }
+
+    /// `POST /_matrix/client/v1/appservice/{id}/ping`: asks the homeserver to call our
+    /// `/ping` (also resets the homeserver's backoff towards us). No retries.
+    pub async fn ping(&self, appservice_id: &str) -> Result<Duration, ClientError> {
+        let mut request = appservice::request_ping::v1::Request::new(appservice_id.to_owned());
+        request.transaction_id = Some(derive_txn_id(&["ping", &rand::rng().random::<u64>().to_string()]));
+        let http_request = request
+            .try_into_http_request_with_identity::<Vec<u8>>(
+                &self.base_url,
+                SendAccessToken::Appservice(&self.as_token),
+                AppserviceUserIdentity::default(),
+                Cow::Borrowed(&self.versions),
+            )
+            .map_err(|e| ClientError::Build {
+                endpoint: "appservice::request_ping",
+                message: e.to_string(),
+            })?;
+        let response = self
+            .execute("appservice::request_ping", http_request, &[])
+            .await
+            .map_err(|(e, _)| e)?;
+        appservice::request_ping::v1::Response::try_from_http_response(borrow_body(&response))
+            .map(|r| r.duration)
+            .map_err(|e| ClientError::Decode {
+                endpoint: "appservice::request_ping",
+                message: e.to_string(),
+            })
+    }
+
+    /// Registers `localpart` with `m.login.application_service` and `inhibit_login: true`
+    /// (works behind next-gen auth, no access token is created). `M_USER_IN_USE` counts as done.
+    pub async fn register(&self, localpart: &str) -> Result<(), ClientError> {
+        let mut request = account::register::v3::Request::new();
+        request.username = Some(localpart.to_owned());
+        request.login_type = Some(account::register::LoginType::ApplicationService);
+        request.inhibit_login = true;
+        match self.send(request, Identity::bot()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.errcode() == Some("M_USER_IN_USE") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes sure a user of our namespace exists (registering it once; remembered in the store).
+    pub async fn ensure_registered(&self, user_id: &UserId) -> Result<(), ClientError> {
+        if user_id == self.bot_user_id {
+            return Ok(());
+        }
+        if self.store.managed_user(user_id.as_str()).await.ok().flatten().is_some() {
+            return Ok(());
+        }
+        self.register(user_id.localpart()).await?;
+        if let Err(e) = self
+            .store
+            .put_managed_user(user_id.as_str(), &ManagedUser::default())
+            .await
+        {
+            tracing::warn!(%user_id, error = %e, "cannot remember registered user");
+        }
+        Ok(())
+    }
+
+    /// Sets the display name and avatar of one of our users, only where they changed since
+    /// we last set them.
+    pub async fn ensure_profile(
+        &self,
+        user_id: &UserId,
+        displayname: Option<&str>,
+        avatar_url: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let known = self
+            .store
+            .managed_user(user_id.as_str())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let mut updated = known.clone();
+        if let Some(name) = displayname
+            && known.displayname.as_deref() != Some(name)
+        {
+            let request = profile::set_profile_field::v3::Request::new(
+                user_id.to_owned(),
+                profile::ProfileFieldValue::DisplayName(name.to_owned()),
+            );
+            self.send(request, Identity::user(user_id)).await?;
+            updated.displayname = Some(name.to_owned());
+        }
+        if let Some(avatar) = avatar_url
+            && known.avatar_url.as_deref() != Some(avatar)
+        {
+            let request = profile::set_profile_field::v3::Request::new(
+                user_id.to_owned(),
+                profile::ProfileFieldValue::AvatarUrl(avatar.into()),
+            );
+            self.send(request, Identity::user(user_id)).await?;
+            updated.avatar_url = Some(avatar.to_owned());
+        }
+        if updated != known
+            && let Err(e) = self.store.put_managed_user(user_id.as_str(), &updated).await
+        {
+            tracing::warn!(%user_id, error = %e, "cannot remember profile");
+        }
+        Ok(())
+    }
+
+    /// Joins `room` as `user_id`. If the homeserver refuses (not invited), the bot invites the
+    /// user and the join is tried once more. Remembered in the store.
+    pub async fn ensure_joined(&self, room_id: &RoomId, user_id: &UserId) -> Result<(), ClientError> {
+        if self
+            .store
+            .is_member(room_id.as_str(), user_id.as_str())
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        self.ensure_registered(user_id).await?;
+        let join = || {
+            self.send(
+                membership::join_room_by_id::v3::Request::new(room_id.to_owned()),
+                Identity::user(user_id),
+            )
+        };
+        match join().await {
+            Ok(_) => {}
+            Err(e) if e.status() == Some(403) && user_id != self.bot_user_id => {
+                self.send(
+                    membership::invite_user::v3::Request::new(
+                        room_id.to_owned(),
+                        membership::invite_user::v3::InviteUserId::new(user_id.to_owned()).into(),
+                    ),
+                    Identity::bot(),
+                )
+                .await?;
+                join().await?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.remember_membership(room_id, user_id, true).await;
+        Ok(())
+    }
+
+    /// Joins a room by id or alias as `identity`; returns the room id.
+    pub async fn join(
+        &self,
+        room: &RoomOrAliasId,
+        identity: Identity<'_>,
+    ) -> Result<OwnedRoomId, ClientError> {
+        let response = self
+            .send(
+                membership::join_room_by_id_or_alias::v3::Request::new(room.to_owned()),
+                identity,
+            )
+            .await?;
+        let user = identity.user_id.unwrap_or(&self.bot_user_id);
+        self.remember_membership(&response.room_id, user, true).await;
+        Ok(response.room_id)
+    }
+
+    /// Updates the membership cache (failures are logged: the cache only saves requests).
+    pub async fn remember_membership(&self, room_id: &RoomId, user_id: &UserId, joined: bool) {
+        if let Err(e) = self
+            .store
+            .set_member(room_id.as_str(), user_id.as_str(), joined)
+            .await
+        {
+            tracing::warn!(%room_id, %user_id, error = %e, "cannot remember membership");
+        }
+    }
+
+    /// Sends a message as `identity` with the given transaction id; `ts` sets the event's
+    /// timestamp (appservices only, e.g. for messages bridged late).
+    pub async fn send_message(
+        &self,
+        room_id: &RoomId,
+        txn_id: OwnedTransactionId,
+        content: &RoomMessageEventContent,
+        identity: Identity<'_>,
+        ts: Option<MilliSecondsSinceUnixEpoch>,
+    ) -> Result<OwnedEventId, ClientError> {
+        let request = message::send_message_event::v3::Request::new_raw(
+            room_id.to_owned(),
+            txn_id,
+            MessageLikeEventType::RoomMessage,
+            ruma::serde::Raw::new(content)
+                .map_err(|e| ClientError::Build {
+                    endpoint: "message::send_message_event",
+                    message: e.to_string(),
+                })?
+                .cast_unchecked(),
+        );
+        let query: Vec<(&str, String)> = ts.map(|t| ("ts", t.get().to_string())).into_iter().collect();
+        Ok(self.send_with_query(request, identity, &query).await?.event_id)
+    }
+}
+
+/// The response with its body borrowed, as ruma's decoders take it.
+fn borrow_body(response: &http::Response<bytes::Bytes>) -> http::Response<&[u8]> {
+    let mut out = http::Response::new(response.body().as_ref());
+    *out.status_mut() = response.status();
+    out.headers_mut().clone_from(response.headers());
+    out
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_txn_ids_are_stable_and_distinct() {
+        let a = derive_txn_id(&["echo", "$event", "reply"]);
+        assert_eq!(a, derive_txn_id(&["echo", "$event", "reply"]));
+        assert_ne!(a, derive_txn_id(&["echo", "$event", "reply2"]));
+        assert_ne!(derive_txn_id(&["ab", "c"]), derive_txn_id(&["a", "bc"]));
+        assert!(a.as_str().len() <= 32);
+    }
+
+    #[test]
+    fn endpoint_names_are_short() {
+        assert_eq!(
+            endpoint_name::<membership::join_room_by_id::v3::Request>(),
+            "membership::join_room_by_id"
+        );
+    }
+}

@@ -1,0 +1,684 @@
+//! Switchboard's configuration: one YAML file, documented defaults, environment overrides, and
+//! validation whose errors name the field, the value and what is expected.
+//!
+//! Environment overrides: `SWITCHBOARD_<SECTION>__<FIELD>` (double underscore between levels,
+//! e.g. `SWITCHBOARD_HOMESERVER__URL`); append `_FILE` to read the value from a file (for secrets,
+//! e.g. `SWITCHBOARD_DATABASE__URL_FILE=/run/secrets/db`). The operator's file is never rewritten.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_norway::Value;
+
+/// The example configuration shipped at the repository root; kept in sync by a test.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../example-config.yaml");
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "SWITCHBOARD_";
+
+/// Errors loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        /// Path of the file.
+        path: String,
+        /// Underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML does not parse, or a field has the wrong type or is unknown.
+    #[error("config field `{field}`: {message}")]
+    Parse {
+        /// Dotted path of the field (`.` for the document itself).
+        field: String,
+        /// What went wrong, from the parser.
+        message: String,
+    },
+    /// A field parses but its value is not acceptable.
+    #[error("config field `{field}` is '{value}', but {expected}")]
+    Invalid {
+        /// Dotted path of the field.
+        field: String,
+        /// The value found (secrets are never shown).
+        value: String,
+        /// What is expected instead.
+        expected: String,
+    },
+    /// An environment override could not be applied.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable's name.
+        var: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn invalid(field: &str, value: impl fmt::Display, expected: &str) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_owned(),
+        value: value.to_string(),
+        expected: expected.to_owned(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The homeserver Switchboard serves.
+    pub homeserver: HomeserverConfig,
+    /// How the homeserver reaches Switchboard, and the registration.
+    pub appservice: AppserviceConfig,
+    /// Where state is kept.
+    pub database: DatabaseConfig,
+    /// Directory for the SQLite database and other local state; relative to the config file.
+    pub data_dir: PathBuf,
+    /// The durable inbox of incoming transactions.
+    pub inbox: InboxConfig,
+    /// The Client-Server API client (retries, timeouts).
+    pub client: ClientConfig,
+    /// Prometheus metrics and health endpoints.
+    pub metrics: MetricsConfig,
+    /// Log output.
+    pub logging: LoggingConfig,
+    /// One section per bot plug-in, keyed by the bot's id.
+    pub bots: BTreeMap<String, PluginSection>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            homeserver: HomeserverConfig::default(),
+            appservice: AppserviceConfig::default(),
+            database: DatabaseConfig::default(),
+            data_dir: PathBuf::from("data"),
+            inbox: InboxConfig::default(),
+            client: ClientConfig::default(),
+            metrics: MetricsConfig::default(),
+            logging: LoggingConfig::default(),
+            bots: BTreeMap::from([(
+                "echo".to_owned(),
+                PluginSection {
+                    enabled: true,
+                    settings: BTreeMap::new(),
+                },
+            )]),
+        }
+    }
+}
+
+/// The homeserver section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HomeserverConfig {
+    /// Base URL of the Client-Server API as Switchboard reaches it.
+    pub url: String,
+    /// The homeserver's server name (the part after `:` in user ids).
+    pub server_name: String,
+}
+
+impl Default for HomeserverConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8008".to_owned(),
+            server_name: "example.org".to_owned(),
+        }
+    }
+}
+
+/// The appservice section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppserviceConfig {
+    /// Appservice id in the registration.
+    pub id: String,
+    /// Address the Application Service API listens on.
+    pub listen: SocketAddr,
+    /// URL the homeserver uses to reach that listener (written into the registration).
+    pub url: String,
+    /// Path of the registration file; relative to the config file.
+    pub registration: PathBuf,
+    /// Localpart of the bot user; empty picks a random one when the registration is generated.
+    pub bot_localpart: String,
+    /// Display name set on the bot user at start-up (empty leaves it alone).
+    pub bot_displayname: String,
+    /// Whether the bot joins rooms it is invited to.
+    pub accept_invites: bool,
+    /// Receive ephemeral events (typing, receipts, presence).
+    pub ephemeral_events: bool,
+    /// Receive MSC3202 device lists and one-time-key counts.
+    pub msc3202: bool,
+    /// Largest transaction body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AppserviceConfig {
+    fn default() -> Self {
+        Self {
+            id: "switchboard".to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 29300)),
+            url: "http://127.0.0.1:29300".to_owned(),
+            registration: PathBuf::from("registration.yaml"),
+            bot_localpart: String::new(),
+            bot_displayname: "Switchboard".to_owned(),
+            accept_invites: true,
+            ephemeral_events: true,
+            msc3202: false,
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// How durably SQLite commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// fsync on every commit: an acknowledged transaction survives power loss.
+    Full,
+    /// fsync at checkpoints: survives a crash of Switchboard, not a power loss.
+    Normal,
+}
+
+/// The database section.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`; empty means `switchboard.db` in `data_dir`.
+    pub url: String,
+    /// Most connections in the pool.
+    pub max_connections: u32,
+    /// SQLite durability (ignored for PostgreSQL).
+    pub sqlite_synchronous: SqliteSync,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url_password(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .finish()
+    }
+}
+
+/// The URL with any password replaced, for logs and errors.
+#[must_use]
+pub fn redact_url_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Setting a password only fails for URLs that cannot have one, excluded above.
+            let _ = parsed.set_password(Some("<redacted>"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 8,
+            sqlite_synchronous: SqliteSync::Normal,
+        }
+    }
+}
+
+/// The inbox section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboxConfig {
+    /// Unhandled events above which new transactions wait before being acknowledged.
+    pub high_water_mark: usize,
+    /// Longest a transaction waits for room below the high-water mark before the homeserver is
+    /// told to retry later (503).
+    pub backpressure_timeout_secs: u64,
+    /// How long transaction ids are remembered for de-duplication.
+    pub txn_retention_days: u32,
+    /// Longest pause between retries of an event whose handling failed transiently.
+    pub retry_max_secs: u64,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        Self {
+            high_water_mark: 10_000,
+            backpressure_timeout_secs: 30,
+            txn_retention_days: 7,
+            retry_max_secs: 60,
+        }
+    }
+}
+
+/// The homeserver client section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Retries of one request after 429, 5xx or a connection error, before giving up.
+    pub max_retries: u32,
+    /// First backoff pause, in milliseconds; doubled on every retry, with jitter.
+    pub initial_backoff_ms: u64,
+    /// Longest backoff pause, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Timeout of one request, in seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 10,
+            initial_backoff_ms: 250,
+            max_backoff_ms: 30_000,
+            request_timeout_secs: 60,
+        }
+    }
+}
+
+/// The metrics section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`, `/health` and `/ready`.
+    pub enabled: bool,
+    /// Address of that listener (separate from the appservice listener).
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 29301)),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The logging section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `info,switchboard_framework=debug`.
+    pub filter: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// A plug-in's section: `enabled` plus the plug-in's own settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PluginSection {
+    /// Whether the plug-in runs.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The plug-in's own settings, parsed by the plug-in.
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, Value>,
+}
+
+impl Config {
+    /// Loads the file, applies `SWITCHBOARD_…` overrides from the process environment,
+    /// resolves relative paths against the file's directory and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        let mut config = Self::parse(&text, env)?;
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses YAML text plus environment overrides, without validating.
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut doc: Value = if text.trim().is_empty() {
+            Value::Mapping(serde_norway::Mapping::new())
+        } else {
+            serde_norway::from_str(text).map_err(|e| ConfigError::Parse {
+                field: ".".to_owned(),
+                message: e.to_string(),
+            })?
+        };
+        if doc.is_null() {
+            doc = Value::Mapping(serde_norway::Mapping::new());
+        }
+        apply_env(&mut doc, env)?;
+        serde_path_to_error::deserialize(doc).map_err(|e| ConfigError::Parse {
+            field: e.path().to_string(),
+            message: e.inner().to_string(),
+        })
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if self.data_dir.as_os_str().is_empty() {
+            self.data_dir = PathBuf::from("data");
+        }
+        if self.data_dir.is_relative() {
+            self.data_dir = base.join(&self.data_dir);
+        }
+        if self.appservice.registration.is_relative() {
+            self.appservice.registration = base.join(&self.appservice.registration);
+        }
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data directory.
+    #[must_use]
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("switchboard.db").display()
+            )
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Checks every value; errors name the field, the value and what is expected.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let hs = &self.homeserver;
+        let hs_url = url::Url::parse(&hs.url).map_err(|e| {
+            invalid(
+                "homeserver.url",
+                &hs.url,
+                &format!("an http(s) URL such as http://127.0.0.1:8008 is expected ({e})"),
+            )
+        })?;
+        if !matches!(hs_url.scheme(), "http" | "https") {
+            return Err(invalid(
+                "homeserver.url",
+                &hs.url,
+                "an http:// or https:// URL is expected",
+            ));
+        }
+        if is_placeholder(&hs.server_name) || hs_url.host_str().is_some_and(is_placeholder) {
+            return Err(invalid(
+                "homeserver",
+                format!("{} / {}", hs.server_name, hs.url),
+                "these are the example placeholders: set homeserver.server_name and \
+                 homeserver.url to your homeserver's",
+            ));
+        }
+        if hs.server_name.is_empty() || hs.server_name.contains(['/', ' ', '@']) {
+            return Err(invalid(
+                "homeserver.server_name",
+                &hs.server_name,
+                "a server name such as matrix.org or localhost:8448 is expected",
+            ));
+        }
+        let asv = &self.appservice;
+        if asv.id.is_empty() {
+            return Err(invalid("appservice.id", "", "a non-empty id is expected"));
+        }
+        match url::Url::parse(&asv.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(invalid(
+                    "appservice.url",
+                    &asv.url,
+                    "the http(s) URL at which the homeserver reaches appservice.listen is expected",
+                ));
+            }
+        }
+        if !asv.bot_localpart.is_empty()
+            && !switchboard_registration::is_valid_localpart(&asv.bot_localpart)
+        {
+            return Err(invalid(
+                "appservice.bot_localpart",
+                &asv.bot_localpart,
+                "lower-case letters, digits and ._=-/+ only",
+            ));
+        }
+        if asv.max_body_bytes < 64 * 1024 {
+            return Err(invalid(
+                "appservice.max_body_bytes",
+                asv.max_body_bytes,
+                "at least 65536 is expected (homeserver transactions can be large)",
+            ));
+        }
+        let db = self.database_url();
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(invalid(
+                "database.url",
+                redact_url_password(&db),
+                "a sqlite://PATH or postgres://USER@HOST/DB URL is expected",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", 0, "at least 1 is expected"));
+        }
+        if self.inbox.high_water_mark == 0 {
+            return Err(invalid("inbox.high_water_mark", 0, "at least 1 is expected"));
+        }
+        if self.client.initial_backoff_ms == 0
+            || self.client.max_backoff_ms < self.client.initial_backoff_ms
+        {
+            return Err(invalid(
+                "client.max_backoff_ms",
+                self.client.max_backoff_ms,
+                "a positive client.initial_backoff_ms no larger than client.max_backoff_ms is expected",
+            ));
+        }
+        if self.client.request_timeout_secs == 0 {
+            return Err(invalid("client.request_timeout_secs", 0, "at least 1 is expected"));
+        }
+        if self.metrics.enabled && self.metrics.listen == asv.listen {
+            return Err(invalid(
+                "metrics.listen",
+                self.metrics.listen,
+                "an address different from appservice.listen is expected",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_placeholder(host: &str) -> bool {
+    let host = host.split(':').next().unwrap_or(host);
+    host == "example.org" || host.ends_with(".example.org")
+}
+
+/// The top-level keys an environment override may address.
+const SECTIONS: &[&str] = &[
+    "homeserver",
+    "appservice",
+    "database",
+    "data_dir",
+    "inbox",
+    "client",
+    "metrics",
+    "logging",
+    "bots",
+];
+
+fn apply_env(
+    doc: &mut Value,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let mut vars: Vec<_> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    for (var, raw) in vars {
+        let mut key = var[ENV_PREFIX.len()..].to_ascii_lowercase();
+        let value = if let Some(stripped) = key.strip_suffix("_file") {
+            key = stripped.to_owned();
+            let text = std::fs::read_to_string(&raw).map_err(|e| ConfigError::Env {
+                var: var.clone(),
+                message: format!("cannot read {raw}: {e}"),
+            })?;
+            Value::String(text.trim_end_matches(['\n', '\r']).to_owned())
+        } else {
+            serde_norway::from_str::<Value>(&raw)
+                .ok()
+                .filter(|v| !matches!(v, Value::Mapping(_) | Value::Sequence(_) | Value::Null))
+                .unwrap_or(Value::String(raw))
+        };
+        let path: Vec<&str> = key.split("__").collect();
+        if !SECTIONS.contains(&path[0]) {
+            continue;
+        }
+        set_path(doc, &path, value).map_err(|message| ConfigError::Env {
+            var: var.clone(),
+            message,
+        })?;
+    }
+    Ok(())
+}
+
+fn set_path(doc: &mut Value, path: &[&str], value: Value) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else {
+        return Ok(());
+    };
+    let mut node = doc;
+    for part in parents {
+        let Value::Mapping(map) = node else {
+            return Err(format!("`{part}` is inside a value that is not a section"));
+        };
+        node = map
+            .entry(Value::String((*part).to_owned()))
+            .or_insert_with(|| Value::Mapping(serde_norway::Mapping::new()));
+    }
+    let Value::Mapping(map) = node else {
+        return Err(format!("`{last}` is inside a value that is not a section"));
+    };
+    map.insert(Value::String((*last).to_owned()), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid_yaml() -> &'static str {
+        "homeserver:\n  url: http://127.0.0.1:8008\n  server_name: localhost\n"
+    }
+
+    #[test]
+    fn example_config_parses_to_the_documented_defaults() {
+        let parsed = Config::parse(EXAMPLE_CONFIG, []).expect("example config parses");
+        assert_eq!(parsed, Config::default(), "example-config.yaml drifted from the defaults");
+    }
+
+    #[test]
+    fn example_config_documents_every_field() {
+        fn keys(prefix: &str, v: &Value, out: &mut Vec<String>) {
+            if let Value::Mapping(m) = v {
+                for (k, v) in m {
+                    let k = format!("{prefix}{}", k.as_str().unwrap_or("?"));
+                    keys(&format!("{k}."), v, out);
+                    out.push(k);
+                }
+            }
+        }
+        let defaults = serde_norway::to_value(Config::default()).expect("serialises");
+        let example: Value = serde_norway::from_str(EXAMPLE_CONFIG).expect("parses");
+        let (mut want, mut have) = (Vec::new(), Vec::new());
+        keys("", &defaults, &mut want);
+        keys("", &example, &mut have);
+        let missing: Vec<_> = want.iter().filter(|k| !have.contains(k)).collect();
+        assert!(missing.is_empty(), "example-config.yaml lacks {missing:?}");
+    }
+
+    #[test]
+    fn example_placeholders_are_refused() {
+        let err = Config::parse(EXAMPLE_CONFIG, [])
+            .expect("parses")
+            .validate()
+            .expect_err("placeholders refused")
+            .to_string();
+        assert!(err.contains("example.org") && err.contains("server_name"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field_and_value() {
+        let err = Config::parse("inbox:\n  high_water_mark: lots\n", [])
+            .expect_err("wrong type")
+            .to_string();
+        assert!(err.contains("inbox.high_water_mark") && err.contains("lots"), "{err}");
+        let err = Config::parse("appservice:\n  lisen: 1\n", [])
+            .expect_err("unknown field")
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_field_value_and_expectation() {
+        let mut c = Config::parse(valid_yaml(), []).expect("parses");
+        c.validate().expect("valid");
+        c.homeserver.url = "matrix.localhost".into();
+        let err = c.validate().expect_err("bad url").to_string();
+        assert!(err.contains("homeserver.url") && err.contains("matrix.localhost") && err.contains("expected"), "{err}");
+        let mut c = Config::parse(valid_yaml(), []).expect("parses");
+        c.database.url = "mysql://x".into();
+        let err = c.validate().expect_err("bad db").to_string();
+        assert!(err.contains("database.url") && err.contains("mysql://x"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_nested_fields_and_reads_secret_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("db");
+        std::fs::write(&secret, "postgres://sb:hunter2@db/sb\n").expect("write");
+        let env = [
+            ("SWITCHBOARD_HOMESERVER__SERVER_NAME".to_owned(), "env.test".to_owned()),
+            ("SWITCHBOARD_INBOX__HIGH_WATER_MARK".to_owned(), "42".to_owned()),
+            ("SWITCHBOARD_DATABASE__URL_FILE".to_owned(), secret.display().to_string()),
+            ("SWITCHBOARD_SYNAPSE_VENV".to_owned(), "/ignored".to_owned()),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ];
+        let c = Config::parse(valid_yaml(), env).expect("parses");
+        assert_eq!(c.homeserver.server_name, "env.test");
+        assert_eq!(c.inbox.high_water_mark, 42);
+        assert_eq!(c.database.url, "postgres://sb:hunter2@db/sb");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn relative_paths_are_resolved_against_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, valid_yaml()).expect("write");
+        let c = Config::load_with_env(&path, []).expect("loads");
+        assert_eq!(c.data_dir, dir.path().join("data"));
+        assert_eq!(c.appservice.registration, dir.path().join("registration.yaml"));
+        assert!(c.database_url().ends_with("data/switchboard.db"));
+    }
+}

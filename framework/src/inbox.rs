@@ -1,0 +1,395 @@
+//! The durable inbox: transactions are stored (txn id unique, events included, one database
+//! transaction) before they are acknowledged, then drained into per-room ordered queues.
+//!
+//! Events of one room are handled in arrival order by one actor; different rooms run in
+//! parallel. An event stays in the inbox until its handling is recorded as done, so a crash at
+//! any point means it is handled again after the restart (at least once); the deterministic
+//! transaction ids of what handlers send make the visible effect happen once. When more than
+//! `high_water_mark` events are unhandled, new transactions wait before being acknowledged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Mutex, Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::InboxConfig;
+use crate::metrics::Metrics;
+use crate::store::{InboxRow, NewInboxEvent, Store, StoreError};
+
+/// Completed events are recorded in batches of at most this many.
+const DONE_BATCH: usize = 1024;
+/// Room actors idle for this long are stopped.
+const ACTOR_IDLE: Duration = Duration::from_secs(30);
+
+/// An event taken from the inbox for handling.
+#[derive(Clone, Debug)]
+pub struct InboxItem {
+    /// Arrival order.
+    pub seq: i64,
+    /// Which list of the transaction it came from (`pdu`, `ephemeral`, `to_device`, …).
+    pub kind: Arc<str>,
+    /// The room, if any: the ordering key.
+    pub room_id: Option<Arc<str>>,
+    /// The event's JSON as received.
+    pub body: Arc<str>,
+    /// When it was accepted (for the handling-latency histogram).
+    pub accepted_at: Instant,
+}
+
+impl InboxItem {
+    fn from_row(row: InboxRow) -> Self {
+        Self {
+            seq: row.seq,
+            kind: row.kind.into(),
+            room_id: row.room_id.map(Into::into),
+            body: row.body.into(),
+            accepted_at: Instant::now(),
+        }
+    }
+}
+
+/// Why the handling of an event failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// It may succeed later (homeserver down, rate-limited, remote network outage): retried.
+    #[error("{0} (will retry)")]
+    Transient(String),
+    /// It will never succeed: recorded in `inbox_failed` and skipped.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// What handles events taken from the inbox (the plug-in host).
+#[async_trait::async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    /// Handles one event; called again after a restart if the process died before it returned.
+    async fn handle(&self, item: &InboxItem) -> Result<(), HandleError>;
+}
+
+/// Outcome of offering a transaction to the inbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored; it will be handled.
+    New,
+    /// Seen before; nothing was stored.
+    Duplicate,
+}
+
+/// Why a transaction could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The inbox stayed above the high-water mark for the whole back-pressure timeout.
+    #[error("the inbox is full ({depth} unhandled events); try again later")]
+    Busy {
+        /// Unhandled events.
+        depth: usize,
+    },
+    /// The database failed; nothing was stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Switchboard is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+struct Shared {
+    store: Store,
+    config: InboxConfig,
+    metrics: Metrics,
+    depth: AtomicUsize,
+    room_for_more: Notify,
+    /// Serialises insert + hand-off so that arrival order equals sequence order.
+    accept_lock: Mutex<mpsc::UnboundedSender<InboxItem>>,
+    done_tx: mpsc::UnboundedSender<i64>,
+    shutdown: CancellationToken,
+}
+
+/// Handle to the inbox, cheap to clone.
+#[derive(Clone)]
+pub struct Inbox {
+    shared: Arc<Shared>,
+}
+
+/// The running inbox tasks; [`InboxTasks::finish`] waits for them after shutdown.
+pub struct InboxTasks {
+    tracker: TaskTracker,
+}
+
+impl InboxTasks {
+    /// Waits until the router, every room actor and the completion writer have stopped (all
+    /// in-flight handling finished and recorded).
+    pub async fn finish(self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Inbox {
+    /// Starts the inbox: loads what a previous run left unhandled, then dispatches it and
+    /// everything accepted later to `handler`, until `shutdown`.
+    pub async fn start(
+        store: Store,
+        config: InboxConfig,
+        metrics: Metrics,
+        handler: Arc<dyn EventHandler>,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, InboxTasks), StoreError> {
+        let pending = store.inbox_pending().await?;
+        if !pending.is_empty() {
+            tracing::info!(events = pending.len(), "resuming events left unhandled by the previous run");
+        }
+        let tracker = TaskTracker::new();
+        let (item_tx, item_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            config,
+            metrics: metrics.clone(),
+            depth: AtomicUsize::new(pending.len()),
+            room_for_more: Notify::new(),
+            accept_lock: Mutex::new(item_tx.clone()),
+            done_tx,
+            shutdown: shutdown.clone(),
+        });
+        metrics.inbox_depth.set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
+        for row in pending {
+            // The receiver is alive: it is moved into the router below.
+            let _ = item_tx.send(InboxItem::from_row(row));
+        }
+        drop(item_tx);
+        tracker.spawn(record_done(store.clone(), done_rx));
+        tracker.spawn(route(
+            Arc::clone(&shared),
+            item_rx,
+            handler,
+            tracker.clone(),
+        ));
+        tracker.spawn(prune_txn_ids(Arc::clone(&shared)));
+        Ok((Self { shared }, InboxTasks { tracker }))
+    }
+
+    /// Number of accepted events not yet handled.
+    #[must_use]
+    pub fn depth(&self) -> usize {
+        self.shared.depth.load(Ordering::Acquire)
+    }
+
+    /// Stores a transaction's events (waiting first while the inbox is above the high-water
+    /// mark), then queues them for handling. Returns once the transaction is durable.
+    pub async fn accept(
+        &self,
+        txn_id: &str,
+        events: Vec<NewInboxEvent>,
+    ) -> Result<Accepted, AcceptError> {
+        let shared = &self.shared;
+        let deadline = Instant::now() + Duration::from_secs(shared.config.backpressure_timeout_secs);
+        loop {
+            let notified = shared.room_for_more.notified();
+            let depth = self.depth();
+            if depth < shared.config.high_water_mark {
+                break;
+            }
+            if shared.shutdown.is_cancelled() {
+                return Err(AcceptError::ShuttingDown);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(AcceptError::Busy { depth });
+            }
+            tracing::debug!(depth, "inbox above the high-water mark, delaying the acknowledgement");
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(deadline - now) => {}
+                () = shared.shutdown.cancelled() => return Err(AcceptError::ShuttingDown),
+            }
+        }
+        let sender = shared.accept_lock.lock().await;
+        let Some(seqs) = shared.store.inbox_insert(txn_id, now_ms(), &events).await? else {
+            return Ok(Accepted::Duplicate);
+        };
+        let accepted_at = Instant::now();
+        let count = seqs.len();
+        shared.depth.fetch_add(count, Ordering::AcqRel);
+        shared.metrics.inbox_depth.add(i64::try_from(count).unwrap_or(0));
+        for (seq, event) in seqs.into_iter().zip(events) {
+            let item = InboxItem {
+                seq,
+                kind: event.kind.into(),
+                room_id: event.room_id.map(Into::into),
+                body: event.body.into(),
+                accepted_at,
+            };
+            if sender.send(item).is_err() {
+                // The router stopped (shutdown): the event is stored and resumes after restart.
+                break;
+            }
+        }
+        Ok(Accepted::New)
+    }
+}
+
+struct RoomActor {
+    tx: mpsc::UnboundedSender<InboxItem>,
+    pending: Arc<AtomicUsize>,
+    last_used: Instant,
+}
+
+/// Hands items to one actor per room, creating actors on demand and reaping idle ones.
+async fn route(
+    shared: Arc<Shared>,
+    mut items: mpsc::UnboundedReceiver<InboxItem>,
+    handler: Arc<dyn EventHandler>,
+    tracker: TaskTracker,
+) {
+    let mut actors: HashMap<Arc<str>, RoomActor> = HashMap::new();
+    let no_room: Arc<str> = Arc::from("");
+    let mut reap = tokio::time::interval(ACTOR_IDLE);
+    loop {
+        let item = tokio::select! {
+            biased;
+            () = shared.shutdown.cancelled() => break,
+            item = items.recv() => match item {
+                Some(item) => item,
+                None => break,
+            },
+            _ = reap.tick() => {
+                let now = Instant::now();
+                actors.retain(|_, a| {
+                    a.pending.load(Ordering::Acquire) > 0 || now.duration_since(a.last_used) < ACTOR_IDLE
+                });
+                continue;
+            }
+        };
+        let key = item.room_id.clone().unwrap_or_else(|| Arc::clone(&no_room));
+        let actor = actors.entry(Arc::clone(&key)).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let pending = Arc::new(AtomicUsize::new(0));
+            tracker.spawn(run_room(
+                Arc::clone(&shared),
+                rx,
+                Arc::clone(&handler),
+                Arc::clone(&pending),
+            ));
+            RoomActor {
+                tx,
+                pending,
+                last_used: Instant::now(),
+            }
+        });
+        actor.pending.fetch_add(1, Ordering::AcqRel);
+        actor.last_used = Instant::now();
+        if actor.tx.send(item).is_err() {
+            break;
+        }
+    }
+    // Dropping the senders lets every actor finish the event in hand and stop.
+}
+
+/// Handles one room's events strictly in order.
+async fn run_room(
+    shared: Arc<Shared>,
+    mut items: mpsc::UnboundedReceiver<InboxItem>,
+    handler: Arc<dyn EventHandler>,
+    pending: Arc<AtomicUsize>,
+) {
+    while let Some(item) = items.recv().await {
+        if shared.shutdown.is_cancelled() {
+            // Not started: it stays in the inbox and is handled after the restart.
+            break;
+        }
+        let span = tracing::info_span!("event", seq = item.seq, kind = %item.kind, room_id = item.room_id.as_deref().unwrap_or(""));
+        let finished = handle_until_settled(&shared, handler.as_ref(), &item)
+            .instrument(span)
+            .await;
+        pending.fetch_sub(1, Ordering::AcqRel);
+        if !finished {
+            break;
+        }
+        shared
+            .metrics
+            .handling_seconds
+            .observe(item.accepted_at.elapsed().as_secs_f64());
+        shared.depth.fetch_sub(1, Ordering::AcqRel);
+        shared.metrics.inbox_depth.dec();
+        shared.room_for_more.notify_waiters();
+    }
+}
+
+/// Handles an event, retrying transient failures with backoff. Returns `false` when shutdown
+/// interrupted the retries (the event stays in the inbox).
+async fn handle_until_settled(shared: &Shared, handler: &dyn EventHandler, item: &InboxItem) -> bool {
+    let mut pause = Duration::from_millis(500);
+    let max_pause = Duration::from_secs(shared.config.retry_max_secs.max(1));
+    loop {
+        match handler.handle(item).await {
+            Ok(()) => {
+                // The writer only stops after every actor has stopped.
+                let _ = shared.done_tx.send(item.seq);
+                return true;
+            }
+            Err(HandleError::Permanent(error)) => {
+                tracing::error!(seq = item.seq, %error, "event handling failed permanently; kept in inbox_failed");
+                shared.metrics.events_failed.inc();
+                if let Err(e) = shared.store.inbox_fail(item.seq, &error, now_ms()).await {
+                    tracing::error!(seq = item.seq, error = %e, "cannot record the failed event");
+                }
+                return true;
+            }
+            Err(HandleError::Transient(error)) => {
+                shared.metrics.handling_retries.inc();
+                tracing::warn!(seq = item.seq, %error, ?pause, "event handling failed, retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shared.shutdown.cancelled() => return false,
+                }
+                pause = (pause * 2).min(max_pause);
+            }
+        }
+    }
+}
+
+/// Records completed events in batches; flushes everything before stopping.
+async fn record_done(store: Store, mut done: mpsc::UnboundedReceiver<i64>) {
+    let mut batch = Vec::with_capacity(DONE_BATCH);
+    while done.recv_many(&mut batch, DONE_BATCH).await > 0 {
+        let mut attempt = 0u32;
+        while let Err(e) = store.inbox_done(&batch).await {
+            attempt += 1;
+            tracing::error!(error = %e, attempt, "cannot record handled events; retrying");
+            if attempt >= 20 {
+                // They will be handled once more after a restart; their sends are idempotent.
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+        }
+        batch.clear();
+    }
+}
+
+/// Forgets transaction ids older than the retention, hourly.
+async fn prune_txn_ids(shared: Arc<Shared>) {
+    let retention_ms = i64::from(shared.config.txn_retention_days) * 86_400_000;
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shared.shutdown.cancelled() => return,
+        }
+        match shared.store.inbox_prune_txns(now_ms() - retention_ms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "forgot old transaction ids"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune old transaction ids"),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The Switchboard runtime: configuration, the durable inbox, the Application Service API
+//! server, the homeserver client, metrics, and the host that runs plug-ins (bridges and bots).
+//!
+//! A plug-in depends on this crate only; everything it needs is re-exported here.
+
+pub mod appservice;
+pub mod client;
+pub mod config;
+pub mod inbox;
+pub mod metrics;
+pub mod plugin;
+pub mod runtime;
+pub mod store;
+pub mod telemetry;
+
+pub use async_trait::async_trait;
+pub use client::{ClientError, HomeserverClient, Identity, derive_txn_id};
+pub use config::Config;
+pub use inbox::HandleError;
+pub use plugin::{Bot, BotContext, RoomEvent};
+pub use ruma;
+pub use serde_json;
+pub use switchboard_registration::{Namespace, Namespaces};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,293 @@
+//! Prometheus metrics, and the separate listener that serves `/metrics`, `/health` and `/ready`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Event types counted under their own label; anything else is counted as `other` so that a
+/// remote party cannot blow up the label set.
+const KNOWN_EVENT_TYPES: &[&str] = &[
+    "m.room.message",
+    "m.room.member",
+    "m.room.create",
+    "m.room.name",
+    "m.room.topic",
+    "m.room.avatar",
+    "m.room.power_levels",
+    "m.room.join_rules",
+    "m.room.history_visibility",
+    "m.room.redaction",
+    "m.room.encrypted",
+    "m.room.tombstone",
+    "m.reaction",
+    "m.sticker",
+    "m.typing",
+    "m.receipt",
+    "m.presence",
+];
+
+/// All of Switchboard's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Transactions received, by outcome (`new`, `duplicate`, `rejected`).
+    pub transactions: IntCounterVec,
+    /// Events received, by list (`pdu`, `ephemeral`, …) and type.
+    pub events: IntCounterVec,
+    /// Events that did not decode and were skipped, by list.
+    pub events_invalid: IntCounterVec,
+    /// Time from an event's arrival to its handling being done.
+    pub handling_seconds: Histogram,
+    /// Events whose handling failed permanently.
+    pub events_failed: IntCounter,
+    /// Handling attempts that failed for a passing reason and will be retried.
+    pub handling_retries: IntCounter,
+    /// Client-Server API calls by endpoint and HTTP status (`error` for no response).
+    pub homeserver_requests: IntCounterVec,
+    /// Client-Server API call duration by endpoint.
+    pub homeserver_request_seconds: HistogramVec,
+    /// Client-Server API retries by endpoint and reason.
+    pub homeserver_retries: IntCounterVec,
+    /// Events in the inbox not yet handled.
+    pub inbox_depth: IntGauge,
+    /// Seconds since the last transaction arrived (updated at scrape time).
+    last_transaction_age: IntGauge,
+    last_transaction_at: Arc<AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    // Names are static and distinct, so registration cannot collide.
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    #[must_use]
+    #[allow(clippy::too_many_lines)]
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let transactions = counter_vec(
+            "switchboard_transactions_total",
+            "Transactions received from the homeserver, by outcome.",
+            &["outcome"],
+        );
+        let events = counter_vec(
+            "switchboard_events_total",
+            "Events received from the homeserver, by list and type.",
+            &["list", "type"],
+        );
+        let events_invalid = counter_vec(
+            "switchboard_events_invalid_total",
+            "Events that did not decode and were skipped, by list.",
+            &["list"],
+        );
+        let homeserver_requests = counter_vec(
+            "switchboard_homeserver_requests_total",
+            "Client-Server API calls, by endpoint and HTTP status.",
+            &["endpoint", "status"],
+        );
+        let homeserver_retries = counter_vec(
+            "switchboard_homeserver_retries_total",
+            "Client-Server API retries, by endpoint and reason.",
+            &["endpoint", "reason"],
+        );
+        let handling_seconds = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchboard_event_handling_seconds",
+                    "Time from an event's arrival to its handling being done.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    5.0, 10.0, 30.0,
+                ]),
+            )
+            .expect("valid metric"),
+        );
+        let homeserver_request_seconds = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "switchboard_homeserver_request_seconds",
+                    "Client-Server API call duration, by endpoint.",
+                )
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+                &["endpoint"],
+            )
+            .expect("valid metric"),
+        );
+        let events_failed = register(
+            &registry,
+            IntCounter::new(
+                "switchboard_events_failed_total",
+                "Events whose handling failed permanently (kept in the inbox_failed table).",
+            )
+            .expect("valid metric"),
+        );
+        let handling_retries = register(
+            &registry,
+            IntCounter::new(
+                "switchboard_event_handling_retries_total",
+                "Handling attempts that failed for a passing reason and were retried.",
+            )
+            .expect("valid metric"),
+        );
+        let inbox_depth = register(
+            &registry,
+            IntGauge::new(
+                "switchboard_inbox_depth",
+                "Events accepted from the homeserver and not yet handled.",
+            )
+            .expect("valid metric"),
+        );
+        let last_transaction_age = register(
+            &registry,
+            IntGauge::new(
+                "switchboard_last_transaction_age_seconds",
+                "Seconds since the last transaction arrived (-1: none since start).",
+            )
+            .expect("valid metric"),
+        );
+        Self {
+            registry,
+            transactions,
+            events,
+            events_invalid,
+            handling_seconds,
+            events_failed,
+            handling_retries,
+            homeserver_requests,
+            homeserver_request_seconds,
+            homeserver_retries,
+            inbox_depth,
+            last_transaction_age,
+            last_transaction_at: Arc::new(AtomicI64::new(-1)),
+        }
+    }
+
+    /// Counts one received event under a bounded type label.
+    pub fn count_event(&self, list: &str, event_type: &str) {
+        let label = if KNOWN_EVENT_TYPES.contains(&event_type) {
+            event_type
+        } else {
+            "other"
+        };
+        self.events.with_label_values(&[list, label]).inc();
+    }
+
+    /// Records that a transaction arrived now.
+    pub fn transaction_arrived(&self) {
+        self.last_transaction_at
+            .store(unix_seconds(), Ordering::Relaxed);
+    }
+
+    /// The metrics in Prometheus text format.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let at = self.last_transaction_at.load(Ordering::Relaxed);
+        self.last_transaction_age
+            .set(if at < 0 { -1 } else { unix_seconds() - at });
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+fn unix_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Readiness flag shared by the runtime and `/ready`.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Marks Switchboard ready (or not) to receive traffic.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether Switchboard is ready.
+    #[must_use]
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    metrics: Metrics,
+    ready: Readiness,
+}
+
+/// Serves `/metrics`, `/health` (the process is alive) and `/ready` (start-up checks passed and
+/// the inbox is being processed) on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    ready: Readiness,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/health", get(|| async { "OK" }))
+        .route("/ready", get(ready_state))
+        .with_state(MetricsState { metrics, ready });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Binds the metrics listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+async fn render_metrics(State(state): State<MetricsState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn ready_state(State(state): State<MetricsState>) -> impl IntoResponse {
+    if state.ready.get() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}

@@ -1,0 +1,298 @@
+//! The plug-in boundary for bots, and the host that hands them events from the inbox.
+//!
+//! A bot implements [`Bot`]: an id, the namespaces it needs, and a handler for room events.
+//! The host decodes each event once, keeps the membership cache of our users, accepts invites
+//! for the bot, never hands a bot what our own users sent (loop guard), and maps handler errors
+//! onto the inbox's retry policy.
+
+use std::sync::Arc;
+
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId,
+    RoomAliasId, ServerName, UserId,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use switchboard_registration::{NamespaceMatcher, Namespaces};
+
+use crate::appservice::{QueryHandler, list};
+use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
+use crate::inbox::{EventHandler, HandleError, InboxItem};
+
+pub use ruma;
+
+/// A room event (timeline or state) as delivered to plug-ins.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RoomEvent {
+    /// The event id.
+    pub event_id: OwnedEventId,
+    /// The room.
+    pub room_id: OwnedRoomId,
+    /// Who sent it.
+    pub sender: OwnedUserId,
+    /// The event type, e.g. `m.room.message`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The state key, for state events.
+    #[serde(default)]
+    pub state_key: Option<String>,
+    /// When the sender's homeserver received it.
+    pub origin_server_ts: MilliSecondsSinceUnixEpoch,
+    /// The content, as raw JSON; see [`RoomEvent::content_as`].
+    pub content: Box<RawValue>,
+}
+
+impl RoomEvent {
+    /// Decodes the content into a ruma content type (or any serde type).
+    pub fn content_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.content.get())
+    }
+
+    /// The body of a plain-text message (`m.room.message` with `msgtype: m.text`), if this is
+    /// one. Edits (`m.new_content`) are not plain messages.
+    #[must_use]
+    pub fn text_body(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Text {
+            msgtype: String,
+            body: String,
+            #[serde(rename = "m.new_content")]
+            new_content: Option<serde::de::IgnoredAny>,
+        }
+        if self.event_type != "m.room.message" {
+            return None;
+        }
+        let text: Text = self.content_as().ok()?;
+        (text.msgtype == "m.text" && text.new_content.is_none()).then_some(text.body)
+    }
+
+    /// The `membership` of an `m.room.member` event.
+    #[must_use]
+    pub fn membership(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Member {
+            membership: String,
+        }
+        if self.event_type != "m.room.member" {
+            return None;
+        }
+        self.content_as::<Member>().ok().map(|m| m.membership)
+    }
+}
+
+impl From<ClientError> for HandleError {
+    fn from(error: ClientError) -> Self {
+        if error.is_transient() {
+            HandleError::Transient(error.to_string())
+        } else {
+            HandleError::Permanent(error.to_string())
+        }
+    }
+}
+
+/// What a bot gets to act with.
+#[derive(Clone, Debug)]
+pub struct BotContext {
+    plugin_id: &'static str,
+    client: HomeserverClient,
+}
+
+impl BotContext {
+    /// The homeserver client (acts as the bot unless told otherwise).
+    #[must_use]
+    pub fn client(&self) -> &HomeserverClient {
+        &self.client
+    }
+
+    /// The bot's user id.
+    #[must_use]
+    pub fn bot_user_id(&self) -> &UserId {
+        self.client.bot_user_id()
+    }
+
+    /// A transaction id that is the same every time this plug-in answers `event` for
+    /// `purpose`, so that handling an event twice (after a crash) posts once.
+    #[must_use]
+    pub fn txn_id_for(&self, event: &RoomEvent, purpose: &str) -> OwnedTransactionId {
+        derive_txn_id(&[self.plugin_id, event.event_id.as_str(), purpose])
+    }
+
+    /// Replies to `event` with a plain-text message from the bot (a rich reply, `m.in_reply_to`).
+    pub async fn reply_text(&self, event: &RoomEvent, text: &str) -> Result<OwnedEventId, ClientError> {
+        use ruma::events::room::message::{Relation, RoomMessageEventContent};
+        use ruma::events::relation::Reply;
+        let mut content = RoomMessageEventContent::text_plain(text);
+        content.relates_to = Some(Relation::Reply(Reply::with_event_id(event.event_id.clone())));
+        self.client
+            .send_message(
+                &event.room_id,
+                self.txn_id_for(event, "reply"),
+                &content,
+                Identity::bot(),
+                None,
+            )
+            .await
+    }
+}
+
+/// A bot plug-in: sees the events of the rooms the bot is in.
+#[async_trait::async_trait]
+pub trait Bot: Send + Sync + 'static {
+    /// Stable id: used in the config (`bots.<id>`) and in derived transaction ids.
+    fn id(&self) -> &'static str;
+
+    /// The user and alias namespaces this bot needs on `server_name` (none by default).
+    fn namespaces(&self, _server_name: &ServerName) -> Namespaces {
+        Namespaces::default()
+    }
+
+    /// Handles a room event sent by someone other than Switchboard's own users.
+    /// Return [`HandleError::Transient`] to have it retried (in order) later.
+    async fn on_room_event(&self, ctx: &BotContext, event: &RoomEvent) -> Result<(), HandleError>;
+
+    /// Handles anything else the homeserver pushed (ephemeral, to-device, device lists…), by
+    /// list name (see [`crate::appservice::list`]). Ignored by default.
+    async fn on_other(&self, _ctx: &BotContext, _list: &str, _event: &RawValue) -> Result<(), HandleError> {
+        Ok(())
+    }
+
+    /// The homeserver asks whether a user of our namespace exists; create it and say `true`.
+    async fn query_user(&self, _ctx: &BotContext, _user_id: &UserId) -> bool {
+        false
+    }
+
+    /// The homeserver asks whether an alias of our namespace exists; create it and say `true`.
+    async fn query_alias(&self, _ctx: &BotContext, _alias: &RoomAliasId) -> bool {
+        false
+    }
+}
+
+/// Hands inbox events and homeserver queries to the bots.
+pub struct PluginHost {
+    bots: Vec<(Arc<dyn Bot>, BotContext)>,
+    client: HomeserverClient,
+    users: NamespaceMatcher,
+    accept_invites: bool,
+}
+
+impl PluginHost {
+    /// A host for `bots`, acting through `client`; `users` are our namespaces (loop guard).
+    #[must_use]
+    pub fn new(
+        bots: Vec<Arc<dyn Bot>>,
+        client: HomeserverClient,
+        users: NamespaceMatcher,
+        accept_invites: bool,
+    ) -> Self {
+        let bots = bots
+            .into_iter()
+            .map(|bot| {
+                let ctx = BotContext {
+                    plugin_id: bot.id(),
+                    client: client.clone(),
+                };
+                (bot, ctx)
+            })
+            .collect();
+        Self {
+            bots,
+            client,
+            users,
+            accept_invites,
+        }
+    }
+
+    fn is_ours(&self, user_id: &str) -> bool {
+        user_id == self.client.bot_user_id().as_str() || self.users.is_user(user_id)
+    }
+
+    async fn handle_room_event(&self, event: &RoomEvent) -> Result<(), HandleError> {
+        if let (Some(state_key), Some(membership)) = (&event.state_key, event.membership())
+            && self.is_ours(state_key)
+            && let Ok(member) = UserId::parse(state_key.as_str())
+        {
+            match membership.as_str() {
+                "join" => self.client.remember_membership(&event.room_id, &member, true).await,
+                "leave" | "ban" => self.client.remember_membership(&event.room_id, &member, false).await,
+                "invite" if self.accept_invites && member == self.client.bot_user_id() => {
+                    tracing::info!(room_id = %event.room_id, inviter = %event.sender, "accepting an invite");
+                    match self.client.join(<&ruma::RoomOrAliasId>::from(&*event.room_id), Identity::bot()).await {
+                        Ok(_) => {}
+                        // The invite was withdrawn or the room is gone: nothing to retry.
+                        Err(e) if e.status() == Some(403) || e.status() == Some(404) => {
+                            tracing::warn!(room_id = %event.room_id, error = %e, "cannot accept the invite");
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.is_ours(event.sender.as_str()) {
+            return Ok(());
+        }
+        for (bot, ctx) in &self.bots {
+            bot.on_room_event(ctx, event).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl EventHandler for PluginHost {
+    async fn handle(&self, item: &InboxItem) -> Result<(), HandleError> {
+        if &*item.kind == list::PDU {
+            let event: RoomEvent = serde_json::from_str(&item.body).map_err(|e| {
+                HandleError::Permanent(format!("the event does not decode as a room event: {e}"))
+            })?;
+            let span = tracing::info_span!("room_event", event_id = %event.event_id, event_type = %event.event_type);
+            let _entered = span.enter();
+            drop(_entered);
+            return tracing::Instrument::instrument(self.handle_room_event(&event), span).await;
+        }
+        let raw: Box<RawValue> = serde_json::from_str(&item.body)
+            .map_err(|e| HandleError::Permanent(format!("the event is not JSON: {e}")))?;
+        for (bot, ctx) in &self.bots {
+            bot.on_other(ctx, &item.kind, &raw).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl QueryHandler for PluginHost {
+    async fn query_user(&self, user_id: &UserId) -> bool {
+        if !self.users.is_user(user_id.as_str()) {
+            return false;
+        }
+        for (bot, ctx) in &self.bots {
+            if bot.query_user(ctx, user_id).await {
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn query_alias(&self, alias: &RoomAliasId) -> bool {
+        for (bot, ctx) in &self.bots {
+            if bot.query_alias(ctx, alias).await {
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn thirdparty_protocol(&self, _protocol: &str) -> Option<Value> {
+        None
+    }
+
+    async fn thirdparty_users(&self, _protocol: Option<&str>, _query: &[(String, String)]) -> Vec<Value> {
+        Vec::new()
+    }
+
+    async fn thirdparty_locations(&self, _protocol: Option<&str>, _query: &[(String, String)]) -> Vec<Value> {
+        Vec::new()
+    }
+}

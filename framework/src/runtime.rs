@@ -1,0 +1,376 @@
+//! The runtime: loads the registration, opens the store, starts the appservice API, checks the
+//! homeserver, drains the inbox into the plug-ins, serves metrics, and shuts down gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ruma::{OwnedServerName, OwnedUserId};
+use switchboard_registration::{
+    Namespaces, NamespaceMatcher, Registration, RegistrationError, RegistrationSpec,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::appservice;
+use crate::client::{ClientError, HomeserverClient, Identity};
+use crate::config::Config;
+use crate::inbox::Inbox;
+use crate::metrics::{self, Metrics, Readiness};
+use crate::plugin::{Bot, PluginHost};
+use crate::store::{Store, StoreError};
+
+/// Why Switchboard could not start or run. Each variant has its own exit code and a
+/// plain-language message with the likely fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The registration file is missing or invalid.
+    #[error("{0}\n  fix: run `switchboard generate-registration -c <config>` and give the file to the homeserver")]
+    Registration(#[from] RegistrationError),
+    /// The database cannot be opened or migrated.
+    #[error("{0}\n  fix: check database.url and that the database server is running")]
+    Store(#[from] StoreError),
+    /// A listener cannot be bound.
+    #[error("cannot listen on {addr} ({what}): {source}\n  fix: another program (or another Switchboard) uses that address; change {what} in the config")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Which config field names it.
+        what: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server name in the config does not make a valid bot user id.
+    #[error("config homeserver.server_name '{0}' does not make a valid user id")]
+    ServerName(String),
+    /// A start-up check against the homeserver failed.
+    #[error(transparent)]
+    SelfTest(#[from] SelfTestError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+impl RunError {
+    /// The process exit code for this error.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Registration(_) => 3,
+            RunError::Store(_) => 4,
+            RunError::Bind { .. } => 5,
+            RunError::ServerName(_) | RunError::Client(_) => 2,
+            RunError::SelfTest(e) => e.exit_code(),
+        }
+    }
+}
+
+/// A failed start-up check, in plain language.
+#[derive(Debug, thiserror::Error)]
+pub enum SelfTestError {
+    /// `/versions` could not be fetched.
+    #[error("cannot reach the homeserver at {url}: {detail}\n  fix: check that the homeserver is running and that homeserver.url is right")]
+    HomeserverUnreachable {
+        /// The URL tried.
+        url: String,
+        /// The transport error.
+        detail: String,
+    },
+    /// `/whoami` refused the `as_token`.
+    #[error("the homeserver does not accept Switchboard's as_token ({detail})\n  fix: the homeserver has not loaded this registration file, or loaded an older one: add {registration} to its appservice config (Synapse: app_service_config_files) and restart the homeserver")]
+    TokenRejected {
+        /// What the homeserver said.
+        detail: String,
+        /// Path of the registration file.
+        registration: String,
+    },
+    /// `/whoami` answered with another user than the bot.
+    #[error("the homeserver says the as_token belongs to {actual}, but the registration's bot is {expected}\n  fix: regenerate the registration and restart the homeserver")]
+    WrongBot {
+        /// The user the homeserver reported.
+        actual: String,
+        /// The user we expected.
+        expected: String,
+    },
+    /// The homeserver cannot reach Switchboard's appservice URL.
+    #[error("the homeserver cannot reach Switchboard at {url} ({detail})\n  fix: appservice.url must be reachable from the homeserver and appservice.listen must accept it (firewall, container network, wrong port)")]
+    HomeserverCannotReachUs {
+        /// The URL in the registration.
+        url: String,
+        /// What the homeserver said.
+        detail: String,
+    },
+    /// The homeserver reached us but we refused it, or another service answered.
+    #[error("the homeserver reached {url} but the call failed ({detail})\n  fix: the hs_token the homeserver uses differs from the registration file: restart the homeserver after regenerating, or check that {url} is this Switchboard")]
+    PingRejected {
+        /// The URL in the registration.
+        url: String,
+        /// What the homeserver said.
+        detail: String,
+    },
+    /// The homeserver does not know this appservice id.
+    #[error("the homeserver does not know the appservice id '{id}' ({detail})\n  fix: the registration's id differs from appservice.id, or the homeserver loaded another registration file; restart it after regenerating")]
+    UnknownAppservice {
+        /// Our appservice id.
+        id: String,
+        /// What the homeserver said.
+        detail: String,
+    },
+}
+
+impl SelfTestError {
+    /// The process exit code for this failure.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SelfTestError::HomeserverUnreachable { .. } => 10,
+            SelfTestError::TokenRejected { .. } | SelfTestError::WrongBot { .. } => 11,
+            SelfTestError::HomeserverCannotReachUs { .. } => 12,
+            SelfTestError::PingRejected { .. } => 13,
+            SelfTestError::UnknownAppservice { .. } => 14,
+        }
+    }
+}
+
+/// What the start-up checks found.
+#[derive(Clone, Debug)]
+pub struct SelfTestReport {
+    /// Spec versions the homeserver supports.
+    pub versions: Vec<String>,
+    /// Round-trip time of the homeserver's ping to us; `None` if the homeserver has no ping.
+    pub ping: Option<Duration>,
+}
+
+/// Runs the start-up checks: `/versions`, `/whoami` as the bot, then the appservice ping
+/// (which also resets the homeserver's backoff towards us). Our appservice API must be up.
+pub async fn self_test(
+    client: &HomeserverClient,
+    registration: &Registration,
+    registration_path: &str,
+) -> Result<SelfTestReport, SelfTestError> {
+    let versions = client
+        .versions()
+        .await
+        .map_err(|e| SelfTestError::HomeserverUnreachable {
+            url: client.base_url().to_owned(),
+            detail: e.to_string(),
+        })?;
+    match client.whoami(Identity::bot()).await {
+        Ok(user) if user == client.bot_user_id() => {}
+        Ok(user) => {
+            return Err(SelfTestError::WrongBot {
+                actual: user.to_string(),
+                expected: client.bot_user_id().to_string(),
+            });
+        }
+        Err(e) if matches!(e.status(), Some(401 | 403)) => {
+            return Err(SelfTestError::TokenRejected {
+                detail: e.to_string(),
+                registration: registration_path.to_owned(),
+            });
+        }
+        Err(e) => {
+            return Err(SelfTestError::HomeserverUnreachable {
+                url: client.base_url().to_owned(),
+                detail: e.to_string(),
+            });
+        }
+    }
+    let url = registration.url.clone().unwrap_or_default();
+    let ping = match client.ping(&registration.id).await {
+        Ok(rtt) => Some(rtt),
+        Err(e) => match (e.status(), e.errcode()) {
+            (Some(404 | 405 | 400), Some("M_UNRECOGNIZED")) => {
+                tracing::warn!("the homeserver has no appservice ping (spec v1.7); cannot check that it reaches us");
+                None
+            }
+            (_, Some("M_CONNECTION_FAILED" | "M_CONNECTION_TIMEOUT")) | (Some(502 | 504), _) => {
+                let detail = e.to_string();
+                if e.errcode() == Some("M_BAD_STATUS") {
+                    return Err(SelfTestError::PingRejected { url, detail });
+                }
+                return Err(SelfTestError::HomeserverCannotReachUs { url, detail });
+            }
+            (_, Some("M_FORBIDDEN" | "M_NOT_FOUND")) => {
+                return Err(SelfTestError::UnknownAppservice {
+                    id: registration.id.clone(),
+                    detail: e.to_string(),
+                });
+            }
+            _ => {
+                return Err(SelfTestError::HomeserverUnreachable {
+                    url: client.base_url().to_owned(),
+                    detail: e.to_string(),
+                });
+            }
+        },
+    };
+    Ok(SelfTestReport { versions, ping })
+}
+
+/// The registration the config and the enabled plug-ins imply.
+#[must_use]
+pub fn registration_spec(config: &Config, bots: &[Arc<dyn Bot>]) -> RegistrationSpec {
+    let mut namespaces = Namespaces::default();
+    if let Ok(server_name) = OwnedServerName::try_from(config.homeserver.server_name.as_str()) {
+        for bot in bots {
+            let ns = bot.namespaces(&server_name);
+            namespaces.users.extend(ns.users);
+            namespaces.aliases.extend(ns.aliases);
+            namespaces.rooms.extend(ns.rooms);
+        }
+    }
+    RegistrationSpec {
+        id: config.appservice.id.clone(),
+        url: config.appservice.url.clone(),
+        sender_localpart: (!config.appservice.bot_localpart.is_empty())
+            .then(|| config.appservice.bot_localpart.clone()),
+        namespaces,
+        receive_ephemeral: config.appservice.ephemeral_events,
+        msc3202: config.appservice.msc3202,
+        protocols: Vec::new(),
+    }
+}
+
+/// Loads the registration and logs, in plain language, where it drifted from the config.
+pub fn load_registration(
+    config: &Config,
+    bots: &[Arc<dyn Bot>],
+) -> Result<Registration, RegistrationError> {
+    let registration = Registration::load(&config.appservice.registration)?;
+    for drift in registration.drift(&registration_spec(config, bots)) {
+        tracing::warn!(
+            field = drift.field,
+            "registration drift: {}; run `switchboard generate-registration` and restart the homeserver",
+            drift.message
+        );
+    }
+    Ok(registration)
+}
+
+/// The bot's user id from the registration and config.
+pub fn bot_user_id(config: &Config, registration: &Registration) -> Result<OwnedUserId, RunError> {
+    OwnedUserId::try_from(format!(
+        "@{}:{}",
+        registration.sender_localpart, config.homeserver.server_name
+    ))
+    .map_err(|_| RunError::ServerName(config.homeserver.server_name.clone()))
+}
+
+/// Runs Switchboard until `shutdown` is cancelled. Returns after in-flight work has finished
+/// and been recorded.
+pub async fn run(
+    config: Config,
+    bots: Vec<Arc<dyn Bot>>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let registration = load_registration(&config, &bots)?;
+    let bot_user = bot_user_id(&config, &registration)?;
+    let matcher = NamespaceMatcher::new(&registration.namespaces)?;
+    let metrics = Metrics::new();
+    let ready = Readiness::default();
+
+    if let Some(parent) = config.database_url().strip_prefix("sqlite://").map(std::path::Path::new).and_then(std::path::Path::parent) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let store = Store::connect(
+        &config.database_url(),
+        config.database.max_connections,
+        config.database.sqlite_synchronous,
+    )
+    .await?;
+    tracing::info!(backend = store.backend(), "database ready");
+
+    let client = HomeserverClient::new(
+        &config.homeserver.url,
+        &registration.as_token,
+        bot_user.clone(),
+        config.client.clone(),
+        metrics.clone(),
+        store.clone(),
+    )?;
+    let host = Arc::new(PluginHost::new(
+        bots,
+        client.clone(),
+        matcher,
+        config.appservice.accept_invites,
+    ));
+
+    let listener = tokio::net::TcpListener::bind(config.appservice.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: config.appservice.listen,
+            what: "appservice.listen",
+            source,
+        })?;
+    let metrics_listener = if config.metrics.enabled {
+        Some(metrics::bind(config.metrics.listen).await.map_err(|source| RunError::Bind {
+            addr: config.metrics.listen,
+            what: "metrics.listen",
+            source,
+        })?)
+    } else {
+        None
+    };
+
+    let inbox_shutdown = CancellationToken::new();
+    let (inbox, inbox_tasks) = Inbox::start(
+        store.clone(),
+        config.inbox.clone(),
+        metrics.clone(),
+        host.clone(),
+        inbox_shutdown.clone(),
+    )
+    .await?;
+    let http_shutdown = CancellationToken::new();
+    let app = appservice::router(
+        &registration.hs_token,
+        inbox,
+        host,
+        metrics.clone(),
+        config.appservice.max_body_bytes,
+    );
+    let server = tokio::spawn(appservice::serve(listener, app, http_shutdown.clone()));
+    let metrics_server = metrics_listener.map(|l| {
+        tokio::spawn(metrics::serve(l, metrics.clone(), ready.clone(), shutdown.clone()))
+    });
+    tracing::info!(listen = %config.appservice.listen, bot = %bot_user, "appservice API listening");
+
+    let registration_path = config.appservice.registration.display().to_string();
+    let checked = tokio::select! {
+        r = self_test(&client, &registration, &registration_path) => r,
+        () = shutdown.cancelled() => Ok(SelfTestReport { versions: Vec::new(), ping: None }),
+    };
+    let result = match checked {
+        Ok(report) => {
+            tracing::info!(versions = ?report.versions.last(), ping = ?report.ping, "homeserver checks passed");
+            if !config.appservice.bot_displayname.is_empty()
+                && let Err(e) = client
+                    .ensure_profile(&bot_user, Some(&config.appservice.bot_displayname), None)
+                    .await
+            {
+                tracing::warn!(error = %e, "cannot set the bot's display name");
+            }
+            ready.set(true);
+            tracing::info!("Switchboard is running");
+            shutdown.cancelled().await;
+            tracing::info!("shutting down: finishing requests and events in flight");
+            Ok(())
+        }
+        Err(e) => Err(RunError::SelfTest(e)),
+    };
+    ready.set(false);
+    // Stop accepting transactions first (requests in flight are stored and acknowledged),
+    // then let every room finish the event in hand.
+    http_shutdown.cancel();
+    if let Ok(Err(e)) = server.await {
+        tracing::warn!(error = %e, "appservice listener stopped with an error");
+    }
+    inbox_shutdown.cancel();
+    inbox_tasks.finish().await;
+    if let Some(m) = metrics_server {
+        shutdown.cancel();
+        let _ = m.await;
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    result
+}

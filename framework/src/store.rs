@@ -1,0 +1,492 @@
+//! Persistent state on sqlx: SQLite (WAL, the embedded default) or PostgreSQL, chosen by the
+//! database URL. Both backends run the same SQL text (`$n` placeholders work on both) and the
+//! same conformance tests; migrations are embedded per backend and run at start.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row};
+
+use crate::config::{SqliteSync, redact_url_password};
+
+/// Most rows bound in one multi-row statement (PostgreSQL allows 65535 parameters).
+const ROWS_PER_STATEMENT: usize = 2000;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Connecting to the database failed.
+    #[error("cannot open the database {url}: {source}")]
+    Connect {
+        /// The URL, password redacted.
+        url: String,
+        /// Underlying error.
+        source: sqlx::Error,
+    },
+    /// Running the embedded migrations failed.
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// Result type of the store.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The database: one of the two backends.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// Embedded SQLite file in WAL mode.
+    Sqlite(SqlitePool),
+    /// PostgreSQL server.
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool the store holds.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// An event to put into the inbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewInboxEvent {
+    /// Which list of the transaction it came from (`pdu`, `ephemeral`, `to_device`, …).
+    pub kind: String,
+    /// The room it belongs to, if any (the ordering key).
+    pub room_id: Option<String>,
+    /// The event's JSON, exactly as received.
+    pub body: String,
+}
+
+/// An event stored in the inbox, not yet handled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxRow {
+    /// Arrival order; events of one room are handled in this order.
+    pub seq: i64,
+    /// Transaction it arrived in.
+    pub txn_id: String,
+    /// Which list of the transaction it came from.
+    pub kind: String,
+    /// The room it belongs to, if any.
+    pub room_id: Option<String>,
+    /// The event's JSON.
+    pub body: String,
+}
+
+/// A user of our namespaces as last set up by Switchboard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManagedUser {
+    /// Display name last written.
+    pub displayname: Option<String>,
+    /// Avatar URL last written.
+    pub avatar_url: Option<String>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and runs the migrations.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        sqlite_sync: SqliteSync,
+    ) -> StoreResult<Self> {
+        let connect_err = |source| StoreError::Connect {
+            url: redact_url_password(url),
+            source,
+        };
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
+            // One direct attempt first, so a wrong URL fails at once instead of after the
+            // pool's acquire timeout.
+            sqlx::Connection::close(
+                <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
+                    .await
+                    .map_err(connect_err)?,
+            )
+            .await
+            .map_err(connect_err)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await
+                .map_err(connect_err)?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Store::Postgres(pool)
+        } else {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(connect_err)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(match sqlite_sync {
+                    SqliteSync::Full => SqliteSynchronous::Full,
+                    SqliteSync::Normal => SqliteSynchronous::Normal,
+                })
+                .busy_timeout(Duration::from_secs(30));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .connect_with(options)
+                .await
+                .map_err(connect_err)?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Store::Sqlite(pool)
+        };
+        Ok(store)
+    }
+
+    /// Which backend this is, for logs (`sqlite` or `postgres`).
+    #[must_use]
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes every connection (after a final WAL checkpoint on SQLite).
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await);
+    }
+
+    /// Stores a transaction and its events atomically. Returns `None` when the transaction id
+    /// was seen before (nothing is stored), else the sequence numbers of the stored events in
+    /// the order given.
+    pub async fn inbox_insert(
+        &self,
+        txn_id: &str,
+        received_at_ms: i64,
+        events: &[NewInboxEvent],
+    ) -> StoreResult<Option<Vec<i64>>> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO inbox_txn (txn_id, received_at) VALUES ($1, $2) \
+                 ON CONFLICT (txn_id) DO NOTHING",
+            )
+            .bind(txn_id)
+            .bind(received_at_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let mut seqs = Vec::with_capacity(events.len());
+            for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new("INSERT INTO inbox_event (txn_id, kind, room_id, body) ");
+                qb.push_values(chunk, |mut row, event| {
+                    row.push_bind(txn_id)
+                        .push_bind(event.kind.as_str())
+                        .push_bind(event.room_id.as_deref())
+                        .push_bind(event.body.as_str());
+                });
+                qb.push(" RETURNING seq");
+                let rows = qb.build().fetch_all(&mut *tx).await?;
+                let mut chunk_seqs = rows
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>(0))
+                    .collect::<Result<Vec<_>, _>>()?;
+                chunk_seqs.sort_unstable();
+                seqs.extend(chunk_seqs);
+            }
+            tx.commit().await?;
+            Ok(Some(seqs))
+        })
+    }
+
+    /// Every event not yet handled, in arrival order.
+    pub async fn inbox_pending(&self) -> StoreResult<Vec<InboxRow>> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT seq, txn_id, kind, room_id, body FROM inbox_event ORDER BY seq",
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(InboxRow {
+                        seq: r.try_get(0)?,
+                        txn_id: r.try_get(1)?,
+                        kind: r.try_get(2)?,
+                        room_id: r.try_get(3)?,
+                        body: r.try_get(4)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    /// Number of events not yet handled.
+    pub async fn inbox_depth(&self) -> StoreResult<i64> {
+        on_pool!(self, pool => Ok(sqlx::query("SELECT COUNT(*) FROM inbox_event")
+            .fetch_one(pool)
+            .await?
+            .try_get::<i64, _>(0)?))
+    }
+
+    /// Records the handling of these events as done (removes them from the inbox).
+    pub async fn inbox_done(&self, seqs: &[i64]) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new("DELETE FROM inbox_event WHERE seq IN (");
+                let mut list = qb.separated(", ");
+                for seq in chunk {
+                    list.push_bind(*seq);
+                }
+                qb.push(")");
+                qb.build().execute(pool).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Moves an event whose handling failed permanently out of the inbox, keeping the error.
+    pub async fn inbox_fail(&self, seq: i64, error: &str, failed_at_ms: i64) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO inbox_failed (seq, txn_id, kind, room_id, body, error, failed_at) \
+                 SELECT seq, txn_id, kind, room_id, body, $2, $3 FROM inbox_event WHERE seq = $1 \
+                 ON CONFLICT (seq) DO NOTHING",
+            )
+            .bind(seq)
+            .bind(error)
+            .bind(failed_at_ms)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM inbox_event WHERE seq = $1")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Number of events whose handling failed permanently.
+    pub async fn inbox_failed_count(&self) -> StoreResult<i64> {
+        on_pool!(self, pool => Ok(sqlx::query("SELECT COUNT(*) FROM inbox_failed")
+            .fetch_one(pool)
+            .await?
+            .try_get::<i64, _>(0)?))
+    }
+
+    /// Forgets transaction ids received before `before_ms`; returns how many.
+    pub async fn inbox_prune_txns(&self, before_ms: i64) -> StoreResult<u64> {
+        on_pool!(self, pool => Ok(sqlx::query("DELETE FROM inbox_txn WHERE received_at < $1")
+            .bind(before_ms)
+            .execute(pool)
+            .await?
+            .rows_affected()))
+    }
+
+    /// The user as last set up by us, or `None` if we never registered it.
+    pub async fn managed_user(&self, user_id: &str) -> StoreResult<Option<ManagedUser>> {
+        on_pool!(self, pool => {
+            let row = sqlx::query("SELECT displayname, avatar_url FROM managed_user WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|r| {
+                Ok(ManagedUser {
+                    displayname: r.try_get(0)?,
+                    avatar_url: r.try_get(1)?,
+                })
+            })
+            .transpose()
+            .map_err(|e: sqlx::Error| StoreError::from(e))
+        })
+    }
+
+    /// Records a user as registered with the given profile.
+    pub async fn put_managed_user(&self, user_id: &str, user: &ManagedUser) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO managed_user (user_id, displayname, avatar_url) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id) DO UPDATE SET displayname = $2, avatar_url = $3",
+            )
+            .bind(user_id)
+            .bind(user.displayname.as_deref())
+            .bind(user.avatar_url.as_deref())
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Whether `user_id` is known to have joined `room_id`.
+    pub async fn is_member(&self, room_id: &str, user_id: &str) -> StoreResult<bool> {
+        on_pool!(self, pool => Ok(sqlx::query(
+                "SELECT 1 FROM room_member WHERE room_id = $1 AND user_id = $2",
+            )
+            .bind(room_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+            .is_some()))
+    }
+
+    /// Records or forgets that `user_id` has joined `room_id`.
+    pub async fn set_member(&self, room_id: &str, user_id: &str, joined: bool) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            let sql = if joined {
+                "INSERT INTO room_member (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM room_member WHERE room_id = $1 AND user_id = $2"
+            };
+            sqlx::query(sql).bind(room_id).bind(user_id).execute(pool).await?;
+            Ok(())
+        })
+    }
+}
+
+/// The store conformance suite: every backend must pass it. Each function takes a freshly
+/// migrated, empty store.
+#[doc(hidden)]
+pub mod conformance {
+    use super::{ManagedUser, NewInboxEvent, Store};
+
+    fn event(room: Option<&str>, body: &str) -> NewInboxEvent {
+        NewInboxEvent {
+            kind: "pdu".into(),
+            room_id: room.map(str::to_owned),
+            body: body.into(),
+        }
+    }
+
+    /// Runs every check below.
+    pub async fn run_all(store: &Store) {
+        duplicate_txn_is_stored_once(store).await;
+        pending_events_come_back_in_arrival_order_until_done(store).await;
+        failed_events_leave_the_inbox_but_are_kept(store).await;
+        old_txn_ids_are_pruned(store).await;
+        managed_users_and_memberships_round_trip(store).await;
+    }
+
+    /// A repeated transaction id stores nothing.
+    pub async fn duplicate_txn_is_stored_once(store: &Store) {
+        let events = vec![event(Some("!a:x"), "{\"n\":1}"), event(None, "{\"n\":2}")];
+        let seqs = store
+            .inbox_insert("t1", 1000, &events)
+            .await
+            .expect("insert")
+            .expect("new txn");
+        assert_eq!(seqs.len(), 2);
+        assert!(seqs[0] < seqs[1]);
+        let again = store.inbox_insert("t1", 2000, &events).await.expect("insert");
+        assert_eq!(again, None);
+        assert_eq!(store.inbox_depth().await.expect("depth"), 2);
+        store.inbox_done(&seqs).await.expect("done");
+    }
+
+    /// Pending events are returned in order and disappear once done.
+    pub async fn pending_events_come_back_in_arrival_order_until_done(store: &Store) {
+        let many: Vec<_> = (0..2500)
+            .map(|i| event(Some("!b:x"), &format!("{{\"n\":{i}}}")))
+            .collect();
+        let seqs = store
+            .inbox_insert("t2", 1000, &many)
+            .await
+            .expect("insert")
+            .expect("new");
+        let pending = store.inbox_pending().await.expect("pending");
+        assert_eq!(pending.len(), 2500);
+        assert_eq!(pending[0].body, "{\"n\":0}");
+        assert_eq!(pending[2499].body, "{\"n\":2499}");
+        assert_eq!(pending.iter().map(|r| r.seq).collect::<Vec<_>>(), seqs);
+        assert_eq!(pending[7].room_id.as_deref(), Some("!b:x"));
+        assert_eq!(pending[7].txn_id, "t2");
+        store.inbox_done(&seqs[..2100]).await.expect("done");
+        let pending = store.inbox_pending().await.expect("pending");
+        assert_eq!(pending.len(), 400);
+        assert_eq!(pending[0].body, "{\"n\":2100}");
+        store.inbox_done(&seqs[2100..]).await.expect("done");
+        assert_eq!(store.inbox_depth().await.expect("depth"), 0);
+    }
+
+    /// A permanently failed event is moved aside.
+    pub async fn failed_events_leave_the_inbox_but_are_kept(store: &Store) {
+        let seqs = store
+            .inbox_insert("t3", 1000, &[event(Some("!c:x"), "{}")])
+            .await
+            .expect("insert")
+            .expect("new");
+        store.inbox_fail(seqs[0], "boom", 5).await.expect("fail");
+        assert_eq!(store.inbox_depth().await.expect("depth"), 0);
+        assert_eq!(store.inbox_failed_count().await.expect("count"), 1);
+    }
+
+    /// Transaction ids older than the retention are forgotten.
+    pub async fn old_txn_ids_are_pruned(store: &Store) {
+        store.inbox_insert("old", 10, &[]).await.expect("insert");
+        store.inbox_insert("new", 1_000_000, &[]).await.expect("insert");
+        let pruned = store.inbox_prune_txns(500).await.expect("prune");
+        assert_eq!(pruned, 1);
+        assert!(store.inbox_insert("old", 20, &[]).await.expect("insert").is_some());
+        assert!(store.inbox_insert("new", 20, &[]).await.expect("insert").is_none());
+    }
+
+    /// Users and memberships are remembered and updated.
+    pub async fn managed_users_and_memberships_round_trip(store: &Store) {
+        assert_eq!(store.managed_user("@p:x").await.expect("get"), None);
+        let user = ManagedUser {
+            displayname: Some("P".into()),
+            avatar_url: None,
+        };
+        store.put_managed_user("@p:x", &user).await.expect("put");
+        assert_eq!(store.managed_user("@p:x").await.expect("get"), Some(user));
+        let renamed = ManagedUser {
+            displayname: Some("Q".into()),
+            avatar_url: Some("mxc://x/y".into()),
+        };
+        store.put_managed_user("@p:x", &renamed).await.expect("put");
+        assert_eq!(store.managed_user("@p:x").await.expect("get"), Some(renamed));
+        assert!(!store.is_member("!r:x", "@p:x").await.expect("member"));
+        store.set_member("!r:x", "@p:x", true).await.expect("set");
+        store.set_member("!r:x", "@p:x", true).await.expect("set twice");
+        assert!(store.is_member("!r:x", "@p:x").await.expect("member"));
+        store.set_member("!r:x", "@p:x", false).await.expect("unset");
+        assert!(!store.is_member("!r:x", "@p:x").await.expect("member"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 4, SqliteSync::Normal)
+            .await
+            .expect("connect");
+        conformance::run_all(&store).await;
+        store.close().await;
+        let reopened = Store::connect(&url, 4, SqliteSync::Full)
+            .await
+            .expect("reopen runs migrations idempotently");
+        assert_eq!(reopened.inbox_failed_count().await.expect("count"), 1);
+    }
+
+    #[tokio::test]
+    async fn unreachable_postgres_is_a_connect_error_without_the_password() {
+        let err = Store::connect("postgres://sb:secretpw@127.0.0.1:1/sb", 1, SqliteSync::Normal)
+            .await
+            .expect_err("nothing listens on port 1")
+            .to_string();
+        assert!(err.contains("cannot open the database"), "{err}");
+        assert!(!err.contains("secretpw"), "{err}");
+    }
+}
