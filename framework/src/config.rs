@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_norway::Value;
+pub use serde_norway::Value;
 
 /// The example configuration shipped at the repository root; kept in sync by a test.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../example-config.yaml");

@@ -20,5 +20,5 @@ pub use inbox::HandleError;
 pub use plugin::{Bot, BotContext, RoomEvent};
 pub use ruma;
 pub use serde_json;
-pub use switchboard_registration::{Namespace, Namespaces};
+pub use switchboard_registration::{Namespace, Namespaces, is_valid_localpart};
 pub use tokio_util::sync::CancellationToken;

@@ -2,19 +2,59 @@
 //! `pong <rest>`, as a reply. The smallest complete program on the framework, and the
 //! benchmark workload.
 //!
-//! It also owns the `@_echo_*` user namespace: when the homeserver asks about such a user
-//! (someone invites or messages it), the user is created on the spot with a display name.
+//! It also owns a user namespace (`@_echo_*` by default, `bots.echo.user_prefix` in the
+//! config): when the homeserver asks about such a user (someone invites or messages it), the
+//! user is created on the spot with a display name.
 
 use switchboard_framework::plugin::BotContext;
 use switchboard_framework::ruma::{ServerName, UserId};
 use switchboard_framework::{Bot, HandleError, Namespace, Namespaces, RoomEvent, async_trait};
 
-/// Localpart prefix of the users the echo bot owns.
-pub const PUPPET_PREFIX: &str = "_echo_";
+/// Default localpart prefix of the users the echo bot owns.
+pub const DEFAULT_USER_PREFIX: &str = "_echo_";
 
 /// The echo bot.
-#[derive(Debug, Default)]
-pub struct EchoBot;
+#[derive(Debug)]
+pub struct EchoBot {
+    user_prefix: String,
+}
+
+impl Default for EchoBot {
+    fn default() -> Self {
+        Self {
+            user_prefix: DEFAULT_USER_PREFIX.to_owned(),
+        }
+    }
+}
+
+impl EchoBot {
+    /// An echo bot owning the users whose localpart starts with `user_prefix`.
+    #[must_use]
+    pub fn with_user_prefix(user_prefix: impl Into<String>) -> Self {
+        Self {
+            user_prefix: user_prefix.into(),
+        }
+    }
+
+    /// Builds the bot from its config section (`user_prefix`, optional).
+    pub fn from_settings(
+        settings: &std::collections::BTreeMap<String, switchboard_framework::config::Value>,
+    ) -> Result<Self, String> {
+        match settings.get("user_prefix") {
+            None => Ok(Self::default()),
+            Some(switchboard_framework::config::Value::String(prefix))
+                if !prefix.is_empty()
+                    && switchboard_framework::is_valid_localpart(prefix) =>
+            {
+                Ok(Self::with_user_prefix(prefix.clone()))
+            }
+            Some(other) => Err(format!(
+                "config field `bots.echo.user_prefix` is {other:?}, but a localpart prefix \
+                 (lower-case letters, digits, ._=-/+) is expected"
+            )),
+        }
+    }
+}
 
 /// The answer to `body`, if it is a ping: `ping` → `pong`, `ping <rest>` → `pong <rest>`.
 #[must_use]
@@ -35,7 +75,8 @@ impl Bot for EchoBot {
     fn namespaces(&self, server_name: &ServerName) -> Namespaces {
         Namespaces {
             users: vec![Namespace::exclusive(format!(
-                "@{PUPPET_PREFIX}.*:{}",
+                "@{}.*:{}",
+                regex_escape(&self.user_prefix),
                 regex_escape(server_name.as_str())
             ))],
             ..Namespaces::default()
@@ -51,7 +92,7 @@ impl Bot for EchoBot {
     }
 
     async fn query_user(&self, ctx: &BotContext, user_id: &UserId) -> bool {
-        let Some(name) = user_id.localpart().strip_prefix(PUPPET_PREFIX) else {
+        let Some(name) = user_id.localpart().strip_prefix(self.user_prefix.as_str()) else {
             return false;
         };
         let client = ctx.client();
@@ -95,7 +136,7 @@ mod tests {
     #[test]
     fn namespace_escapes_the_server_name() {
         let server = <&ServerName>::try_from("example.org").expect("valid server name");
-        let ns = EchoBot.namespaces(server);
+        let ns = EchoBot::default().namespaces(server);
         assert_eq!(ns.users[0].regex, "@_echo_.*:example\\.org");
         assert!(ns.users[0].exclusive);
     }

@@ -1,0 +1,172 @@
+//! The `switchboard` command: run, generate-registration, doctor, demo.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchboard::plugins;
+use switchboard_framework::config::Config;
+use switchboard_framework::runtime::{self, RunError};
+use switchboard_framework::{CancellationToken, telemetry};
+use switchboard_registration::Registration;
+
+/// A Matrix application-service host: bridges and bots behind one crash-safe runtime.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Switchboard until SIGTERM or SIGINT.
+    Run {
+        /// The config file.
+        #[arg(short, long, env = "SWITCHBOARD_CONFIG", default_value = "config.yaml")]
+        config: PathBuf,
+    },
+    /// Write (or update) the registration file the homeserver needs; keeps existing tokens.
+    GenerateRegistration {
+        /// The config file.
+        #[arg(short, long, env = "SWITCHBOARD_CONFIG", default_value = "config.yaml")]
+        config: PathBuf,
+    },
+    /// Check the config, registration, database and homeserver, and explain what is wrong.
+    Doctor {
+        /// The config file.
+        #[arg(short, long, env = "SWITCHBOARD_CONFIG", default_value = "config.yaml")]
+        config: PathBuf,
+    },
+    /// Run a demo on this machine: a local Synapse, Switchboard with the echo bot, and a user
+    /// who sends `ping hello`.
+    Demo {
+        /// Where the demo keeps Synapse and its data.
+        #[arg(long, default_value = ".cache/demo")]
+        dir: PathBuf,
+        /// Stop after the first pong instead of staying up.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run { config } => run(&config).await,
+            Command::GenerateRegistration { config } => report(generate_registration(&config)),
+            Command::Doctor { config } => doctor(&config).await,
+            Command::Demo { dir, once } => report(switchboard::demo::run(&dir, once).await),
+        }
+    })
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn run(config_path: &Path) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    telemetry::init(&config.logging);
+    let bots = match plugins::enabled_bots(&config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    match runtime::run(config, bots, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    shutdown.cancel();
+}
+
+fn generate_registration(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let bots = plugins::enabled_bots(&config)?;
+    let path = &config.appservice.registration;
+    let existing = if path.exists() {
+        Some(Registration::load(path).context("the existing registration cannot be updated")?)
+    } else {
+        None
+    };
+    let registration = Registration::generate(&runtime::registration_spec(&config, &bots), existing.as_ref());
+    registration.save(path)?;
+    println!(
+        "{} {}\n  bot user: @{}:{}\n  give this file to your homeserver (Synapse: app_service_config_files) and restart it",
+        if existing.is_some() { "updated (tokens kept)" } else { "wrote" },
+        path.display(),
+        registration.sender_localpart,
+        config.homeserver.server_name,
+    );
+    Ok(())
+}
+
+async fn doctor(config_path: &Path) -> ExitCode {
+    let result = switchboard::doctor::run(config_path).await;
+    match result {
+        Ok(()) => {
+            println!("all checks passed");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let code = e.downcast_ref::<RunError>().map_or(1, RunError::exit_code);
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}

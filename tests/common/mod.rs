@@ -1,0 +1,12 @@
+//! Shared fixtures for the integration tests: a real Synapse, a private
+//! Postgres cluster and a tiny Client-Server API client.
+//!
+//! Every test binary includes this module with `mod common;`, and not every
+//! binary uses every helper.
+#![allow(dead_code, unused_imports)]
+
+pub mod postgres;
+pub mod proxy;
+pub mod switchboard_instance;
+
+pub use switchboard::synapse::{MatrixUser, Synapse, file_tail, free_port, wait_until};

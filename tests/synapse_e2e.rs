@@ -1,0 +1,275 @@
+//! End-to-end tests against a real Synapse: a real user talks to the echo bot through the real
+//! homeserver, and Switchboard is crashed, replayed and starved to prove it loses and doubles
+//! nothing. Each test starts its own Synapse (about 3 s) so tests stay independent.
+
+mod common;
+
+use std::time::Duration;
+
+use common::proxy::{Proxy, SendMode};
+use common::switchboard_instance::Slot;
+use common::{MatrixUser, Synapse, wait_until};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn synapse_with(slots: &[&Slot]) -> Synapse {
+    let files: Vec<_> = slots.iter().map(|s| s.registration_path()).collect();
+    Synapse::start(&files).await.expect("Synapse starts")
+}
+
+/// A real user, and a room the bot was invited to and has joined.
+async fn user_in_room_with_bot(synapse: &Synapse, slot: &Slot, localpart: &str) -> (MatrixUser, String) {
+    let user = synapse.register_user(localpart, false).await.expect("user registered");
+    let bot = slot.bot();
+    let room = user
+        .create_room(json!({ "name": format!("e2e {localpart}"), "invite": [bot] }))
+        .await
+        .expect("room created");
+    user.wait_for_event(&room, WAIT, |e| {
+        e["type"] == "m.room.member" && e["state_key"] == bot.as_str() && e["content"]["membership"] == "join"
+    })
+    .await
+    .expect("the bot accepts the invite");
+    (user, room)
+}
+
+fn is_reply_from(event: &Value, sender: &str, to: &str, body: &str) -> bool {
+    event["sender"] == sender
+        && event["content"]["body"] == body
+        && event["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == to
+}
+
+async fn replies(user: &MatrixUser, room: &str, bot: &str, body: &str) -> usize {
+    user.count_events(room, |e| e["sender"] == bot && e["content"]["body"] == body)
+        .await
+        .expect("timeline readable")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_users_ping_gets_a_pong_reply() {
+    let slot = Slot::new("pingpong").expect("slot");
+    let synapse = synapse_with(&[&slot]).await;
+    slot.point_at(&synapse.base_url()).expect("config");
+    let running = slot.start().await.expect("Switchboard starts");
+    let (user, room) = user_in_room_with_bot(&synapse, &slot, "alice").await;
+
+    let ping = user.send_text(&room, "ping 1").await.expect("sent");
+    let bot = slot.bot();
+    let pong = user
+        .wait_for_event(&room, WAIT, |e| is_reply_from(e, &bot, &ping, "pong 1"))
+        .await
+        .expect("pong 1 arrives as a reply to ping 1");
+    assert_eq!(pong["type"], "m.room.message");
+    user.send_text(&room, "no ping here").await.expect("sent");
+    user.send_text(&room, "ping 2").await.expect("sent");
+    user.wait_for_event(&room, WAIT, |e| e["sender"] == bot.as_str() && e["content"]["body"] == "pong 2")
+        .await
+        .expect("pong 2");
+    assert_eq!(user.count_events(&room, |e| e["sender"] == bot.as_str() && e["type"] == "m.room.message").await.expect("count"), 2,
+        "the bot answers pings only, once each");
+    assert!(slot.metric("switchboard_transactions_total{outcome=\"new\"}").await >= 3.0);
+    running.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_transaction_is_acknowledged_and_answered_once() {
+    let slot = Slot::new("replay").expect("slot");
+    let synapse = synapse_with(&[&slot]).await;
+    slot.point_at(&synapse.base_url()).expect("config");
+    let running = slot.start().await.expect("Switchboard starts");
+    let (user, room) = user_in_room_with_bot(&synapse, &slot, "bob").await;
+
+    // The homeserver delivers the same transaction twice (as after a lost acknowledgement).
+    let txn = json!({ "events": [{
+        "type": "m.room.message", "room_id": room, "sender": user.user_id,
+        "event_id": format!("$replayed{}", rand::random::<u32>()), "origin_server_ts": 1,
+        "content": { "msgtype": "m.text", "body": "ping 7" }
+    }]});
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        let answer = http
+            .put(format!("{}/_matrix/app/v1/transactions/replay-1", slot.as_url()))
+            .bearer_auth(&slot.registration.hs_token)
+            .json(&txn)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.json::<Value>().await.expect("json"), json!({}));
+    }
+    let bot = slot.bot();
+    user.wait_for_event(&room, WAIT, |e| e["sender"] == bot.as_str() && e["content"]["body"] == "pong 7")
+        .await
+        .expect("pong 7");
+    // Give a second handling time to show up if it were going to.
+    user.send_text(&room, "ping 8").await.expect("sent");
+    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong 8").await.expect("pong 8");
+    assert_eq!(replies(&user, &room, &bot, "pong 7").await, 1);
+    assert_eq!(slot.metric("switchboard_transactions_total{outcome=\"duplicate\"}").await, 1.0);
+    running.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hs_token_checks_and_errors_follow_the_spec() {
+    let slot = Slot::new("auth").expect("slot");
+    let synapse = synapse_with(&[&slot]).await;
+    slot.point_at(&synapse.base_url()).expect("config");
+    let running = slot.start().await.expect("Switchboard starts");
+    let http = reqwest::Client::new();
+    let base = slot.as_url();
+    let token = slot.registration.hs_token.clone();
+    let txn = |id: &str| format!("{base}/_matrix/app/v1/transactions/{id}");
+    let check = |response: reqwest::Response, status: u16, errcode: &'static str| async move {
+        assert_eq!(response.status().as_u16(), status);
+        let body: Value = response.json().await.expect("JSON error body");
+        assert_eq!(body["errcode"], errcode, "{body}");
+    };
+    let empty = json!({ "events": [] });
+    check(http.put(txn("a")).json(&empty).send().await.expect("req"), 401, "M_UNAUTHORIZED").await;
+    check(http.put(txn("a")).bearer_auth("wrong").json(&empty).send().await.expect("req"), 403, "M_FORBIDDEN").await;
+    check(http.put(format!("{}?access_token=wrong", txn("a"))).json(&empty).send().await.expect("req"), 403, "M_FORBIDDEN").await;
+    check(
+        http.put(format!("{}?access_token=wrong", txn("a"))).bearer_auth(&token).json(&empty).send().await.expect("req"),
+        403,
+        "M_FORBIDDEN",
+    )
+    .await;
+    let legacy = http
+        .put(format!("{base}/transactions/legacy-1?access_token={token}"))
+        .json(&empty)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(legacy.status(), 200, "legacy route with query token");
+    check(http.get(format!("{base}/_matrix/app/v1/nothing")).bearer_auth(&token).send().await.expect("req"), 404, "M_UNRECOGNIZED").await;
+    check(http.post(txn("b")).bearer_auth(&token).json(&empty).send().await.expect("req"), 405, "M_UNRECOGNIZED").await;
+    check(http.put(txn("c")).bearer_auth(&token).body("{not json").send().await.expect("req"), 400, "M_NOT_JSON").await;
+    check(http.put(txn("d")).bearer_auth(&token).json(&json!({"events": 5})).send().await.expect("req"), 400, "M_BAD_JSON").await;
+    let huge = vec![b' '; 40 * 1024 * 1024];
+    let too_big = http.put(txn("e")).bearer_auth(&token).body(huge).send().await.expect("req");
+    assert_eq!(too_big.status(), 413);
+    let unknown_user = http
+        .get(format!("{base}/_matrix/app/v1/users/@stranger:localhost"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(unknown_user.status(), 404);
+    for path in ["/_matrix/app/v1/thirdparty/protocol/none", "/_matrix/app/unstable/thirdparty/user?x=1", "/_matrix/app/v1/thirdparty/location/none"] {
+        check(http.get(format!("{base}{path}")).bearer_auth(&token).send().await.expect("req"), 404, "M_NOT_FOUND").await;
+    }
+    running.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inviting_a_namespaced_user_creates_the_puppet_and_the_homeserver_ping_reaches_us() {
+    let slot = Slot::new("query").expect("slot");
+    let synapse = synapse_with(&[&slot]).await;
+    slot.point_at(&synapse.base_url()).expect("config");
+    let running = slot.start().await.expect("Switchboard starts");
+    let user = synapse.register_user("carol", false).await.expect("user");
+    let room = user.create_room(json!({ "name": "query" })).await.expect("room");
+    let puppet = "@_echo_query_dave:localhost";
+    user.invite(&room, puppet).await.expect("the homeserver asked Switchboard, which created the user");
+    let profile = user
+        .get(&format!("/profile/{}", switchboard::synapse::user::encode(puppet)))
+        .await
+        .expect("profile of the created puppet");
+    assert_eq!(profile["displayname"], "Echo dave");
+    let outside = user.invite(&room, "@_echo_query_eve:localhost.evil").await;
+    assert!(outside.is_err(), "users outside the namespace are not created");
+
+    let as_user = MatrixUser::new(&synapse.base_url(), slot.bot(), slot.registration.as_token.clone()).expect("client");
+    let pong = as_user
+        .request(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v1/appservice/sb_{}/ping", slot.name),
+            Some(&json!({ "transaction_id": "e2e" })),
+        )
+        .await
+        .expect("the homeserver's ping reached Switchboard and was answered");
+    assert!(pong["duration_ms"].is_u64(), "{pong}");
+    running.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_right_after_acknowledging_answers_once_after_restart() {
+    let slot = Slot::new("kill").expect("slot");
+    let synapse = synapse_with(&[&slot]).await;
+    let proxy = Proxy::start(&synapse.base_url()).await.expect("proxy");
+    slot.point_at(proxy.url()).expect("config");
+    let mut child = slot.spawn_process().await.expect("switchboard runs");
+    let (user, room) = user_in_room_with_bot(&synapse, &slot, "frank").await;
+    let bot = slot.bot();
+
+    // The transaction is acknowledged, but the reply cannot be sent yet.
+    proxy.set_send_mode(SendMode::Refuse);
+    let ping = user.send_text(&room, "ping 42").await.expect("sent");
+    wait_until(WAIT, "the reply attempt", || async { (proxy.sends_seen() > 0).then_some(()) })
+        .await
+        .expect("Switchboard tried to reply, so the transaction was acknowledged");
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    proxy.set_send_mode(SendMode::Pass);
+
+    let _child = slot.spawn_process().await.expect("switchboard restarts");
+    user.wait_for_event(&room, WAIT, |e| is_reply_from(e, &bot, &ping, "pong 42"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", slot.process_log()));
+    user.send_text(&room, "ping 43").await.expect("sent");
+    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong 43").await.expect("pong 43");
+    assert_eq!(replies(&user, &room, &bot, "pong 42").await, 1, "answered exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_send_answer_is_retried_without_double_posting() {
+    let slot = Slot::new("lost").expect("slot");
+    let synapse = synapse_with(&[&slot]).await;
+    let proxy = Proxy::start(&synapse.base_url()).await.expect("proxy");
+    slot.point_at(proxy.url()).expect("config");
+    let running = slot.start().await.expect("Switchboard starts");
+    let (user, room) = user_in_room_with_bot(&synapse, &slot, "grace").await;
+    let bot = slot.bot();
+
+    // Synapse posts the reply but Switchboard never hears so, and retries.
+    proxy.set_send_mode(SendMode::ForwardThenFail);
+    let ping = user.send_text(&room, "ping 9").await.expect("sent");
+    wait_until(WAIT, "two send attempts", || async { (proxy.sends_seen() >= 2).then_some(()) })
+        .await
+        .expect("Switchboard retried the send");
+    proxy.set_send_mode(SendMode::Pass);
+    user.wait_for_event(&room, WAIT, |e| is_reply_from(e, &bot, &ping, "pong 9")).await.expect("pong 9");
+    user.send_text(&room, "ping 10").await.expect("sent");
+    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong 10").await.expect("pong 10");
+    assert_eq!(replies(&user, &room, &bot, "pong 9").await, 1, "shown exactly once");
+    running.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synapse_restart_mid_run_loses_no_message() {
+    let slot = Slot::new("hsrestart").expect("slot");
+    let mut synapse = synapse_with(&[&slot]).await;
+    slot.point_at(&synapse.base_url()).expect("config");
+    let running = slot.start().await.expect("Switchboard starts");
+    let (user, room) = user_in_room_with_bot(&synapse, &slot, "heidi").await;
+    let bot = slot.bot();
+
+    user.send_text(&room, "ping a").await.expect("sent");
+    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong a").await.expect("pong a");
+    // Sent just before the homeserver goes down: its transaction or our reply meets the outage.
+    user.send_text(&room, "ping b").await.expect("sent");
+    synapse.stop().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    synapse.start_again().await.expect("Synapse restarts");
+    user.send_text(&room, "ping c").await.expect("sent after the restart");
+    for body in ["pong b", "pong c"] {
+        user.wait_for_event(&room, Duration::from_secs(60), |e| e["content"]["body"] == body)
+            .await
+            .unwrap_or_else(|e| panic!("{body}: {e}"));
+    }
+    for body in ["pong a", "pong b", "pong c"] {
+        assert_eq!(replies(&user, &room, &bot, body).await, 1, "{body} shown once");
+    }
+    running.stop().await.expect("clean shutdown");
+}
