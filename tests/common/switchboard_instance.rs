@@ -124,6 +124,7 @@ impl Slot {
     /// Runs Switchboard in this process until the returned handle is stopped.
     pub async fn start(&self) -> anyhow::Result<Running> {
         let config = self.config()?;
+        switchboard_framework::telemetry::init(&config.logging);
         let bots = switchboard::plugins::enabled_bots(&config)?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(runtime::run(config, bots, shutdown.clone()));
