@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::task::JoinHandle;
 
 /// Most examples of unexpected requests kept for the report.
@@ -139,10 +139,7 @@ impl HsState {
 
     /// Examples of unexpected requests and bad replies.
     pub(crate) fn samples(&self) -> Vec<String> {
-        self.samples
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.samples.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     fn sample(&self, what: String) {
@@ -153,30 +150,30 @@ impl HsState {
         }
     }
 
-    fn unexpected(&self, what: String) -> Response {
+    fn unexpected(&self, what: &str) -> Response {
         self.counters.unexpected.fetch_add(1, Ordering::Relaxed);
         self.sample(format!("unexpected request: {what}"));
-        matrix_error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request")
+        matrix_error(
+            StatusCode::NOT_FOUND,
+            "M_UNRECOGNIZED",
+            "Unrecognized request",
+        )
     }
 
-    /// Checks the `as_token` (header, or the legacy `access_token` query parameter).
-    fn authorize(&self, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<(), Response> {
+    /// Checks the `as_token` (header, or the legacy `access_token` query parameter); the
+    /// refusal to send back if it is missing or wrong.
+    fn reject(&self, headers: &HeaderMap, query: &HashMap<String, String>) -> Option<Response> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        let token = bearer.or(query.get("access_token").map(String::as_str));
-        match token {
-            Some(t) if t == self.setup.as_token => Ok(()),
-            Some(_) => {
-                self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
-                Err(matrix_error(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN", "Unknown access token"))
-            }
-            None => {
-                self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
-                Err(matrix_error(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", "Missing access token"))
-            }
-        }
+        let (errcode, error) = match bearer.or(query.get("access_token").map(String::as_str)) {
+            Some(t) if t == self.setup.as_token => return None,
+            Some(_) => ("M_UNKNOWN_TOKEN", "Unknown access token"),
+            None => ("M_MISSING_TOKEN", "Missing access token"),
+        };
+        self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
+        Some(matrix_error(StatusCode::UNAUTHORIZED, errcode, error))
     }
 
     /// Accounts a reply of `body` to event `in_reply_to`.
@@ -203,15 +200,23 @@ impl HsState {
             self.sample(format!("reply to {in_reply_to} has body {body:?}"));
         }
         if n < self.setup.warmup {
-            self.counters.answered_warmup.fetch_add(1, Ordering::Release);
+            self.counters
+                .answered_warmup
+                .fetch_add(1, Ordering::Release);
         } else {
-            self.counters.answered_measured.fetch_add(1, Ordering::Release);
+            self.counters
+                .answered_measured
+                .fetch_add(1, Ordering::Release);
         }
     }
 }
 
 fn matrix_error(status: StatusCode, errcode: &str, error: &str) -> Response {
-    (status, axum::Json(json!({ "errcode": errcode, "error": error }))).into_response()
+    (
+        status,
+        axum::Json(json!({ "errcode": errcode, "error": error })),
+    )
+        .into_response()
 }
 
 /// The running fake homeserver.
@@ -221,7 +226,10 @@ pub(crate) struct FakeHomeserver {
 
 impl FakeHomeserver {
     /// Serves `state` on `listener` until dropped.
-    pub(crate) fn start(listener: std::net::TcpListener, state: Arc<HsState>) -> anyhow::Result<Self> {
+    pub(crate) fn start(
+        listener: std::net::TcpListener,
+        state: Arc<HsState>,
+    ) -> anyhow::Result<Self> {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let app = router(state);
@@ -257,7 +265,7 @@ fn router(state: Arc<HsState>) -> Router {
 type Params = Query<HashMap<String, String>>;
 
 async fn fallback(State(s): State<Arc<HsState>>, method: Method, uri: Uri) -> Response {
-    s.unexpected(format!("{method} {}", uri.path()))
+    s.unexpected(&format!("{method} {}", uri.path()))
 }
 
 async fn versions(State(s): State<Arc<HsState>>) -> Response {
@@ -271,11 +279,14 @@ async fn versions(State(s): State<Arc<HsState>>) -> Response {
 }
 
 async fn whoami(State(s): State<Arc<HsState>>, headers: HeaderMap, Query(q): Params) -> Response {
-    if let Err(r) = s.authorize(&headers, &q) {
+    if let Some(r) = s.reject(&headers, &q) {
         return r;
     }
     s.counters.whoami.fetch_add(1, Ordering::Relaxed);
-    let user_id = q.get("user_id").cloned().unwrap_or_else(|| s.setup.bot_user_id.clone());
+    let user_id = q
+        .get("user_id")
+        .cloned()
+        .unwrap_or_else(|| s.setup.bot_user_id.clone());
     axum::Json(json!({ "user_id": user_id, "is_guest": false })).into_response()
 }
 
@@ -292,12 +303,15 @@ async fn ping(
     Query(q): Params,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = s.authorize(&headers, &q) {
+    if let Some(r) = s.reject(&headers, &q) {
         return r;
     }
     if id != s.setup.appservice_id {
         s.counters.pings_failed.fetch_add(1, Ordering::Relaxed);
-        s.sample(format!("ping for appservice id {id:?}, registration says {:?}", s.setup.appservice_id));
+        s.sample(format!(
+            "ping for appservice id {id:?}, registration says {:?}",
+            s.setup.appservice_id
+        ));
         return matrix_error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "not your appservice");
     }
     let transaction_id = serde_json::from_slice::<PingBody>(&body)
@@ -337,7 +351,11 @@ async fn ping(
         Err(e) => {
             s.counters.pings_failed.fetch_add(1, Ordering::Relaxed);
             s.sample(format!("cannot reach Switchboard for the ping: {e}"));
-            matrix_error(StatusCode::BAD_GATEWAY, "M_CONNECTION_FAILED", &e.to_string())
+            matrix_error(
+                StatusCode::BAD_GATEWAY,
+                "M_CONNECTION_FAILED",
+                &e.to_string(),
+            )
         }
     }
 }
@@ -348,11 +366,11 @@ async fn profile(
     headers: HeaderMap,
     Query(q): Params,
 ) -> Response {
-    if let Err(r) = s.authorize(&headers, &q) {
+    if let Some(r) = s.reject(&headers, &q) {
         return r;
     }
     if field != "displayname" && field != "avatar_url" {
-        return s.unexpected(format!("PUT profile/{user_id}/{field}"));
+        return s.unexpected(&format!("PUT profile/{user_id}/{field}"));
     }
     s.counters.profile.fetch_add(1, Ordering::Relaxed);
     axum::Json(json!({})).into_response()
@@ -384,14 +402,16 @@ async fn send(
     body: Bytes,
 ) -> Response {
     let now_ns = s.now_ns();
-    if let Err(r) = s.authorize(&headers, &q) {
+    if let Some(r) = s.reject(&headers, &q) {
         return r;
     }
     if event_type != "m.room.message" {
-        return s.unexpected(format!("PUT rooms/{room_id}/send/{event_type}"));
+        return s.unexpected(&format!("PUT rooms/{room_id}/send/{event_type}"));
     }
     s.counters.sends.fetch_add(1, Ordering::Relaxed);
-    let sender = q.get("user_id").map_or(s.setup.bot_user_id.as_str(), String::as_str);
+    let sender = q
+        .get("user_id")
+        .map_or(s.setup.bot_user_id.as_str(), String::as_str);
     let key = format!("{sender}|{txn_id}");
     let event_id = {
         let Ok(mut txn_ids) = s.txn_ids.lock() else {
@@ -408,15 +428,23 @@ async fn send(
     match serde_json::from_slice::<Message>(&body) {
         Ok(Message {
             body: text,
-            relates_to: Some(Relation { in_reply_to: Some(r) }),
+            relates_to: Some(Relation {
+                in_reply_to: Some(r),
+            }),
         }) => s.record_reply(&r.event_id, text.as_deref(), now_ns),
         Ok(_) => {
             s.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
-            s.sample(format!("message that is not a reply: {}", String::from_utf8_lossy(&body)));
+            s.sample(format!(
+                "message that is not a reply: {}",
+                String::from_utf8_lossy(&body)
+            ));
         }
         Err(e) => {
             s.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
-            s.sample(format!("message body does not decode ({e}): {}", String::from_utf8_lossy(&body)));
+            s.sample(format!(
+                "message body does not decode ({e}): {}",
+                String::from_utf8_lossy(&body)
+            ));
         }
     }
     axum::Json(json!({ "event_id": event_id })).into_response()

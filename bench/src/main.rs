@@ -56,21 +56,25 @@ struct Cli {
 /// The workspace root (the bench crate lives in `<root>/bench`).
 fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map_or(manifest.clone(), std::path::Path::to_path_buf)
+    manifest
+        .parent()
+        .map_or(manifest.clone(), std::path::Path::to_path_buf)
 }
 
 /// The switchboard binary: the option, else `target/release/switchboard` in the workspace,
 /// else next to this binary (for a custom target directory).
 fn find_switchboard(option: Option<PathBuf>) -> Result<PathBuf> {
-    let candidates = match option {
-        Some(path) => vec![path],
-        None => {
-            let mut c = vec![workspace_root().join("target/release/switchboard")];
-            if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)) {
-                c.push(dir.join("switchboard"));
-            }
-            c
+    let candidates = if let Some(path) = option {
+        vec![path]
+    } else {
+        let mut c = vec![workspace_root().join("target/release/switchboard")];
+        if let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(PathBuf::from))
+        {
+            c.push(dir.join("switchboard"));
         }
+        c
     };
     for candidate in &candidates {
         if candidate.is_file() {
@@ -124,14 +128,20 @@ async fn bench(cli: Cli) -> Result<()> {
     settings.insert("batch".to_owned(), Value::from(opts.batch));
     settings.insert("rooms".to_owned(), Value::from(opts.rooms));
     settings.insert("warmup".to_owned(), Value::from(opts.warmup));
-    settings.insert("sqlite_sync".to_owned(), Value::from(opts.sqlite_sync.as_str()));
+    settings.insert(
+        "sqlite_sync".to_owned(),
+        Value::from(opts.sqlite_sync.as_str()),
+    );
     report::print_summary(&results, settings);
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

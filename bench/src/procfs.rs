@@ -57,10 +57,7 @@ fn parse_status_kb(status: &str, key: &str) -> Result<u64> {
         .lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .context("field missing")?;
-    let number = line
-        .split_whitespace()
-        .next()
-        .context("field is empty")?;
+    let number = line.split_whitespace().next().context("field is empty")?;
     number.parse().context("field is not a number")
 }
 

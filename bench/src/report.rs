@@ -26,9 +26,9 @@ pub(crate) struct Figures {
     pub(crate) cpu_us_per_event: f64,
     /// The bench's own CPU time (fake homeserver + load) during the measured run, per event.
     pub(crate) bench_cpu_us_per_event: f64,
-    /// VmRSS after start-up, MB (2^20 bytes).
+    /// `VmRSS` after start-up, MB (2^20 bytes).
     pub(crate) idle_rss_mb: f64,
-    /// VmHWM after the run, MB.
+    /// `VmHWM` after the run, MB.
     pub(crate) peak_rss_mb: f64,
     /// Replies beyond the first to one event (must be 0).
     pub(crate) duplicates: u64,
@@ -74,54 +74,189 @@ impl Target {
     }
 }
 
-struct Row {
+/// How one figure is shown, combined and judged.
+struct Spec {
     key: &'static str,
     label: &'static str,
-    value: f64,
     decimals: usize,
     combine: Combine,
     target: Option<Target>,
+    get: fn(&Figures) -> f64,
+}
+
+/// Counts are far below 2^52: converting them to `f64` is exact.
+#[allow(clippy::cast_precision_loss)]
+fn count(value: u64) -> f64 {
+    value as f64
+}
+
+/// Every figure, in the order printed.
+const SPECS: &[Spec] = &[
+    Spec {
+        key: "events",
+        label: "events (measured)",
+        decimals: 0,
+        combine: Combine::Median,
+        target: None,
+        get: |f| count(f.events),
+    },
+    Spec {
+        key: "wall_s",
+        label: "wall time (s)",
+        decimals: 3,
+        combine: Combine::Median,
+        target: None,
+        get: |f| f.wall_s,
+    },
+    Spec {
+        key: "events_per_s",
+        label: "events/s end-to-end",
+        decimals: 0,
+        combine: Combine::Median,
+        target: Some(Target::AtLeast(20_000.0)),
+        get: |f| f.events_per_s,
+    },
+    Spec {
+        key: "txn_acks_per_s",
+        label: "transaction acks/s",
+        decimals: 0,
+        combine: Combine::Median,
+        target: None,
+        get: |f| f.txn_acks_per_s,
+    },
+    Spec {
+        key: "latency_p50_ms",
+        label: "latency p50 (ms)",
+        decimals: 2,
+        combine: Combine::Median,
+        target: None,
+        get: |f| f.p50_ms,
+    },
+    Spec {
+        key: "latency_p90_ms",
+        label: "latency p90 (ms)",
+        decimals: 2,
+        combine: Combine::Median,
+        target: None,
+        get: |f| f.p90_ms,
+    },
+    Spec {
+        key: "latency_p99_ms",
+        label: "latency p99 (ms)",
+        decimals: 2,
+        combine: Combine::Median,
+        target: Some(Target::AtMost(10.0)),
+        get: |f| f.p99_ms,
+    },
+    Spec {
+        key: "latency_max_ms",
+        label: "latency max (ms)",
+        decimals: 2,
+        combine: Combine::Median,
+        target: None,
+        get: |f| f.max_ms,
+    },
+    Spec {
+        key: "cpu_us_per_event",
+        label: "CPU µs/event (switchboard)",
+        decimals: 1,
+        combine: Combine::Median,
+        target: Some(Target::AtMost(50.0)),
+        get: |f| f.cpu_us_per_event,
+    },
+    Spec {
+        key: "bench_cpu_us_per_event",
+        label: "CPU µs/event (bench itself)",
+        decimals: 1,
+        combine: Combine::Median,
+        target: None,
+        get: |f| f.bench_cpu_us_per_event,
+    },
+    Spec {
+        key: "idle_rss_mb",
+        label: "idle RSS (MB)",
+        decimals: 1,
+        combine: Combine::Median,
+        target: Some(Target::AtMost(15.0)),
+        get: |f| f.idle_rss_mb,
+    },
+    Spec {
+        key: "peak_rss_mb",
+        label: "peak RSS (MB)",
+        decimals: 1,
+        combine: Combine::Median,
+        target: Some(Target::AtMost(40.0)),
+        get: |f| f.peak_rss_mb,
+    },
+    Spec {
+        key: "duplicates",
+        label: "duplicate replies",
+        decimals: 0,
+        combine: Combine::Total,
+        target: Some(Target::AtMost(0.0)),
+        get: |f| count(f.duplicates),
+    },
+    Spec {
+        key: "missing",
+        label: "missing replies",
+        decimals: 0,
+        combine: Combine::Total,
+        target: Some(Target::AtMost(0.0)),
+        get: |f| count(f.missing),
+    },
+    Spec {
+        key: "unexpected",
+        label: "unexpected requests",
+        decimals: 0,
+        combine: Combine::Total,
+        target: Some(Target::AtMost(0.0)),
+        get: |f| count(f.unexpected),
+    },
+    Spec {
+        key: "txn_retries",
+        label: "transaction retries",
+        decimals: 0,
+        combine: Combine::Total,
+        target: None,
+        get: |f| count(f.txn_retries),
+    },
+    Spec {
+        key: "log_warnings",
+        label: "warnings in the log",
+        decimals: 0,
+        combine: Combine::Total,
+        target: None,
+        get: |f| count(f.log_warnings),
+    },
+];
+
+/// A figure with its value.
+struct Row {
+    spec: &'static Spec,
+    value: f64,
 }
 
 impl Figures {
-    #[allow(clippy::cast_precision_loss)]
     fn rows(&self) -> Vec<Row> {
-        let row = |key, label, value, decimals, combine, target| Row {
-            key,
-            label,
-            value,
-            decimals,
-            combine,
-            target,
-        };
-        use Combine::{Median, Total};
-        vec![
-            row("events", "events (measured)", self.events as f64, 0, Median, None),
-            row("wall_s", "wall time (s)", self.wall_s, 3, Median, None),
-            row("events_per_s", "events/s end-to-end", self.events_per_s, 0, Median, Some(Target::AtLeast(20_000.0))),
-            row("txn_acks_per_s", "transaction acks/s", self.txn_acks_per_s, 0, Median, None),
-            row("latency_p50_ms", "latency p50 (ms)", self.p50_ms, 2, Median, None),
-            row("latency_p90_ms", "latency p90 (ms)", self.p90_ms, 2, Median, None),
-            row("latency_p99_ms", "latency p99 (ms)", self.p99_ms, 2, Median, Some(Target::AtMost(10.0))),
-            row("latency_max_ms", "latency max (ms)", self.max_ms, 2, Median, None),
-            row("cpu_us_per_event", "CPU µs/event (switchboard)", self.cpu_us_per_event, 1, Median, Some(Target::AtMost(50.0))),
-            row("bench_cpu_us_per_event", "CPU µs/event (bench itself)", self.bench_cpu_us_per_event, 1, Median, None),
-            row("idle_rss_mb", "idle RSS (MB)", self.idle_rss_mb, 1, Median, Some(Target::AtMost(15.0))),
-            row("peak_rss_mb", "peak RSS (MB)", self.peak_rss_mb, 1, Median, Some(Target::AtMost(40.0))),
-            row("duplicates", "duplicate replies", self.duplicates as f64, 0, Total, Some(Target::AtMost(0.0))),
-            row("missing", "missing replies", self.missing as f64, 0, Total, Some(Target::AtMost(0.0))),
-            row("unexpected", "unexpected requests", self.unexpected as f64, 0, Total, Some(Target::AtMost(0.0))),
-            row("txn_retries", "transaction retries", self.txn_retries as f64, 0, Total, None),
-            row("log_warnings", "warnings in the log", self.log_warnings as f64, 0, Total, None),
-        ]
+        SPECS
+            .iter()
+            .map(|spec| Row {
+                spec,
+                value: (spec.get)(self),
+            })
+            .collect()
     }
 }
 
 /// `1234567.891` with `decimals` → `1,234,567.89`.
 fn group(value: f64, decimals: usize) -> String {
     let text = format!("{value:.decimals$}");
-    let (sign, digits) = text.strip_prefix('-').map_or(("", text.as_str()), |d| ("-", d));
-    let (int, frac) = digits.split_once('.').map_or((digits, None), |(i, f)| (i, Some(f)));
+    let (sign, digits) = text
+        .strip_prefix('-')
+        .map_or(("", text.as_str()), |d| ("-", d));
+    let (int, frac) = digits
+        .split_once('.')
+        .map_or((digits, None), |(i, f)| (i, Some(f)));
     let mut grouped = String::new();
     for (i, c) in int.chars().enumerate() {
         if i > 0 && (int.len() - i).is_multiple_of(3) {
@@ -149,16 +284,16 @@ fn json_number(value: f64, decimals: usize) -> Value {
 
 fn print_table(title: &str, rows: &[Row]) {
     println!("\n{title}");
-    println!("  {:<30} {:>14}   {:<10} {}", "figure", "value", "target", "");
+    println!("  {:<30} {:>14}   target", "figure", "value");
     println!("  {}", "-".repeat(62));
     for row in rows {
-        let (target, verdict) = row.target.map_or((String::new(), ""), |t| {
+        let (target, verdict) = row.spec.target.map_or((String::new(), ""), |t| {
             (t.describe(), if t.met(row.value) { "ok" } else { "MISSED" })
         });
         println!(
             "  {:<30} {:>14}   {:<10} {}",
-            row.label,
-            group(row.value, row.decimals),
+            row.spec.label,
+            group(row.value, row.spec.decimals),
             target,
             verdict
         );
@@ -167,7 +302,7 @@ fn print_table(title: &str, rows: &[Row]) {
 
 fn json_of(rows: &[Row]) -> Map<String, Value> {
     rows.iter()
-        .map(|r| (r.key.to_owned(), json_number(r.value, r.decimals)))
+        .map(|r| (r.spec.key.to_owned(), json_number(r.value, r.spec.decimals)))
         .collect()
 }
 
@@ -206,22 +341,24 @@ fn median(values: &mut [f64]) -> f64 {
 /// `RESULT {json}` line.
 pub(crate) fn print_summary(runs: &[Figures], settings: Map<String, Value>) {
     let per_run: Vec<Vec<Row>> = runs.iter().map(Figures::rows).collect();
-    let template = Figures::default().rows();
-    let rows: Vec<Row> = template
-        .into_iter()
+    let rows: Vec<Row> = SPECS
+        .iter()
         .enumerate()
-        .map(|(i, mut row)| {
+        .map(|(i, spec)| {
             let mut values: Vec<f64> = per_run.iter().map(|r| r[i].value).collect();
-            row.value = match row.combine {
+            let value = match spec.combine {
                 Combine::Median => median(&mut values),
                 Combine::Total => values.iter().sum(),
             };
-            row
+            Row { spec, value }
         })
         .collect();
     if runs.len() > 1 {
         print_table(
-            &format!("median of {} runs (error counters: total over all runs)", runs.len()),
+            &format!(
+                "median of {} runs (error counters: total over all runs)",
+                runs.len()
+            ),
             &rows,
         );
     }

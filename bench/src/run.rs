@@ -21,11 +21,11 @@ const BOT_LOCALPART: &str = "echobot";
 /// How long Switchboard may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long, after the last transaction was acknowledged, replies may take to arrive.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+const ANSWER_TIMEOUT: Duration = Duration::from_mins(2);
 /// Longest the sending of one phase may take (a bound, far above any plausible run).
-const SEND_TIMEOUT: Duration = Duration::from_secs(900);
+const SEND_TIMEOUT: Duration = Duration::from_mins(15);
 /// Timeout of one transaction request (above Switchboard's 30 s back-pressure wait).
-const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+const TXN_TIMEOUT: Duration = Duration::from_mins(1);
 /// Consecutive connection failures after which Switchboard is taken for dead.
 const MAX_CONNECTION_FAILURES: u32 = 5;
 /// Settling time between readiness and the idle RSS reading.
@@ -63,7 +63,7 @@ pub(crate) struct Options {
     pub(crate) rooms: u64,
     /// Warm-up events (not measured).
     pub(crate) warmup: u64,
-    /// SQLite durability.
+    /// `SQLite` durability.
     pub(crate) sqlite_sync: SqliteSync,
     /// Keep the temporary directory.
     pub(crate) keep_dir: bool,
@@ -85,7 +85,13 @@ fn free_port(taken: &[u16]) -> Result<u16> {
     bail!("cannot find a free loopback port")
 }
 
-fn write_config(dir: &Path, hs_url: &str, as_port: u16, metrics_port: u16, sync: SqliteSync) -> Result<()> {
+fn write_config(
+    dir: &Path,
+    hs_url: &str,
+    as_port: u16,
+    metrics_port: u16,
+    sync: SqliteSync,
+) -> Result<()> {
     let config = format!(
         "# Written by switchboard-bench.
 homeserver:
@@ -133,7 +139,8 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
         Some(temp)
     };
 
-    let hs_listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind the fake homeserver")?;
+    let hs_listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind the fake homeserver")?;
     let hs_port = hs_listener.local_addr()?.port();
     let as_port = free_port(&[hs_port])?;
     let metrics_port = free_port(&[hs_port, as_port])?;
@@ -163,7 +170,15 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
     let _homeserver = FakeHomeserver::start(hs_listener, Arc::clone(&state))?;
 
     let mut sb = Switchboard::start(&opts.switchboard, &dir)?;
-    let measured = measure(opts, &mut sb, &state, &as_url, &registration.hs_token, metrics_port).await;
+    let measured = measure(
+        opts,
+        &mut sb,
+        &state,
+        &as_url,
+        &registration.hs_token,
+        metrics_port,
+    )
+    .await;
     let stopped = sb.stop().await;
     let mut figures = match measured {
         Ok(f) => f,
@@ -171,21 +186,29 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
     };
 
     let stopped = stopped?;
-    eprintln!("  stopped in {} ms ({})", stopped.took.as_millis(), stopped.status);
+    eprintln!(
+        "  stopped in {} ms ({})",
+        stopped.took.as_millis(),
+        stopped.status
+    );
     if stopped.killed {
         figures
             .problems
             .push("Switchboard did not stop within 15 s of SIGTERM and was killed".to_owned());
     } else if !stopped.status.success() {
-        figures
-            .problems
-            .push(format!("Switchboard exited with {} after SIGTERM", stopped.status));
+        figures.problems.push(format!(
+            "Switchboard exited with {} after SIGTERM",
+            stopped.status
+        ));
     }
     let log = sb.log_text();
     let warnings = switchboard::warnings(&log);
     figures.log_warnings = warnings.len() as u64;
     if !warnings.is_empty() {
-        let mut text = format!("{} warning/error lines in Switchboard's log, first ones:", warnings.len());
+        let mut text = format!(
+            "{} warning/error lines in Switchboard's log, first ones:",
+            warnings.len()
+        );
         for line in warnings.iter().take(5) {
             let _ = write!(text, "\n      {}", line.trim());
         }
@@ -231,30 +254,16 @@ async fn measure(
         problems: Vec::new(),
     };
 
-    if opts.warmup > 0 {
-        let started = Instant::now();
-        load.send(0, opts.warmup, sb).await.context("warm-up")?;
-        let answered = wait_answered(&state.counters.answered_warmup, opts.warmup, sb).await?;
-        if answered < opts.warmup {
-            load.problems.push(format!(
-                "{} of {} warm-up events were not answered within {} s",
-                opts.warmup - answered,
-                opts.warmup,
-                ANSWER_TIMEOUT.as_secs()
-            ));
-        }
-        eprintln!(
-            "  warm-up: {answered}/{} events answered in {:.2} s",
-            opts.warmup,
-            started.elapsed().as_secs_f64()
-        );
-    }
+    warm_up(opts, &mut load, state, sb).await?;
 
     let total = opts.warmup + opts.events;
     let cpu_before = procfs::cpu_ticks(pid)?;
     let own_cpu_before = procfs::cpu_ticks(Pid::OurSelf)?;
     let retries_before = load.retries;
-    let sent = load.send(opts.warmup, total, sb).await.context("measured run")?;
+    let sent = load
+        .send(opts.warmup, total, sb)
+        .await
+        .context("measured run")?;
     let answered = wait_answered(&state.counters.answered_measured, opts.events, sb).await?;
     let cpu_after = procfs::cpu_ticks(pid)?;
     let own_cpu_after = procfs::cpu_ticks(Pid::OurSelf)?;
@@ -271,7 +280,8 @@ async fn measure(
     latencies.sort_unstable();
     let wall_ns = last_reply.saturating_sub(sent.first_sent_ns).max(1);
     let ack_ns = sent.last_ack_ns.saturating_sub(sent.first_sent_ns).max(1);
-    let cpu_us = |ticks: u64| ticks as f64 * 1e6 / opts.clock_ticks as f64 / opts.events.max(1) as f64;
+    let cpu_us =
+        |ticks: u64| ticks as f64 * 1e6 / opts.clock_ticks as f64 / opts.events.max(1) as f64;
 
     let c = &state.counters;
     let mut figures = Figures {
@@ -306,6 +316,35 @@ async fn measure(
     Ok(figures)
 }
 
+/// Sends the warm-up events and waits until they are answered.
+async fn warm_up(
+    opts: &Options,
+    load: &mut Load,
+    state: &HsState,
+    sb: &mut Switchboard,
+) -> Result<()> {
+    if opts.warmup == 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    load.send(0, opts.warmup, sb).await.context("warm-up")?;
+    let answered = wait_answered(&state.counters.answered_warmup, opts.warmup, sb).await?;
+    if answered < opts.warmup {
+        load.problems.push(format!(
+            "{} of {} warm-up events were not answered within {} s",
+            opts.warmup - answered,
+            opts.warmup,
+            ANSWER_TIMEOUT.as_secs()
+        ));
+    }
+    eprintln!(
+        "  warm-up: {answered}/{} events answered in {:.2} s",
+        opts.warmup,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Notes in the problems what the fake homeserver's counters show went wrong.
 fn check_counters(state: &HsState, figures: &mut Figures) {
     let c = &state.counters;
@@ -315,15 +354,33 @@ fn check_counters(state: &HsState, figures: &mut Figures) {
             figures.problems.push(format!("{count} {what}"));
         }
     };
-    note(figures.duplicates, "duplicate replies (an event answered more than once)");
+    note(
+        figures.duplicates,
+        "duplicate replies (an event answered more than once)",
+    );
     note(figures.missing, "measured events without a reply");
-    note(get(&c.unexpected), "requests to endpoints the bench does not expect");
-    note(get(&c.auth_failures), "requests with a missing or wrong as_token");
-    note(get(&c.bad_replies), "messages that are not a reply to a bench event");
+    note(
+        get(&c.unexpected),
+        "requests to endpoints the bench does not expect",
+    );
+    note(
+        get(&c.auth_failures),
+        "requests with a missing or wrong as_token",
+    );
+    note(
+        get(&c.bad_replies),
+        "messages that are not a reply to a bench event",
+    );
     note(get(&c.wrong_bodies), "replies whose body is not `pong <N>`");
-    note(get(&c.repeated_txn_ids), "sends repeating a transaction id (retries; a homeserver de-duplicates them)");
+    note(
+        get(&c.repeated_txn_ids),
+        "sends repeating a transaction id (retries; a homeserver de-duplicates them)",
+    );
     note(get(&c.pings_failed), "failed appservice pings");
-    note(figures.txn_retries, "transactions not acknowledged at the first attempt");
+    note(
+        figures.txn_retries,
+        "transactions not acknowledged at the first attempt",
+    );
     for (count, call) in [
         (get(&c.versions), "GET /versions"),
         (get(&c.whoami), "GET /whoami"),
@@ -331,7 +388,9 @@ fn check_counters(state: &HsState, figures: &mut Figures) {
         (get(&c.profile), "the display-name update"),
     ] {
         if count == 0 {
-            figures.problems.push(format!("Switchboard never made {call} at start-up"));
+            figures
+                .problems
+                .push(format!("Switchboard never made {call} at start-up"));
         }
     }
     for sample in state.samples() {
@@ -357,21 +416,43 @@ async fn check_metrics(metrics_port: u16, figures: &mut Figures) {
     let text = match text {
         Ok(t) => t,
         Err(e) => {
-            figures.problems.push(format!("cannot read Switchboard's /metrics: {e}"));
+            figures
+                .problems
+                .push(format!("cannot read Switchboard's /metrics: {e}"));
             return;
         }
     };
     for (prefix, what) in [
-        ("switchboard_events_failed_total", "events whose handling failed permanently"),
-        ("switchboard_handling_retries_total", "handling attempts retried"),
-        ("switchboard_homeserver_retries_total", "homeserver requests retried"),
-        ("switchboard_transactions_total{outcome=\"duplicate\"}", "transactions taken for duplicates"),
-        ("switchboard_transactions_total{outcome=\"rejected\"}", "transactions rejected"),
-        ("switchboard_events_invalid_total", "events skipped as invalid"),
+        (
+            "switchboard_events_failed_total",
+            "events whose handling failed permanently",
+        ),
+        (
+            "switchboard_handling_retries_total",
+            "handling attempts retried",
+        ),
+        (
+            "switchboard_homeserver_retries_total",
+            "homeserver requests retried",
+        ),
+        (
+            "switchboard_transactions_total{outcome=\"duplicate\"}",
+            "transactions taken for duplicates",
+        ),
+        (
+            "switchboard_transactions_total{outcome=\"rejected\"}",
+            "transactions rejected",
+        ),
+        (
+            "switchboard_events_invalid_total",
+            "events skipped as invalid",
+        ),
     ] {
         let total = metric_sum(&text, prefix);
         if total > 0.0 {
-            figures.problems.push(format!("{total} {what} (Switchboard's {prefix})"));
+            figures
+                .problems
+                .push(format!("{total} {what} (Switchboard's {prefix})"));
         }
     }
 }
@@ -383,7 +464,9 @@ fn metric_sum(text: &str, prefix: &str) -> f64 {
         .filter_map(|l| {
             let (name, value) = l.rsplit_once(' ')?;
             let matches = name == prefix
-                || name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('{'))
+                || name
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('{'))
                 || (prefix.ends_with('}') && name.starts_with(prefix.trim_end_matches('}')));
             matches.then(|| value.parse::<f64>().ok()).flatten()
         })
@@ -566,7 +649,12 @@ mod tests {
         assert!(metric_sum(text, "switchboard_events_failed_total").abs() < 1e-9);
         assert!((metric_sum(text, "switchboard_homeserver_retries_total") - 5.0).abs() < 1e-9);
         assert!(
-            (metric_sum(text, "switchboard_transactions_total{outcome=\"duplicate\"}") - 1.0).abs() < 1e-9
+            (metric_sum(
+                text,
+                "switchboard_transactions_total{outcome=\"duplicate\"}"
+            ) - 1.0)
+                .abs()
+                < 1e-9
         );
     }
 
@@ -593,7 +681,8 @@ mod tests {
             retries: 0,
             problems: Vec::new(),
         };
-        let body: serde_json::Value = serde_json::from_str(&load.transaction(4, 7)).expect("valid JSON");
+        let body: serde_json::Value =
+            serde_json::from_str(&load.transaction(4, 7)).expect("valid JSON");
         let events = body["events"].as_array().expect("events");
         assert_eq!(events.len(), 3);
         assert_eq!(events[0]["room_id"], "!r0:bench.local");

@@ -120,15 +120,26 @@ impl Switchboard {
 
     /// Fails (with the log's tail) if Switchboard has exited.
     pub(crate) fn check_alive(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait().context("cannot check on Switchboard")? {
+        if let Some(status) = self
+            .child
+            .try_wait()
+            .context("cannot check on Switchboard")?
+        {
             self.stopped = true;
-            bail!("Switchboard exited ({status}); its log ends with:\n{}", self.log_tail());
+            bail!(
+                "Switchboard exited ({status}); its log ends with:\n{}",
+                self.log_tail()
+            );
         }
         Ok(())
     }
 
     /// Waits until `/ready` on the metrics listener answers 200, at most `timeout`.
-    pub(crate) async fn wait_ready(&mut self, metrics_port: u16, timeout: Duration) -> Result<Duration> {
+    pub(crate) async fn wait_ready(
+        &mut self,
+        metrics_port: u16,
+        timeout: Duration,
+    ) -> Result<Duration> {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(2))
@@ -171,13 +182,13 @@ impl Switchboard {
         if !kill.success() {
             eprintln!("warning: `kill -TERM {}` failed ({kill})", self.pid);
         }
-        let (status, killed) = match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
-            Ok(status) => (status?, false),
-            Err(_) => {
+        let (status, killed) =
+            if let Ok(status) = tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
+                (status?, false)
+            } else {
                 self.child.kill().await.context("cannot kill Switchboard")?;
                 (self.child.wait().await?, true)
-            }
-        };
+            };
         self.stopped = true;
         Ok(Stopped {
             status,
@@ -252,7 +263,10 @@ mod tests {
 
     #[test]
     fn ansi_is_stripped() {
-        assert_eq!(strip_ansi("\u{1b}[2mtime\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m x"), "time  WARN x");
+        assert_eq!(
+            strip_ansi("\u{1b}[2mtime\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m x"),
+            "time  WARN x"
+        );
     }
 
     #[test]

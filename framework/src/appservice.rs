@@ -231,6 +231,7 @@ struct EventHeader<'a> {
     #[serde(rename = "type", borrow)]
     event_type: std::borrow::Cow<'a, str>,
     room_id: Option<ruma::OwnedRoomId>,
+    event_id: Option<ruma::OwnedEventId>,
 }
 
 /// Event list names as stored in the inbox.
@@ -258,17 +259,18 @@ fn decode_list(
 ) {
     for raw in raw_events {
         match serde_json::from_str::<EventHeader<'_>>(raw.get()) {
-            Ok(header) if !needs_room || header.room_id.is_some() => {
+            Ok(header) if !needs_room || (header.room_id.is_some() && header.event_id.is_some()) => {
                 metrics.count_event(list, &header.event_type);
                 out.push(NewInboxEvent {
                     kind: list.to_owned(),
+                    event_id: header.event_id.filter(|_| needs_room).map(String::from),
                     room_id: header.room_id.map(String::from),
                     body: raw.get().to_owned(),
                 });
             }
             Ok(_) => {
                 metrics.events_invalid.with_label_values(&[list]).inc();
-                tracing::warn!(list, "skipping an event without a room_id");
+                tracing::warn!(list, "skipping a room event without a room_id or event_id");
             }
             Err(error) => {
                 metrics.events_invalid.with_label_values(&[list]).inc();
@@ -278,12 +280,23 @@ fn decode_list(
     }
 }
 
+/// A short digest of a transaction body (hex of the first 8 bytes of its SHA-256).
+fn body_digest(body: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(body)[..8].iter().fold(String::new(), |mut out, b| {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
 async fn push_transaction(
     State(state): State<AppState>,
     Path(txn_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, MatrixError> {
     state.metrics.transaction_arrived();
+    let digest = body_digest(&body);
     let body: TransactionBody<'_> = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) if e.is_syntax() || e.is_eof() => {
@@ -321,12 +334,13 @@ async fn push_transaction(
             if let Some(raw) = raw {
                 events.push(NewInboxEvent {
                     kind: list.to_owned(),
+                    event_id: None,
                     room_id: None,
                     body: raw.get().to_owned(),
                 });
             }
         }
-        match state.inbox.accept(&txn_id, events).await {
+        match state.inbox.accept(&txn_id, &digest, events).await {
             Ok(Accepted::New) => {
                 state.metrics.transactions.with_label_values(&["new"]).inc();
                 Ok(Json(json!({})))
@@ -497,6 +511,7 @@ mod tests {
         let mut out = Vec::new();
         decode_list(&metrics, list::PDU, &parsed.events, true, &mut out);
         assert_eq!(out.len(), 2);
+        assert_eq!(out[0].event_id.as_deref(), Some("$1"));
         assert!(out[0].body.contains("\"$1\""));
         assert!(out[1].body.contains("\"$2\""));
         assert_eq!(metrics.events_invalid.with_label_values(&[list::PDU]).get(), 3);

@@ -187,9 +187,13 @@ impl Inbox {
 
     /// Stores a transaction's events (waiting first while the inbox is above the high-water
     /// mark), then queues them for handling. Returns once the transaction is durable.
+    /// `body_digest` distinguishes a repeated transaction from a homeserver reusing the id for
+    /// new content (Synapse on SQLite does after a restart); room events accepted before are
+    /// skipped either way.
     pub async fn accept(
         &self,
         txn_id: &str,
+        body_digest: &str,
         events: Vec<NewInboxEvent>,
     ) -> Result<Accepted, AcceptError> {
         let shared = &self.shared;
@@ -215,14 +219,21 @@ impl Inbox {
             }
         }
         let sender = shared.accept_lock.lock().await;
-        let Some(seqs) = shared.store.inbox_insert(txn_id, now_ms(), &events).await? else {
+        let key = format!("{txn_id}/{body_digest}");
+        let Some(seqs) = shared.store.inbox_insert(&key, now_ms(), &events).await? else {
             return Ok(Accepted::Duplicate);
         };
         let accepted_at = Instant::now();
-        let count = seqs.len();
+        let count = seqs.iter().flatten().count();
+        let resent = seqs.len() - count;
+        if resent > 0 {
+            shared.metrics.events_resent.inc_by(resent as u64);
+            tracing::info!(resent, "skipped room events the homeserver had sent before");
+        }
         shared.depth.fetch_add(count, Ordering::AcqRel);
         shared.metrics.inbox_depth.add(i64::try_from(count).unwrap_or(0));
         for (seq, event) in seqs.into_iter().zip(events) {
+            let Some(seq) = seq else { continue };
             let item = InboxItem {
                 seq,
                 kind: event.kind.into(),

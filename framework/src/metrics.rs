@@ -48,6 +48,8 @@ pub struct Metrics {
     pub events: IntCounterVec,
     /// Events that did not decode and were skipped, by list.
     pub events_invalid: IntCounterVec,
+    /// Room events the homeserver sent again in a new transaction (skipped).
+    pub events_resent: IntCounter,
     /// Time from an event's arrival to its handling being done.
     pub handling_seconds: Histogram,
     /// Events whose handling failed permanently.
@@ -160,6 +162,14 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let events_resent = register(
+            &registry,
+            IntCounter::new(
+                "switchboard_events_resent_total",
+                "Room events the homeserver sent again in a new transaction (skipped).",
+            )
+            .expect("valid metric"),
+        );
         let inbox_depth = register(
             &registry,
             IntGauge::new(
@@ -181,6 +191,7 @@ impl Metrics {
             transactions,
             events,
             events_invalid,
+            events_resent,
             handling_seconds,
             events_failed,
             handling_retries,

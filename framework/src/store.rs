@@ -62,6 +62,8 @@ macro_rules! on_pool {
 pub struct NewInboxEvent {
     /// Which list of the transaction it came from (`pdu`, `ephemeral`, `to_device`, …).
     pub kind: String,
+    /// The event id, for room events: an id accepted before is not stored again.
+    pub event_id: Option<String>,
     /// The room it belongs to, if any (the ordering key).
     pub room_id: Option<String>,
     /// The event's JSON, exactly as received.
@@ -157,15 +159,17 @@ impl Store {
         on_pool!(self, pool => pool.close().await);
     }
 
-    /// Stores a transaction and its events atomically. Returns `None` when the transaction id
-    /// was seen before (nothing is stored), else the sequence numbers of the stored events in
-    /// the order given.
+    /// Stores a transaction and its new events atomically. `txn_key` identifies the
+    /// transaction (id and body digest). Returns `None` when the transaction was seen before
+    /// (nothing is stored); else, for each event given, its sequence number, or `None` for a
+    /// room event whose id was accepted before (not stored again).
     pub async fn inbox_insert(
         &self,
-        txn_id: &str,
+        txn_key: &str,
         received_at_ms: i64,
         events: &[NewInboxEvent],
-    ) -> StoreResult<Option<Vec<i64>>> {
+    ) -> StoreResult<Option<Vec<Option<i64>>>> {
+        let txn_id = txn_key;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
@@ -181,8 +185,25 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(None);
             }
-            let mut seqs = Vec::with_capacity(events.len());
-            for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let ids: Vec<&str> = events.iter().filter_map(|e| e.event_id.as_deref()).collect();
+            let mut fresh_ids = std::collections::HashSet::with_capacity(ids.len());
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new("INSERT INTO inbox_seen_event (event_id, received_at) ");
+                qb.push_values(chunk, |mut row, id| {
+                    row.push_bind(*id).push_bind(received_at_ms);
+                });
+                qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    fresh_ids.insert(row.try_get::<String, _>(0)?);
+                }
+            }
+            let keep: Vec<bool> = events
+                .iter()
+                .map(|e| e.event_id.as_ref().is_none_or(|id| fresh_ids.remove(id)))
+                .collect();
+            let stored: Vec<&NewInboxEvent> = events.iter().zip(&keep).filter(|(_, k)| **k).map(|(e, _)| e).collect();
+            let mut seqs = Vec::with_capacity(stored.len());
+            for chunk in stored.chunks(ROWS_PER_STATEMENT) {
                 let mut qb = QueryBuilder::new("INSERT INTO inbox_event (txn_id, kind, room_id, body) ");
                 qb.push_values(chunk, |mut row, event| {
                     row.push_bind(txn_id)
@@ -200,7 +221,8 @@ impl Store {
                 seqs.extend(chunk_seqs);
             }
             tx.commit().await?;
-            Ok(Some(seqs))
+            let mut seqs = seqs.into_iter();
+            Ok(Some(keep.iter().map(|k| if *k { seqs.next() } else { None }).collect()))
         })
     }
 
@@ -282,13 +304,20 @@ impl Store {
             .try_get::<i64, _>(0)?))
     }
 
-    /// Forgets transaction ids received before `before_ms`; returns how many.
+    /// Forgets transactions and event ids received before `before_ms`; returns how many
+    /// transactions.
     pub async fn inbox_prune_txns(&self, before_ms: i64) -> StoreResult<u64> {
-        on_pool!(self, pool => Ok(sqlx::query("DELETE FROM inbox_txn WHERE received_at < $1")
-            .bind(before_ms)
-            .execute(pool)
-            .await?
-            .rows_affected()))
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM inbox_seen_event WHERE received_at < $1")
+                .bind(before_ms)
+                .execute(pool)
+                .await?;
+            Ok(sqlx::query("DELETE FROM inbox_txn WHERE received_at < $1")
+                .bind(before_ms)
+                .execute(pool)
+                .await?
+                .rows_affected())
+        })
     }
 
     /// The user as last set up by us, or `None` if we never registered it.
@@ -360,6 +389,7 @@ pub mod conformance {
     fn event(room: Option<&str>, body: &str) -> NewInboxEvent {
         NewInboxEvent {
             kind: "pdu".into(),
+            event_id: None,
             room_id: room.map(str::to_owned),
             body: body.into(),
         }
@@ -368,6 +398,7 @@ pub mod conformance {
     /// Runs every check below.
     pub async fn run_all(store: &Store) {
         duplicate_txn_is_stored_once(store).await;
+        resent_room_events_are_stored_once(store).await;
         pending_events_come_back_in_arrival_order_until_done(store).await;
         failed_events_leave_the_inbox_but_are_kept(store).await;
         old_txn_ids_are_pruned(store).await;
@@ -377,11 +408,14 @@ pub mod conformance {
     /// A repeated transaction id stores nothing.
     pub async fn duplicate_txn_is_stored_once(store: &Store) {
         let events = vec![event(Some("!a:x"), "{\"n\":1}"), event(None, "{\"n\":2}")];
-        let seqs = store
+        let seqs: Vec<i64> = store
             .inbox_insert("t1", 1000, &events)
             .await
             .expect("insert")
-            .expect("new txn");
+            .expect("new txn")
+            .into_iter()
+            .flatten()
+            .collect();
         assert_eq!(seqs.len(), 2);
         assert!(seqs[0] < seqs[1]);
         let again = store.inbox_insert("t1", 2000, &events).await.expect("insert");
@@ -390,16 +424,44 @@ pub mod conformance {
         store.inbox_done(&seqs).await.expect("done");
     }
 
+    /// A room event resent in another transaction is not stored again; other events are.
+    pub async fn resent_room_events_are_stored_once(store: &Store) {
+        let with_id = |id: &str| NewInboxEvent {
+            event_id: Some(id.to_owned()),
+            ..event(Some("!s:x"), "{}")
+        };
+        let first = store
+            .inbox_insert("s1", 1000, &[with_id("$a"), with_id("$b")])
+            .await
+            .expect("insert")
+            .expect("new");
+        assert!(first.iter().all(Option::is_some));
+        let second = store
+            .inbox_insert("s2", 1000, &[with_id("$b"), event(None, "{}"), with_id("$c"), with_id("$c")])
+            .await
+            .expect("insert")
+            .expect("new");
+        assert_eq!(second[0], None, "$b was accepted before");
+        assert!(second[1].is_some() && second[2].is_some());
+        assert_eq!(second[3], None, "$c twice in one transaction is stored once");
+        let stored: Vec<i64> = first.into_iter().chain(second).flatten().collect();
+        assert_eq!(store.inbox_depth().await.expect("depth"), 4);
+        store.inbox_done(&stored).await.expect("done");
+    }
+
     /// Pending events are returned in order and disappear once done.
     pub async fn pending_events_come_back_in_arrival_order_until_done(store: &Store) {
         let many: Vec<_> = (0..2500)
             .map(|i| event(Some("!b:x"), &format!("{{\"n\":{i}}}")))
             .collect();
-        let seqs = store
+        let seqs: Vec<i64> = store
             .inbox_insert("t2", 1000, &many)
             .await
             .expect("insert")
-            .expect("new");
+            .expect("new")
+            .into_iter()
+            .flatten()
+            .collect();
         let pending = store.inbox_pending().await.expect("pending");
         assert_eq!(pending.len(), 2500);
         assert_eq!(pending[0].body, "{\"n\":0}");
@@ -422,7 +484,8 @@ pub mod conformance {
             .await
             .expect("insert")
             .expect("new");
-        store.inbox_fail(seqs[0], "boom", 5).await.expect("fail");
+        let seq = seqs[0].expect("stored");
+        store.inbox_fail(seq, "boom", 5).await.expect("fail");
         assert_eq!(store.inbox_depth().await.expect("depth"), 0);
         assert_eq!(store.inbox_failed_count().await.expect("count"), 1);
     }

@@ -124,7 +124,10 @@ impl Slot {
     /// Runs Switchboard in this process until the returned handle is stopped.
     pub async fn start(&self) -> anyhow::Result<Running> {
         let config = self.config()?;
-        switchboard_framework::telemetry::init(&config.logging);
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(&config.logging.filter))
+            .with_test_writer()
+            .try_init();
         let bots = switchboard::plugins::enabled_bots(&config)?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(runtime::run(config, bots, shutdown.clone()));

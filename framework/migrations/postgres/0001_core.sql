@@ -1,6 +1,15 @@
--- Transaction ids already accepted from the homeserver (de-duplication, kept for a retention period).
+-- Transactions already accepted from the homeserver (de-duplication, kept for a retention
+-- period). The key is the txn id plus a digest of the body: Synapse on SQLite reuses txn ids
+-- for different content after a restart, so the id alone is not enough.
 CREATE TABLE inbox_txn (
     txn_id TEXT PRIMARY KEY NOT NULL,
+    received_at BIGINT NOT NULL
+);
+
+-- Ids of room events already accepted: a homeserver that resends an event in another
+-- transaction (after its own restart) does not get it handled twice.
+CREATE TABLE inbox_seen_event (
+    event_id TEXT PRIMARY KEY NOT NULL,
     received_at BIGINT NOT NULL
 );
 
