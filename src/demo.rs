@@ -24,7 +24,9 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     step("installing Synapse into a local venv (first run only, about 30 s)");
     crate::synapse::ensure_installed().await?;
 
-    let work = tempfile::Builder::new().prefix("switchboard-demo-").tempdir_in(&dir)?;
+    let work = tempfile::Builder::new()
+        .prefix("switchboard-demo-")
+        .tempdir_in(&dir)?;
     let as_port = free_port()?;
     let metrics_port = free_port()?;
     let mut config = Config::default();
@@ -63,16 +65,23 @@ async fn talk_to_the_bot(
     registration: &Registration,
     once: bool,
 ) -> anyhow::Result<()> {
-    let bot = format!("@{}:{}", registration.sender_localpart, config.homeserver.server_name);
+    let bot = format!(
+        "@{}:{}",
+        registration.sender_localpart, config.homeserver.server_name
+    );
     let password = "demo-password";
     step("creating user @demo:localhost and a room, and inviting the echo bot");
-    let user = synapse.register_user_with_password("demo", password, false).await?;
+    let user = synapse
+        .register_user_with_password("demo", password, false)
+        .await?;
     let room = user
         .create_room(serde_json::json!({ "name": "Switchboard demo", "invite": [bot] }))
         .await?;
     let joined = user
         .wait_for_event(&room, Duration::from_secs(30), |e| {
-            e["type"] == "m.room.member" && e["state_key"] == bot.as_str() && e["content"]["membership"] == "join"
+            e["type"] == "m.room.member"
+                && e["state_key"] == bot.as_str()
+                && e["content"]["membership"] == "join"
         })
         .await;
     if joined.is_err() {

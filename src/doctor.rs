@@ -91,7 +91,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             registration.url.as_deref().unwrap_or("?"),
             rtt.as_millis()
         )),
-        None => println!("warn  the homeserver has no appservice ping; cannot check that it reaches us"),
+        None => {
+            println!("warn  the homeserver has no appservice ping; cannot check that it reaches us")
+        }
     }
     Ok(())
 }

@@ -53,7 +53,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -116,15 +119,16 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                shutdown.cancel();
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -144,11 +148,18 @@ fn generate_registration(config_path: &Path) -> anyhow::Result<()> {
     } else {
         None
     };
-    let registration = Registration::generate(&runtime::registration_spec(&config, &bots), existing.as_ref());
+    let registration = Registration::generate(
+        &runtime::registration_spec(&config, &bots),
+        existing.as_ref(),
+    );
     registration.save(path)?;
     println!(
         "{} {}\n  bot user: @{}:{}\n  give this file to your homeserver (Synapse: app_service_config_files) and restart it",
-        if existing.is_some() { "updated (tokens kept)" } else { "wrote" },
+        if existing.is_some() {
+            "updated (tokens kept)"
+        } else {
+            "wrote"
+        },
         path.display(),
         registration.sender_localpart,
         config.homeserver.server_name,

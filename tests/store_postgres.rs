@@ -10,8 +10,13 @@ use switchboard_framework::store::{Store, conformance};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_passes_the_conformance_suite() {
     let pg = Postgres::start().await.expect("private PostgreSQL starts");
-    let url = pg.create_database("conformance").await.expect("database created");
-    let store = Store::connect(&url, 4, SqliteSync::Normal).await.expect("connect + migrate");
+    let url = pg
+        .create_database("conformance")
+        .await
+        .expect("database created");
+    let store = Store::connect(&url, 4, SqliteSync::Normal)
+        .await
+        .expect("connect + migrate");
     assert_eq!(store.backend(), "postgres");
     conformance::run_all(&store).await;
     store.close().await;

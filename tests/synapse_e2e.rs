@@ -19,15 +19,24 @@ async fn synapse_with(slots: &[&Slot]) -> Synapse {
 }
 
 /// A real user, and a room the bot was invited to and has joined.
-async fn user_in_room_with_bot(synapse: &Synapse, slot: &Slot, localpart: &str) -> (MatrixUser, String) {
-    let user = synapse.register_user(localpart, false).await.expect("user registered");
+async fn user_in_room_with_bot(
+    synapse: &Synapse,
+    slot: &Slot,
+    localpart: &str,
+) -> (MatrixUser, String) {
+    let user = synapse
+        .register_user(localpart, false)
+        .await
+        .expect("user registered");
     let bot = slot.bot();
     let room = user
         .create_room(json!({ "name": format!("e2e {localpart}"), "invite": [bot] }))
         .await
         .expect("room created");
     user.wait_for_event(&room, WAIT, |e| {
-        e["type"] == "m.room.member" && e["state_key"] == bot.as_str() && e["content"]["membership"] == "join"
+        e["type"] == "m.room.member"
+            && e["state_key"] == bot.as_str()
+            && e["content"]["membership"] == "join"
     })
     .await
     .expect("the bot accepts the invite");
@@ -63,12 +72,24 @@ async fn a_real_users_ping_gets_a_pong_reply() {
     assert_eq!(pong["type"], "m.room.message");
     user.send_text(&room, "no ping here").await.expect("sent");
     user.send_text(&room, "ping 2").await.expect("sent");
-    user.wait_for_event(&room, WAIT, |e| e["sender"] == bot.as_str() && e["content"]["body"] == "pong 2")
-        .await
-        .expect("pong 2");
-    assert_eq!(user.count_events(&room, |e| e["sender"] == bot.as_str() && e["type"] == "m.room.message").await.expect("count"), 2,
-        "the bot answers pings only, once each");
-    assert!(slot.metric("switchboard_transactions_total{outcome=\"new\"}").await >= 3.0);
+    user.wait_for_event(&room, WAIT, |e| {
+        e["sender"] == bot.as_str() && e["content"]["body"] == "pong 2"
+    })
+    .await
+    .expect("pong 2");
+    assert_eq!(
+        user.count_events(&room, |e| e["sender"] == bot.as_str()
+            && e["type"] == "m.room.message")
+            .await
+            .expect("count"),
+        2,
+        "the bot answers pings only, once each"
+    );
+    assert!(
+        slot.metric("switchboard_transactions_total{outcome=\"new\"}")
+            .await
+            >= 3.0
+    );
     running.stop().await.expect("clean shutdown");
 }
 
@@ -89,7 +110,10 @@ async fn a_replayed_transaction_is_acknowledged_and_answered_once() {
     let http = reqwest::Client::new();
     for _ in 0..2 {
         let answer = http
-            .put(format!("{}/_matrix/app/v1/transactions/replay-1", slot.as_url()))
+            .put(format!(
+                "{}/_matrix/app/v1/transactions/replay-1",
+                slot.as_url()
+            ))
             .bearer_auth(&slot.registration.hs_token)
             .json(&txn)
             .send()
@@ -99,14 +123,22 @@ async fn a_replayed_transaction_is_acknowledged_and_answered_once() {
         assert_eq!(answer.json::<Value>().await.expect("json"), json!({}));
     }
     let bot = slot.bot();
-    user.wait_for_event(&room, WAIT, |e| e["sender"] == bot.as_str() && e["content"]["body"] == "pong 7")
-        .await
-        .expect("pong 7");
+    user.wait_for_event(&room, WAIT, |e| {
+        e["sender"] == bot.as_str() && e["content"]["body"] == "pong 7"
+    })
+    .await
+    .expect("pong 7");
     // Give a second handling time to show up if it were going to.
     user.send_text(&room, "ping 8").await.expect("sent");
-    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong 8").await.expect("pong 8");
+    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong 8")
+        .await
+        .expect("pong 8");
     assert_eq!(replies(&user, &room, &bot, "pong 7").await, 1);
-    assert_eq!(slot.metric("switchboard_transactions_total{outcome=\"duplicate\"}").await, 1.0);
+    assert_eq!(
+        slot.metric("switchboard_transactions_total{outcome=\"duplicate\"}")
+            .await,
+        1.0
+    );
     running.stop().await.expect("clean shutdown");
 }
 
@@ -126,11 +158,40 @@ async fn hs_token_checks_and_errors_follow_the_spec() {
         assert_eq!(body["errcode"], errcode, "{body}");
     };
     let empty = json!({ "events": [] });
-    check(http.put(txn("a")).json(&empty).send().await.expect("req"), 401, "M_UNAUTHORIZED").await;
-    check(http.put(txn("a")).bearer_auth("wrong").json(&empty).send().await.expect("req"), 403, "M_FORBIDDEN").await;
-    check(http.put(format!("{}?access_token=wrong", txn("a"))).json(&empty).send().await.expect("req"), 403, "M_FORBIDDEN").await;
     check(
-        http.put(format!("{}?access_token=wrong", txn("a"))).bearer_auth(&token).json(&empty).send().await.expect("req"),
+        http.put(txn("a")).json(&empty).send().await.expect("req"),
+        401,
+        "M_UNAUTHORIZED",
+    )
+    .await;
+    check(
+        http.put(txn("a"))
+            .bearer_auth("wrong")
+            .json(&empty)
+            .send()
+            .await
+            .expect("req"),
+        403,
+        "M_FORBIDDEN",
+    )
+    .await;
+    check(
+        http.put(format!("{}?access_token=wrong", txn("a")))
+            .json(&empty)
+            .send()
+            .await
+            .expect("req"),
+        403,
+        "M_FORBIDDEN",
+    )
+    .await;
+    check(
+        http.put(format!("{}?access_token=wrong", txn("a")))
+            .bearer_auth(&token)
+            .json(&empty)
+            .send()
+            .await
+            .expect("req"),
         403,
         "M_FORBIDDEN",
     )
@@ -142,12 +203,57 @@ async fn hs_token_checks_and_errors_follow_the_spec() {
         .await
         .expect("req");
     assert_eq!(legacy.status(), 200, "legacy route with query token");
-    check(http.get(format!("{base}/_matrix/app/v1/nothing")).bearer_auth(&token).send().await.expect("req"), 404, "M_UNRECOGNIZED").await;
-    check(http.post(txn("b")).bearer_auth(&token).json(&empty).send().await.expect("req"), 405, "M_UNRECOGNIZED").await;
-    check(http.put(txn("c")).bearer_auth(&token).body("{not json").send().await.expect("req"), 400, "M_NOT_JSON").await;
-    check(http.put(txn("d")).bearer_auth(&token).json(&json!({"events": 5})).send().await.expect("req"), 400, "M_BAD_JSON").await;
+    check(
+        http.get(format!("{base}/_matrix/app/v1/nothing"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("req"),
+        404,
+        "M_UNRECOGNIZED",
+    )
+    .await;
+    check(
+        http.post(txn("b"))
+            .bearer_auth(&token)
+            .json(&empty)
+            .send()
+            .await
+            .expect("req"),
+        405,
+        "M_UNRECOGNIZED",
+    )
+    .await;
+    check(
+        http.put(txn("c"))
+            .bearer_auth(&token)
+            .body("{not json")
+            .send()
+            .await
+            .expect("req"),
+        400,
+        "M_NOT_JSON",
+    )
+    .await;
+    check(
+        http.put(txn("d"))
+            .bearer_auth(&token)
+            .json(&json!({"events": 5}))
+            .send()
+            .await
+            .expect("req"),
+        400,
+        "M_BAD_JSON",
+    )
+    .await;
     let huge = vec![b' '; 40 * 1024 * 1024];
-    let too_big = http.put(txn("e")).bearer_auth(&token).body(huge).send().await.expect("req");
+    let too_big = http
+        .put(txn("e"))
+        .bearer_auth(&token)
+        .body(huge)
+        .send()
+        .await
+        .expect("req");
     assert_eq!(too_big.status(), 413);
     let unknown_user = http
         .get(format!("{base}/_matrix/app/v1/users/@stranger:localhost"))
@@ -156,8 +262,21 @@ async fn hs_token_checks_and_errors_follow_the_spec() {
         .await
         .expect("req");
     assert_eq!(unknown_user.status(), 404);
-    for path in ["/_matrix/app/v1/thirdparty/protocol/none", "/_matrix/app/unstable/thirdparty/user?x=1", "/_matrix/app/v1/thirdparty/location/none"] {
-        check(http.get(format!("{base}{path}")).bearer_auth(&token).send().await.expect("req"), 404, "M_NOT_FOUND").await;
+    for path in [
+        "/_matrix/app/v1/thirdparty/protocol/none",
+        "/_matrix/app/unstable/thirdparty/user?x=1",
+        "/_matrix/app/v1/thirdparty/location/none",
+    ] {
+        check(
+            http.get(format!("{base}{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("req"),
+            404,
+            "M_NOT_FOUND",
+        )
+        .await;
     }
     running.stop().await.expect("clean shutdown");
 }
@@ -169,9 +288,14 @@ async fn inviting_a_namespaced_user_creates_the_puppet_and_the_homeserver_ping_r
     slot.point_at(&synapse.base_url()).expect("config");
     let running = slot.start().await.expect("Switchboard starts");
     let user = synapse.register_user("carol", false).await.expect("user");
-    let room = user.create_room(json!({ "name": "query" })).await.expect("room");
+    let room = user
+        .create_room(json!({ "name": "query" }))
+        .await
+        .expect("room");
     let puppet = "@_echo_query_dave:localhost";
-    user.invite(&room, puppet).await.expect("the homeserver asked Switchboard, which created the user");
+    user.invite(&room, puppet)
+        .await
+        .expect("the homeserver asked Switchboard, which created the user");
     // Synapse asks Switchboard about the invited user before it pushes the invite event.
     let path = format!("/profile/{}", switchboard::synapse::user::encode(puppet));
     wait_until(WAIT, "the puppet's profile", || async {
@@ -181,7 +305,12 @@ async fn inviting_a_namespaced_user_creates_the_puppet_and_the_homeserver_ping_r
     .await
     .expect("the puppet exists with its display name");
 
-    let as_user = MatrixUser::new(&synapse.base_url(), slot.bot(), slot.registration.as_token.clone()).expect("client");
+    let as_user = MatrixUser::new(
+        &synapse.base_url(),
+        slot.bot(),
+        slot.registration.as_token.clone(),
+    )
+    .expect("client");
     let pong = as_user
         .request(
             reqwest::Method::POST,
@@ -207,9 +336,11 @@ async fn sigkill_right_after_acknowledging_answers_once_after_restart() {
     // The transaction is acknowledged, but the reply cannot be sent yet.
     proxy.set_send_mode(SendMode::Refuse);
     let ping = user.send_text(&room, "ping 42").await.expect("sent");
-    wait_until(WAIT, "the reply attempt", || async { (proxy.sends_seen() > 0).then_some(()) })
-        .await
-        .expect("Switchboard tried to reply, so the transaction was acknowledged");
+    wait_until(WAIT, "the reply attempt", || async {
+        (proxy.sends_seen() > 0).then_some(())
+    })
+    .await
+    .expect("Switchboard tried to reply, so the transaction was acknowledged");
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("reaped");
     proxy.set_send_mode(SendMode::Pass);
@@ -219,8 +350,14 @@ async fn sigkill_right_after_acknowledging_answers_once_after_restart() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", slot.process_log()));
     user.send_text(&room, "ping 43").await.expect("sent");
-    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong 43").await.expect("pong 43");
-    assert_eq!(replies(&user, &room, &bot, "pong 42").await, 1, "answered exactly once");
+    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong 43")
+        .await
+        .expect("pong 43");
+    assert_eq!(
+        replies(&user, &room, &bot, "pong 42").await,
+        1,
+        "answered exactly once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,14 +373,24 @@ async fn a_lost_send_answer_is_retried_without_double_posting() {
     // Synapse posts the reply but Switchboard never hears so, and retries.
     proxy.set_send_mode(SendMode::ForwardThenFail);
     let ping = user.send_text(&room, "ping 9").await.expect("sent");
-    wait_until(WAIT, "two send attempts", || async { (proxy.sends_seen() >= 2).then_some(()) })
-        .await
-        .expect("Switchboard retried the send");
+    wait_until(WAIT, "two send attempts", || async {
+        (proxy.sends_seen() >= 2).then_some(())
+    })
+    .await
+    .expect("Switchboard retried the send");
     proxy.set_send_mode(SendMode::Pass);
-    user.wait_for_event(&room, WAIT, |e| is_reply_from(e, &bot, &ping, "pong 9")).await.expect("pong 9");
+    user.wait_for_event(&room, WAIT, |e| is_reply_from(e, &bot, &ping, "pong 9"))
+        .await
+        .expect("pong 9");
     user.send_text(&room, "ping 10").await.expect("sent");
-    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong 10").await.expect("pong 10");
-    assert_eq!(replies(&user, &room, &bot, "pong 9").await, 1, "shown exactly once");
+    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong 10")
+        .await
+        .expect("pong 10");
+    assert_eq!(
+        replies(&user, &room, &bot, "pong 9").await,
+        1,
+        "shown exactly once"
+    );
     running.stop().await.expect("clean shutdown");
 }
 
@@ -257,15 +404,24 @@ async fn a_synapse_restart_mid_run_loses_no_message() {
     let bot = slot.bot();
 
     user.send_text(&room, "ping a").await.expect("sent");
-    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong a").await.expect("pong a");
+    user.wait_for_event(&room, WAIT, |e| e["content"]["body"] == "pong a")
+        .await
+        .expect("pong a");
     // Sent just before the homeserver goes down: its transaction or our reply meets the outage.
     user.send_text(&room, "ping b").await.expect("sent");
     synapse.stop().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     synapse.start_again().await.expect("Synapse restarts");
-    user.send_text(&room, "ping c").await.expect("sent after the restart");
+    user.send_text(&room, "ping c")
+        .await
+        .expect("sent after the restart");
     for body in ["pong b", "pong c"] {
-        if let Err(e) = user.wait_for_event(&room, Duration::from_secs(60), |e| e["content"]["body"] == body).await {
+        if let Err(e) = user
+            .wait_for_event(&room, Duration::from_secs(60), |e| {
+                e["content"]["body"] == body
+            })
+            .await
+        {
             let timeline: Vec<String> = user
                 .messages(&room, 50)
                 .await
@@ -273,11 +429,19 @@ async fn a_synapse_restart_mid_run_loses_no_message() {
                 .iter()
                 .map(|e| format!("{} {} {}", e["sender"], e["type"], e["content"]["body"]))
                 .collect();
-            panic!("{body}: {e}\ntimeline (newest first):\n{}\nsynapse log:\n{}", timeline.join("\n"), synapse.log_tail());
+            panic!(
+                "{body}: {e}\ntimeline (newest first):\n{}\nsynapse log:\n{}",
+                timeline.join("\n"),
+                synapse.log_tail()
+            );
         }
     }
     for body in ["pong a", "pong b", "pong c"] {
-        assert_eq!(replies(&user, &room, &bot, body).await, 1, "{body} shown once");
+        assert_eq!(
+            replies(&user, &room, &bot, body).await,
+            1,
+            "{body} shown once"
+        );
     }
     running.stop().await.expect("clean shutdown");
 }

@@ -44,9 +44,17 @@ pub trait QueryHandler: Send + Sync + 'static {
     /// The third-party protocols served, with their metadata (`GET /thirdparty/protocol/…`).
     async fn thirdparty_protocol(&self, protocol: &str) -> Option<Value>;
     /// Third-party users matching the fields, or by Matrix id.
-    async fn thirdparty_users(&self, protocol: Option<&str>, query: &[(String, String)]) -> Vec<Value>;
+    async fn thirdparty_users(
+        &self,
+        protocol: Option<&str>,
+        query: &[(String, String)],
+    ) -> Vec<Value>;
     /// Third-party locations matching the fields, or by alias.
-    async fn thirdparty_locations(&self, protocol: Option<&str>, query: &[(String, String)]) -> Vec<Value>;
+    async fn thirdparty_locations(
+        &self,
+        protocol: Option<&str>,
+        query: &[(String, String)],
+    ) -> Vec<Value>;
 }
 
 #[derive(Clone)]
@@ -125,9 +133,11 @@ pub fn router(
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-        ]))
+        .layer(
+            tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+            ]),
+        )
         .with_state(state)
 }
 
@@ -143,7 +153,11 @@ pub async fn serve(
 }
 
 async fn unrecognized() -> MatrixError {
-    MatrixError::new(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request")
+    MatrixError::new(
+        StatusCode::NOT_FOUND,
+        "M_UNRECOGNIZED",
+        "Unrecognized request",
+    )
 }
 
 async fn method_not_allowed() -> MatrixError {
@@ -175,14 +189,21 @@ fn token_matches(given: &str, expected: &str) -> bool {
 pub fn ping_router(hs_token: &str) -> Router {
     Router::new()
         .route("/_matrix/app/v1/ping", post(ping))
-        .route_layer(middleware::from_fn_with_state(Arc::<str>::from(hs_token), authenticate))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::<str>::from(hs_token),
+            authenticate,
+        ))
         .fallback(unrecognized)
 }
 
 async fn authenticate(State(hs_token): State<Arc<str>>, request: Request, next: Next) -> Response {
     let header = bearer_token(request.headers()).map(str::to_owned);
     let query = query_token(request.uri().query());
-    let tokens: Vec<&str> = header.iter().chain(query.iter()).map(String::as_str).collect();
+    let tokens: Vec<&str> = header
+        .iter()
+        .chain(query.iter())
+        .map(String::as_str)
+        .collect();
     if tokens.is_empty() {
         return MatrixError::new(
             StatusCode::UNAUTHORIZED,
@@ -219,9 +240,17 @@ struct TransactionBody<'a> {
     msc4203_to_device: Option<Vec<&'a RawValue>>,
     #[serde(borrow, default, rename = "org.matrix.msc3202.device_lists")]
     device_lists: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "org.matrix.msc3202.device_one_time_keys_count")]
+    #[serde(
+        borrow,
+        default,
+        rename = "org.matrix.msc3202.device_one_time_keys_count"
+    )]
     otk_counts: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "org.matrix.msc3202.device_unused_fallback_key_types")]
+    #[serde(
+        borrow,
+        default,
+        rename = "org.matrix.msc3202.device_unused_fallback_key_types"
+    )]
     fallback_keys: Option<&'a RawValue>,
 }
 
@@ -259,7 +288,9 @@ fn decode_list(
 ) {
     for raw in raw_events {
         match serde_json::from_str::<EventHeader<'_>>(raw.get()) {
-            Ok(header) if !needs_room || (header.room_id.is_some() && header.event_id.is_some()) => {
+            Ok(header)
+                if !needs_room || (header.room_id.is_some() && header.event_id.is_some()) =>
+            {
                 metrics.count_event(list, &header.event_type);
                 out.push(NewInboxEvent {
                     kind: list.to_owned(),
@@ -283,11 +314,13 @@ fn decode_list(
 /// A short digest of a transaction body (hex of the first 8 bytes of its SHA-256).
 fn body_digest(body: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(body)[..8].iter().fold(String::new(), |mut out, b| {
-        use std::fmt::Write;
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    sha2::Sha256::digest(body)[..8]
+        .iter()
+        .fold(String::new(), |mut out, b| {
+            use std::fmt::Write;
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 async fn push_transaction(
@@ -300,7 +333,11 @@ async fn push_transaction(
     let body: TransactionBody<'_> = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) if e.is_syntax() || e.is_eof() => {
-            state.metrics.transactions.with_label_values(&["rejected"]).inc();
+            state
+                .metrics
+                .transactions
+                .with_label_values(&["rejected"])
+                .inc();
             return Err(MatrixError::new(
                 StatusCode::BAD_REQUEST,
                 "M_NOT_JSON",
@@ -308,7 +345,11 @@ async fn push_transaction(
             ));
         }
         Err(e) => {
-            state.metrics.transactions.with_label_values(&["rejected"]).inc();
+            state
+                .metrics
+                .transactions
+                .with_label_values(&["rejected"])
+                .inc();
             return Err(MatrixError::new(
                 StatusCode::BAD_REQUEST,
                 "M_BAD_JSON",
@@ -374,12 +415,20 @@ async fn query_user(
     Path(user_id): Path<String>,
 ) -> Result<Json<Value>, MatrixError> {
     let user_id = OwnedUserId::try_from(user_id.as_str()).map_err(|e| {
-        MatrixError::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", format!("Invalid user id: {e}"))
+        MatrixError::new(
+            StatusCode::BAD_REQUEST,
+            "M_INVALID_PARAM",
+            format!("Invalid user id: {e}"),
+        )
     })?;
     if state.queries.query_user(&user_id).await {
         Ok(Json(json!({})))
     } else {
-        Err(MatrixError::new(StatusCode::NOT_FOUND, "M_NOT_FOUND", "No such user"))
+        Err(MatrixError::new(
+            StatusCode::NOT_FOUND,
+            "M_NOT_FOUND",
+            "No such user",
+        ))
     }
 }
 
@@ -388,12 +437,20 @@ async fn query_alias(
     Path(alias): Path<String>,
 ) -> Result<Json<Value>, MatrixError> {
     let alias = OwnedRoomAliasId::try_from(alias.as_str()).map_err(|e| {
-        MatrixError::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", format!("Invalid room alias: {e}"))
+        MatrixError::new(
+            StatusCode::BAD_REQUEST,
+            "M_INVALID_PARAM",
+            format!("Invalid room alias: {e}"),
+        )
     })?;
     if state.queries.query_alias(&alias).await {
         Ok(Json(json!({})))
     } else {
-        Err(MatrixError::new(StatusCode::NOT_FOUND, "M_NOT_FOUND", "No such room"))
+        Err(MatrixError::new(
+            StatusCode::NOT_FOUND,
+            "M_NOT_FOUND",
+            "No such room",
+        ))
     }
 }
 
@@ -403,13 +460,22 @@ async fn ping(body: Bytes) -> Result<Json<Value>, MatrixError> {
         transaction_id: Option<String>,
     }
     let parsed: PingBody = if body.is_empty() {
-        PingBody { transaction_id: None }
+        PingBody {
+            transaction_id: None,
+        }
     } else {
         serde_json::from_slice(&body).map_err(|e| {
-            MatrixError::new(StatusCode::BAD_REQUEST, "M_NOT_JSON", format!("The body is not JSON: {e}"))
+            MatrixError::new(
+                StatusCode::BAD_REQUEST,
+                "M_NOT_JSON",
+                format!("The body is not JSON: {e}"),
+            )
         })?
     };
-    tracing::info!(transaction_id = parsed.transaction_id.as_deref().unwrap_or(""), "ping from the homeserver");
+    tracing::info!(
+        transaction_id = parsed.transaction_id.as_deref().unwrap_or(""),
+        "ping from the homeserver"
+    );
     Ok(Json(json!({})))
 }
 
@@ -426,7 +492,11 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 
 fn list_or_not_found(found: Vec<Value>, what: &str) -> Result<Json<Value>, MatrixError> {
     if found.is_empty() {
-        Err(MatrixError::new(StatusCode::NOT_FOUND, "M_NOT_FOUND", format!("No {what} found")))
+        Err(MatrixError::new(
+            StatusCode::NOT_FOUND,
+            "M_NOT_FOUND",
+            format!("No {what} found"),
+        ))
     } else {
         Ok(Json(Value::Array(found)))
     }
@@ -449,7 +519,10 @@ async fn thirdparty_user_by_protocol(
     Path(protocol): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, MatrixError> {
-    let found = state.queries.thirdparty_users(Some(&protocol), &query_pairs(query.as_deref())).await;
+    let found = state
+        .queries
+        .thirdparty_users(Some(&protocol), &query_pairs(query.as_deref()))
+        .await;
     list_or_not_found(found, "users")
 }
 
@@ -457,7 +530,10 @@ async fn thirdparty_user_by_id(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, MatrixError> {
-    let found = state.queries.thirdparty_users(None, &query_pairs(query.as_deref())).await;
+    let found = state
+        .queries
+        .thirdparty_users(None, &query_pairs(query.as_deref()))
+        .await;
     list_or_not_found(found, "users")
 }
 
@@ -466,7 +542,10 @@ async fn thirdparty_location_by_protocol(
     Path(protocol): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, MatrixError> {
-    let found = state.queries.thirdparty_locations(Some(&protocol), &query_pairs(query.as_deref())).await;
+    let found = state
+        .queries
+        .thirdparty_locations(Some(&protocol), &query_pairs(query.as_deref()))
+        .await;
     list_or_not_found(found, "locations")
 }
 
@@ -474,7 +553,10 @@ async fn thirdparty_location_by_alias(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, MatrixError> {
-    let found = state.queries.thirdparty_locations(None, &query_pairs(query.as_deref())).await;
+    let found = state
+        .queries
+        .thirdparty_locations(None, &query_pairs(query.as_deref()))
+        .await;
     list_or_not_found(found, "locations")
 }
 
@@ -485,15 +567,24 @@ mod tests {
     #[test]
     fn bearer_token_is_parsed_case_insensitively() {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, "bearer abc".parse().expect("valid header"));
+        h.insert(
+            header::AUTHORIZATION,
+            "bearer abc".parse().expect("valid header"),
+        );
         assert_eq!(bearer_token(&h), Some("abc"));
-        h.insert(header::AUTHORIZATION, "Basic abc".parse().expect("valid header"));
+        h.insert(
+            header::AUTHORIZATION,
+            "Basic abc".parse().expect("valid header"),
+        );
         assert_eq!(bearer_token(&h), None);
     }
 
     #[test]
     fn query_token_is_url_decoded() {
-        assert_eq!(query_token(Some("a=1&access_token=x%2By")), Some("x+y".to_owned()));
+        assert_eq!(
+            query_token(Some("a=1&access_token=x%2By")),
+            Some("x+y".to_owned())
+        );
         assert_eq!(query_token(Some("a=1")), None);
     }
 
@@ -514,6 +605,9 @@ mod tests {
         assert_eq!(out[0].event_id.as_deref(), Some("$1"));
         assert!(out[0].body.contains("\"$1\""));
         assert!(out[1].body.contains("\"$2\""));
-        assert_eq!(metrics.events_invalid.with_label_values(&[list::PDU]).get(), 3);
+        assert_eq!(
+            metrics.events_invalid.with_label_values(&[list::PDU]).get(),
+            3
+        );
     }
 }

@@ -22,8 +22,8 @@ use ruma::api::{
 use ruma::events::MessageLikeEventType;
 use ruma::events::room::message::RoomMessageEventContent;
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId,
-    RoomId, RoomOrAliasId, UserId,
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomId,
+    RoomOrAliasId, UserId,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -31,6 +31,9 @@ use sha2::{Digest, Sha256};
 use crate::config::ClientConfig;
 use crate::metrics::Metrics;
 use crate::store::{ManagedUser, Store};
+
+/// Longest pause a homeserver's `Retry-After` / `retry_after_ms` is obeyed for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Errors of the homeserver client.
 #[derive(Debug, thiserror::Error)]
@@ -216,9 +219,7 @@ fn endpoint_name<R>() -> &'static str {
         .strip_prefix("ruma_client_api::")
         .unwrap_or(full)
         .trim_end_matches("::Request");
-    trimmed
-        .rsplit_once("::v")
-        .map_or(trimmed, |(head, _)| head)
+    trimmed.rsplit_once("::v").map_or(trimmed, |(head, _)| head)
 }
 
 impl HomeserverClient {
@@ -320,13 +321,14 @@ impl HomeserverClient {
                     endpoint,
                     message: e.to_string(),
                 })?;
-            let (error, retry_after) = match self.execute(endpoint, http_request, extra_query).await {
+            let (error, retry_after) = match self.execute(endpoint, http_request, extra_query).await
+            {
                 Ok(response) => {
                     return R::IncomingResponse::try_from_http_response(borrow_body(&response))
-                    .map_err(|e| ClientError::Decode {
-                        endpoint,
-                        message: e.to_string(),
-                    });
+                        .map_err(|e| ClientError::Decode {
+                            endpoint,
+                            message: e.to_string(),
+                        });
                 }
                 Err(failure) => failure,
             };
@@ -348,8 +350,8 @@ impl HomeserverClient {
                 .homeserver_retries
                 .with_label_values(&[endpoint, reason])
                 .inc();
-            let pause = retry_after
-                .map_or_else(|| self.backoff(attempt), |d| d.min(Duration::from_millis(self.config.max_backoff_ms)));
+            let pause =
+                retry_after.map_or_else(|| self.backoff(attempt), |d| d.min(MAX_RETRY_AFTER));
             tracing::warn!(endpoint, attempt, ?pause, error = %error, "homeserver request failed, retrying");
             tokio::time::sleep(pause).await;
             attempt += 1;
@@ -437,7 +439,12 @@ impl HomeserverClient {
             .map(Duration::from_millis)
             .or(retry_after_header);
         let (errcode, message) = parsed.map_or_else(
-            || ("-".to_owned(), String::from_utf8_lossy(&body).chars().take(200).collect()),
+            || {
+                (
+                    "-".to_owned(),
+                    String::from_utf8_lossy(&body).chars().take(200).collect(),
+                )
+            },
             |b| {
                 (
                     b.errcode.unwrap_or_else(|| "-".to_owned()),
@@ -465,7 +472,10 @@ impl HomeserverClient {
                 endpoint,
                 message: e.to_string(),
             })?;
-        let response = self.execute(endpoint, request, &[]).await.map_err(|(e, _)| e)?;
+        let response = self
+            .execute(endpoint, request, &[])
+            .await
+            .map_err(|(e, _)| e)?;
         #[derive(Deserialize)]
         struct Versions {
             versions: Vec<String>,
@@ -508,7 +518,10 @@ impl HomeserverClient {
     /// `/ping` (also resets the homeserver's backoff towards us). No retries.
     pub async fn ping(&self, appservice_id: &str) -> Result<Duration, ClientError> {
         let mut request = appservice::request_ping::v1::Request::new(appservice_id.to_owned());
-        request.transaction_id = Some(derive_txn_id(&["ping", &rand::rng().random::<u64>().to_string()]));
+        request.transaction_id = Some(derive_txn_id(&[
+            "ping",
+            &rand::rng().random::<u64>().to_string(),
+        ]));
         let http_request = request
             .try_into_http_request_with_identity::<Vec<u8>>(
                 &self.base_url,
@@ -551,7 +564,14 @@ impl HomeserverClient {
         if user_id == self.bot_user_id {
             return Ok(());
         }
-        if self.store.managed_user(user_id.as_str()).await.ok().flatten().is_some() {
+        if self
+            .store
+            .managed_user(user_id.as_str())
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
             return Ok(());
         }
         self.register(user_id.localpart()).await?;
@@ -602,7 +622,10 @@ impl HomeserverClient {
             updated.avatar_url = Some(avatar.to_owned());
         }
         if updated != known
-            && let Err(e) = self.store.put_managed_user(user_id.as_str(), &updated).await
+            && let Err(e) = self
+                .store
+                .put_managed_user(user_id.as_str(), &updated)
+                .await
         {
             tracing::warn!(%user_id, error = %e, "cannot remember profile");
         }
@@ -611,7 +634,11 @@ impl HomeserverClient {
 
     /// Joins `room` as `user_id`. If the homeserver refuses (not invited), the bot invites the
     /// user and the join is tried once more. Remembered in the store.
-    pub async fn ensure_joined(&self, room_id: &RoomId, user_id: &UserId) -> Result<(), ClientError> {
+    pub async fn ensure_joined(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<(), ClientError> {
         if self
             .store
             .is_member(room_id.as_str(), user_id.as_str())
@@ -659,7 +686,8 @@ impl HomeserverClient {
             )
             .await?;
         let user = identity.user_id.unwrap_or(&self.bot_user_id);
-        self.remember_membership(&response.room_id, user, true).await;
+        self.remember_membership(&response.room_id, user, true)
+            .await;
         Ok(response.room_id)
     }
 
@@ -695,8 +723,14 @@ impl HomeserverClient {
                 })?
                 .cast_unchecked(),
         );
-        let query: Vec<(&str, String)> = ts.map(|t| ("ts", t.get().to_string())).into_iter().collect();
-        Ok(self.send_with_query(request, identity, &query).await?.event_id)
+        let query: Vec<(&str, String)> = ts
+            .map(|t| ("ts", t.get().to_string()))
+            .into_iter()
+            .collect();
+        Ok(self
+            .send_with_query(request, identity, &query)
+            .await?
+            .event_id)
     }
 }
 

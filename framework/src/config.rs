@@ -473,7 +473,10 @@ impl Config {
             ));
         }
         let db = self.database_url();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
             return Err(invalid(
                 "database.url",
                 redact_url_password(&db),
@@ -481,10 +484,18 @@ impl Config {
             ));
         }
         if self.database.max_connections == 0 {
-            return Err(invalid("database.max_connections", 0, "at least 1 is expected"));
+            return Err(invalid(
+                "database.max_connections",
+                0,
+                "at least 1 is expected",
+            ));
         }
         if self.inbox.high_water_mark == 0 {
-            return Err(invalid("inbox.high_water_mark", 0, "at least 1 is expected"));
+            return Err(invalid(
+                "inbox.high_water_mark",
+                0,
+                "at least 1 is expected",
+            ));
         }
         if self.client.initial_backoff_ms == 0
             || self.client.max_backoff_ms < self.client.initial_backoff_ms
@@ -496,7 +507,11 @@ impl Config {
             ));
         }
         if self.client.request_timeout_secs == 0 {
-            return Err(invalid("client.request_timeout_secs", 0, "at least 1 is expected"));
+            return Err(invalid(
+                "client.request_timeout_secs",
+                0,
+                "at least 1 is expected",
+            ));
         }
         if self.metrics.enabled && self.metrics.listen == asv.listen {
             return Err(invalid(
@@ -594,7 +609,11 @@ mod tests {
     #[test]
     fn example_config_parses_to_the_documented_defaults() {
         let parsed = Config::parse(EXAMPLE_CONFIG, []).expect("example config parses");
-        assert_eq!(parsed, Config::default(), "example-config.yaml drifted from the defaults");
+        assert_eq!(
+            parsed,
+            Config::default(),
+            "example-config.yaml drifted from the defaults"
+        );
     }
 
     #[test]
@@ -624,7 +643,10 @@ mod tests {
             .validate()
             .expect_err("placeholders refused")
             .to_string();
-        assert!(err.contains("example.org") && err.contains("server_name"), "{err}");
+        assert!(
+            err.contains("example.org") && err.contains("server_name"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -632,7 +654,10 @@ mod tests {
         let err = Config::parse("inbox:\n  high_water_mark: lots\n", [])
             .expect_err("wrong type")
             .to_string();
-        assert!(err.contains("inbox.high_water_mark") && err.contains("lots"), "{err}");
+        assert!(
+            err.contains("inbox.high_water_mark") && err.contains("lots"),
+            "{err}"
+        );
         let err = Config::parse("appservice:\n  lisen: 1\n", [])
             .expect_err("unknown field")
             .to_string();
@@ -645,11 +670,19 @@ mod tests {
         c.validate().expect("valid");
         c.homeserver.url = "matrix.localhost".into();
         let err = c.validate().expect_err("bad url").to_string();
-        assert!(err.contains("homeserver.url") && err.contains("matrix.localhost") && err.contains("expected"), "{err}");
+        assert!(
+            err.contains("homeserver.url")
+                && err.contains("matrix.localhost")
+                && err.contains("expected"),
+            "{err}"
+        );
         let mut c = Config::parse(valid_yaml(), []).expect("parses");
         c.database.url = "mysql://x".into();
         let err = c.validate().expect_err("bad db").to_string();
-        assert!(err.contains("database.url") && err.contains("mysql://x"), "{err}");
+        assert!(
+            err.contains("database.url") && err.contains("mysql://x"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -658,9 +691,18 @@ mod tests {
         let secret = dir.path().join("db");
         std::fs::write(&secret, "postgres://sb:hunter2@db/sb\n").expect("write");
         let env = [
-            ("SWITCHBOARD_HOMESERVER__SERVER_NAME".to_owned(), "env.test".to_owned()),
-            ("SWITCHBOARD_INBOX__HIGH_WATER_MARK".to_owned(), "42".to_owned()),
-            ("SWITCHBOARD_DATABASE__URL_FILE".to_owned(), secret.display().to_string()),
+            (
+                "SWITCHBOARD_HOMESERVER__SERVER_NAME".to_owned(),
+                "env.test".to_owned(),
+            ),
+            (
+                "SWITCHBOARD_INBOX__HIGH_WATER_MARK".to_owned(),
+                "42".to_owned(),
+            ),
+            (
+                "SWITCHBOARD_DATABASE__URL_FILE".to_owned(),
+                secret.display().to_string(),
+            ),
             ("SWITCHBOARD_SYNAPSE_VENV".to_owned(), "/ignored".to_owned()),
             ("PATH".to_owned(), "/bin".to_owned()),
         ];
@@ -678,7 +720,10 @@ mod tests {
         std::fs::write(&path, valid_yaml()).expect("write");
         let c = Config::load_with_env(&path, []).expect("loads");
         assert_eq!(c.data_dir, dir.path().join("data"));
-        assert_eq!(c.appservice.registration, dir.path().join("registration.yaml"));
+        assert_eq!(
+            c.appservice.registration,
+            dir.path().join("registration.yaml")
+        );
         assert!(c.database_url().ends_with("data/switchboard.db"));
     }
 }

@@ -147,7 +147,10 @@ impl Inbox {
     ) -> Result<(Self, InboxTasks), StoreError> {
         let pending = store.inbox_pending().await?;
         if !pending.is_empty() {
-            tracing::info!(events = pending.len(), "resuming events left unhandled by the previous run");
+            tracing::info!(
+                events = pending.len(),
+                "resuming events left unhandled by the previous run"
+            );
         }
         let tracker = TaskTracker::new();
         let (item_tx, item_rx) = mpsc::unbounded_channel();
@@ -162,7 +165,9 @@ impl Inbox {
             done_tx,
             shutdown: shutdown.clone(),
         });
-        metrics.inbox_depth.set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
+        metrics
+            .inbox_depth
+            .set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
         for row in pending {
             // The receiver is alive: it is moved into the router below.
             let _ = item_tx.send(InboxItem::from_row(row));
@@ -197,7 +202,8 @@ impl Inbox {
         events: Vec<NewInboxEvent>,
     ) -> Result<Accepted, AcceptError> {
         let shared = &self.shared;
-        let deadline = Instant::now() + Duration::from_secs(shared.config.backpressure_timeout_secs);
+        let deadline =
+            Instant::now() + Duration::from_secs(shared.config.backpressure_timeout_secs);
         loop {
             let notified = shared.room_for_more.notified();
             let depth = self.depth();
@@ -211,7 +217,10 @@ impl Inbox {
             if now >= deadline {
                 return Err(AcceptError::Busy { depth });
             }
-            tracing::debug!(depth, "inbox above the high-water mark, delaying the acknowledgement");
+            tracing::debug!(
+                depth,
+                "inbox above the high-water mark, delaying the acknowledgement"
+            );
             tokio::select! {
                 () = notified => {}
                 () = tokio::time::sleep(deadline - now) => {}
@@ -231,7 +240,10 @@ impl Inbox {
             tracing::info!(resent, "skipped room events the homeserver had sent before");
         }
         shared.depth.fetch_add(count, Ordering::AcqRel);
-        shared.metrics.inbox_depth.add(i64::try_from(count).unwrap_or(0));
+        shared
+            .metrics
+            .inbox_depth
+            .add(i64::try_from(count).unwrap_or(0));
         for (seq, event) in seqs.into_iter().zip(events) {
             let Some(seq) = seq else { continue };
             let item = InboxItem {
@@ -339,7 +351,11 @@ async fn run_room(
 
 /// Handles an event, retrying transient failures with backoff. Returns `false` when shutdown
 /// interrupted the retries (the event stays in the inbox).
-async fn handle_until_settled(shared: &Shared, handler: &dyn EventHandler, item: &InboxItem) -> bool {
+async fn handle_until_settled(
+    shared: &Shared,
+    handler: &dyn EventHandler,
+    item: &InboxItem,
+) -> bool {
     let mut pause = Duration::from_millis(500);
     let max_pause = Duration::from_secs(shared.config.retry_max_secs.max(1));
     loop {
@@ -402,5 +418,263 @@ async fn prune_txn_ids(shared: Arc<Shared>) {
             Ok(n) => tracing::debug!(pruned = n, "forgot old transaction ids"),
             Err(e) => tracing::warn!(error = %e, "cannot prune old transaction ids"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::config::SqliteSync;
+
+    /// Records what it handled; waits for a permit per event when gated.
+    struct Recorder {
+        seen: StdMutex<Vec<(String, String)>>,
+        gate: Option<Arc<Semaphore>>,
+    }
+
+    #[async_trait::async_trait]
+    impl EventHandler for Recorder {
+        async fn handle(&self, item: &InboxItem) -> Result<(), HandleError> {
+            if let Some(gate) = &self.gate {
+                gate.acquire().await.expect("gate open").forget();
+            }
+            let room = item.room_id.as_deref().unwrap_or("").to_owned();
+            self.seen
+                .lock()
+                .expect("lock")
+                .push((room, item.body.to_string()));
+            Ok(())
+        }
+    }
+
+    fn event(room: &str, n: u32) -> NewInboxEvent {
+        NewInboxEvent {
+            kind: "pdu".into(),
+            event_id: Some(format!("${room}{n}")),
+            room_id: Some(room.to_owned()),
+            body: n.to_string(),
+        }
+    }
+
+    async fn store(dir: &tempfile::TempDir) -> Store {
+        let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+        Store::connect(&url, 4, SqliteSync::Normal)
+            .await
+            .expect("store")
+    }
+
+    fn config(high_water_mark: usize) -> InboxConfig {
+        InboxConfig {
+            high_water_mark,
+            backpressure_timeout_secs: 5,
+            ..InboxConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn events_of_one_room_are_handled_in_order_and_each_room_progresses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let recorder = Arc::new(Recorder {
+            seen: StdMutex::new(Vec::new()),
+            gate: None,
+        });
+        let shutdown = CancellationToken::new();
+        let (inbox, tasks) = Inbox::start(
+            store(&dir).await,
+            config(10_000),
+            Metrics::new(),
+            recorder.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("start");
+        for t in 0..20u32 {
+            let events = (0..10)
+                .map(|i| event(if i % 2 == 0 { "!a" } else { "!b" }, t * 10 + i))
+                .collect();
+            assert_eq!(
+                inbox
+                    .accept(&format!("t{t}"), "d", events)
+                    .await
+                    .expect("accepted"),
+                Accepted::New
+            );
+        }
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while inbox.depth() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("drained");
+        let seen = recorder.seen.lock().expect("lock").clone();
+        for room in ["!a", "!b"] {
+            let order: Vec<u32> = seen
+                .iter()
+                .filter(|(r, _)| r == room)
+                .map(|(_, b)| b.parse().expect("number"))
+                .collect();
+            assert_eq!(order.len(), 100);
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "{room} out of order: {order:?}"
+            );
+        }
+        drop(inbox);
+        shutdown.cancel();
+        tasks.finish().await;
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_wait_above_the_high_water_mark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gate = Arc::new(Semaphore::new(0));
+        let recorder = Arc::new(Recorder {
+            seen: StdMutex::new(Vec::new()),
+            gate: Some(Arc::clone(&gate)),
+        });
+        let shutdown = CancellationToken::new();
+        let (inbox, tasks) = Inbox::start(
+            store(&dir).await,
+            config(3),
+            Metrics::new(),
+            recorder,
+            shutdown.clone(),
+        )
+        .await
+        .expect("start");
+        inbox
+            .accept(
+                "t1",
+                "d",
+                vec![event("!a", 1), event("!a", 2), event("!a", 3)],
+            )
+            .await
+            .expect("accepted");
+        let waiting = inbox.clone();
+        let second = async move { waiting.accept("t2", "d", vec![event("!a", 4)]).await };
+        tokio::pin!(second);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut second)
+                .await
+                .is_err(),
+            "the second transaction must wait while 3 events are unhandled"
+        );
+        gate.add_permits(1);
+        let accepted = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("acknowledged once below the mark");
+        assert_eq!(accepted.expect("stored"), Accepted::New);
+        gate.add_permits(10);
+        drop(inbox);
+        shutdown.cancel();
+        tasks.finish().await;
+    }
+
+    #[tokio::test]
+    async fn unhandled_events_are_resumed_after_a_restart_and_repeats_are_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gate = Arc::new(Semaphore::new(1));
+        let first = Arc::new(Recorder {
+            seen: StdMutex::new(Vec::new()),
+            gate: Some(Arc::clone(&gate)),
+        });
+        let shutdown = CancellationToken::new();
+        let (inbox, tasks) = Inbox::start(
+            store(&dir).await,
+            config(100),
+            Metrics::new(),
+            first.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("start");
+        inbox
+            .accept(
+                "t1",
+                "d",
+                vec![event("!a", 1), event("!a", 2), event("!a", 3)],
+            )
+            .await
+            .expect("accepted");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while first.seen.lock().expect("lock").is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("first event handled");
+        // Stop while events 2 and 3 wait: they stay in the inbox.
+        drop(inbox);
+        shutdown.cancel();
+        gate.add_permits(10);
+        tasks.finish().await;
+
+        let second = Arc::new(Recorder {
+            seen: StdMutex::new(Vec::new()),
+            gate: None,
+        });
+        let shutdown = CancellationToken::new();
+        let (inbox, tasks) = Inbox::start(
+            store(&dir).await,
+            config(100),
+            Metrics::new(),
+            second.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("restart");
+        assert_eq!(
+            inbox
+                .accept("t1", "d", vec![event("!a", 1)])
+                .await
+                .expect("ack"),
+            Accepted::Duplicate
+        );
+        inbox
+            .accept("t1", "other-digest", vec![event("!a", 3), event("!a", 4)])
+            .await
+            .expect("ack");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while inbox.depth() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("drained");
+        let handled: Vec<String> = second
+            .seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect();
+        let before: Vec<String> = first
+            .seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect();
+        assert!(before.starts_with(&["1".to_owned()]));
+        let mut all = before.clone();
+        all.extend(handled.iter().cloned());
+        all.dedup();
+        assert_eq!(
+            all,
+            ["1", "2", "3", "4"],
+            "every event handled, in order (before {before:?}, after {handled:?})"
+        );
+        assert!(
+            !handled.contains(&"1".to_owned()),
+            "a done event is not handled again"
+        );
+        drop(inbox);
+        shutdown.cancel();
+        tasks.finish().await;
     }
 }

@@ -120,11 +120,17 @@ impl BotContext {
     }
 
     /// Replies to `event` with a plain-text message from the bot (a rich reply, `m.in_reply_to`).
-    pub async fn reply_text(&self, event: &RoomEvent, text: &str) -> Result<OwnedEventId, ClientError> {
-        use ruma::events::room::message::{Relation, RoomMessageEventContent};
+    pub async fn reply_text(
+        &self,
+        event: &RoomEvent,
+        text: &str,
+    ) -> Result<OwnedEventId, ClientError> {
         use ruma::events::relation::Reply;
+        use ruma::events::room::message::{Relation, RoomMessageEventContent};
         let mut content = RoomMessageEventContent::text_plain(text);
-        content.relates_to = Some(Relation::Reply(Reply::with_event_id(event.event_id.clone())));
+        content.relates_to = Some(Relation::Reply(Reply::with_event_id(
+            event.event_id.clone(),
+        )));
         self.client
             .send_message(
                 &event.room_id,
@@ -154,7 +160,12 @@ pub trait Bot: Send + Sync + 'static {
 
     /// Handles anything else the homeserver pushed (ephemeral, to-device, device lists…), by
     /// list name (see [`crate::appservice::list`]). Ignored by default.
-    async fn on_other(&self, _ctx: &BotContext, _list: &str, _event: &RawValue) -> Result<(), HandleError> {
+    async fn on_other(
+        &self,
+        _ctx: &BotContext,
+        _list: &str,
+        _event: &RawValue,
+    ) -> Result<(), HandleError> {
         Ok(())
     }
 
@@ -214,11 +225,26 @@ impl PluginHost {
             && let Ok(member) = UserId::parse(state_key.as_str())
         {
             match membership.as_str() {
-                "join" => self.client.remember_membership(&event.room_id, &member, true).await,
-                "leave" | "ban" => self.client.remember_membership(&event.room_id, &member, false).await,
+                "join" => {
+                    self.client
+                        .remember_membership(&event.room_id, &member, true)
+                        .await
+                }
+                "leave" | "ban" => {
+                    self.client
+                        .remember_membership(&event.room_id, &member, false)
+                        .await
+                }
                 "invite" if self.accept_invites && member == self.client.bot_user_id() => {
                     tracing::info!(room_id = %event.room_id, inviter = %event.sender, "accepting an invite");
-                    match self.client.join(<&ruma::RoomOrAliasId>::from(&*event.room_id), Identity::bot()).await {
+                    match self
+                        .client
+                        .join(
+                            <&ruma::RoomOrAliasId>::from(&*event.room_id),
+                            Identity::bot(),
+                        )
+                        .await
+                    {
                         Ok(_) => {}
                         // The invite was withdrawn or the room is gone: nothing to retry.
                         Err(e) if e.status() == Some(403) || e.status() == Some(404) => {
@@ -288,11 +314,19 @@ impl QueryHandler for PluginHost {
         None
     }
 
-    async fn thirdparty_users(&self, _protocol: Option<&str>, _query: &[(String, String)]) -> Vec<Value> {
+    async fn thirdparty_users(
+        &self,
+        _protocol: Option<&str>,
+        _query: &[(String, String)],
+    ) -> Vec<Value> {
         Vec::new()
     }
 
-    async fn thirdparty_locations(&self, _protocol: Option<&str>, _query: &[(String, String)]) -> Vec<Value> {
+    async fn thirdparty_locations(
+        &self,
+        _protocol: Option<&str>,
+        _query: &[(String, String)],
+    ) -> Vec<Value> {
         Vec::new()
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ruma::{OwnedServerName, OwnedUserId};
 use switchboard_registration::{
-    Namespaces, NamespaceMatcher, Registration, RegistrationError, RegistrationSpec,
+    NamespaceMatcher, Namespaces, Registration, RegistrationError, RegistrationSpec,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -23,13 +23,17 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The registration file is missing or invalid.
-    #[error("{0}\n  fix: run `switchboard generate-registration -c <config>` and give the file to the homeserver")]
+    #[error(
+        "{0}\n  fix: run `switchboard generate-registration -c <config>` and give the file to the homeserver"
+    )]
     Registration(#[from] RegistrationError),
     /// The database cannot be opened or migrated.
     #[error("{0}\n  fix: check database.url and that the database server is running")]
     Store(#[from] StoreError),
     /// A listener cannot be bound.
-    #[error("cannot listen on {addr} ({what}): {source}\n  fix: another program (or another Switchboard) uses that address; change {what} in the config")]
+    #[error(
+        "cannot listen on {addr} ({what}): {source}\n  fix: another program (or another Switchboard) uses that address; change {what} in the config"
+    )]
     Bind {
         /// The address.
         addr: std::net::SocketAddr,
@@ -67,7 +71,9 @@ impl RunError {
 #[derive(Debug, thiserror::Error)]
 pub enum SelfTestError {
     /// `/versions` could not be fetched.
-    #[error("cannot reach the homeserver at {url}: {detail}\n  fix: check that the homeserver is running and that homeserver.url is right")]
+    #[error(
+        "cannot reach the homeserver at {url}: {detail}\n  fix: check that the homeserver is running and that homeserver.url is right"
+    )]
     HomeserverUnreachable {
         /// The URL tried.
         url: String,
@@ -75,7 +81,9 @@ pub enum SelfTestError {
         detail: String,
     },
     /// `/whoami` refused the `as_token`.
-    #[error("the homeserver does not accept Switchboard's as_token ({detail})\n  fix: the homeserver has not loaded this registration file, or loaded an older one: add {registration} to its appservice config (Synapse: app_service_config_files) and restart the homeserver")]
+    #[error(
+        "the homeserver does not accept Switchboard's as_token ({detail})\n  fix: the homeserver has not loaded this registration file, or loaded an older one: add {registration} to its appservice config (Synapse: app_service_config_files) and restart the homeserver"
+    )]
     TokenRejected {
         /// What the homeserver said.
         detail: String,
@@ -83,7 +91,9 @@ pub enum SelfTestError {
         registration: String,
     },
     /// `/whoami` answered with another user than the bot.
-    #[error("the homeserver says the as_token belongs to {actual}, but the registration's bot is {expected}\n  fix: regenerate the registration and restart the homeserver")]
+    #[error(
+        "the homeserver says the as_token belongs to {actual}, but the registration's bot is {expected}\n  fix: regenerate the registration and restart the homeserver"
+    )]
     WrongBot {
         /// The user the homeserver reported.
         actual: String,
@@ -91,7 +101,9 @@ pub enum SelfTestError {
         expected: String,
     },
     /// The homeserver cannot reach Switchboard's appservice URL.
-    #[error("the homeserver cannot reach Switchboard at {url} ({detail})\n  fix: appservice.url must be reachable from the homeserver and appservice.listen must accept it (firewall, container network, wrong port)")]
+    #[error(
+        "the homeserver cannot reach Switchboard at {url} ({detail})\n  fix: appservice.url must be reachable from the homeserver and appservice.listen must accept it (firewall, container network, wrong port)"
+    )]
     HomeserverCannotReachUs {
         /// The URL in the registration.
         url: String,
@@ -99,7 +111,9 @@ pub enum SelfTestError {
         detail: String,
     },
     /// The homeserver reached us but we refused it, or another service answered.
-    #[error("the homeserver reached {url} but the call failed ({detail})\n  fix: the hs_token the homeserver uses differs from the registration file: restart the homeserver after regenerating, or check that {url} is this Switchboard")]
+    #[error(
+        "the homeserver reached {url} but the call failed ({detail})\n  fix: the hs_token the homeserver uses differs from the registration file: restart the homeserver after regenerating, or check that {url} is this Switchboard"
+    )]
     PingRejected {
         /// The URL in the registration.
         url: String,
@@ -107,7 +121,9 @@ pub enum SelfTestError {
         detail: String,
     },
     /// The homeserver does not know this appservice id.
-    #[error("the homeserver does not know the appservice id '{id}' ({detail})\n  fix: the registration's id differs from appservice.id, or the homeserver loaded another registration file; restart it after regenerating")]
+    #[error(
+        "the homeserver does not know the appservice id '{id}' ({detail})\n  fix: the registration's id differs from appservice.id, or the homeserver loaded another registration file; restart it after regenerating"
+    )]
     UnknownAppservice {
         /// Our appservice id.
         id: String,
@@ -179,7 +195,9 @@ pub async fn self_test(
         Ok(rtt) => Some(rtt),
         Err(e) => match (e.status(), e.errcode()) {
             (Some(404 | 405 | 400), Some("M_UNRECOGNIZED")) => {
-                tracing::warn!("the homeserver has no appservice ping (spec v1.7); cannot check that it reaches us");
+                tracing::warn!(
+                    "the homeserver has no appservice ping (spec v1.7); cannot check that it reaches us"
+                );
                 None
             }
             (_, Some("M_CONNECTION_FAILED" | "M_CONNECTION_TIMEOUT")) | (Some(502 | 504), _) => {
@@ -268,7 +286,12 @@ pub async fn run(
     let metrics = Metrics::new();
     let ready = Readiness::default();
 
-    if let Some(parent) = config.database_url().strip_prefix("sqlite://").map(std::path::Path::new).and_then(std::path::Path::parent) {
+    if let Some(parent) = config
+        .database_url()
+        .strip_prefix("sqlite://")
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::parent)
+    {
         let _ = std::fs::create_dir_all(parent);
     }
     let store = Store::connect(
@@ -302,11 +325,15 @@ pub async fn run(
             source,
         })?;
     let metrics_listener = if config.metrics.enabled {
-        Some(metrics::bind(config.metrics.listen).await.map_err(|source| RunError::Bind {
-            addr: config.metrics.listen,
-            what: "metrics.listen",
-            source,
-        })?)
+        Some(
+            metrics::bind(config.metrics.listen)
+                .await
+                .map_err(|source| RunError::Bind {
+                    addr: config.metrics.listen,
+                    what: "metrics.listen",
+                    source,
+                })?,
+        )
     } else {
         None
     };
@@ -330,7 +357,12 @@ pub async fn run(
     );
     let server = tokio::spawn(appservice::serve(listener, app, http_shutdown.clone()));
     let metrics_server = metrics_listener.map(|l| {
-        tokio::spawn(metrics::serve(l, metrics.clone(), ready.clone(), shutdown.clone()))
+        tokio::spawn(metrics::serve(
+            l,
+            metrics.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        ))
     });
     tracing::info!(listen = %config.appservice.listen, bot = %bot_user, "appservice API listening");
 

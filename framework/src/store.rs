@@ -418,7 +418,10 @@ pub mod conformance {
             .collect();
         assert_eq!(seqs.len(), 2);
         assert!(seqs[0] < seqs[1]);
-        let again = store.inbox_insert("t1", 2000, &events).await.expect("insert");
+        let again = store
+            .inbox_insert("t1", 2000, &events)
+            .await
+            .expect("insert");
         assert_eq!(again, None);
         assert_eq!(store.inbox_depth().await.expect("depth"), 2);
         store.inbox_done(&seqs).await.expect("done");
@@ -437,13 +440,25 @@ pub mod conformance {
             .expect("new");
         assert!(first.iter().all(Option::is_some));
         let second = store
-            .inbox_insert("s2", 1000, &[with_id("$b"), event(None, "{}"), with_id("$c"), with_id("$c")])
+            .inbox_insert(
+                "s2",
+                1000,
+                &[
+                    with_id("$b"),
+                    event(None, "{}"),
+                    with_id("$c"),
+                    with_id("$c"),
+                ],
+            )
             .await
             .expect("insert")
             .expect("new");
         assert_eq!(second[0], None, "$b was accepted before");
         assert!(second[1].is_some() && second[2].is_some());
-        assert_eq!(second[3], None, "$c twice in one transaction is stored once");
+        assert_eq!(
+            second[3], None,
+            "$c twice in one transaction is stored once"
+        );
         let stored: Vec<i64> = first.into_iter().chain(second).flatten().collect();
         assert_eq!(store.inbox_depth().await.expect("depth"), 4);
         store.inbox_done(&stored).await.expect("done");
@@ -493,11 +508,26 @@ pub mod conformance {
     /// Transaction ids older than the retention are forgotten.
     pub async fn old_txn_ids_are_pruned(store: &Store) {
         store.inbox_insert("old", 10, &[]).await.expect("insert");
-        store.inbox_insert("new", 1_000_000, &[]).await.expect("insert");
+        store
+            .inbox_insert("new", 1_000_000, &[])
+            .await
+            .expect("insert");
         let pruned = store.inbox_prune_txns(500).await.expect("prune");
         assert_eq!(pruned, 1);
-        assert!(store.inbox_insert("old", 20, &[]).await.expect("insert").is_some());
-        assert!(store.inbox_insert("new", 20, &[]).await.expect("insert").is_none());
+        assert!(
+            store
+                .inbox_insert("old", 20, &[])
+                .await
+                .expect("insert")
+                .is_some()
+        );
+        assert!(
+            store
+                .inbox_insert("new", 20, &[])
+                .await
+                .expect("insert")
+                .is_none()
+        );
     }
 
     /// Users and memberships are remembered and updated.
@@ -514,12 +544,21 @@ pub mod conformance {
             avatar_url: Some("mxc://x/y".into()),
         };
         store.put_managed_user("@p:x", &renamed).await.expect("put");
-        assert_eq!(store.managed_user("@p:x").await.expect("get"), Some(renamed));
+        assert_eq!(
+            store.managed_user("@p:x").await.expect("get"),
+            Some(renamed)
+        );
         assert!(!store.is_member("!r:x", "@p:x").await.expect("member"));
         store.set_member("!r:x", "@p:x", true).await.expect("set");
-        store.set_member("!r:x", "@p:x", true).await.expect("set twice");
+        store
+            .set_member("!r:x", "@p:x", true)
+            .await
+            .expect("set twice");
         assert!(store.is_member("!r:x", "@p:x").await.expect("member"));
-        store.set_member("!r:x", "@p:x", false).await.expect("unset");
+        store
+            .set_member("!r:x", "@p:x", false)
+            .await
+            .expect("unset");
         assert!(!store.is_member("!r:x", "@p:x").await.expect("member"));
     }
 }
@@ -545,10 +584,14 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_postgres_is_a_connect_error_without_the_password() {
-        let err = Store::connect("postgres://sb:secretpw@127.0.0.1:1/sb", 1, SqliteSync::Normal)
-            .await
-            .expect_err("nothing listens on port 1")
-            .to_string();
+        let err = Store::connect(
+            "postgres://sb:secretpw@127.0.0.1:1/sb",
+            1,
+            SqliteSync::Normal,
+        )
+        .await
+        .expect_err("nothing listens on port 1")
+        .to_string();
         assert!(err.contains("cannot open the database"), "{err}");
         assert!(!err.contains("secretpw"), "{err}");
     }

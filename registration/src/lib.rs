@@ -426,7 +426,9 @@ impl Registration {
 pub fn is_valid_localpart(localpart: &str) -> bool {
     !localpart.is_empty()
         && localpart.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'=' | b'-' | b'/' | b'+')
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'.' | b'_' | b'=' | b'-' | b'/' | b'+')
         })
 }
 
@@ -537,7 +539,11 @@ mod tests {
         let fields: Vec<_> = drift.iter().map(|d| d.field).collect();
         assert_eq!(fields, vec!["receive_ephemeral", "namespaces.users"]);
         assert!(drift[0].message.contains("typing"));
-        assert!(Registration::generate(&spec(), None).drift(&spec()).is_empty());
+        assert!(
+            Registration::generate(&spec(), None)
+                .drift(&spec())
+                .is_empty()
+        );
     }
 
     #[test]
@@ -553,7 +559,10 @@ mod tests {
         let mut reg = Registration::generate(&spec(), None);
         reg.sender_localpart = "Bad Bot".into();
         let err = reg.validate().expect_err("invalid localpart").to_string();
-        assert!(err.contains("sender_localpart") && err.contains("Bad Bot"), "{err}");
+        assert!(
+            err.contains("sender_localpart") && err.contains("Bad Bot"),
+            "{err}"
+        );
         let mut reg = Registration::generate(&spec(), None);
         reg.namespaces.users.push(Namespace::exclusive("@("));
         let err = reg.validate().expect_err("invalid regex").to_string();

@@ -5,10 +5,10 @@
 //! runs share (see [`ensure_installed`]).
 
 use std::ffi::OsString;
-use std::future::Future;
-use std::net::TcpListener;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -344,7 +344,8 @@ impl Synapse {
     /// (`/_synapse/admin/v1/register`) and returns it logged in.
     pub async fn register_user(&self, localpart: &str, admin: bool) -> anyhow::Result<MatrixUser> {
         let password = format!("pw-{:032x}", rand::random::<u128>());
-        self.register_user_with_password(localpart, &password, admin).await
+        self.register_user_with_password(localpart, &password, admin)
+            .await
     }
 
     /// Registers `@localpart:localhost` with the given password (shared-secret admin API)
@@ -655,7 +656,8 @@ fn hex(bytes: &[u8]) -> String {
 /// HMAC-SHA1, which Synapse's shared-secret registration requires.
 fn hmac_sha1(key: &[u8], message: &[u8]) -> [u8; 20] {
     use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    let mut mac =
+        hmac::Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(message);
     mac.finalize().into_bytes().into()
 }

@@ -47,7 +47,9 @@ impl Proxy {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let app = axum::Router::new().fallback(forward).with_state(Arc::clone(&shared));
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(Arc::clone(&shared));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -77,12 +79,17 @@ impl Drop for Proxy {
 }
 
 async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let is_send = request.method() == axum::http::Method::PUT && request.uri().path().contains("/send/");
+    let is_send =
+        request.method() == axum::http::Method::PUT && request.uri().path().contains("/send/");
     let mode = shared.mode.load(Ordering::SeqCst);
     if is_send {
         shared.sends_seen.fetch_add(1, Ordering::SeqCst);
         if mode == SendMode::Refuse as u8 {
-            return (StatusCode::SERVICE_UNAVAILABLE, r#"{"errcode":"M_UNKNOWN","error":"injected"}"#).into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"errcode":"M_UNKNOWN","error":"injected"}"#,
+            )
+                .into_response();
         }
     }
     let (parts, body) = request.into_parts();
@@ -104,7 +111,11 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         return StatusCode::BAD_GATEWAY.into_response();
     };
     if is_send && mode == SendMode::ForwardThenFail as u8 {
-        return (StatusCode::SERVICE_UNAVAILABLE, r#"{"errcode":"M_UNKNOWN","error":"injected after forwarding"}"#).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"errcode":"M_UNKNOWN","error":"injected after forwarding"}"#,
+        )
+            .into_response();
     }
     let status = answer.status();
     let headers = answer.headers().clone();
@@ -112,7 +123,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     for (name, value) in &headers {
-        if name != axum::http::header::TRANSFER_ENCODING && name != axum::http::header::CONTENT_LENGTH {
+        if name != axum::http::header::TRANSFER_ENCODING
+            && name != axum::http::header::CONTENT_LENGTH
+        {
             response.headers_mut().insert(name, value.clone());
         }
     }

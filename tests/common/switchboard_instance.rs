@@ -35,7 +35,9 @@ pub struct Slot {
 impl Slot {
     /// Writes the config and generates the registration with the real CLI.
     pub fn new(name: &str) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix(&format!("sb-{name}-")).tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("sb-{name}-"))
+            .tempdir()?;
         let config_path = dir.path().join("config.yaml");
         let as_port = free_port()?;
         let metrics_port = free_port()?;
@@ -101,10 +103,15 @@ impl Slot {
     /// Fetches `/metrics` and returns the value of the sample `name{labels}` (0 if absent).
     pub async fn metric(&self, sample: &str) -> f64 {
         let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
-        let Ok(response) = reqwest::get(&url).await else { return 0.0 };
+        let Ok(response) = reqwest::get(&url).await else {
+            return 0.0;
+        };
         let text = response.text().await.unwrap_or_default();
         text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
             .unwrap_or(0.0)
     }
 

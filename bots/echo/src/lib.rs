@@ -43,8 +43,7 @@ impl EchoBot {
         match settings.get("user_prefix") {
             None => Ok(Self::default()),
             Some(switchboard_framework::config::Value::String(prefix))
-                if !prefix.is_empty()
-                    && switchboard_framework::is_valid_localpart(prefix) =>
+                if !prefix.is_empty() && switchboard_framework::is_valid_localpart(prefix) =>
             {
                 Ok(Self::with_user_prefix(prefix.clone()))
             }
@@ -113,7 +112,10 @@ impl Bot for EchoBot {
 fn regex_escape(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
-            let escape = matches!(c, '.' | '+' | '*' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' | '\\');
+            let escape = matches!(
+                c,
+                '.' | '+' | '*' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' | '\\'
+            );
             escape.then_some('\\').into_iter().chain(std::iter::once(c))
         })
         .collect()
@@ -127,7 +129,10 @@ mod tests {
     fn pings_get_pongs_and_other_text_does_not() {
         assert_eq!(answer("ping 1").as_deref(), Some("pong 1"));
         assert_eq!(answer("ping").as_deref(), Some("pong"));
-        assert_eq!(answer("ping  two words").as_deref(), Some("pong  two words"));
+        assert_eq!(
+            answer("ping  two words").as_deref(),
+            Some("pong  two words")
+        );
         assert_eq!(answer("pinged"), None);
         assert_eq!(answer("say ping"), None);
         assert_eq!(answer("pong 1"), None);
