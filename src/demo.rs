@@ -30,14 +30,14 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     let as_port = free_port()?;
     let metrics_port = free_port()?;
     let mut config = Config::default();
-    config.homeserver.server_name = crate::synapse::SERVER_NAME.to_owned();
+    crate::synapse::SERVER_NAME.clone_into(&mut config.homeserver.server_name);
     config.appservice.listen = ([127, 0, 0, 1], as_port).into();
     config.appservice.url = format!("http://127.0.0.1:{as_port}");
-    config.appservice.bot_localpart = "echobot".to_owned();
+    "echobot".clone_into(&mut config.appservice.bot_localpart);
     config.appservice.registration = work.path().join("registration.yaml");
     config.metrics.listen = ([127, 0, 0, 1], metrics_port).into();
     config.data_dir = work.path().join("data");
-    config.logging.filter = "warn,switchboard_framework=info".to_owned();
+    "warn,switchboard_framework=info".clone_into(&mut config.logging.filter);
     let bots = crate::plugins::enabled_bots(&config)?;
     let registration = Registration::generate(&runtime::registration_spec(&config, &bots), None);
     registration.save(&config.appservice.registration)?;
@@ -88,17 +88,17 @@ async fn talk_to_the_bot(
         bail!("the echo bot did not join the room within 30 s; see the log above");
     }
     step("sending `ping hello`");
-    let ping = user.send_text(&room, "ping hello").await?;
-    let pong = user
+    let ping_id = user.send_text(&room, "ping hello").await?;
+    let reply = user
         .wait_for_event(&room, Duration::from_secs(30), |e| {
             e["sender"] == bot.as_str()
-                && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == ping.as_str()
+                && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == ping_id.as_str()
         })
         .await
         .context("no reply from the echo bot within 30 s")?;
     println!(
         "\n    {bot} replied: {}\n",
-        pong["content"]["body"].as_str().unwrap_or("?")
+        reply["content"]["body"].as_str().unwrap_or("?")
     );
     if once {
         return Ok(());

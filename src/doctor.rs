@@ -92,7 +92,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             rtt.as_millis()
         )),
         None => {
-            println!("warn  the homeserver has no appservice ping; cannot check that it reaches us")
+            println!(
+                "warn  the homeserver has no appservice ping; cannot check that it reaches us"
+            );
         }
     }
     Ok(())

@@ -9,10 +9,11 @@ use switchboard_framework::config::Config;
 /// Ids of the bots compiled in.
 #[must_use]
 pub fn available_bots() -> Vec<&'static str> {
-    let mut ids = Vec::new();
-    #[cfg(feature = "bot-echo")]
-    ids.push("echo");
-    ids
+    [
+        #[cfg(feature = "bot-echo")]
+        "echo",
+    ]
+    .to_vec()
 }
 
 /// A plug-in section of the config cannot be used.

@@ -247,7 +247,7 @@ async fn client_errors_are_not_retried() {
 
 async fn run_binary_against(slot: &Slot) -> (i32, String) {
     let out = tokio::time::timeout(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         tokio::process::Command::new(BINARY)
             .args(["run", "-c"])
             .arg(&slot.config_path)

@@ -63,13 +63,13 @@ async fn a_real_users_ping_gets_a_pong_reply() {
     let running = slot.start().await.expect("Switchboard starts");
     let (user, room) = user_in_room_with_bot(&synapse, &slot, "alice").await;
 
-    let ping = user.send_text(&room, "ping 1").await.expect("sent");
+    let ping_id = user.send_text(&room, "ping 1").await.expect("sent");
     let bot = slot.bot();
-    let pong = user
-        .wait_for_event(&room, WAIT, |e| is_reply_from(e, &bot, &ping, "pong 1"))
+    let reply = user
+        .wait_for_event(&room, WAIT, |e| is_reply_from(e, &bot, &ping_id, "pong 1"))
         .await
         .expect("pong 1 arrives as a reply to ping 1");
-    assert_eq!(pong["type"], "m.room.message");
+    assert_eq!(reply["type"], "m.room.message");
     user.send_text(&room, "no ping here").await.expect("sent");
     user.send_text(&room, "ping 2").await.expect("sent");
     user.wait_for_event(&room, WAIT, |e| {
@@ -134,15 +134,18 @@ async fn a_replayed_transaction_is_acknowledged_and_answered_once() {
         .await
         .expect("pong 8");
     assert_eq!(replies(&user, &room, &bot, "pong 7").await, 1);
-    assert_eq!(
-        slot.metric("switchboard_transactions_total{outcome=\"duplicate\"}")
-            .await,
-        1.0
+    let duplicates = slot
+        .metric("switchboard_transactions_total{outcome=\"duplicate\"}")
+        .await;
+    assert!(
+        (duplicates - 1.0).abs() < f64::EPSILON,
+        "one duplicate counted, got {duplicates}"
     );
     running.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one request/answer pair per line of the spec's table
 async fn hs_token_checks_and_errors_follow_the_spec() {
     let slot = Slot::new("auth").expect("slot");
     let synapse = synapse_with(&[&slot]).await;
@@ -306,7 +309,7 @@ async fn inviting_a_namespaced_user_creates_the_puppet_and_the_homeserver_ping_r
     .expect("the puppet exists with its display name");
 
     let as_user = MatrixUser::new(
-        &synapse.base_url(),
+        synapse.base_url(),
         slot.bot(),
         slot.registration.as_token.clone(),
     )
@@ -417,7 +420,7 @@ async fn a_synapse_restart_mid_run_loses_no_message() {
         .expect("sent after the restart");
     for body in ["pong b", "pong c"] {
         if let Err(e) = user
-            .wait_for_event(&room, Duration::from_secs(60), |e| {
+            .wait_for_event(&room, Duration::from_mins(1), |e| {
                 e["content"]["body"] == body
             })
             .await

@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::store::{ManagedUser, Store};
 
 /// Longest pause a homeserver's `Retry-After` / `retry_after_ms` is obeyed for.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+const MAX_RETRY_AFTER: Duration = Duration::from_mins(5);
 
 /// Errors of the homeserver client.
 #[derive(Debug, thiserror::Error)]
@@ -465,6 +465,10 @@ impl HomeserverClient {
 
     /// `GET /_matrix/client/versions`: the spec versions the homeserver supports.
     pub async fn versions(&self) -> Result<Vec<String>, ClientError> {
+        #[derive(Deserialize)]
+        struct Versions {
+            versions: Vec<String>,
+        }
         let endpoint = "discovery::get_supported_versions";
         let request = http::Request::get(format!("{}/_matrix/client/versions", self.base_url))
             .body(Vec::new())
@@ -476,10 +480,6 @@ impl HomeserverClient {
             .execute(endpoint, request, &[])
             .await
             .map_err(|(e, _)| e)?;
-        #[derive(Deserialize)]
-        struct Versions {
-            versions: Vec<String>,
-        }
         serde_json::from_slice::<Versions>(response.body())
             .map(|v| v.versions)
             .map_err(|e| ClientError::Decode {

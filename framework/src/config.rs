@@ -411,6 +411,8 @@ impl Config {
     }
 
     /// Checks every value; errors name the field, the value and what is expected.
+    // A flat list of independent checks, one per field; reads best in one place.
+    #[allow(clippy::too_many_lines)]
     pub fn validate(&self) -> Result<(), ConfigError> {
         let hs = &self.homeserver;
         let hs_url = url::Url::parse(&hs.url).map_err(|e| {

@@ -407,7 +407,7 @@ async fn record_done(store: Store, mut done: mpsc::UnboundedReceiver<i64>) {
 /// Forgets transaction ids older than the retention, hourly.
 async fn prune_txn_ids(shared: Arc<Shared>) {
     let retention_ms = i64::from(shared.config.txn_retention_days) * 86_400_000;
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    let mut every = tokio::time::interval(Duration::from_hours(1));
     loop {
         tokio::select! {
             _ = every.tick() => {}

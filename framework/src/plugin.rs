@@ -228,12 +228,12 @@ impl PluginHost {
                 "join" => {
                     self.client
                         .remember_membership(&event.room_id, &member, true)
-                        .await
+                        .await;
                 }
                 "leave" | "ban" => {
                     self.client
                         .remember_membership(&event.room_id, &member, false)
-                        .await
+                        .await;
                 }
                 "invite" if self.accept_invites && member == self.client.bot_user_id() => {
                     tracing::info!(room_id = %event.room_id, inviter = %event.sender, "accepting an invite");

@@ -273,8 +273,11 @@ pub fn bot_user_id(config: &Config, registration: &Registration) -> Result<Owned
     .map_err(|_| RunError::ServerName(config.homeserver.server_name.clone()))
 }
 
-/// Runs Switchboard until `shutdown` is cancelled. Returns after in-flight work has finished
+/// Runs Switchboard until `shutdown` is cancelled.
+// One linear start-up and shutdown sequence; splitting it would scatter the ordering that
+// matters (listeners before the self-test, HTTP before the inbox on the way down). Returns after in-flight work has finished
 /// and been recorded.
+#[allow(clippy::too_many_lines)]
 pub async fn run(
     config: Config,
     bots: Vec<Arc<dyn Bot>>,

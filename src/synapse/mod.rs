@@ -700,6 +700,7 @@ where
 }
 
 /// The last `lines` lines of a text file, or a note on why it could not be read.
+#[must_use]
 pub fn file_tail(path: &std::path::Path, lines: usize) -> String {
     match std::fs::read(path) {
         Ok(bytes) => {
