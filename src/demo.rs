@@ -37,7 +37,7 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     config.appservice.registration = work.path().join("registration.yaml");
     config.metrics.listen = ([127, 0, 0, 1], metrics_port).into();
     config.data_dir = work.path().join("data");
-    "warn,switchboard_framework=info".clone_into(&mut config.logging.filter);
+    "warn".clone_into(&mut config.logging.filter);
     let bots = crate::plugins::enabled_bots(&config)?;
     let registration = Registration::generate(&runtime::registration_spec(&config, &bots), None);
     registration.save(&config.appservice.registration)?;

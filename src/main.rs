@@ -77,10 +77,23 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", explain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and those of its causes whose text it does not already contain.
+fn explain(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
@@ -176,7 +189,7 @@ async fn doctor(config_path: &Path) -> ExitCode {
         }
         Err(e) => {
             let code = e.downcast_ref::<RunError>().map_or(1, RunError::exit_code);
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", explain(&e));
             ExitCode::from(code)
         }
     }

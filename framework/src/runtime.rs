@@ -289,14 +289,6 @@ pub async fn run(
     let metrics = Metrics::new();
     let ready = Readiness::default();
 
-    if let Some(parent) = config
-        .database_url()
-        .strip_prefix("sqlite://")
-        .map(std::path::Path::new)
-        .and_then(std::path::Path::parent)
-    {
-        let _ = std::fs::create_dir_all(parent);
-    }
     let store = Store::connect(
         &config.database_url(),
         config.database.max_connections,

@@ -125,8 +125,13 @@ impl Store {
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             Store::Postgres(pool)
         } else {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(connect_err)?
+            let options = SqliteConnectOptions::from_str(url).map_err(connect_err)?;
+            if let Some(dir) = options.get_filename().parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| connect_err(sqlx::Error::Io(e)))?;
+            }
+            let options = options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(match sqlite_sync {
