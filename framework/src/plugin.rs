@@ -273,9 +273,11 @@ impl EventHandler for PluginHost {
             let event: RoomEvent = serde_json::from_str(&item.body).map_err(|e| {
                 HandleError::Permanent(format!("the event does not decode as a room event: {e}"))
             })?;
-            let span = tracing::info_span!("room_event", event_id = %event.event_id, event_type = %event.event_type);
-            let _entered = span.enter();
-            drop(_entered);
+            let span = tracing::info_span!(
+                "room_event",
+                event_id = %event.event_id,
+                event_type = %event.event_type
+            );
             return tracing::Instrument::instrument(self.handle_room_event(&event), span).await;
         }
         let raw: Box<RawValue> = serde_json::from_str(&item.body)

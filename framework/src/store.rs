@@ -386,8 +386,8 @@ impl Store {
 }
 
 /// The store conformance suite: every backend must pass it. Each function takes a freshly
-/// migrated, empty store.
-#[doc(hidden)]
+/// migrated, empty store. Built with the `testkit` feature.
+#[cfg(any(test, feature = "testkit"))]
 pub mod conformance {
     use super::{ManagedUser, NewInboxEvent, Store};
 
