@@ -450,7 +450,6 @@ async fn send(
     axum::Json(json!({ "event_id": event_id })).into_response()
 }
 
-/// Where the fake homeserver's answers may be checked in tests.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -182,7 +182,14 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
     let stopped = sb.stop().await;
     let mut figures = match measured {
         Ok(f) => f,
-        Err(e) => return Err(e.context(format!("Switchboard's log ends with:\n{}", sb.log_tail()))),
+        Err(e) => {
+            eprintln!(
+                "  Switchboard's log ({}) ends with:\n{}",
+                sb.log_path().display(),
+                indent(&sb.log_tail())
+            );
+            return Err(e);
+        }
     };
 
     let stopped = stopped?;
@@ -471,6 +478,14 @@ fn metric_sum(text: &str, prefix: &str) -> f64 {
             matches.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
+}
+
+/// `text` with every line indented for the progress output.
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[allow(clippy::cast_precision_loss)]
