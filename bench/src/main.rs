@@ -45,6 +45,9 @@ struct Cli {
     /// `database.sqlite_synchronous` of Switchboard.
     #[arg(long, value_enum, default_value_t = SqliteSync::Normal)]
     sqlite_sync: SqliteSync,
+    /// `inbox.high_water_mark` of Switchboard (default: Switchboard's own default).
+    #[arg(long, value_name = "N")]
+    high_water_mark: Option<u64>,
     /// Keep each run's temporary directory (config, registration, database, log).
     #[arg(long)]
     keep_dir: bool,
@@ -101,6 +104,7 @@ async fn bench(cli: Cli) -> Result<()> {
         rooms: cli.rooms,
         warmup: cli.warmup,
         sqlite_sync: cli.sqlite_sync,
+        high_water_mark: cli.high_water_mark,
         keep_dir: cli.keep_dir,
         clock_ticks: procfs::clock_ticks_per_second(),
     };
@@ -132,6 +136,9 @@ async fn bench(cli: Cli) -> Result<()> {
         "sqlite_sync".to_owned(),
         Value::from(opts.sqlite_sync.as_str()),
     );
+    if let Some(mark) = opts.high_water_mark {
+        settings.insert("high_water_mark".to_owned(), Value::from(mark));
+    }
     report::print_summary(&results, settings);
     Ok(())
 }

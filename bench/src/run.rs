@@ -65,6 +65,8 @@ pub(crate) struct Options {
     pub(crate) warmup: u64,
     /// `SQLite` durability.
     pub(crate) sqlite_sync: SqliteSync,
+    /// `inbox.high_water_mark`, when not Switchboard's default.
+    pub(crate) high_water_mark: Option<u64>,
     /// Keep the temporary directory.
     pub(crate) keep_dir: bool,
     /// Clock ticks per second of `/proc/<pid>/stat`.
@@ -90,9 +92,9 @@ fn write_config(
     hs_url: &str,
     as_port: u16,
     metrics_port: u16,
-    sync: SqliteSync,
+    opts: &Options,
 ) -> Result<()> {
-    let config = format!(
+    let mut config = format!(
         "# Written by switchboard-bench.
 homeserver:
   url: {hs_url}
@@ -117,8 +119,11 @@ bots:
   echo:
     enabled: true
 ",
-        sync = sync.as_str()
+        sync = opts.sqlite_sync.as_str()
     );
+    if let Some(mark) = opts.high_water_mark {
+        config.push_str(&format!("inbox:\n  high_water_mark: {mark}\n"));
+    }
     let path = dir.join("config.yaml");
     std::fs::write(&path, config).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -145,7 +150,7 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
     let as_port = free_port(&[hs_port])?;
     let metrics_port = free_port(&[hs_port, as_port])?;
     let hs_url = format!("http://127.0.0.1:{hs_port}");
-    write_config(&dir, &hs_url, as_port, metrics_port, opts.sqlite_sync)?;
+    write_config(&dir, &hs_url, as_port, metrics_port, opts)?;
 
     let registration = switchboard::generate_registration(&opts.switchboard, &dir).await?;
     if registration.sender_localpart != BOT_LOCALPART {

@@ -24,7 +24,8 @@ CREATE TABLE inbox_event (
 
 -- Events whose handling failed permanently: kept for inspection, never retried automatically.
 CREATE TABLE inbox_failed (
-    seq BIGINT PRIMARY KEY NOT NULL,
+    id BIGSERIAL PRIMARY KEY,
+    seq BIGINT NOT NULL,
     txn_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     room_id TEXT,

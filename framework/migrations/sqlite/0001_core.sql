@@ -4,18 +4,20 @@
 CREATE TABLE inbox_txn (
     txn_id TEXT PRIMARY KEY NOT NULL,
     received_at INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 
 -- Ids of room events already accepted: a homeserver that resends an event in another
 -- transaction (after its own restart) does not get it handled twice.
 CREATE TABLE inbox_seen_event (
     event_id TEXT PRIMARY KEY NOT NULL,
     received_at INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 
 -- Events accepted but not yet handled. A row is deleted once its handling is recorded as done.
+-- (A plain rowid: a sequence number may be reused once every older event is gone, which keeps
+-- arrival order among the pending ones.)
 CREATE TABLE inbox_event (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     txn_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     room_id TEXT,
@@ -24,7 +26,8 @@ CREATE TABLE inbox_event (
 
 -- Events whose handling failed permanently: kept for inspection, never retried automatically.
 CREATE TABLE inbox_failed (
-    seq INTEGER PRIMARY KEY NOT NULL,
+    id INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
     txn_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     room_id TEXT,
