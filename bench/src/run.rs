@@ -122,7 +122,8 @@ bots:
         sync = opts.sqlite_sync.as_str()
     );
     if let Some(mark) = opts.high_water_mark {
-        config.push_str(&format!("inbox:\n  high_water_mark: {mark}\n"));
+        use std::fmt::Write as _;
+        let _ = write!(config, "inbox:\n  high_water_mark: {mark}\n");
     }
     let path = dir.join("config.yaml");
     std::fs::write(&path, config).with_context(|| format!("cannot write {}", path.display()))
