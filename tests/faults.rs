@@ -198,6 +198,39 @@ async fn rate_limits_are_honoured_from_the_body_and_the_header() {
 }
 
 #[tokio::test]
+async fn sends_can_set_the_timestamp_and_the_device() {
+    let hs = FakeHomeserver::start(vec![]).await;
+    let (client, _metrics, _dir) = client_for(&hs, fast_retries(0)).await;
+    let room = OwnedRoomId::try_from("!room:fake.test").expect("room id");
+    let puppet = OwnedUserId::try_from("@_echo_x:fake.test").expect("user id");
+    let device = switchboard_framework::ruma::OwnedDeviceId::from("PUPPETDEVICE");
+    let identity = Identity {
+        user_id: Some(&puppet),
+        device_id: Some(&device),
+    };
+    let ts = switchboard_framework::ruma::MilliSecondsSinceUnixEpoch(
+        1_700_000_000_000_u64.try_into().expect("ts"),
+    );
+    client
+        .send_message(
+            &room,
+            derive_txn_id(&["ts"]),
+            &RoomMessageEventContent::text_plain("late"),
+            identity,
+            Some(ts),
+        )
+        .await
+        .expect("sent");
+    let request = &hs.requests()[0];
+    assert!(request.contains("ts=1700000000000"), "{request}");
+    assert!(request.contains("device_id=PUPPETDEVICE"), "{request}");
+    assert!(
+        request.contains("user_id=%40_echo_x%3Afake.test"),
+        "{request}"
+    );
+}
+
+#[tokio::test]
 async fn server_errors_back_off_then_give_up_with_a_clear_error() {
     let hs = FakeHomeserver::start(vec![
         answer(500, r#"{"errcode":"M_UNKNOWN","error":"boom"}"#);

@@ -10,8 +10,36 @@ use common::proxy::{Proxy, SendMode};
 use common::switchboard_instance::Slot;
 use common::{MatrixUser, Synapse, wait_until};
 use serde_json::{Value, json};
+use switchboard_framework::HomeserverClient;
+use switchboard_framework::config::{ClientConfig, SqliteSync};
+use switchboard_framework::metrics::Metrics;
+use switchboard_framework::ruma::{OwnedRoomId, OwnedUserId};
+use switchboard_framework::store::Store;
 
 const WAIT: Duration = Duration::from_secs(30);
+
+/// The framework's homeserver client, acting for `slot`'s appservice.
+async fn framework_client(synapse: &Synapse, slot: &Slot) -> (HomeserverClient, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(
+        &format!("sqlite://{}", dir.path().join("client.db").display()),
+        2,
+        SqliteSync::Normal,
+    )
+    .await
+    .expect("store");
+    let bot = OwnedUserId::try_from(slot.bot()).expect("bot id");
+    let client = HomeserverClient::new(
+        &synapse.base_url(),
+        &slot.registration.as_token,
+        bot,
+        ClientConfig::default(),
+        Metrics::new(),
+        store,
+    )
+    .expect("client");
+    (client, dir)
+}
 
 async fn synapse_with(slots: &[&Slot]) -> Synapse {
     let files: Vec<_> = slots.iter().map(|s| s.registration_path()).collect();
@@ -250,14 +278,17 @@ async fn hs_token_checks_and_errors_follow_the_spec() {
     )
     .await;
     let huge = vec![b' '; 40 * 1024 * 1024];
-    let too_big = http
-        .put(txn("e"))
-        .bearer_auth(&token)
-        .body(huge)
-        .send()
-        .await
-        .expect("req");
-    assert_eq!(too_big.status(), 413);
+    check(
+        http.put(txn("e"))
+            .bearer_auth(&token)
+            .body(huge)
+            .send()
+            .await
+            .expect("req"),
+        413,
+        "M_TOO_LARGE",
+    )
+    .await;
     let unknown_user = http
         .get(format!("{base}/_matrix/app/v1/users/@stranger:localhost"))
         .bearer_auth(&token)
@@ -307,6 +338,28 @@ async fn inviting_a_namespaced_user_creates_the_puppet_and_the_homeserver_ping_r
     })
     .await
     .expect("the puppet exists with its display name");
+
+    // Joining a room the puppet was not invited to: the bot invites it, then it joins.
+    let bot = slot.bot();
+    user.invite(&room, &bot).await.expect("bot invited");
+    user.wait_for_event(&room, WAIT, |e| {
+        e["state_key"] == bot.as_str() && e["content"]["membership"] == "join"
+    })
+    .await
+    .expect("bot joined");
+    let (client, _store_dir) = framework_client(&synapse, &slot).await;
+    let room_id = OwnedRoomId::try_from(room.as_str()).expect("room id");
+    let puppet_id = OwnedUserId::try_from(puppet).expect("user id");
+    client
+        .ensure_joined(&room_id, &puppet_id)
+        .await
+        .expect("the puppet joins through the bot's invite");
+    assert!(
+        user.joined_members(&room)
+            .await
+            .expect("members")
+            .contains(&puppet.to_owned())
+    );
 
     let as_user = MatrixUser::new(
         synapse.base_url(),

@@ -132,6 +132,7 @@ pub fn router(
         ))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::map_response(matrix_error_for_rejections))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(
             tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
@@ -150,6 +151,19 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+/// Turns axum's plain-text rejections (body too large) into Matrix error JSON.
+async fn matrix_error_for_rejections(response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return MatrixError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "M_TOO_LARGE",
+            "The transaction is larger than appservice.max_body_bytes",
+        )
+        .into_response();
+    }
+    response
 }
 
 async fn unrecognized() -> MatrixError {
