@@ -310,29 +310,11 @@ impl HomeserverClient {
         let endpoint = endpoint_name::<R>();
         let mut attempt = 0u32;
         loop {
-            let http_request = request
-                .clone()
-                .try_into_http_request_with_identity::<Vec<u8>>(
-                    &self.base_url,
-                    SendAccessToken::Appservice(&self.as_token),
-                    identity.to_ruma(),
-                    PathInput::from_versions(&self.versions),
-                )
-                .map_err(|e| ClientError::Build {
-                    endpoint,
-                    message: e.to_string(),
-                })?;
-            let (error, retry_after) = match self.execute(endpoint, http_request, extra_query).await
-            {
-                Ok(response) => {
-                    return R::IncomingResponse::try_from_http_response(borrow_body(&response))
-                        .map_err(|e| ClientError::Decode {
-                            endpoint,
-                            message: e.to_string(),
-                        });
-                }
-                Err(failure) => failure,
-            };
+            let (error, retry_after) =
+                match self.attempt(request.clone(), identity, extra_query).await {
+                    Ok(response) => return Ok(response),
+                    Err(failure) => failure,
+                };
             if !error.is_transient() {
                 return Err(error);
             }
@@ -357,6 +339,44 @@ impl HomeserverClient {
             tokio::time::sleep(pause).await;
             attempt += 1;
         }
+    }
+
+    /// One try of a ruma request: build, exchange, decode. On failure returns the error and
+    /// the pause the homeserver asked for, if any.
+    async fn attempt<R>(
+        &self,
+        request: R,
+        identity: Identity<'_>,
+        extra_query: &[(&str, String)],
+    ) -> Result<R::IncomingResponse, (ClientError, Option<Duration>)>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        for<'a> <R::PathBuilder as PathBuilder>::Input<'a>: PathInput<'a>,
+    {
+        let endpoint = endpoint_name::<R>();
+        let http_request = request
+            .try_into_http_request_with_identity::<Vec<u8>>(
+                &self.base_url,
+                SendAccessToken::Appservice(&self.as_token),
+                identity.to_ruma(),
+                PathInput::from_versions(&self.versions),
+            )
+            .map_err(|e| {
+                let error = ClientError::Build {
+                    endpoint,
+                    message: e.to_string(),
+                };
+                (error, None)
+            })?;
+        let response = self.execute(endpoint, http_request, extra_query).await?;
+        R::IncomingResponse::try_from_http_response(borrow_body(&response)).map_err(|e| {
+            let error = ClientError::Decode {
+                endpoint,
+                message: e.to_string(),
+            };
+            (error, None)
+        })
     }
 
     /// Performs one HTTP exchange. On failure returns the error and the pause the homeserver
@@ -491,28 +511,10 @@ impl HomeserverClient {
 
     /// `GET /account/whoami` as `identity`, without retries (used by start-up checks).
     pub async fn whoami(&self, identity: Identity<'_>) -> Result<OwnedUserId, ClientError> {
-        let request = account::whoami::v3::Request::new();
-        let http_request = request
-            .try_into_http_request_with_identity::<Vec<u8>>(
-                &self.base_url,
-                SendAccessToken::Appservice(&self.as_token),
-                identity.to_ruma(),
-                Cow::Borrowed(&self.versions),
-            )
-            .map_err(|e| ClientError::Build {
-                endpoint: "account::whoami",
-                message: e.to_string(),
-            })?;
-        let response = self
-            .execute("account::whoami", http_request, &[])
+        self.attempt(account::whoami::v3::Request::new(), identity, &[])
             .await
-            .map_err(|(e, _)| e)?;
-        account::whoami::v3::Response::try_from_http_response(borrow_body(&response))
             .map(|r| r.user_id)
-            .map_err(|e| ClientError::Decode {
-                endpoint: "account::whoami",
-                message: e.to_string(),
-            })
+            .map_err(|(e, _)| e)
     }
 
     /// `POST /_matrix/client/v1/appservice/{id}/ping`: asks the homeserver to call our
@@ -523,27 +525,10 @@ impl HomeserverClient {
             "ping",
             &rand::rng().random::<u64>().to_string(),
         ]));
-        let http_request = request
-            .try_into_http_request_with_identity::<Vec<u8>>(
-                &self.base_url,
-                SendAccessToken::Appservice(&self.as_token),
-                AppserviceUserIdentity::default(),
-                Cow::Borrowed(&self.versions),
-            )
-            .map_err(|e| ClientError::Build {
-                endpoint: "appservice::request_ping",
-                message: e.to_string(),
-            })?;
-        let response = self
-            .execute("appservice::request_ping", http_request, &[])
+        self.attempt(request, Identity::bot(), &[])
             .await
-            .map_err(|(e, _)| e)?;
-        appservice::request_ping::v1::Response::try_from_http_response(borrow_body(&response))
             .map(|r| r.duration)
-            .map_err(|e| ClientError::Decode {
-                endpoint: "appservice::request_ping",
-                message: e.to_string(),
-            })
+            .map_err(|(e, _)| e)
     }
 
     /// Registers `localpart` with `m.login.application_service` and `inhibit_login: true`
