@@ -471,6 +471,17 @@ mod tests {
         }
     }
 
+    /// Waits (at most 10 s) until every accepted event was handled.
+    async fn drained(inbox: &Inbox) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while inbox.depth() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("every event handled within 10 s");
+    }
+
     async fn store(dir: &tempfile::TempDir) -> Store {
         let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
         Store::connect(&url, 4, SqliteSync::Normal)
@@ -515,13 +526,7 @@ mod tests {
                 Accepted::New
             );
         }
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while inbox.depth() > 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("drained");
+        drained(&inbox).await;
         let seen = recorder.seen.lock().expect("lock").clone();
         for room in ["!a", "!b"] {
             let order: Vec<u32> = seen
@@ -650,13 +655,7 @@ mod tests {
             .accept("t1", "other-digest", vec![event("!a", 3), event("!a", 4)])
             .await
             .expect("ack");
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while inbox.depth() > 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("drained");
+        drained(&inbox).await;
         let handled: Vec<String> = second
             .seen
             .lock()
