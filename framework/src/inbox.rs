@@ -99,6 +99,14 @@ pub enum AcceptError {
     ShuttingDown,
 }
 
+/// What inserts share, behind the accept lock.
+struct AcceptState {
+    /// Hands stored events to the router.
+    sender: mpsc::UnboundedSender<InboxItem>,
+    /// Sequence number of the next stored event.
+    next_seq: i64,
+}
+
 struct Shared {
     store: Store,
     config: InboxConfig,
@@ -106,7 +114,7 @@ struct Shared {
     depth: AtomicUsize,
     room_for_more: Notify,
     /// Serialises insert + hand-off so that arrival order equals sequence order.
-    accept_lock: Mutex<mpsc::UnboundedSender<InboxItem>>,
+    accept_lock: Mutex<AcceptState>,
     done_tx: mpsc::UnboundedSender<i64>,
     shutdown: CancellationToken,
 }
@@ -148,6 +156,7 @@ impl Inbox {
         shutdown: CancellationToken,
     ) -> Result<(Self, InboxTasks), StoreError> {
         let pending = store.inbox_pending().await?;
+        let next_seq = store.inbox_max_seq().await? + 1;
         if !pending.is_empty() {
             tracing::info!(
                 events = pending.len(),
@@ -163,7 +172,10 @@ impl Inbox {
             metrics: metrics.clone(),
             depth: AtomicUsize::new(pending.len()),
             room_for_more: Notify::new(),
-            accept_lock: Mutex::new(item_tx.clone()),
+            accept_lock: Mutex::new(AcceptState {
+                sender: item_tx.clone(),
+                next_seq,
+            }),
             done_tx,
             shutdown: shutdown.clone(),
         });
@@ -229,13 +241,18 @@ impl Inbox {
                 () = shared.shutdown.cancelled() => return Err(AcceptError::ShuttingDown),
             }
         }
-        let sender = shared.accept_lock.lock().await;
+        let mut state = shared.accept_lock.lock().await;
         let key = format!("{txn_id}/{body_digest}");
-        let Some(seqs) = shared.store.inbox_insert(&key, now_ms(), &events).await? else {
+        let Some(seqs) = shared
+            .store
+            .inbox_insert(&key, now_ms(), state.next_seq, &events)
+            .await?
+        else {
             return Ok(Accepted::Duplicate);
         };
         let accepted_at = Instant::now();
         let count = seqs.iter().flatten().count();
+        state.next_seq += i64::try_from(count).unwrap_or(i64::MAX);
         let resent = seqs.len() - count;
         if resent > 0 {
             shared.metrics.events_resent.inc_by(resent as u64);
@@ -255,7 +272,7 @@ impl Inbox {
                 body: event.body.into(),
                 accepted_at,
             };
-            if sender.send(item).is_err() {
+            if state.sender.send(item).is_err() {
                 // The router stopped (shutdown): the event is stored and resumes after restart.
                 break;
             }

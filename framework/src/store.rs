@@ -168,23 +168,28 @@ impl Store {
     }
 
     /// Stores a transaction and its new events atomically. `txn_key` identifies the
-    /// transaction (id and body digest). Returns `None` when the transaction was seen before
-    /// (nothing is stored); else, for each event given, its sequence number, or `None` for a
-    /// room event whose id was accepted before (not stored again).
+    /// transaction (id and body digest); stored events get the sequence numbers `first_seq`,
+    /// `first_seq + 1`, … in the order given (the caller serialises inserts and keeps the
+    /// counter, see [`Store::inbox_max_seq`]). Returns `None` when the transaction was seen
+    /// before (nothing is stored); else, for each event given, its sequence number, or `None`
+    /// for a room event whose id was accepted before (not stored again).
+    ///
+    /// No statement returns rows per event: on SQLite every returned row is a message between
+    /// threads, which cost more than the inserts themselves.
     pub async fn inbox_insert(
         &self,
         txn_key: &str,
         received_at_ms: i64,
+        first_seq: i64,
         events: &[NewInboxEvent],
     ) -> StoreResult<Option<Vec<Option<i64>>>> {
-        let txn_id = txn_key;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
                 "INSERT INTO inbox_txn (txn_id, received_at) VALUES ($1, $2) \
                  ON CONFLICT (txn_id) DO NOTHING",
             )
-            .bind(txn_id)
+            .bind(txn_key)
             .bind(received_at_ms)
             .execute(&mut *tx)
             .await?
@@ -194,44 +199,68 @@ impl Store {
                 return Ok(None);
             }
             let ids: Vec<&str> = events.iter().filter_map(|e| e.event_id.as_deref()).collect();
-            let mut fresh_ids = std::collections::HashSet::with_capacity(ids.len());
+            let mut seen = std::collections::HashSet::new();
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new("SELECT event_id FROM inbox_seen_event WHERE event_id IN (");
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    seen.insert(row.try_get::<String, _>(0)?);
+                }
+            }
+            // Keep events never seen, each id once (the first time it appears).
+            let keep: Vec<bool> = events
+                .iter()
+                .map(|e| e.event_id.as_ref().is_none_or(|id| seen.insert(id.clone())))
+                .collect();
+            let fresh_ids: Vec<&str> = events
+                .iter()
+                .zip(&keep)
+                .filter_map(|(e, k)| if *k { e.event_id.as_deref() } else { None })
+                .collect();
+            for chunk in fresh_ids.chunks(ROWS_PER_STATEMENT) {
                 let mut qb = QueryBuilder::new("INSERT INTO inbox_seen_event (event_id, received_at) ");
                 qb.push_values(chunk, |mut row, id| {
                     row.push_bind(*id).push_bind(received_at_ms);
                 });
-                qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    fresh_ids.insert(row.try_get::<String, _>(0)?);
-                }
+                qb.build().execute(&mut *tx).await?;
             }
-            let keep: Vec<bool> = events
+            let mut next = first_seq;
+            let seqs: Vec<Option<i64>> = keep
                 .iter()
-                .map(|e| e.event_id.as_ref().is_none_or(|id| fresh_ids.remove(id)))
+                .map(|k| {
+                    k.then(|| {
+                        next += 1;
+                        next - 1
+                    })
+                })
                 .collect();
-            let stored: Vec<&NewInboxEvent> = events.iter().zip(&keep).filter(|(_, k)| **k).map(|(e, _)| e).collect();
-            let mut seqs = Vec::with_capacity(stored.len());
+            let stored: Vec<(i64, &NewInboxEvent)> = seqs.iter().zip(events).filter_map(|(s, e)| s.map(|s| (s, e))).collect();
             for chunk in stored.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new("INSERT INTO inbox_event (txn_id, kind, room_id, body) ");
-                qb.push_values(chunk, |mut row, event| {
-                    row.push_bind(txn_id)
+                let mut qb = QueryBuilder::new("INSERT INTO inbox_event (seq, txn_id, kind, room_id, body) ");
+                qb.push_values(chunk, |mut row, (seq, event)| {
+                    row.push_bind(*seq)
+                        .push_bind(txn_key)
                         .push_bind(event.kind.as_str())
                         .push_bind(event.room_id.as_deref())
                         .push_bind(event.body.as_str());
                 });
-                qb.push(" RETURNING seq");
-                let rows = qb.build().fetch_all(&mut *tx).await?;
-                let mut chunk_seqs = rows
-                    .iter()
-                    .map(|r| r.try_get::<i64, _>(0))
-                    .collect::<Result<Vec<_>, _>>()?;
-                chunk_seqs.sort_unstable();
-                seqs.extend(chunk_seqs);
+                qb.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            let mut seqs = seqs.into_iter();
-            Ok(Some(keep.iter().map(|k| if *k { seqs.next() } else { None }).collect()))
+            Ok(Some(seqs))
         })
+    }
+
+    /// The highest sequence number of an unhandled event (0 when there is none).
+    pub async fn inbox_max_seq(&self) -> StoreResult<i64> {
+        on_pool!(self, pool => Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM inbox_event")
+            .fetch_one(pool)
+            .await?
+            .try_get::<i64, _>(0)?))
     }
 
     /// Every event not yet handled, in arrival order.
@@ -393,6 +422,20 @@ impl Store {
 pub mod conformance {
     use super::{ManagedUser, NewInboxEvent, Store};
 
+    /// Inserts with the next free sequence numbers, as the inbox does.
+    async fn insert(
+        store: &Store,
+        txn_key: &str,
+        at: i64,
+        events: &[NewInboxEvent],
+    ) -> Option<Vec<Option<i64>>> {
+        let first = store.inbox_max_seq().await.expect("max seq") + 1;
+        store
+            .inbox_insert(txn_key, at, first, events)
+            .await
+            .expect("insert")
+    }
+
     fn event(room: Option<&str>, body: &str) -> NewInboxEvent {
         NewInboxEvent {
             kind: "pdu".into(),
@@ -415,20 +458,15 @@ pub mod conformance {
     /// A repeated transaction id stores nothing.
     pub async fn duplicate_txn_is_stored_once(store: &Store) {
         let events = vec![event(Some("!a:x"), "{\"n\":1}"), event(None, "{\"n\":2}")];
-        let seqs: Vec<i64> = store
-            .inbox_insert("t1", 1000, &events)
+        let seqs: Vec<i64> = insert(store, "t1", 1000, &events)
             .await
-            .expect("insert")
             .expect("new txn")
             .into_iter()
             .flatten()
             .collect();
         assert_eq!(seqs.len(), 2);
         assert!(seqs[0] < seqs[1]);
-        let again = store
-            .inbox_insert("t1", 2000, &events)
-            .await
-            .expect("insert");
+        let again = insert(store, "t1", 2000, &events).await;
         assert_eq!(again, None);
         assert_eq!(store.inbox_depth().await.expect("depth"), 2);
         store.inbox_done(&seqs).await.expect("done");
@@ -440,26 +478,23 @@ pub mod conformance {
             event_id: Some(id.to_owned()),
             ..event(Some("!s:x"), "{}")
         };
-        let first = store
-            .inbox_insert("s1", 1000, &[with_id("$a"), with_id("$b")])
+        let first = insert(store, "s1", 1000, &[with_id("$a"), with_id("$b")])
             .await
-            .expect("insert")
             .expect("new");
         assert!(first.iter().all(Option::is_some));
-        let second = store
-            .inbox_insert(
-                "s2",
-                1000,
-                &[
-                    with_id("$b"),
-                    event(None, "{}"),
-                    with_id("$c"),
-                    with_id("$c"),
-                ],
-            )
-            .await
-            .expect("insert")
-            .expect("new");
+        let second = insert(
+            store,
+            "s2",
+            1000,
+            &[
+                with_id("$b"),
+                event(None, "{}"),
+                with_id("$c"),
+                with_id("$c"),
+            ],
+        )
+        .await
+        .expect("new");
         assert_eq!(second[0], None, "$b was accepted before");
         assert!(second[1].is_some() && second[2].is_some());
         assert_eq!(
@@ -476,10 +511,8 @@ pub mod conformance {
         let many: Vec<_> = (0..2500)
             .map(|i| event(Some("!b:x"), &format!("{{\"n\":{i}}}")))
             .collect();
-        let seqs: Vec<i64> = store
-            .inbox_insert("t2", 1000, &many)
+        let seqs: Vec<i64> = insert(store, "t2", 1000, &many)
             .await
-            .expect("insert")
             .expect("new")
             .into_iter()
             .flatten()
@@ -501,10 +534,8 @@ pub mod conformance {
 
     /// A permanently failed event is moved aside.
     pub async fn failed_events_leave_the_inbox_but_are_kept(store: &Store) {
-        let seqs = store
-            .inbox_insert("t3", 1000, &[event(Some("!c:x"), "{}")])
+        let seqs = insert(store, "t3", 1000, &[event(Some("!c:x"), "{}")])
             .await
-            .expect("insert")
             .expect("new");
         let seq = seqs[0].expect("stored");
         store.inbox_fail(seq, "boom", 5).await.expect("fail");
@@ -514,27 +545,12 @@ pub mod conformance {
 
     /// Transaction ids older than the retention are forgotten.
     pub async fn old_txn_ids_are_pruned(store: &Store) {
-        store.inbox_insert("old", 10, &[]).await.expect("insert");
-        store
-            .inbox_insert("new", 1_000_000, &[])
-            .await
-            .expect("insert");
+        insert(store, "old", 10, &[]).await;
+        insert(store, "new", 1_000_000, &[]).await;
         let pruned = store.inbox_prune_txns(500).await.expect("prune");
         assert_eq!(pruned, 1);
-        assert!(
-            store
-                .inbox_insert("old", 20, &[])
-                .await
-                .expect("insert")
-                .is_some()
-        );
-        assert!(
-            store
-                .inbox_insert("new", 20, &[])
-                .await
-                .expect("insert")
-                .is_none()
-        );
+        assert!(insert(store, "old", 20, &[]).await.is_some());
+        assert!(insert(store, "new", 20, &[]).await.is_none());
     }
 
     /// Users and memberships are remembered and updated.
