@@ -184,17 +184,18 @@ pub trait Bot: Send + Sync + 'static {
 pub struct PluginHost {
     bots: Vec<(Arc<dyn Bot>, BotContext)>,
     client: HomeserverClient,
-    users: NamespaceMatcher,
+    namespaces: NamespaceMatcher,
     accept_invites: bool,
 }
 
 impl PluginHost {
-    /// A host for `bots`, acting through `client`; `users` are our namespaces (loop guard).
+    /// A host for `bots`, acting through `client`; `namespaces` are ours (loop guard and
+    /// which queries the plug-ins are asked).
     #[must_use]
     pub fn new(
         bots: Vec<Arc<dyn Bot>>,
         client: HomeserverClient,
-        users: NamespaceMatcher,
+        namespaces: NamespaceMatcher,
         accept_invites: bool,
     ) -> Self {
         let bots = bots
@@ -210,13 +211,13 @@ impl PluginHost {
         Self {
             bots,
             client,
-            users,
+            namespaces,
             accept_invites,
         }
     }
 
     fn is_ours(&self, user_id: &str) -> bool {
-        user_id == self.client.bot_user_id().as_str() || self.users.is_user(user_id)
+        user_id == self.client.bot_user_id().as_str() || self.namespaces.is_user(user_id)
     }
 
     async fn handle_room_event(&self, event: &RoomEvent) -> Result<(), HandleError> {
@@ -292,7 +293,7 @@ impl EventHandler for PluginHost {
 #[async_trait::async_trait]
 impl QueryHandler for PluginHost {
     async fn query_user(&self, user_id: &UserId) -> bool {
-        if !self.users.is_user(user_id.as_str()) {
+        if !self.namespaces.is_user(user_id.as_str()) {
             return false;
         }
         for (bot, ctx) in &self.bots {
@@ -304,6 +305,9 @@ impl QueryHandler for PluginHost {
     }
 
     async fn query_alias(&self, alias: &RoomAliasId) -> bool {
+        if !self.namespaces.is_alias(alias.as_str()) {
+            return false;
+        }
         for (bot, ctx) in &self.bots {
             if bot.query_alias(ctx, alias).await {
                 return true;
