@@ -397,6 +397,7 @@ async fn push_transaction(
         }
         match state.inbox.accept(&txn_id, &digest, events).await {
             Ok(Accepted::New) => {
+                tracing::debug!("transaction stored");
                 state.metrics.transactions.with_label_values(&["new"]).inc();
                 Ok(Json(json!({})))
             }

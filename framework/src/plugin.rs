@@ -260,6 +260,7 @@ impl PluginHost {
         if self.is_ours(event.sender.as_str()) {
             return Ok(());
         }
+        tracing::debug!(sender = %event.sender, "handing the event to the bots");
         for (bot, ctx) in &self.bots {
             bot.on_room_event(ctx, event).await?;
         }

@@ -75,7 +75,7 @@ impl Slot {
             "homeserver:\n  url: {url}\n  server_name: localhost\n\
              appservice:\n  id: sb_{name}\n  listen: 127.0.0.1:{as_port}\n  url: http://127.0.0.1:{as_port}\n  registration: registration.yaml\n  bot_localpart: bot_{name}\n\
              metrics:\n  listen: 127.0.0.1:{metrics_port}\n\
-             logging:\n  filter: warn,switchboard_framework=info\n\
+             logging:\n  filter: warn,switchboard_framework=debug\n\
              client:\n  initial_backoff_ms: 100\n  max_backoff_ms: 2000\n\
              inbox:\n  retry_max_secs: 2\n\
              bots:\n  echo:\n    enabled: true\n    user_prefix: _echo_{name}_\n",
