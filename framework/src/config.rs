@@ -247,7 +247,7 @@ pub struct InboxConfig {
 impl Default for InboxConfig {
     fn default() -> Self {
         Self {
-            high_water_mark: 10_000,
+            high_water_mark: 100,
             backpressure_timeout_secs: 30,
             txn_retention_days: 7,
             retry_max_secs: 60,
