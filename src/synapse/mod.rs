@@ -357,7 +357,7 @@ impl Synapse {
         admin: bool,
     ) -> anyhow::Result<MatrixUser> {
         let url = format!("{}/_synapse/admin/v1/register", self.base_url());
-        let nonce = self.admin_json(self.http.get(&url), "GET nonce").await?;
+        let nonce = user::json_response(self.http.get(&url), "GET nonce").await?;
         let nonce = nonce
             .get("nonce")
             .and_then(Value::as_str)
@@ -387,12 +387,11 @@ impl Synapse {
             "admin": admin,
             "mac": mac,
         });
-        let resp = self
-            .admin_json(
-                self.http.post(&url).json(&body),
-                &format!("register {localpart}"),
-            )
-            .await?;
+        let resp = user::json_response(
+            self.http.post(&url).json(&body),
+            &format!("register {localpart}"),
+        )
+        .await?;
         let field = |name: &str| {
             resp.get(name)
                 .and_then(Value::as_str)
@@ -400,22 +399,6 @@ impl Synapse {
                 .with_context(|| format!("register {localpart}: no `{name}` in {resp}"))
         };
         MatrixUser::new(self.base_url(), field("user_id")?, field("access_token")?)
-    }
-
-    async fn admin_json(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{what}: request failed"))?;
-        let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .with_context(|| format!("{what}: reading body"))?;
-        if !status.is_success() {
-            bail!("{what}: HTTP {status}: {text}");
-        }
-        serde_json::from_str(&text).with_context(|| format!("{what}: body is not JSON: {text}"))
     }
 
     /// Spawns the homeserver process and waits for `/health`; on failure the

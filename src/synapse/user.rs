@@ -103,23 +103,7 @@ impl MatrixUser {
             req = req.json(body);
         }
         let what = format!("{method} {path_and_query} as {}", self.user_id);
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{what}: request failed"))?;
-        let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .with_context(|| format!("{what}: reading the response body (HTTP {status})"))?;
-        if !status.is_success() {
-            bail!("{what}: HTTP {status}: {text}");
-        }
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text)
-            .with_context(|| format!("{what}: HTTP {status} but the body is not JSON: {text}"))
+        json_response(req, &what).await
     }
 
     /// `GET` under `/_matrix/client/v3` (`path` starts with `/`, already encoded).
@@ -325,4 +309,26 @@ fn string_field(resp: &Value, field: &str, what: &str) -> anyhow::Result<String>
         .and_then(Value::as_str)
         .map(str::to_owned)
         .with_context(|| format!("{what}: no string `{field}` in {resp}"))
+}
+
+/// Sends `request` and returns its JSON body (`null` when empty); a non-2xx answer is an error
+/// naming `what`, the status and the body.
+pub async fn json_response(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
+    let resp = request
+        .send()
+        .await
+        .with_context(|| format!("{what}: request failed"))?;
+    let status = resp.status();
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("{what}: reading the response body (HTTP {status})"))?;
+    if !status.is_success() {
+        bail!("{what}: HTTP {status}: {text}");
+    }
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text)
+        .with_context(|| format!("{what}: HTTP {status} but the body is not JSON: {text}"))
 }
