@@ -488,6 +488,48 @@ mod tests {
         }
     }
 
+    impl Recorder {
+        fn new(gate: Option<Arc<Semaphore>>) -> Arc<Self> {
+            Arc::new(Self {
+                seen: StdMutex::new(Vec::new()),
+                gate,
+            })
+        }
+    }
+
+    /// The inbox's tasks and the token that stops them.
+    struct Running {
+        shutdown: CancellationToken,
+        tasks: InboxTasks,
+    }
+
+    impl Running {
+        /// Drops the handle, stops the inbox and waits for its tasks.
+        async fn stop(self, inbox: Inbox) {
+            drop(inbox);
+            self.shutdown.cancel();
+            self.tasks.finish().await;
+        }
+    }
+
+    async fn start(
+        dir: &tempfile::TempDir,
+        high_water_mark: usize,
+        recorder: Arc<Recorder>,
+    ) -> (Inbox, Running) {
+        let shutdown = CancellationToken::new();
+        let (inbox, tasks) = Inbox::start(
+            store(dir).await,
+            config(high_water_mark),
+            Metrics::new(),
+            recorder,
+            shutdown.clone(),
+        )
+        .await
+        .expect("inbox starts");
+        (inbox, Running { shutdown, tasks })
+    }
+
     /// Waits (at most 10 s) until every accepted event was handled.
     async fn drained(inbox: &Inbox) {
         tokio::time::timeout(Duration::from_secs(10), async {
@@ -517,20 +559,8 @@ mod tests {
     #[tokio::test]
     async fn events_of_one_room_are_handled_in_order_and_each_room_progresses() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let recorder = Arc::new(Recorder {
-            seen: StdMutex::new(Vec::new()),
-            gate: None,
-        });
-        let shutdown = CancellationToken::new();
-        let (inbox, tasks) = Inbox::start(
-            store(&dir).await,
-            config(10_000),
-            Metrics::new(),
-            recorder.clone(),
-            shutdown.clone(),
-        )
-        .await
-        .expect("start");
+        let recorder = Recorder::new(None);
+        let (inbox, running) = start(&dir, 10_000, Arc::clone(&recorder)).await;
         for t in 0..20u32 {
             let events = (0..10)
                 .map(|i| event(if i % 2 == 0 { "!a" } else { "!b" }, t * 10 + i))
@@ -557,29 +587,15 @@ mod tests {
                 "{room} out of order: {order:?}"
             );
         }
-        drop(inbox);
-        shutdown.cancel();
-        tasks.finish().await;
+        running.stop(inbox).await;
     }
 
     #[tokio::test]
     async fn acknowledgements_wait_above_the_high_water_mark() {
         let dir = tempfile::tempdir().expect("tempdir");
         let gate = Arc::new(Semaphore::new(0));
-        let recorder = Arc::new(Recorder {
-            seen: StdMutex::new(Vec::new()),
-            gate: Some(Arc::clone(&gate)),
-        });
-        let shutdown = CancellationToken::new();
-        let (inbox, tasks) = Inbox::start(
-            store(&dir).await,
-            config(3),
-            Metrics::new(),
-            recorder,
-            shutdown.clone(),
-        )
-        .await
-        .expect("start");
+        let recorder = Recorder::new(Some(Arc::clone(&gate)));
+        let (inbox, running) = start(&dir, 3, Arc::clone(&recorder)).await;
         inbox
             .accept(
                 "t1",
@@ -603,29 +619,15 @@ mod tests {
             .expect("acknowledged once below the mark");
         assert_eq!(accepted.expect("stored"), Accepted::New);
         gate.add_permits(10);
-        drop(inbox);
-        shutdown.cancel();
-        tasks.finish().await;
+        running.stop(inbox).await;
     }
 
     #[tokio::test]
     async fn unhandled_events_are_resumed_after_a_restart_and_repeats_are_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let gate = Arc::new(Semaphore::new(1));
-        let first = Arc::new(Recorder {
-            seen: StdMutex::new(Vec::new()),
-            gate: Some(Arc::clone(&gate)),
-        });
-        let shutdown = CancellationToken::new();
-        let (inbox, tasks) = Inbox::start(
-            store(&dir).await,
-            config(100),
-            Metrics::new(),
-            first.clone(),
-            shutdown.clone(),
-        )
-        .await
-        .expect("start");
+        let first = Recorder::new(Some(Arc::clone(&gate)));
+        let (inbox, running) = start(&dir, 100, Arc::clone(&first)).await;
         inbox
             .accept(
                 "t1",
@@ -642,25 +644,14 @@ mod tests {
         .await
         .expect("first event handled");
         // Stop while events 2 and 3 wait: they stay in the inbox.
+        let Running { shutdown, tasks } = running;
         drop(inbox);
         shutdown.cancel();
         gate.add_permits(10);
         tasks.finish().await;
 
-        let second = Arc::new(Recorder {
-            seen: StdMutex::new(Vec::new()),
-            gate: None,
-        });
-        let shutdown = CancellationToken::new();
-        let (inbox, tasks) = Inbox::start(
-            store(&dir).await,
-            config(100),
-            Metrics::new(),
-            second.clone(),
-            shutdown.clone(),
-        )
-        .await
-        .expect("restart");
+        let second = Recorder::new(None);
+        let (inbox, running) = start(&dir, 100, Arc::clone(&second)).await;
         assert_eq!(
             inbox
                 .accept("t1", "d", vec![event("!a", 1)])
@@ -700,8 +691,6 @@ mod tests {
             !handled.contains(&"1".to_owned()),
             "a done event is not handled again"
         );
-        drop(inbox);
-        shutdown.cancel();
-        tasks.finish().await;
+        running.stop(inbox).await;
     }
 }
