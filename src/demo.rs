@@ -21,7 +21,7 @@ fn step(text: &str) {
 pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
-    step("installing Synapse into a local venv (first run only, about 30 s)");
+    step("installing Synapse into a local venv (first run only, about a minute)");
     crate::synapse::ensure_installed().await?;
 
     let work = tempfile::Builder::new()

@@ -42,7 +42,8 @@ enum Command {
     /// Run a demo on this machine: a local Synapse, Switchboard with the echo bot, and a user
     /// who sends `ping hello`.
     Demo {
-        /// Where the demo keeps Synapse and its data.
+        /// Where the demo keeps Switchboard's config, registration and database while it runs
+        /// (Synapse itself is installed under .cache/ and runs in a temporary directory).
         #[arg(long, default_value = ".cache/demo")]
         dir: PathBuf,
         /// Stop after the first pong instead of staying up.

@@ -90,7 +90,7 @@ async fn install_if_needed() -> anyhow::Result<PathBuf> {
     }
     let started = Instant::now();
     eprintln!(
-        "installing Synapse {SYNAPSE_VERSION} into {}, about 30 s",
+        "installing Synapse {SYNAPSE_VERSION} into {}, about a minute",
         venv.display()
     );
     if !runs(&python).await {
