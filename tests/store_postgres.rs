@@ -26,3 +26,13 @@ async fn postgres_store_passes_the_conformance_suite() {
     assert_eq!(reopened.inbox_failed_count().await.expect("count"), 1);
     reopened.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_upgrade_keeps_unhandled_events() {
+    let pg = Postgres::start().await.expect("private PostgreSQL starts");
+    let url = pg
+        .create_database("upgrade")
+        .await
+        .expect("database created");
+    conformance::upgrade_keeps_unhandled_events(&url).await;
+}

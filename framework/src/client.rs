@@ -1,5 +1,6 @@
 //! The homeserver client: the Client-Server API as the appservice bot or any of its users,
-//! built on reqwest and ruma's request/response types.
+//! built on ruma's request/response types and Switchboard's own HTTP/1.1 transport
+//! ([`crate::transport`]).
 //!
 //! Every request asserts an identity ([`Identity`]: `user_id`, and `device_id` from spec v1.17),
 //! honours `429` (`retry_after_ms` and `Retry-After`), backs off exponentially with jitter on
@@ -8,6 +9,7 @@
 //! never double-post.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -31,6 +33,7 @@ use sha2::{Digest, Sha256};
 use crate::config::ClientConfig;
 use crate::metrics::Metrics;
 use crate::store::{ManagedUser, Store};
+use crate::transport::Transport;
 
 /// Longest pause a homeserver's `Retry-After` / `retry_after_ms` is obeyed for.
 const MAX_RETRY_AFTER: Duration = Duration::from_mins(5);
@@ -193,7 +196,7 @@ struct ErrorBody {
 /// The Client-Server API client of the appservice.
 #[derive(Clone)]
 pub struct HomeserverClient {
-    http: reqwest::Client,
+    http: Arc<Transport>,
     base_url: String,
     as_token: String,
     bot_user_id: OwnedUserId,
@@ -232,17 +235,12 @@ impl HomeserverClient {
         metrics: Metrics,
         store: Store,
     ) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.request_timeout_secs))
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Build {
+        let http = Transport::new(base_url, Vec::new(), Duration::from_secs(10)).map_err(|e| {
+            ClientError::Build {
                 endpoint: "client",
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -387,38 +385,46 @@ impl HomeserverClient {
         request: http::Request<Vec<u8>>,
         extra_query: &[(&str, String)],
     ) -> Result<http::Response<bytes::Bytes>, (ClientError, Option<Duration>)> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let started = Instant::now();
-        let mut url = parts.uri.to_string();
+        let mut target = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), ToString::to_string);
         for (key, value) in extra_query {
-            url.push(if url.contains('?') { '&' } else { '?' });
-            url.extend(url::form_urlencoded::byte_serialize(key.as_bytes()));
-            url.push('=');
-            url.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
+            target.push(if target.contains('?') { '&' } else { '?' });
+            target.extend(url::form_urlencoded::byte_serialize(key.as_bytes()));
+            target.push('=');
+            target.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
         }
-        let result = self
-            .http
-            .request(parts.method, url)
-            .headers(parts.headers)
-            .body(body)
-            .send()
-            .await;
-        let response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics
-                    .homeserver_requests
-                    .with_label_values(&[endpoint, "error"])
-                    .inc();
-                return Err((
-                    ClientError::Unreachable {
-                        endpoint,
-                        url: self.base_url.clone(),
-                        message: error_chain(&e),
-                    },
-                    None,
-                ));
-            }
+        let unreachable = |message: String| {
+            self.metrics
+                .homeserver_requests
+                .with_label_values(&[endpoint, "error"])
+                .inc();
+            (
+                ClientError::Unreachable {
+                    endpoint,
+                    url: self.base_url.clone(),
+                    message,
+                },
+                None,
+            )
+        };
+        parts.uri = target
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| unreachable(e.to_string()))?;
+        let timeout = Duration::from_secs(self.config.request_timeout_secs);
+        let response = match tokio::time::timeout(
+            timeout,
+            self.http
+                .send(http::Request::from_parts(parts, bytes::Bytes::from(body))),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"))),
         };
         let status = response.status();
         let retry_after_header = response
@@ -427,19 +433,7 @@ impl HomeserverClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return Err((
-                    ClientError::Unreachable {
-                        endpoint,
-                        url: self.base_url.clone(),
-                        message: error_chain(&e),
-                    },
-                    None,
-                ));
-            }
-        };
+        let body = response.into_body();
         self.metrics
             .homeserver_requests
             .with_label_values(&[endpoint, status.as_str()])
@@ -725,17 +719,6 @@ fn borrow_body(response: &http::Response<bytes::Bytes>) -> http::Response<&[u8]>
     let mut out = http::Response::new(response.body().as_ref());
     *out.status_mut() = response.status();
     out.headers_mut().clone_from(response.headers());
-    out
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
     out
 }
 

@@ -190,7 +190,7 @@ pub enum SqliteSync {
 pub struct DatabaseConfig {
     /// `sqlite://…` or `postgres://…`; empty means `switchboard.db` in `data_dir`.
     pub url: String,
-    /// Most connections in the pool.
+    /// Most connections in the pool (PostgreSQL; SQLite uses one).
     pub max_connections: u32,
     /// SQLite durability (ignored for PostgreSQL).
     pub sqlite_synchronous: SqliteSync,

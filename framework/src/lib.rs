@@ -12,6 +12,7 @@ pub mod plugin;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+pub mod transport;
 
 pub use async_trait::async_trait;
 pub use client::{ClientError, HomeserverClient, Identity, derive_txn_id};

@@ -16,6 +16,14 @@ use crate::config::{SqliteSync, redact_url_password};
 /// Most rows bound in one multi-row statement (PostgreSQL allows 65535 parameters).
 const ROWS_PER_STATEMENT: usize = 2000;
 
+/// The stored form of a batch: a JSON array of `[kind, room_id, event JSON as a string]`.
+fn encode_batch<'a>(events: impl Iterator<Item = &'a NewInboxEvent>) -> StoreResult<String> {
+    let entries: Vec<(&str, Option<&str>, &str)> = events
+        .map(|e| (e.kind.as_str(), e.room_id.as_deref(), e.body.as_str()))
+        .collect();
+    serde_json::to_string(&entries).map_err(|e| StoreError::Query(sqlx::Error::Encode(Box::new(e))))
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -75,6 +83,9 @@ pub struct NewInboxEvent {
 pub struct InboxRow {
     /// Arrival order; events of one room are handled in this order.
     pub seq: i64,
+    /// The batch (stored transaction) it belongs to: the sequence number of the batch's first
+    /// event. A batch leaves the inbox when all its events are handled.
+    pub batch: i64,
     /// Transaction it arrived in.
     pub txn_id: String,
     /// Which list of the transaction it came from.
@@ -142,8 +153,10 @@ impl Store {
                 // 8 MiB of page cache per connection: the inbox tables stay in memory.
                 .pragma("cache_size", "-8192")
                 .pragma("temp_store", "memory");
+            // One connection: SQLite serialises writers anyway, and with several connections
+            // each write invalidates the others' page caches and makes them wait on locks.
             let pool = SqlitePoolOptions::new()
-                .max_connections(max_connections)
+                .max_connections(1)
                 .connect_with(options)
                 .await
                 .map_err(connect_err)?;
@@ -167,15 +180,15 @@ impl Store {
         on_pool!(self, pool => pool.close().await);
     }
 
-    /// Stores a transaction and its new events atomically. `txn_key` identifies the
-    /// transaction (id and body digest); stored events get the sequence numbers `first_seq`,
-    /// `first_seq + 1`, … in the order given (the caller serialises inserts and keeps the
-    /// counter, see [`Store::inbox_max_seq`]). Returns `None` when the transaction was seen
-    /// before (nothing is stored); else, for each event given, its sequence number, or `None`
-    /// for a room event whose id was accepted before (not stored again).
+    /// Stores a transaction and its new events atomically, as one batch row. `txn_key`
+    /// identifies the transaction (id and body digest); stored events get the sequence numbers
+    /// `first_seq`, `first_seq + 1`, … in the order given (the caller serialises inserts and
+    /// keeps the counter, see [`Store::inbox_max_seq`]). Returns `None` when the transaction was
+    /// seen before (nothing is stored); else, for each event given, its sequence number, or
+    /// `None` for a room event whose id was accepted before (not stored again).
     ///
-    /// No statement returns rows per event: on SQLite every returned row is a message between
-    /// threads, which cost more than the inserts themselves.
+    /// Three statements in the common case (transaction key, event ids, batch), none returning
+    /// rows: on SQLite every statement and every returned row is a hand-off between threads.
     pub async fn inbox_insert(
         &self,
         txn_key: &str,
@@ -199,35 +212,38 @@ impl Store {
                 return Ok(None);
             }
             let ids: Vec<&str> = events.iter().filter_map(|e| e.event_id.as_deref()).collect();
-            let mut seen = std::collections::HashSet::new();
+            let mut recorded = 0;
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new("SELECT event_id FROM inbox_seen_event WHERE event_id IN (");
-                let mut list = qb.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                qb.push(")");
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    seen.insert(row.try_get::<String, _>(0)?);
-                }
-            }
-            // Keep events never seen, each id once (the first time it appears).
-            let keep: Vec<bool> = events
-                .iter()
-                .map(|e| e.event_id.as_ref().is_none_or(|id| seen.insert(id.clone())))
-                .collect();
-            let fresh_ids: Vec<&str> = events
-                .iter()
-                .zip(&keep)
-                .filter_map(|(e, k)| if *k { e.event_id.as_deref() } else { None })
-                .collect();
-            for chunk in fresh_ids.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new("INSERT INTO inbox_seen_event (event_id, received_at) ");
+                let mut qb = QueryBuilder::new("INSERT INTO inbox_seen_event (event_id, received_at, txn_id) ");
                 qb.push_values(chunk, |mut row, id| {
-                    row.push_bind(*id).push_bind(received_at_ms);
+                    row.push_bind(*id).push_bind(received_at_ms).push_bind(txn_key);
                 });
-                qb.build().execute(&mut *tx).await?;
+                qb.push(" ON CONFLICT (event_id) DO NOTHING");
+                recorded += qb.build().execute(&mut *tx).await?.rows_affected();
             }
+            let keep: Vec<bool> = if recorded == ids.len() as u64 {
+                vec![true; events.len()]
+            } else {
+                // Some ids were known (or repeated within the transaction): keep the first
+                // occurrence of each id this transaction recorded.
+                let mut ours = std::collections::HashSet::new();
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = QueryBuilder::new("SELECT event_id FROM inbox_seen_event WHERE txn_id = ");
+                    qb.push_bind(txn_key).push(" AND event_id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    for row in qb.build().fetch_all(&mut *tx).await? {
+                        ours.insert(row.try_get::<String, _>(0)?);
+                    }
+                }
+                events
+                    .iter()
+                    .map(|e| e.event_id.as_ref().is_none_or(|id| ours.remove(id)))
+                    .collect()
+            };
             let mut next = first_seq;
             let seqs: Vec<Option<i64>> = keep
                 .iter()
@@ -238,17 +254,19 @@ impl Store {
                     })
                 })
                 .collect();
-            let stored: Vec<(i64, &NewInboxEvent)> = seqs.iter().zip(events).filter_map(|(s, e)| s.map(|s| (s, e))).collect();
-            for chunk in stored.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new("INSERT INTO inbox_event (seq, txn_id, kind, room_id, body) ");
-                qb.push_values(chunk, |mut row, (seq, event)| {
-                    row.push_bind(*seq)
-                        .push_bind(txn_key)
-                        .push_bind(event.kind.as_str())
-                        .push_bind(event.room_id.as_deref())
-                        .push_bind(event.body.as_str());
-                });
-                qb.build().execute(&mut *tx).await?;
+            let stored = next - first_seq;
+            if stored > 0 {
+                let batch = encode_batch(events.iter().zip(&keep).filter_map(|(e, k)| k.then_some(e)))?;
+                sqlx::query(
+                    "INSERT INTO inbox_batch (first_seq, event_count, txn_id, events) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(first_seq)
+                .bind(stored)
+                .bind(txn_key)
+                .bind(batch)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             Ok(Some(seqs))
@@ -257,48 +275,59 @@ impl Store {
 
     /// The highest sequence number of an unhandled event (0 when there is none).
     pub async fn inbox_max_seq(&self) -> StoreResult<i64> {
-        on_pool!(self, pool => Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM inbox_event")
+        on_pool!(self, pool => Ok(sqlx::query(
+                "SELECT COALESCE(MAX(first_seq + event_count - 1), 0) FROM inbox_batch",
+            )
             .fetch_one(pool)
             .await?
             .try_get::<i64, _>(0)?))
     }
 
-    /// Every event not yet handled, in arrival order.
+    /// Every event of the batches not yet handled completely, in arrival order. A batch whose
+    /// stored JSON does not decode (never written by Switchboard) is logged and left in place.
     pub async fn inbox_pending(&self) -> StoreResult<Vec<InboxRow>> {
         on_pool!(self, pool => {
             let rows = sqlx::query(
-                "SELECT seq, txn_id, kind, room_id, body FROM inbox_event ORDER BY seq",
+                "SELECT first_seq, txn_id, events FROM inbox_batch ORDER BY first_seq",
             )
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(InboxRow {
-                        seq: r.try_get(0)?,
-                        txn_id: r.try_get(1)?,
-                        kind: r.try_get(2)?,
-                        room_id: r.try_get(3)?,
-                        body: r.try_get(4)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(StoreError::from)
+            let mut out = Vec::new();
+            for row in rows {
+                let batch: i64 = row.try_get(0)?;
+                let txn_id: String = row.try_get(1)?;
+                let events: String = row.try_get(2)?;
+                let decoded: Vec<(String, Option<String>, String)> = match serde_json::from_str(&events) {
+                    Ok(d) => d,
+                    Err(error) => {
+                        tracing::error!(batch, %error, "an inbox batch does not decode; left in the database");
+                        continue;
+                    }
+                };
+                for (seq, (kind, room_id, body)) in (batch..).zip(decoded) {
+                    out.push(InboxRow { seq, batch, txn_id: txn_id.clone(), kind, room_id, body });
+                }
+            }
+            Ok(out)
         })
     }
 
-    /// Number of events not yet handled.
+    /// Number of events in batches not yet handled completely.
     pub async fn inbox_depth(&self) -> StoreResult<i64> {
-        on_pool!(self, pool => Ok(sqlx::query("SELECT COUNT(*) FROM inbox_event")
+        on_pool!(self, pool => Ok(sqlx::query(
+                "SELECT CAST(COALESCE(SUM(event_count), 0) AS BIGINT) FROM inbox_batch",
+            )
             .fetch_one(pool)
             .await?
             .try_get::<i64, _>(0)?))
     }
 
-    /// Records the handling of these events as done (removes them from the inbox).
-    pub async fn inbox_done(&self, seqs: &[i64]) -> StoreResult<()> {
+    /// Records the handling of these batches (by their first sequence number) as done:
+    /// removes them from the inbox.
+    pub async fn inbox_batches_done(&self, batches: &[i64]) -> StoreResult<()> {
         on_pool!(self, pool => {
-            for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new("DELETE FROM inbox_event WHERE seq IN (");
+            for chunk in batches.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new("DELETE FROM inbox_batch WHERE first_seq IN (");
                 let mut list = qb.separated(", ");
                 for seq in chunk {
                     list.push_bind(*seq);
@@ -310,24 +339,28 @@ impl Store {
         })
     }
 
-    /// Moves an event whose handling failed permanently out of the inbox, keeping the error.
-    pub async fn inbox_fail(&self, seq: i64, error: &str, failed_at_ms: i64) -> StoreResult<()> {
+    /// Keeps an event whose handling failed permanently in `inbox_failed`, with the error.
+    /// (It leaves the inbox with its batch, when the batch's other events are done.)
+    pub async fn inbox_fail(
+        &self,
+        event: &InboxRow,
+        error: &str,
+        failed_at_ms: i64,
+    ) -> StoreResult<()> {
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO inbox_failed (seq, txn_id, kind, room_id, body, error, failed_at) \
-                 SELECT seq, txn_id, kind, room_id, body, $2, $3 FROM inbox_event WHERE seq = $1",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(seq)
+            .bind(event.seq)
+            .bind(&event.txn_id)
+            .bind(&event.kind)
+            .bind(event.room_id.as_deref())
+            .bind(&event.body)
             .bind(error)
             .bind(failed_at_ms)
-            .execute(&mut *tx)
+            .execute(pool)
             .await?;
-            sqlx::query("DELETE FROM inbox_event WHERE seq = $1")
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
             Ok(())
         })
     }
@@ -469,7 +502,10 @@ pub mod conformance {
         let again = insert(store, "t1", 2000, &events).await;
         assert_eq!(again, None);
         assert_eq!(store.inbox_depth().await.expect("depth"), 2);
-        store.inbox_done(&seqs).await.expect("done");
+        let pending = store.inbox_pending().await.expect("pending");
+        assert!(pending.iter().all(|r| r.batch == seqs[0]), "one batch");
+        store.inbox_batches_done(&[seqs[0]]).await.expect("done");
+        assert_eq!(store.inbox_depth().await.expect("depth"), 0);
     }
 
     /// A room event resent in another transaction is not stored again; other events are.
@@ -501,15 +537,29 @@ pub mod conformance {
             second[3], None,
             "$c twice in one transaction is stored once"
         );
-        let stored: Vec<i64> = first.into_iter().chain(second).flatten().collect();
+        assert_eq!(
+            second[2],
+            second[1].map(|s| s + 1),
+            "sequence numbers stay dense"
+        );
         assert_eq!(store.inbox_depth().await.expect("depth"), 4);
-        store.inbox_done(&stored).await.expect("done");
+        let pending = store.inbox_pending().await.expect("pending");
+        assert_eq!(pending.len(), 4);
+        let batches: std::collections::BTreeSet<i64> = pending.iter().map(|r| r.batch).collect();
+        assert_eq!(batches.len(), 2);
+        let batches: Vec<i64> = batches.into_iter().collect();
+        store.inbox_batches_done(&batches).await.expect("done");
     }
 
-    /// Pending events are returned in order and disappear once done.
+    /// Pending events come back in order, exactly as stored, and disappear with their batch.
     pub async fn pending_events_come_back_in_arrival_order_until_done(store: &Store) {
         let many: Vec<_> = (0..2500)
-            .map(|i| event(Some("!b:x"), &format!("{{\"n\":{i}}}")))
+            .map(|i| {
+                event(
+                    Some("!b:x"),
+                    &format!("{{\"n\":{i},\"s\":\"\\\"q\\u00e9\"}}"),
+                )
+            })
             .collect();
         let seqs: Vec<i64> = insert(store, "t2", 1000, &many)
             .await
@@ -517,30 +567,53 @@ pub mod conformance {
             .into_iter()
             .flatten()
             .collect();
+        let later: Vec<i64> = insert(store, "t2b", 1000, &[event(None, "[1]")])
+            .await
+            .expect("new")
+            .into_iter()
+            .flatten()
+            .collect();
         let pending = store.inbox_pending().await.expect("pending");
-        assert_eq!(pending.len(), 2500);
-        assert_eq!(pending[0].body, "{\"n\":0}");
-        assert_eq!(pending[2499].body, "{\"n\":2499}");
-        assert_eq!(pending.iter().map(|r| r.seq).collect::<Vec<_>>(), seqs);
+        assert_eq!(pending.len(), 2501);
+        assert_eq!(pending[0].body, many[0].body, "stored byte for byte");
+        assert_eq!(pending[2499].body, many[2499].body);
+        assert_eq!(pending[2500].body, "[1]");
+        assert_eq!(pending[2500].room_id, None);
+        let mut expected = seqs.clone();
+        expected.extend(&later);
+        assert_eq!(pending.iter().map(|r| r.seq).collect::<Vec<_>>(), expected);
         assert_eq!(pending[7].room_id.as_deref(), Some("!b:x"));
         assert_eq!(pending[7].txn_id, "t2");
-        store.inbox_done(&seqs[..2100]).await.expect("done");
+        assert_eq!(pending[7].batch, seqs[0]);
+        assert_eq!(store.inbox_max_seq().await.expect("max"), later[0]);
+        store.inbox_batches_done(&[seqs[0]]).await.expect("done");
         let pending = store.inbox_pending().await.expect("pending");
-        assert_eq!(pending.len(), 400);
-        assert_eq!(pending[0].body, "{\"n\":2100}");
-        store.inbox_done(&seqs[2100..]).await.expect("done");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].seq, later[0]);
+        store.inbox_batches_done(&[later[0]]).await.expect("done");
         assert_eq!(store.inbox_depth().await.expect("depth"), 0);
     }
 
-    /// A permanently failed event is moved aside.
+    /// A permanently failed event is kept aside, with its error.
     pub async fn failed_events_leave_the_inbox_but_are_kept(store: &Store) {
-        let seqs = insert(store, "t3", 1000, &[event(Some("!c:x"), "{}")])
+        insert(store, "t3", 1000, &[event(Some("!c:x"), "{}")])
             .await
             .expect("new");
-        let seq = seqs[0].expect("stored");
-        store.inbox_fail(seq, "boom", 5).await.expect("fail");
+        let pending = store.inbox_pending().await.expect("pending");
+        let failed_before = store.inbox_failed_count().await.expect("count");
+        store
+            .inbox_fail(&pending[0], "boom", 5)
+            .await
+            .expect("fail");
+        store
+            .inbox_batches_done(&[pending[0].batch])
+            .await
+            .expect("done");
         assert_eq!(store.inbox_depth().await.expect("depth"), 0);
-        assert_eq!(store.inbox_failed_count().await.expect("count"), 1);
+        assert_eq!(
+            store.inbox_failed_count().await.expect("count"),
+            failed_before + 1
+        );
     }
 
     /// Transaction ids older than the retention are forgotten.
@@ -551,6 +624,63 @@ pub mod conformance {
         assert_eq!(pruned, 1);
         assert!(insert(store, "old", 20, &[]).await.is_some());
         assert!(insert(store, "new", 20, &[]).await.is_none());
+    }
+
+    /// A database left by the per-event inbox (schema version 1) keeps its unhandled events
+    /// through the upgrade to batches. `url` names a fresh, empty database.
+    pub async fn upgrade_keeps_unhandled_events(url: &str) {
+        const LEGACY_ROWS: &str = "INSERT INTO inbox_event (seq, txn_id, kind, room_id, body) VALUES \
+             (7, 'a/d', 'pdu', '!r:x', '{\"n\":\"it''s\"}'), (9, 'b/d', 'ephemeral', NULL, '{}')";
+        // Schema version 1 only, as the previous release left it, with unhandled events.
+        macro_rules! legacy_database {
+            ($pool:expr, $migrations:literal) => {{
+                let pool = $pool.expect("connect");
+                let migrator = sqlx::migrate!($migrations);
+                migrator.run_to(1, &pool).await.expect("schema 1");
+                sqlx::query(LEGACY_ROWS)
+                    .execute(&pool)
+                    .await
+                    .expect("legacy rows");
+                pool.close().await;
+            }};
+        }
+        if url.starts_with("postgres") {
+            legacy_database!(sqlx::PgPool::connect(url).await, "./migrations/postgres");
+        } else {
+            let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+                .expect("url")
+                .create_if_missing(true);
+            legacy_database!(
+                sqlx::SqlitePool::connect_with(options).await,
+                "./migrations/sqlite"
+            );
+        }
+        let store = Store::connect(url, 2, crate::config::SqliteSync::Normal)
+            .await
+            .expect("upgrade");
+        let pending = store.inbox_pending().await.expect("pending");
+        let seen: Vec<_> = pending
+            .iter()
+            .map(|r| {
+                (
+                    r.seq,
+                    r.batch,
+                    r.txn_id.as_str(),
+                    r.kind.as_str(),
+                    r.room_id.as_deref(),
+                    r.body.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (7, 7, "a/d", "pdu", Some("!r:x"), "{\"n\":\"it's\"}"),
+                (9, 9, "b/d", "ephemeral", None, "{}"),
+            ]
+        );
+        assert_eq!(store.inbox_max_seq().await.expect("max"), 9);
+        store.close().await;
     }
 
     /// Users and memberships are remembered and updated.
@@ -603,6 +733,13 @@ mod tests {
             .await
             .expect("reopen runs migrations idempotently");
         assert_eq!(reopened.inbox_failed_count().await.expect("count"), 1);
+    }
+
+    #[tokio::test]
+    async fn sqlite_upgrade_keeps_unhandled_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        conformance::upgrade_keeps_unhandled_events(&url).await;
     }
 
     #[tokio::test]
