@@ -135,6 +135,7 @@ fn fast_retries(max_retries: u32) -> ClientConfig {
         initial_backoff_ms: 20,
         max_backoff_ms: 200,
         request_timeout_secs: 1,
+        ..ClientConfig::default()
     }
 }
 

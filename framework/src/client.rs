@@ -235,12 +235,18 @@ impl HomeserverClient {
         metrics: Metrics,
         store: Store,
     ) -> Result<Self, ClientError> {
-        let http = Transport::new(base_url, Vec::new(), Duration::from_secs(10)).map_err(|e| {
-            ClientError::Build {
-                endpoint: "client",
-                message: e.to_string(),
-            }
-        })?;
+        let build_error = |message: String| ClientError::Build {
+            endpoint: "client",
+            message,
+        };
+        let extra_roots = if config.tls_ca_file.is_empty() {
+            Vec::new()
+        } else {
+            crate::transport::load_pem_certificates(std::path::Path::new(&config.tls_ca_file))
+                .map_err(|reason| build_error(format!("client.tls_ca_file: {reason}")))?
+        };
+        let http = Transport::new(base_url, extra_roots, Duration::from_secs(10))
+            .map_err(|e| build_error(e.to_string()))?;
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),

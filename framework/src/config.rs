@@ -240,6 +240,9 @@ pub struct InboxConfig {
     pub backpressure_timeout_secs: u64,
     /// How long transaction ids are remembered for de-duplication.
     pub txn_retention_days: u32,
+    /// Ids of the latest room events remembered to drop an event the homeserver sends again in
+    /// another transaction (0: none).
+    pub recent_event_ids: usize,
     /// Longest pause between retries of an event whose handling failed transiently.
     pub retry_max_secs: u64,
 }
@@ -250,6 +253,7 @@ impl Default for InboxConfig {
             high_water_mark: 100,
             backpressure_timeout_secs: 30,
             txn_retention_days: 7,
+            recent_event_ids: 20_000,
             retry_max_secs: 60,
         }
     }
@@ -267,6 +271,9 @@ pub struct ClientConfig {
     pub max_backoff_ms: u64,
     /// Timeout of one request, in seconds.
     pub request_timeout_secs: u64,
+    /// PEM file of CA certificates trusted for an `https` homeserver URL besides the system's
+    /// (a private CA); relative to the config file. Empty: the system's only.
+    pub tls_ca_file: String,
 }
 
 impl Default for ClientConfig {
@@ -276,6 +283,7 @@ impl Default for ClientConfig {
             initial_backoff_ms: 250,
             max_backoff_ms: 30_000,
             request_timeout_secs: 60,
+            tls_ca_file: String::new(),
         }
     }
 }
@@ -395,6 +403,10 @@ impl Config {
         if self.appservice.registration.is_relative() {
             self.appservice.registration = base.join(&self.appservice.registration);
         }
+        if !self.client.tls_ca_file.is_empty() && Path::new(&self.client.tls_ca_file).is_relative()
+        {
+            self.client.tls_ca_file = base.join(&self.client.tls_ca_file).display().to_string();
+        }
     }
 
     /// The database URL, defaulting to a SQLite file in the data directory.
@@ -443,6 +455,17 @@ impl Config {
                 &hs.server_name,
                 "a server name such as matrix.org or localhost:8448 is expected",
             ));
+        }
+        if !self.client.tls_ca_file.is_empty() {
+            crate::transport::load_pem_certificates(Path::new(&self.client.tls_ca_file)).map_err(
+                |reason| {
+                    invalid(
+                        "client.tls_ca_file",
+                        &self.client.tls_ca_file,
+                        &format!("a readable PEM file of CA certificates is expected ({reason})"),
+                    )
+                },
+            )?;
         }
         let asv = &self.appservice;
         if asv.id.is_empty() {
@@ -678,6 +701,23 @@ mod tests {
                 && err.contains("expected"),
             "{err}"
         );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hello").expect("write");
+        for (path, why) in [
+            (dir.path().join("missing.pem"), "cannot read"),
+            (not_pem, "no certificate"),
+        ] {
+            let mut c = Config::parse(valid_yaml(), []).expect("parses");
+            c.client.tls_ca_file = path.display().to_string();
+            let err = c.validate().expect_err("bad CA file").to_string();
+            assert!(
+                err.contains("client.tls_ca_file")
+                    && err.contains(&c.client.tls_ca_file)
+                    && err.contains(why),
+                "{err}"
+            );
+        }
         let mut c = Config::parse(valid_yaml(), []).expect("parses");
         c.database.url = "mysql://x".into();
         let err = c.validate().expect_err("bad db").to_string();

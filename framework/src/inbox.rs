@@ -8,7 +8,7 @@
 //! handlers send make the visible effect happen once. When more than `high_water_mark` events
 //! are unhandled, new transactions wait before being acknowledged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -112,6 +112,62 @@ struct AcceptState {
     sender: mpsc::UnboundedSender<InboxItem>,
     /// Sequence number of the next stored event.
     next_seq: i64,
+    /// Ids of the room events accepted last.
+    recent_ids: RecentIds,
+}
+
+/// The ids of the last room events accepted (a bounded window, newest last), to drop an event
+/// the homeserver sends again in another transaction — after its own restart, a homeserver
+/// resends what it had not recorded as delivered, which is always among the latest events.
+/// Loaded from the store at start, so the window survives restarts of Switchboard.
+struct RecentIds {
+    ids: HashSet<Arc<str>>,
+    order: VecDeque<Arc<str>>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    /// A window of `capacity` ids holding `newest_first` (as the store returns them).
+    fn new(capacity: usize, newest_first: &[String]) -> Self {
+        let mut window = Self {
+            ids: HashSet::with_capacity(newest_first.len()),
+            order: VecDeque::with_capacity(newest_first.len()),
+            capacity,
+        };
+        window.remember(newest_first.iter().rev().map(String::as_str));
+        window
+    }
+
+    /// The events whose id is neither in the window nor earlier in `events`.
+    fn drop_known(&self, events: Vec<NewInboxEvent>) -> Vec<NewInboxEvent> {
+        let mut in_this_txn = HashSet::new();
+        events
+            .into_iter()
+            .filter(|e| {
+                e.event_id
+                    .as_deref()
+                    .is_none_or(|id| !self.ids.contains(id) && in_this_txn.insert(id.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Adds ids (oldest first), forgetting the oldest beyond the capacity.
+    fn remember<'a>(&mut self, ids: impl Iterator<Item = &'a str>) {
+        if self.capacity == 0 {
+            return;
+        }
+        for id in ids {
+            let id: Arc<str> = id.into();
+            if self.ids.insert(Arc::clone(&id)) {
+                self.order.push_back(id);
+            }
+            while self.order.len() > self.capacity {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.ids.remove(&oldest);
+                }
+            }
+        }
+    }
 }
 
 struct Shared {
@@ -164,6 +220,12 @@ impl Inbox {
     ) -> Result<(Self, InboxTasks), StoreError> {
         let pending = store.inbox_pending().await?;
         let next_seq = store.inbox_max_seq().await? + 1;
+        let recent_ids = RecentIds::new(
+            config.recent_event_ids,
+            &store
+                .inbox_recent_event_ids(config.recent_event_ids)
+                .await?,
+        );
         if !pending.is_empty() {
             tracing::info!(
                 events = pending.len(),
@@ -182,6 +244,7 @@ impl Inbox {
             accept_lock: Mutex::new(AcceptState {
                 sender: item_tx.clone(),
                 next_seq,
+                recent_ids,
             }),
             done_tx: done_tx.clone(),
             shutdown: shutdown.clone(),
@@ -261,23 +324,31 @@ impl Inbox {
         }
         let mut state = shared.accept_lock.lock().await;
         let key = format!("{txn_id}/{body_digest}");
-        let Some(seqs) = shared
+        let offered = events.len();
+        let events = state.recent_ids.drop_known(events);
+        let resent = offered - events.len();
+        let first_seq = state.next_seq;
+        if !shared
             .store
-            .inbox_insert(&key, now_ms(), state.next_seq, &events)
+            .inbox_insert(&key, now_ms(), first_seq, &events)
             .await?
-        else {
+        {
             return Ok(Accepted::Duplicate);
-        };
+        }
+        state
+            .recent_ids
+            .remember(events.iter().filter_map(|e| e.event_id.as_deref()));
         let accepted_at = Instant::now();
-        let count = seqs.iter().flatten().count();
-        let batch = state.next_seq;
+        let count = events.len();
         let txn: Arc<str> = key.into();
         if count > 0 {
             // The writer stops only after the inbox: the receiver is alive.
-            let _ = shared.done_tx.send(Completion::Stored { batch, count });
+            let _ = shared.done_tx.send(Completion::Stored {
+                batch: first_seq,
+                count,
+            });
         }
         state.next_seq += i64::try_from(count).unwrap_or(i64::MAX);
-        let resent = seqs.len() - count;
         if resent > 0 {
             shared.metrics.events_resent.inc_by(resent as u64);
             tracing::info!(resent, "skipped room events the homeserver had sent before");
@@ -287,11 +358,10 @@ impl Inbox {
             .metrics
             .inbox_depth
             .add(i64::try_from(count).unwrap_or(0));
-        for (seq, event) in seqs.into_iter().zip(events) {
-            let Some(seq) = seq else { continue };
+        for (seq, event) in (first_seq..).zip(events) {
             let item = InboxItem {
                 seq,
-                batch,
+                batch: first_seq,
                 txn_id: Arc::clone(&txn),
                 kind: event.kind.into(),
                 room_id: event.room_id.map(Into::into),
@@ -646,6 +716,33 @@ mod tests {
             backpressure_timeout_secs: 5,
             ..InboxConfig::default()
         }
+    }
+
+    #[test]
+    fn the_recent_id_window_drops_repeats_and_forgets_the_oldest() {
+        let ids = |events: &[NewInboxEvent]| -> Vec<String> {
+            events.iter().filter_map(|e| e.event_id.clone()).collect()
+        };
+        let mut window = RecentIds::new(3, &["$a2".into(), "$a1".into()]);
+        let kept = window.drop_known(vec![
+            event("a", 1),
+            event("a", 3),
+            event("a", 3),
+            NewInboxEvent {
+                event_id: None,
+                ..event("a", 9)
+            },
+        ]);
+        assert_eq!(ids(&kept), ["$a3"], "known and repeated ids are dropped");
+        assert_eq!(kept.len(), 2, "events without an id are always kept");
+        window.remember(["$a3", "$a4"].into_iter());
+        assert_eq!(
+            ids(&window.drop_known(vec![event("a", 1), event("a", 2), event("a", 4)])),
+            ["$a1"],
+            "the oldest id left the window of 3 ($a2, $a3, $a4 remain)"
+        );
+        let off = RecentIds::new(0, &["$a1".into()]);
+        assert_eq!(ids(&off.drop_known(vec![event("a", 1)])), ["$a1"]);
     }
 
     #[tokio::test]

@@ -17,8 +17,9 @@ use crate::config::{SqliteSync, redact_url_password};
 const ROWS_PER_STATEMENT: usize = 2000;
 
 /// The stored form of a batch: a JSON array of `[kind, room_id, event JSON as a string]`.
-fn encode_batch<'a>(events: impl Iterator<Item = &'a NewInboxEvent>) -> StoreResult<String> {
+fn encode_batch(events: &[NewInboxEvent]) -> StoreResult<String> {
     let entries: Vec<(&str, Option<&str>, &str)> = events
+        .iter()
         .map(|e| (e.kind.as_str(), e.room_id.as_deref(), e.body.as_str()))
         .collect();
     serde_json::to_string(&entries).map_err(|e| StoreError::Query(sqlx::Error::Encode(Box::new(e))))
@@ -70,7 +71,7 @@ macro_rules! on_pool {
 pub struct NewInboxEvent {
     /// Which list of the transaction it came from (`pdu`, `ephemeral`, `to_device`, …).
     pub kind: String,
-    /// The event id, for room events: an id accepted before is not stored again.
+    /// The event id, for room events (remembered to drop the event if it comes again).
     pub event_id: Option<String>,
     /// The room it belongs to, if any (the ordering key).
     pub room_id: Option<String>,
@@ -180,22 +181,32 @@ impl Store {
         on_pool!(self, pool => pool.close().await);
     }
 
-    /// Stores a transaction and its new events atomically, as one batch row. `txn_key`
-    /// identifies the transaction (id and body digest); stored events get the sequence numbers
-    /// `first_seq`, `first_seq + 1`, … in the order given (the caller serialises inserts and
-    /// keeps the counter, see [`Store::inbox_max_seq`]). Returns `None` when the transaction was
-    /// seen before (nothing is stored); else, for each event given, its sequence number, or
-    /// `None` for a room event whose id was accepted before (not stored again).
+    /// Stores a transaction and its events atomically, as one batch row. `txn_key` identifies
+    /// the transaction (id and body digest); the events get the sequence numbers `first_seq`,
+    /// `first_seq + 1`, … in the order given (the caller serialises inserts, keeps the counter
+    /// — see [`Store::inbox_max_seq`] — and has dropped room events it accepted before, see
+    /// [`Store::inbox_recent_event_ids`]). Returns `false` when the transaction was seen before
+    /// (nothing is stored).
     ///
-    /// Three statements in the common case (transaction key, event ids, batch), none returning
-    /// rows: on SQLite every statement and every returned row is a hand-off between threads.
+    /// Two statements, none returning rows: on SQLite every statement and every returned row is
+    /// a hand-off between threads, and the rows are appended in key order (no random index
+    /// writes per event).
     pub async fn inbox_insert(
         &self,
         txn_key: &str,
         received_at_ms: i64,
         first_seq: i64,
         events: &[NewInboxEvent],
-    ) -> StoreResult<Option<Vec<Option<i64>>>> {
+    ) -> StoreResult<bool> {
+        let batch = if events.is_empty() {
+            None
+        } else {
+            let ids: Vec<&str> = events
+                .iter()
+                .filter_map(|e| e.event_id.as_deref())
+                .collect();
+            Some((encode_batch(events)?, ids.join("\n")))
+        };
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
@@ -209,78 +220,62 @@ impl Store {
             .rows_affected();
             if inserted == 0 {
                 tx.rollback().await?;
-                return Ok(None);
+                return Ok(false);
             }
-            let ids: Vec<&str> = events.iter().filter_map(|e| e.event_id.as_deref()).collect();
-            let mut recorded = 0;
-            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new("INSERT INTO inbox_seen_event (event_id, received_at, txn_id) ");
-                qb.push_values(chunk, |mut row, id| {
-                    row.push_bind(*id).push_bind(received_at_ms).push_bind(txn_key);
-                });
-                qb.push(" ON CONFLICT (event_id) DO NOTHING");
-                recorded += qb.build().execute(&mut *tx).await?.rows_affected();
-            }
-            let keep: Vec<bool> = if recorded == ids.len() as u64 {
-                vec![true; events.len()]
-            } else {
-                // Some ids were known (or repeated within the transaction): keep the first
-                // occurrence of each id this transaction recorded.
-                let mut ours = std::collections::HashSet::new();
-                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = QueryBuilder::new("SELECT event_id FROM inbox_seen_event WHERE txn_id = ");
-                    qb.push_bind(txn_key).push(" AND event_id IN (");
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    qb.push(")");
-                    for row in qb.build().fetch_all(&mut *tx).await? {
-                        ours.insert(row.try_get::<String, _>(0)?);
-                    }
-                }
-                events
-                    .iter()
-                    .map(|e| e.event_id.as_ref().is_none_or(|id| ours.remove(id)))
-                    .collect()
-            };
-            let mut next = first_seq;
-            let seqs: Vec<Option<i64>> = keep
-                .iter()
-                .map(|k| {
-                    k.then(|| {
-                        next += 1;
-                        next - 1
-                    })
-                })
-                .collect();
-            let stored = next - first_seq;
-            if stored > 0 {
-                let batch = encode_batch(events.iter().zip(&keep).filter_map(|(e, k)| k.then_some(e)))?;
+            if let Some((encoded, ids)) = batch {
                 sqlx::query(
-                    "INSERT INTO inbox_batch (first_seq, event_count, txn_id, events) \
-                     VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO inbox_batch \
+                     (first_seq, event_count, txn_id, received_at, event_ids, events) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(first_seq)
-                .bind(stored)
+                .bind(i64::try_from(events.len()).unwrap_or(i64::MAX))
                 .bind(txn_key)
-                .bind(batch)
+                .bind(received_at_ms)
+                .bind(ids)
+                .bind(encoded)
                 .execute(&mut *tx)
                 .await?;
             }
             tx.commit().await?;
-            Ok(Some(seqs))
+            Ok(true)
         })
     }
 
-    /// The highest sequence number of an unhandled event (0 when there is none).
+    /// The ids of the room events in the most recent batches (handled or not, within the
+    /// retention), newest first, at most `limit`.
+    pub async fn inbox_recent_event_ids(&self, limit: usize) -> StoreResult<Vec<String>> {
+        use futures_util::TryStreamExt;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        on_pool!(self, pool => {
+            let mut rows = sqlx::query("SELECT event_ids FROM inbox_batch ORDER BY first_seq DESC")
+                .fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                let ids: &str = row.try_get(0)?;
+                for id in ids.rsplit('\n').filter(|id| !id.is_empty()) {
+                    out.push(id.to_owned());
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The highest sequence number given out so far (0 when the inbox is empty).
     pub async fn inbox_max_seq(&self) -> StoreResult<i64> {
         on_pool!(self, pool => Ok(sqlx::query(
-                "SELECT COALESCE(MAX(first_seq + event_count - 1), 0) FROM inbox_batch",
+                "SELECT first_seq + event_count - 1 FROM inbox_batch ORDER BY first_seq DESC LIMIT 1",
             )
-            .fetch_one(pool)
+            .fetch_optional(pool)
             .await?
-            .try_get::<i64, _>(0)?))
+            .map(|row| row.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(0)))
     }
 
     /// Every event of the batches not yet handled completely, in arrival order. A batch whose
@@ -288,7 +283,8 @@ impl Store {
     pub async fn inbox_pending(&self) -> StoreResult<Vec<InboxRow>> {
         on_pool!(self, pool => {
             let rows = sqlx::query(
-                "SELECT first_seq, txn_id, events FROM inbox_batch ORDER BY first_seq",
+                "SELECT first_seq, txn_id, events FROM inbox_batch \
+                 WHERE events IS NOT NULL ORDER BY first_seq",
             )
             .fetch_all(pool)
             .await?;
@@ -315,19 +311,20 @@ impl Store {
     /// Number of events in batches not yet handled completely.
     pub async fn inbox_depth(&self) -> StoreResult<i64> {
         on_pool!(self, pool => Ok(sqlx::query(
-                "SELECT CAST(COALESCE(SUM(event_count), 0) AS BIGINT) FROM inbox_batch",
+                "SELECT CAST(COALESCE(SUM(event_count), 0) AS BIGINT) FROM inbox_batch \
+                 WHERE events IS NOT NULL",
             )
             .fetch_one(pool)
             .await?
             .try_get::<i64, _>(0)?))
     }
 
-    /// Records the handling of these batches (by their first sequence number) as done:
-    /// removes them from the inbox.
+    /// Records the handling of these batches (by their first sequence number) as done: their
+    /// events leave the inbox (their ids stay for the retention period).
     pub async fn inbox_batches_done(&self, batches: &[i64]) -> StoreResult<()> {
         on_pool!(self, pool => {
             for chunk in batches.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new("DELETE FROM inbox_batch WHERE first_seq IN (");
+                let mut qb = QueryBuilder::new("UPDATE inbox_batch SET events = NULL WHERE first_seq IN (");
                 let mut list = qb.separated(", ");
                 for seq in chunk {
                     list.push_bind(*seq);
@@ -373,11 +370,11 @@ impl Store {
             .try_get::<i64, _>(0)?))
     }
 
-    /// Forgets transactions and event ids received before `before_ms`; returns how many
-    /// transactions.
+    /// Forgets transactions and the event ids of handled batches received before
+    /// `before_ms`; returns how many transactions.
     pub async fn inbox_prune_txns(&self, before_ms: i64) -> StoreResult<u64> {
         on_pool!(self, pool => {
-            sqlx::query("DELETE FROM inbox_seen_event WHERE received_at < $1")
+            sqlx::query("DELETE FROM inbox_batch WHERE events IS NULL AND received_at < $1")
                 .bind(before_ms)
                 .execute(pool)
                 .await?;
@@ -455,18 +452,20 @@ impl Store {
 pub mod conformance {
     use super::{ManagedUser, NewInboxEvent, Store};
 
-    /// Inserts with the next free sequence numbers, as the inbox does.
+    /// Inserts with the next free sequence numbers, as the inbox does; returns the first one,
+    /// or `None` for a repeated transaction.
     async fn insert(
         store: &Store,
         txn_key: &str,
         at: i64,
         events: &[NewInboxEvent],
-    ) -> Option<Vec<Option<i64>>> {
+    ) -> Option<i64> {
         let first = store.inbox_max_seq().await.expect("max seq") + 1;
         store
             .inbox_insert(txn_key, at, first, events)
             .await
             .expect("insert")
+            .then_some(first)
     }
 
     fn event(room: Option<&str>, body: &str) -> NewInboxEvent {
@@ -478,80 +477,76 @@ pub mod conformance {
         }
     }
 
+    fn with_id(id: &str) -> NewInboxEvent {
+        NewInboxEvent {
+            event_id: Some(id.to_owned()),
+            ..event(Some("!s:x"), "{}")
+        }
+    }
+
     /// Runs every check below.
     pub async fn run_all(store: &Store) {
         duplicate_txn_is_stored_once(store).await;
-        resent_room_events_are_stored_once(store).await;
+        recent_event_ids_come_back_newest_first(store).await;
         pending_events_come_back_in_arrival_order_until_done(store).await;
         failed_events_leave_the_inbox_but_are_kept(store).await;
         old_txn_ids_are_pruned(store).await;
         managed_users_and_memberships_round_trip(store).await;
     }
 
-    /// A repeated transaction id stores nothing.
+    /// A repeated transaction key stores nothing.
     pub async fn duplicate_txn_is_stored_once(store: &Store) {
         let events = vec![event(Some("!a:x"), "{\"n\":1}"), event(None, "{\"n\":2}")];
-        let seqs: Vec<i64> = insert(store, "t1", 1000, &events)
-            .await
-            .expect("new txn")
-            .into_iter()
-            .flatten()
-            .collect();
-        assert_eq!(seqs.len(), 2);
-        assert!(seqs[0] < seqs[1]);
-        let again = insert(store, "t1", 2000, &events).await;
-        assert_eq!(again, None);
+        let first = insert(store, "t1", 1000, &events).await.expect("new txn");
+        assert_eq!(insert(store, "t1", 2000, &events).await, None);
         assert_eq!(store.inbox_depth().await.expect("depth"), 2);
         let pending = store.inbox_pending().await.expect("pending");
-        assert!(pending.iter().all(|r| r.batch == seqs[0]), "one batch");
-        store.inbox_batches_done(&[seqs[0]]).await.expect("done");
+        assert_eq!(
+            pending.iter().map(|r| (r.seq, r.batch)).collect::<Vec<_>>(),
+            [(first, first), (first + 1, first)]
+        );
+        store.inbox_batches_done(&[first]).await.expect("done");
         assert_eq!(store.inbox_depth().await.expect("depth"), 0);
+        assert_eq!(
+            store.inbox_max_seq().await.expect("max"),
+            first + 1,
+            "sequence numbers are not reused after the events are handled"
+        );
     }
 
-    /// A room event resent in another transaction is not stored again; other events are.
-    pub async fn resent_room_events_are_stored_once(store: &Store) {
-        let with_id = |id: &str| NewInboxEvent {
-            event_id: Some(id.to_owned()),
-            ..event(Some("!s:x"), "{}")
-        };
-        let first = insert(store, "s1", 1000, &[with_id("$a"), with_id("$b")])
-            .await
-            .expect("new");
-        assert!(first.iter().all(Option::is_some));
-        let second = insert(
+    /// The ids of recent room events, handled or not, come back newest first.
+    pub async fn recent_event_ids_come_back_newest_first(store: &Store) {
+        let first = insert(
             store,
-            "s2",
+            "r1",
             1000,
-            &[
-                with_id("$b"),
-                event(None, "{}"),
-                with_id("$c"),
-                with_id("$c"),
-            ],
+            &[with_id("$a"), event(None, "{}"), with_id("$b")],
         )
         .await
         .expect("new");
-        assert_eq!(second[0], None, "$b was accepted before");
-        assert!(second[1].is_some() && second[2].is_some());
+        store.inbox_batches_done(&[first]).await.expect("done");
+        insert(store, "r2", 1000, &[with_id("$c")])
+            .await
+            .expect("new");
+        let ids = store.inbox_recent_event_ids(10).await.expect("ids");
+        assert_eq!(ids[..3], ["$c", "$b", "$a"]);
         assert_eq!(
-            second[3], None,
-            "$c twice in one transaction is stored once"
+            store.inbox_recent_event_ids(2).await.expect("ids"),
+            ["$c", "$b"]
         );
-        assert_eq!(
-            second[2],
-            second[1].map(|s| s + 1),
-            "sequence numbers stay dense"
+        assert!(
+            store
+                .inbox_recent_event_ids(0)
+                .await
+                .expect("ids")
+                .is_empty()
         );
-        assert_eq!(store.inbox_depth().await.expect("depth"), 4);
         let pending = store.inbox_pending().await.expect("pending");
-        assert_eq!(pending.len(), 4);
-        let batches: std::collections::BTreeSet<i64> = pending.iter().map(|r| r.batch).collect();
-        assert_eq!(batches.len(), 2);
-        let batches: Vec<i64> = batches.into_iter().collect();
+        let batches: Vec<i64> = pending.iter().map(|r| r.batch).collect();
         store.inbox_batches_done(&batches).await.expect("done");
     }
 
-    /// Pending events come back in order, exactly as stored, and disappear with their batch.
+    /// Pending events come back in order, exactly as stored, until their batch is done.
     pub async fn pending_events_come_back_in_arrival_order_until_done(store: &Store) {
         let many: Vec<_> = (0..2500)
             .map(|i| {
@@ -561,36 +556,31 @@ pub mod conformance {
                 )
             })
             .collect();
-        let seqs: Vec<i64> = insert(store, "t2", 1000, &many)
+        let first = insert(store, "t2", 1000, &many).await.expect("new");
+        let later = insert(store, "t2b", 1000, &[event(None, "[1]")])
             .await
-            .expect("new")
-            .into_iter()
-            .flatten()
-            .collect();
-        let later: Vec<i64> = insert(store, "t2b", 1000, &[event(None, "[1]")])
-            .await
-            .expect("new")
-            .into_iter()
-            .flatten()
-            .collect();
+            .expect("new");
+        assert_eq!(later, first + 2500);
         let pending = store.inbox_pending().await.expect("pending");
         assert_eq!(pending.len(), 2501);
         assert_eq!(pending[0].body, many[0].body, "stored byte for byte");
         assert_eq!(pending[2499].body, many[2499].body);
         assert_eq!(pending[2500].body, "[1]");
         assert_eq!(pending[2500].room_id, None);
-        let mut expected = seqs.clone();
-        expected.extend(&later);
-        assert_eq!(pending.iter().map(|r| r.seq).collect::<Vec<_>>(), expected);
+        assert_eq!(
+            pending.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            (first..=later).collect::<Vec<_>>()
+        );
         assert_eq!(pending[7].room_id.as_deref(), Some("!b:x"));
         assert_eq!(pending[7].txn_id, "t2");
-        assert_eq!(pending[7].batch, seqs[0]);
-        assert_eq!(store.inbox_max_seq().await.expect("max"), later[0]);
-        store.inbox_batches_done(&[seqs[0]]).await.expect("done");
+        assert_eq!(pending[7].batch, first);
+        assert_eq!(pending[2500].batch, later);
+        assert_eq!(store.inbox_max_seq().await.expect("max"), later);
+        store.inbox_batches_done(&[first]).await.expect("done");
         let pending = store.inbox_pending().await.expect("pending");
         assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].seq, later[0]);
-        store.inbox_batches_done(&[later[0]]).await.expect("done");
+        assert_eq!(pending[0].seq, later);
+        store.inbox_batches_done(&[later]).await.expect("done");
         assert_eq!(store.inbox_depth().await.expect("depth"), 0);
     }
 
@@ -616,14 +606,25 @@ pub mod conformance {
         );
     }
 
-    /// Transaction ids older than the retention are forgotten.
+    /// Transaction keys and handled batches older than the retention are forgotten; pending
+    /// batches are kept whatever their age.
     pub async fn old_txn_ids_are_pruned(store: &Store) {
-        insert(store, "old", 10, &[]).await;
-        insert(store, "new", 1_000_000, &[]).await;
+        let old = insert(store, "old", 10, &[with_id("$old")])
+            .await
+            .expect("new");
+        store.inbox_batches_done(&[old]).await.expect("done");
+        let stuck = insert(store, "stuck", 10, &[with_id("$stuck")])
+            .await
+            .expect("new");
+        insert(store, "new", 1_000_000, &[]).await.expect("new");
         let pruned = store.inbox_prune_txns(500).await.expect("prune");
-        assert_eq!(pruned, 1);
+        assert_eq!(pruned, 2);
+        let ids = store.inbox_recent_event_ids(100).await.expect("ids");
+        assert!(!ids.contains(&"$old".to_owned()), "{ids:?}");
+        assert!(ids.contains(&"$stuck".to_owned()), "{ids:?}");
         assert!(insert(store, "old", 20, &[]).await.is_some());
         assert!(insert(store, "new", 20, &[]).await.is_none());
+        store.inbox_batches_done(&[stuck]).await.expect("done");
     }
 
     /// A database left by the per-event inbox (schema version 1) keeps its unhandled events

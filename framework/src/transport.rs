@@ -14,6 +14,7 @@
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -87,28 +88,44 @@ type Driver = http1::Connection<TokioIo<Box<dyn Stream>>, Full<Bytes>>;
 /// machine, polled by whoever sends.
 struct Connection {
     sender: http1::SendRequest<Full<Bytes>>,
-    driver: Pin<Box<Driver>>,
-    /// The state machine finished (closed by either side).
-    closed: bool,
+    /// `None` once the state machine finished (the connection was closed by either side).
+    driver: Option<Pin<Box<Driver>>>,
     idle_since: Instant,
 }
 
+/// The connection closed while `future` still waited on it.
+struct Closed;
+
 impl Connection {
+    /// Polls the connection's I/O; drops the state machine once it has finished, so that
+    /// nothing waits on it any more.
+    fn poll_driver(&mut self, cx: &mut std::task::Context<'_>) {
+        if let Some(driver) = &mut self.driver
+            && driver.as_mut().poll(cx).is_ready()
+        {
+            self.driver = None;
+        }
+    }
+
     /// Runs `future` while driving the connection's I/O; the connection is polled first so
     /// that an answer it reads completes `future` in the same poll.
-    async fn drive<F: Future>(&mut self, future: F) -> F::Output {
+    async fn drive<F: Future>(&mut self, future: F) -> Result<F::Output, Closed> {
         let mut future = pin!(future);
         poll_fn(|cx| {
-            if !self.closed && self.driver.as_mut().poll(cx).is_ready() {
-                self.closed = true;
+            self.poll_driver(cx);
+            match future.as_mut().poll(cx) {
+                Poll::Ready(output) => Poll::Ready(Ok(output)),
+                Poll::Pending if self.driver.is_none() => Poll::Ready(Err(Closed)),
+                Poll::Pending => Poll::Pending,
             }
-            future.as_mut().poll(cx)
         })
         .await
     }
 
     fn reusable(&self) -> bool {
-        !self.closed && !self.sender.is_closed() && self.idle_since.elapsed() < IDLE_TIMEOUT
+        self.driver.is_some()
+            && !self.sender.is_closed()
+            && self.idle_since.elapsed() < IDLE_TIMEOUT
     }
 }
 
@@ -279,8 +296,7 @@ impl Transport {
             .map_err(|e| connect_error(e.to_string()))?;
         Ok(Connection {
             sender,
-            driver: Box::pin(driver),
-            closed: false,
+            driver: Some(Box::pin(driver)),
             idle_since: Instant::now(),
         })
     }
@@ -300,23 +316,29 @@ async fn exchange(
     request: Request<Full<Bytes>>,
 ) -> Result<FullResponse, Failure> {
     let http_error = |e: hyper::Error| TransportError::Http(error_chain(&e));
+    let closed = || TransportError::Http("the server closed the connection".to_owned());
     poll_fn(|cx| {
-        if !connection.closed && connection.driver.as_mut().poll(cx).is_ready() {
-            connection.closed = true;
+        connection.poll_driver(cx);
+        if connection.driver.is_none() {
+            return Poll::Ready(Err(Failure::BeforeAnswer(closed())));
         }
-        connection.sender.poll_ready(cx)
+        connection
+            .sender
+            .poll_ready(cx)
+            .map_err(|e| Failure::BeforeAnswer(http_error(e)))
     })
-    .await
-    .map_err(|e| Failure::BeforeAnswer(http_error(e)))?;
+    .await?;
     let sending = connection.sender.send_request(request);
     let response = connection
         .drive(sending)
         .await
+        .map_err(|Closed| Failure::BeforeAnswer(closed()))?
         .map_err(|e| Failure::BeforeAnswer(http_error(e)))?;
     let (parts, body) = response.into_parts();
     let collected = connection
         .drive(Limited::new(body, MAX_BODY).collect())
         .await
+        .map_err(|Closed| Failure::Answer(closed()))?
         .map_err(|e| {
             Failure::Answer(if e.is::<http_body_util::LengthLimitError>() {
                 TransportError::TooLarge
@@ -352,6 +374,22 @@ fn tls_connector(
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// The certificates of a PEM file (for [`Transport::new`]'s extra roots); the error says in
+/// plain words what is wrong with the file.
+pub fn load_pem_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("it is not valid PEM: {e}"))?;
+    if certificates.is_empty() {
+        return Err("it holds no certificate".to_owned());
+    }
+    Ok(certificates)
 }
 
 /// `error: cause: cause…`, without repeats.

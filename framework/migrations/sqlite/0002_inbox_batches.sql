@@ -1,6 +1,8 @@
 -- The inbox stores one row per accepted transaction (its new events as one JSON array) instead
--- of one row per event: two row writes per transaction instead of one per event, and one
--- delete once every event of it is handled. A crash re-handles the transactions that were not
+-- of one row per event: one row write per transaction instead of one per event. Once every
+-- event of a batch is handled its events are dropped; the row itself (with the event ids) is
+-- kept for the retention period, and the ids of the most recent batches are loaded at start to
+-- drop room events a homeserver sends twice. A crash re-handles the batches that were not
 -- completely handled; the derived transaction ids of what handlers send make that harmless.
 CREATE TABLE inbox_batch (
     -- Sequence number of its first event; its events are first_seq .. first_seq + event_count - 1.
@@ -8,15 +10,20 @@ CREATE TABLE inbox_batch (
     event_count INTEGER NOT NULL,
     -- The transaction key (txn id and body digest) it arrived in.
     txn_id TEXT NOT NULL,
-    -- JSON array of [kind, room_id or null, event JSON as a string] in arrival order.
-    events TEXT NOT NULL
+    received_at INTEGER NOT NULL,
+    -- The room event ids among its events, one per line.
+    event_ids TEXT NOT NULL,
+    -- JSON array of [kind, room_id or null, event JSON as a string] in arrival order; NULL once
+    -- every event is handled.
+    events TEXT
 );
 
-INSERT INTO inbox_batch (first_seq, event_count, txn_id, events)
-SELECT seq, 1, txn_id, json_array(json_array(kind, room_id, body)) FROM inbox_event;
+CREATE INDEX inbox_batch_pending ON inbox_batch (first_seq) WHERE events IS NOT NULL;
+
+INSERT INTO inbox_batch (first_seq, event_count, txn_id, received_at, event_ids, events)
+SELECT seq, 1, txn_id, 0, '', json_array(json_array(kind, room_id, body)) FROM inbox_event;
 
 DROP TABLE inbox_event;
 
--- Which transaction recorded an event id: lets one statement insert a transaction's ids and
--- tell, in the rare case that some were known, which ones are new.
-ALTER TABLE inbox_seen_event ADD COLUMN txn_id TEXT NOT NULL DEFAULT '';
+-- Event ids now live in inbox_batch (recent ones in memory).
+DROP TABLE inbox_seen_event;
