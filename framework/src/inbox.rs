@@ -348,7 +348,8 @@ impl Inbox {
                 count,
             });
         }
-        state.next_seq += i64::try_from(count).unwrap_or(i64::MAX);
+        // A transaction without new events still takes a number (its row's key).
+        state.next_seq += i64::try_from(count.max(1)).unwrap_or(i64::MAX);
         if resent > 0 {
             shared.metrics.events_resent.inc_by(resent as u64);
             tracing::info!(resent, "skipped room events the homeserver had sent before");

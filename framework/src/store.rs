@@ -181,16 +181,17 @@ impl Store {
         on_pool!(self, pool => pool.close().await);
     }
 
-    /// Stores a transaction and its events atomically, as one batch row. `txn_key` identifies
-    /// the transaction (id and body digest); the events get the sequence numbers `first_seq`,
-    /// `first_seq + 1`, … in the order given (the caller serialises inserts, keeps the counter
-    /// — see [`Store::inbox_max_seq`] — and has dropped room events it accepted before, see
-    /// [`Store::inbox_recent_event_ids`]). Returns `false` when the transaction was seen before
-    /// (nothing is stored).
+    /// Stores a transaction and its events as one batch row, in one statement. `txn_key`
+    /// identifies the transaction (id and body digest); the events get the sequence numbers
+    /// `first_seq`, `first_seq + 1`, … in the order given, and a transaction without events
+    /// still takes `first_seq` (the caller serialises inserts, keeps the counter — see
+    /// [`Store::inbox_max_seq`] — and has dropped room events it accepted before, see
+    /// [`Store::inbox_recent_event_ids`]). Returns `false` when the transaction was seen
+    /// before (nothing is stored).
     ///
-    /// Two statements, none returning rows: on SQLite every statement and every returned row is
-    /// a hand-off between threads, and the rows are appended in key order (no random index
-    /// writes per event).
+    /// One statement returning no rows, appended in key order: on SQLite every statement is a
+    /// hand-off to the database thread, and random index writes per event would dirty a page
+    /// each.
     pub async fn inbox_insert(
         &self,
         txn_key: &str,
@@ -198,47 +199,31 @@ impl Store {
         first_seq: i64,
         events: &[NewInboxEvent],
     ) -> StoreResult<bool> {
-        let batch = if events.is_empty() {
+        let encoded = if events.is_empty() {
             None
         } else {
-            let ids: Vec<&str> = events
-                .iter()
-                .filter_map(|e| e.event_id.as_deref())
-                .collect();
-            Some((encode_batch(events)?, ids.join("\n")))
+            Some(encode_batch(events)?)
         };
+        let ids: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e.event_id.as_deref())
+            .collect();
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
-                "INSERT INTO inbox_txn (txn_id, received_at) VALUES ($1, $2) \
-                 ON CONFLICT (txn_id) DO NOTHING",
+                "INSERT INTO inbox_batch \
+                 (first_seq, event_count, txn_id, received_at, event_ids, events) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (txn_id) DO NOTHING",
             )
+            .bind(first_seq)
+            .bind(i64::try_from(events.len()).unwrap_or(i64::MAX))
             .bind(txn_key)
             .bind(received_at_ms)
-            .execute(&mut *tx)
+            .bind(ids.join("\n"))
+            .bind(encoded)
+            .execute(pool)
             .await?
             .rows_affected();
-            if inserted == 0 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            if let Some((encoded, ids)) = batch {
-                sqlx::query(
-                    "INSERT INTO inbox_batch \
-                     (first_seq, event_count, txn_id, received_at, event_ids, events) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(first_seq)
-                .bind(i64::try_from(events.len()).unwrap_or(i64::MAX))
-                .bind(txn_key)
-                .bind(received_at_ms)
-                .bind(ids)
-                .bind(encoded)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(true)
+            Ok(inserted > 0)
         })
     }
 
@@ -269,7 +254,8 @@ impl Store {
     /// The highest sequence number given out so far (0 when the inbox is empty).
     pub async fn inbox_max_seq(&self) -> StoreResult<i64> {
         on_pool!(self, pool => Ok(sqlx::query(
-                "SELECT first_seq + event_count - 1 FROM inbox_batch ORDER BY first_seq DESC LIMIT 1",
+                "SELECT first_seq + CASE WHEN event_count > 0 THEN event_count - 1 ELSE 0 END \
+                 FROM inbox_batch ORDER BY first_seq DESC LIMIT 1",
             )
             .fetch_optional(pool)
             .await?
@@ -370,20 +356,28 @@ impl Store {
             .try_get::<i64, _>(0)?))
     }
 
-    /// Forgets transactions and the event ids of handled batches received before
-    /// `before_ms`; returns how many transactions.
+    /// Forgets the transactions (keys and event ids) received before `before_ms` whose events
+    /// are all handled; returns how many. Deletes in chunks, oldest first, so that the single
+    /// SQLite connection is never held for long.
     pub async fn inbox_prune_txns(&self, before_ms: i64) -> StoreResult<u64> {
-        on_pool!(self, pool => {
-            sqlx::query("DELETE FROM inbox_batch WHERE events IS NULL AND received_at < $1")
+        const CHUNK: i64 = 5000;
+        let mut pruned = 0;
+        loop {
+            let deleted = on_pool!(self, pool => sqlx::query(
+                    "DELETE FROM inbox_batch WHERE first_seq IN (\
+                     SELECT first_seq FROM inbox_batch \
+                     WHERE events IS NULL AND received_at < $1 ORDER BY first_seq LIMIT $2)",
+                )
                 .bind(before_ms)
-                .execute(pool)
-                .await?;
-            Ok(sqlx::query("DELETE FROM inbox_txn WHERE received_at < $1")
-                .bind(before_ms)
+                .bind(CHUNK)
                 .execute(pool)
                 .await?
-                .rows_affected())
-        })
+                .rows_affected());
+            pruned += deleted;
+            if deleted < CHUNK.unsigned_abs() {
+                return Ok(pruned);
+            }
+        }
     }
 
     /// The user as last set up by us, or `None` if we never registered it.
@@ -616,13 +610,18 @@ pub mod conformance {
         let stuck = insert(store, "stuck", 10, &[with_id("$stuck")])
             .await
             .expect("new");
+        insert(store, "empty-old", 10, &[]).await.expect("new");
         insert(store, "new", 1_000_000, &[]).await.expect("new");
         let pruned = store.inbox_prune_txns(500).await.expect("prune");
-        assert_eq!(pruned, 2);
+        assert_eq!(pruned, 2, "old and empty-old");
         let ids = store.inbox_recent_event_ids(100).await.expect("ids");
         assert!(!ids.contains(&"$old".to_owned()), "{ids:?}");
         assert!(ids.contains(&"$stuck".to_owned()), "{ids:?}");
         assert!(insert(store, "old", 20, &[]).await.is_some());
+        assert!(
+            insert(store, "stuck", 20, &[]).await.is_none(),
+            "still pending: still known"
+        );
         assert!(insert(store, "new", 20, &[]).await.is_none());
         store.inbox_batches_done(&[stuck]).await.expect("done");
     }
@@ -630,15 +629,18 @@ pub mod conformance {
     /// A database left by the per-event inbox (schema version 1) keeps its unhandled events
     /// through the upgrade to batches. `url` names a fresh, empty database.
     pub async fn upgrade_keeps_unhandled_events(url: &str) {
-        const LEGACY_ROWS: &str = "INSERT INTO inbox_event (seq, txn_id, kind, room_id, body) VALUES \
-             (7, 'a/d', 'pdu', '!r:x', '{\"n\":\"it''s\"}'), (9, 'b/d', 'ephemeral', NULL, '{}')";
+        const LEGACY_ROWS: &str = "INSERT INTO inbox_txn (txn_id, received_at) VALUES \
+             ('a/d', 1), ('b/d', 1), ('c/d', 1); \
+             INSERT INTO inbox_event (seq, txn_id, kind, room_id, body) VALUES \
+             (7, 'a/d', 'pdu', '!r:x', '{\"n\":\"it''s\"}'), (8, 'a/d', 'pdu', '!r:x', '{}'), \
+             (9, 'b/d', 'ephemeral', NULL, '{}')";
         // Schema version 1 only, as the previous release left it, with unhandled events.
         macro_rules! legacy_database {
             ($pool:expr, $migrations:literal) => {{
                 let pool = $pool.expect("connect");
                 let migrator = sqlx::migrate!($migrations);
                 migrator.run_to(1, &pool).await.expect("schema 1");
-                sqlx::query(LEGACY_ROWS)
+                sqlx::raw_sql(LEGACY_ROWS)
                     .execute(&pool)
                     .await
                     .expect("legacy rows");
@@ -676,11 +678,18 @@ pub mod conformance {
         assert_eq!(
             seen,
             [
-                (7, 7, "a/d", "pdu", Some("!r:x"), "{\"n\":\"it's\"}"),
-                (9, 9, "b/d", "ephemeral", None, "{}"),
+                (7, 7, "a/d#7", "pdu", Some("!r:x"), "{\"n\":\"it's\"}"),
+                (8, 8, "a/d#8", "pdu", Some("!r:x"), "{}"),
+                (9, 9, "b/d#9", "ephemeral", None, "{}"),
             ]
         );
         assert_eq!(store.inbox_max_seq().await.expect("max"), 9);
+        for key in ["a/d", "b/d", "c/d"] {
+            assert!(
+                !store.inbox_insert(key, 5, 10, &[]).await.expect("insert"),
+                "{key} was accepted before the upgrade: still a repeat"
+            );
+        }
         store.close().await;
     }
 
