@@ -300,12 +300,13 @@ fn decode_list(
     needs_room: bool,
     out: &mut Vec<NewInboxEvent>,
 ) {
+    let mut event_types = Vec::with_capacity(raw_events.len());
     for raw in raw_events {
         match serde_json::from_str::<EventHeader<'_>>(raw.get()) {
             Ok(header)
                 if !needs_room || (header.room_id.is_some() && header.event_id.is_some()) =>
             {
-                metrics.count_event(list, &header.event_type);
+                event_types.push(header.event_type);
                 out.push(NewInboxEvent {
                     kind: list.to_owned(),
                     event_id: header.event_id.filter(|_| needs_room).map(String::from),
@@ -323,6 +324,8 @@ fn decode_list(
             }
         }
     }
+    let event_types: Vec<&str> = event_types.iter().map(AsRef::as_ref).collect();
+    metrics.count_events(list, &event_types);
 }
 
 /// A short digest of a transaction body (hex of the first 8 bytes of its SHA-256).

@@ -121,7 +121,9 @@ struct AcceptState {
 /// resends what it had not recorded as delivered, which is always among the latest events.
 /// Loaded from the store at start, so the window survives restarts of Switchboard.
 struct RecentIds {
-    ids: HashSet<Arc<str>>,
+    /// foldhash: several times cheaper than the default SipHash for these short keys, and
+    /// still seeded per process.
+    ids: HashSet<Arc<str>, foldhash::fast::RandomState>,
     order: VecDeque<Arc<str>>,
     capacity: usize,
 }
@@ -130,7 +132,10 @@ impl RecentIds {
     /// A window of `capacity` ids holding `newest_first` (as the store returns them).
     fn new(capacity: usize, newest_first: &[String]) -> Self {
         let mut window = Self {
-            ids: HashSet::with_capacity(newest_first.len()),
+            ids: HashSet::with_capacity_and_hasher(
+                newest_first.len(),
+                foldhash::fast::RandomState::default(),
+            ),
             order: VecDeque::with_capacity(newest_first.len()),
             capacity,
         };
@@ -140,14 +145,21 @@ impl RecentIds {
 
     /// The events whose id is neither in the window nor earlier in `events`.
     fn drop_known(&self, events: Vec<NewInboxEvent>) -> Vec<NewInboxEvent> {
-        let mut in_this_txn = HashSet::new();
+        let keep: Vec<bool> = {
+            let mut in_this_txn = HashSet::with_hasher(foldhash::fast::RandomState::default());
+            events
+                .iter()
+                .map(|e| {
+                    e.event_id
+                        .as_deref()
+                        .is_none_or(|id| !self.ids.contains(id) && in_this_txn.insert(id))
+                })
+                .collect()
+        };
         events
             .into_iter()
-            .filter(|e| {
-                e.event_id
-                    .as_deref()
-                    .is_none_or(|id| !self.ids.contains(id) && in_this_txn.insert(id.to_owned()))
-            })
+            .zip(keep)
+            .filter_map(|(event, keep)| keep.then_some(event))
             .collect()
     }
 

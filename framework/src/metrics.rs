@@ -204,14 +204,23 @@ impl Metrics {
         }
     }
 
-    /// Counts one received event under a bounded type label.
-    pub fn count_event(&self, list: &str, event_type: &str) {
-        let label = if KNOWN_EVENT_TYPES.contains(&event_type) {
-            event_type
-        } else {
-            "other"
-        };
-        self.events.with_label_values(&[list, label]).inc();
+    /// Counts received events of one list under bounded type labels (one update per label).
+    pub fn count_events(&self, list: &str, event_types: &[&str]) {
+        let mut counts: Vec<(&str, u64)> = Vec::new();
+        for event_type in event_types {
+            let label = KNOWN_EVENT_TYPES
+                .iter()
+                .find(|known| *known == event_type)
+                .copied()
+                .unwrap_or("other");
+            match counts.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((label, 1)),
+            }
+        }
+        for (label, n) in counts {
+            self.events.with_label_values(&[list, label]).inc_by(n);
+        }
     }
 
     /// Records that a transaction arrived now.
