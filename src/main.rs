@@ -53,24 +53,48 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+    match Cli::parse().command {
+        Command::Run { config } => {
+            // The config says how many threads the runtime gets, so it is read first.
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let threads = config.runtime.worker_threads;
+            on_runtime(threads, run(config))
         }
+        Command::GenerateRegistration { config } => report(generate_registration(&config)),
+        Command::Doctor { config } => on_runtime(1, doctor(&config)),
+        Command::Demo { dir, once } => on_runtime(1, async move {
+            report(switchboard::demo::run(&dir, once).await)
+        }),
+    }
+}
+
+/// Runs `work` to completion on a runtime with `worker_threads` threads.
+fn on_runtime(worker_threads: usize, work: impl Future<Output = ExitCode>) -> ExitCode {
+    match build_runtime(worker_threads) {
+        Ok(runtime) => runtime.block_on(work),
+        Err(code) => code,
+    }
+}
+
+/// One thread: a current-thread runtime (no hand-offs between workers); more: a
+/// multi-thread runtime with that many workers.
+fn build_runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let built = if worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads)
+            .enable_all()
+            .build()
     };
-    runtime.block_on(async {
-        match cli.command {
-            Command::Run { config } => run(&config).await,
-            Command::GenerateRegistration { config } => report(generate_registration(&config)),
-            Command::Doctor { config } => doctor(&config).await,
-            Command::Demo { dir, once } => report(switchboard::demo::run(&dir, once).await),
-        }
+    built.map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
     })
 }
 
@@ -104,11 +128,7 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
-async fn run(config_path: &Path) -> ExitCode {
-    let config = match load_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+async fn run(config: Config) -> ExitCode {
     telemetry::init(&config.logging);
     let bots = match plugins::enabled_bots(&config) {
         Ok(b) => b,

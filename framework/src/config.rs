@@ -86,6 +86,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Log output.
     pub logging: LoggingConfig,
+    /// The async runtime.
+    pub runtime: RuntimeConfig,
     /// One section per bot plug-in, keyed by the bot's id.
     pub bots: BTreeMap<String, PluginSection>,
 }
@@ -101,6 +103,7 @@ impl Default for Config {
             client: ClientConfig::default(),
             metrics: MetricsConfig::default(),
             logging: LoggingConfig::default(),
+            runtime: RuntimeConfig::default(),
             bots: BTreeMap::from([(
                 "echo".to_owned(),
                 PluginSection {
@@ -317,6 +320,21 @@ pub enum LogFormat {
     Json,
 }
 
+/// The runtime section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Threads running Switchboard's tasks (the database has its own). 1 runs everything on
+    /// one thread, which costs the least CPU per event; more spread plug-in work over cores.
+    pub worker_threads: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { worker_threads: 1 }
+    }
+}
+
 /// The logging section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -506,6 +524,13 @@ impl Config {
                 "database.url",
                 redact_url_password(&db),
                 "a sqlite://PATH or postgres://USER@HOST/DB URL is expected",
+            ));
+        }
+        if !(1..=256).contains(&self.runtime.worker_threads) {
+            return Err(invalid(
+                "runtime.worker_threads",
+                self.runtime.worker_threads,
+                "a number of threads from 1 to 256 is expected",
             ));
         }
         if self.database.max_connections == 0 {
