@@ -51,6 +51,10 @@ struct Cli {
     /// Keep each run's temporary directory (config, registration, database, log).
     #[arg(long)]
     keep_dir: bool,
+    /// Threads of the bench itself (fake homeserver and load). 1: a current-thread runtime,
+    /// which leaves the most CPU to Switchboard on a small machine.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    threads: u64,
     /// Runs of the whole measurement (fresh directory each); the medians are printed at the end.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     repeat: u64,
@@ -132,6 +136,7 @@ async fn bench(cli: Cli) -> Result<()> {
     settings.insert("batch".to_owned(), Value::from(opts.batch));
     settings.insert("rooms".to_owned(), Value::from(opts.rooms));
     settings.insert("warmup".to_owned(), Value::from(opts.warmup));
+    settings.insert("bench_threads".to_owned(), Value::from(cli.threads));
     settings.insert(
         "sqlite_sync".to_owned(),
         Value::from(opts.sqlite_sync.as_str()),
@@ -145,10 +150,17 @@ async fn bench(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let built = if cli.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::try_from(cli.threads).unwrap_or(1))
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
