@@ -253,7 +253,7 @@ pub struct InboxConfig {
 impl Default for InboxConfig {
     fn default() -> Self {
         Self {
-            high_water_mark: 100,
+            high_water_mark: 50,
             backpressure_timeout_secs: 30,
             txn_retention_days: 7,
             recent_event_ids: 20_000,

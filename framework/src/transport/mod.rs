@@ -1,30 +1,29 @@
-//! The HTTP/1.1 transport to the homeserver: keep-alive connections to one origin, each driven
-//! by the task that sends on it.
+//! The HTTP/1.1 transport to the homeserver: keep-alive connections to one origin, each used
+//! by one request at a time, directly from the task that sends.
 //!
-//! A general-purpose client (reqwest, hyper-util's pool) runs every connection as its own task
-//! and hands requests and responses to it through channels: several task wake-ups per request,
-//! which dominated the cost of an appservice that sends one small request per event. Here the
-//! sending task polls the connection itself, so a request costs one write and one read.
+//! General-purpose clients (reqwest, hyper's client connections) run a connection state machine
+//! behind channels and task hand-offs and cost several times more CPU per small request than
+//! the request itself; for an appservice that sends one small request per event that was most
+//! of its cost. Here a request is one write and, usually, one read ([`codec`]).
 //!
 //! Every request Switchboard sends is idempotent (transaction ids on sends, `PUT` for state and
 //! profiles; joins and registrations may be repeated), so a request that fails on a reused
-//! keep-alive connection before any answer arrived is sent once more on a fresh connection,
-//! like hyper-util's pool does for requests it never wrote.
+//! keep-alive connection before any answer arrived is sent once more on a fresh connection.
 
-use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+mod codec;
+
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+use self::codec::ReadError;
 
 /// Idle connections older than this are closed instead of reused (servers and proxies close
 /// idle keep-alive connections after 60–75 s).
@@ -82,50 +81,28 @@ struct Origin {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-type Driver = http1::Connection<TokioIo<Box<dyn Stream>>, Full<Bytes>>;
-
-/// One keep-alive connection: the handle requests are sent through and the connection state
-/// machine, polled by whoever sends.
+/// One keep-alive connection.
 struct Connection {
-    sender: http1::SendRequest<Full<Bytes>>,
-    /// `None` once the state machine finished (the connection was closed by either side).
-    driver: Option<Pin<Box<Driver>>>,
+    stream: Box<dyn Stream>,
+    /// Bytes read and not yet used (reused between answers).
+    buffer: BytesMut,
     idle_since: Instant,
 }
 
-/// The connection closed while `future` still waited on it.
-struct Closed;
-
 impl Connection {
-    /// Polls the connection's I/O; drops the state machine once it has finished, so that
-    /// nothing waits on it any more.
-    fn poll_driver(&mut self, cx: &mut std::task::Context<'_>) {
-        if let Some(driver) = &mut self.driver
-            && driver.as_mut().poll(cx).is_ready()
-        {
-            self.driver = None;
+    /// Whether an idle connection can carry another request: young enough, and the server
+    /// has neither closed it nor sent anything unasked (checked without waiting).
+    fn reusable(&mut self) -> bool {
+        if self.idle_since.elapsed() >= IDLE_TIMEOUT || !self.buffer.is_empty() {
+            return false;
         }
-    }
-
-    /// Runs `future` while driving the connection's I/O; the connection is polled first so
-    /// that an answer it reads completes `future` in the same poll.
-    async fn drive<F: Future>(&mut self, future: F) -> Result<F::Output, Closed> {
-        let mut future = pin!(future);
-        poll_fn(|cx| {
-            self.poll_driver(cx);
-            match future.as_mut().poll(cx) {
-                Poll::Ready(output) => Poll::Ready(Ok(output)),
-                Poll::Pending if self.driver.is_none() => Poll::Ready(Err(Closed)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
-    }
-
-    fn reusable(&self) -> bool {
-        self.driver.is_some()
-            && !self.sender.is_closed()
-            && self.idle_since.elapsed() < IDLE_TIMEOUT
+        let mut probe = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(
+            Pin::new(&mut self.stream).poll_read(&mut cx, &mut probe),
+            Poll::Pending
+        )
     }
 }
 
@@ -216,16 +193,22 @@ impl Transport {
         parts
             .headers
             .insert(header::USER_AGENT, self.user_agent.clone());
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        let wire = codec::encode_request(&parts.method, target, &parts.headers, &body);
         loop {
             let (mut connection, reused) = match self.checkout() {
                 Some(c) => (c, true),
                 None => (self.connect().await?, false),
             };
-            let request = Request::from_parts(parts.clone(), Full::new(body.clone()));
-            match exchange(&mut connection, request).await {
-                Ok(response) => {
-                    self.checkin(connection);
-                    return Ok(response);
+            match exchange(&mut connection, &wire).await {
+                Ok(answer) => {
+                    if answer.keep_alive {
+                        self.checkin(connection);
+                    }
+                    return Ok(answer.response);
                 }
                 // The server closed an idle connection as we used it: nothing was answered.
                 Err(Failure::BeforeAnswer(_)) if reused => {}
@@ -236,7 +219,7 @@ impl Transport {
 
     fn checkout(&self) -> Option<Connection> {
         let mut idle = self.idle.lock().ok()?;
-        while let Some(connection) = idle.pop() {
+        while let Some(mut connection) = idle.pop() {
             if connection.reusable() {
                 return Some(connection);
             }
@@ -246,9 +229,6 @@ impl Transport {
 
     fn checkin(&self, mut connection: Connection) {
         connection.idle_since = Instant::now();
-        if !connection.reusable() {
-            return;
-        }
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
@@ -291,12 +271,9 @@ impl Transport {
                     })?,
             ),
         };
-        let (sender, driver) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| connect_error(e.to_string()))?;
         Ok(Connection {
-            sender,
-            driver: Some(Box::pin(driver)),
+            stream,
+            buffer: BytesMut::with_capacity(8192),
             idle_since: Instant::now(),
         })
     }
@@ -310,43 +287,28 @@ enum Failure {
     Answer(TransportError),
 }
 
-/// Sends one request on `connection` and reads the whole answer.
-async fn exchange(
-    connection: &mut Connection,
-    request: Request<Full<Bytes>>,
-) -> Result<FullResponse, Failure> {
-    let http_error = |e: hyper::Error| TransportError::Http(error_chain(&e));
-    let closed = || TransportError::Http("the server closed the connection".to_owned());
-    poll_fn(|cx| {
-        connection.poll_driver(cx);
-        if connection.driver.is_none() {
-            return Poll::Ready(Err(Failure::BeforeAnswer(closed())));
-        }
-        connection
-            .sender
-            .poll_ready(cx)
-            .map_err(|e| Failure::BeforeAnswer(http_error(e)))
-    })
-    .await?;
-    let sending = connection.sender.send_request(request);
-    let response = connection
-        .drive(sending)
+/// Sends one request (already encoded) on `connection` and reads the whole answer.
+async fn exchange(connection: &mut Connection, wire: &[u8]) -> Result<codec::Answer, Failure> {
+    let io_error = |e: std::io::Error| TransportError::Http(e.to_string());
+    connection
+        .stream
+        .write_all(wire)
         .await
-        .map_err(|Closed| Failure::BeforeAnswer(closed()))?
-        .map_err(|e| Failure::BeforeAnswer(http_error(e)))?;
-    let (parts, body) = response.into_parts();
-    let collected = connection
-        .drive(Limited::new(body, MAX_BODY).collect())
+        .map_err(|e| Failure::BeforeAnswer(io_error(e)))?;
+    connection
+        .stream
+        .flush()
         .await
-        .map_err(|Closed| Failure::Answer(closed()))?
-        .map_err(|e| {
-            Failure::Answer(if e.is::<http_body_util::LengthLimitError>() {
-                TransportError::TooLarge
-            } else {
-                TransportError::Http(error_chain(e.as_ref()))
-            })
-        })?;
-    Ok(Response::from_parts(parts, collected.to_bytes()))
+        .map_err(|e| Failure::BeforeAnswer(io_error(e)))?;
+    codec::read_response(&mut connection.stream, &mut connection.buffer, MAX_BODY)
+        .await
+        .map_err(|e| match e {
+            ReadError::ClosedBeforeAnswer => Failure::BeforeAnswer(TransportError::Http(
+                "the server closed the connection without answering".to_owned(),
+            )),
+            ReadError::Broken(message) => Failure::Answer(TransportError::Http(message)),
+            ReadError::TooLarge => Failure::Answer(TransportError::TooLarge),
+        })
 }
 
 /// A TLS connector trusting the platform's roots and `extra_roots`, speaking HTTP/1.1.
@@ -390,19 +352,4 @@ pub fn load_pem_certificates(
         return Err("it holds no certificate".to_owned());
     }
     Ok(certificates)
-}
-
-/// `error: cause: cause…`, without repeats.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
