@@ -4,6 +4,7 @@
 //! A plug-in depends on this crate only; everything it needs is re-exported here.
 
 pub mod appservice;
+pub mod bridge;
 pub mod client;
 pub mod config;
 pub mod inbox;

@@ -1,0 +1,10 @@
+//! The bridge framework: what a bridge plug-in builds on (remote ids, puppets, portals, the
+//! message map). Work in progress; see `docs/runtime.md`.
+
+pub mod ids;
+pub mod puppet;
+
+pub use ids::{
+    PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId, escape_localpart, unescape_localpart,
+};
+pub use puppet::{PuppetNaming, TemplateError};
