@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 pub mod user;
 
-pub use user::{MatrixUser, http_client};
+pub use user::{MatrixUser, encode, http_client};
 
 /// The Synapse release the tests run against. Pinned here and nowhere else.
 pub const SYNAPSE_VERSION: &str = "1.163.2";

@@ -2,9 +2,13 @@
 //! message map). Work in progress; see `docs/runtime.md`.
 
 pub mod ids;
+pub mod matrix;
 pub mod puppet;
 
 pub use ids::{
     PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId, escape_localpart, unescape_localpart,
+};
+pub use matrix::{
+    BridgeError, BridgeInfo, Bridged, MatrixSide, PortalInfo, PuppetProfile, RemoteText, TextKind,
 };
 pub use puppet::{PuppetNaming, TemplateError};

@@ -1,0 +1,331 @@
+//! The Matrix side of one bridge: puppets registered and kept in profile, portal rooms created
+//! with the bridge's state (MSC2346), and remote messages sent into them once — whatever the
+//! network sends twice, and whether Switchboard crashed in between.
+
+use ruma::api::client::room::create_room;
+use ruma::events::AnyInitialStateEvent;
+use ruma::serde::Raw;
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
+use serde_json::json;
+
+use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
+use super::puppet::PuppetNaming;
+use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
+use crate::inbox::HandleError;
+use crate::store::{MessageRecord, PortalRecord, Store, StoreError};
+
+/// Why something could not be bridged.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// The homeserver refused or could not be reached.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An id from the remote network cannot be turned into a Matrix id.
+    #[error("the remote id {id:?} gives no valid Matrix user id: {reason}")]
+    Id {
+        /// The remote id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A stored room id is not a room id (the database was edited by hand).
+    #[error("the stored room id {0:?} is not valid")]
+    StoredRoom(String),
+}
+
+impl From<BridgeError> for HandleError {
+    fn from(error: BridgeError) -> Self {
+        match error {
+            BridgeError::Client(e) => e.into(),
+            BridgeError::Store(e) => HandleError::Transient(e.to_string()),
+            e @ (BridgeError::Id { .. } | BridgeError::StoredRoom(_)) => {
+                HandleError::Permanent(e.to_string())
+            }
+        }
+    }
+}
+
+/// What a bridge says about itself in the rooms it bridges (the `protocol` of `m.bridge`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeInfo {
+    /// Stable id, also the bridge's key in the database (`xmpp`, `mqtt`…).
+    pub id: String,
+    /// Human-readable name of the network (`XMPP`, `MQTT`…).
+    pub displayname: String,
+}
+
+/// How a portal room looks when it is created.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortalInfo {
+    /// Room name.
+    pub name: Option<String>,
+    /// Room topic.
+    pub topic: Option<String>,
+    /// Matrix users invited when the room is created.
+    pub invite: Vec<OwnedUserId>,
+    /// A direct chat (marked `is_direct` for the invitees).
+    pub direct: bool,
+}
+
+/// A remote user's profile as their puppet shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PuppetProfile {
+    /// Display name.
+    pub displayname: Option<String>,
+    /// Avatar (`mxc://` URI, already uploaded).
+    pub avatar_url: Option<String>,
+}
+
+/// The kind of a text message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TextKind {
+    /// `m.text`.
+    #[default]
+    Text,
+    /// `m.notice` (automated messages).
+    Notice,
+    /// `m.emote` (`/me`).
+    Emote,
+}
+
+/// A text message from the remote network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteText {
+    /// Its id on the remote network.
+    pub id: RemoteMessageId,
+    /// Which part of the remote message this is (`""` when it has one part).
+    pub part: String,
+    /// Who sent it.
+    pub sender: RemoteUserId,
+    /// How the sender's puppet looks.
+    pub sender_profile: PuppetProfile,
+    /// Plain text.
+    pub body: String,
+    /// Text, notice or emote.
+    pub kind: TextKind,
+    /// When it was sent on the remote network (ms since the epoch), for late delivery.
+    pub sent_at_ms: Option<u64>,
+}
+
+/// Whether a remote message was sent now or had been bridged before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bridged {
+    /// Sent now, as this event.
+    Sent(OwnedEventId),
+    /// It had been bridged before, as this event; nothing was sent.
+    AlreadyBridged(OwnedEventId),
+}
+
+/// The Matrix side of one bridge.
+#[derive(Clone, Debug)]
+pub struct MatrixSide {
+    info: BridgeInfo,
+    naming: PuppetNaming,
+    client: HomeserverClient,
+    store: Store,
+}
+
+impl MatrixSide {
+    /// The Matrix side of the bridge `info`, naming puppets with `naming`.
+    #[must_use]
+    pub fn new(
+        info: BridgeInfo,
+        naming: PuppetNaming,
+        client: HomeserverClient,
+        store: Store,
+    ) -> Self {
+        Self {
+            info,
+            naming,
+            client,
+            store,
+        }
+    }
+
+    /// The puppet of a remote user: registered once, its profile written when it changed.
+    pub async fn ensure_puppet(
+        &self,
+        remote: &RemoteUserId,
+        profile: &PuppetProfile,
+    ) -> Result<OwnedUserId, BridgeError> {
+        let user_id = self.naming.user_id(remote).map_err(|e| BridgeError::Id {
+            id: remote.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.client.ensure_registered(&user_id).await?;
+        if self
+            .store
+            .puppet_data(&self.info.id, remote)
+            .await?
+            .is_none()
+        {
+            self.store
+                .put_puppet(&self.info.id, remote, user_id.as_str(), "{}")
+                .await?;
+        }
+        self.client
+            .ensure_profile(
+                &user_id,
+                profile.displayname.as_deref(),
+                profile.avatar_url.as_deref(),
+            )
+            .await?;
+        Ok(user_id)
+    }
+
+    /// The room of a portal, created (as the bridge bot, with `m.bridge` state) the first time.
+    pub async fn ensure_portal(
+        &self,
+        key: &PortalKey,
+        info: &PortalInfo,
+    ) -> Result<OwnedRoomId, BridgeError> {
+        if let Some(room_id) = self
+            .store
+            .portal(&self.info.id, key)
+            .await?
+            .and_then(|p| p.room_id)
+        {
+            return RoomId::parse(&room_id).map_err(|_| BridgeError::StoredRoom(room_id));
+        }
+        let mut request = create_room::v3::Request::new();
+        request.name.clone_from(&info.name);
+        request.topic.clone_from(&info.topic);
+        request.invite.clone_from(&info.invite);
+        request.is_direct = info.direct;
+        request.preset = Some(if info.direct {
+            create_room::v3::RoomPreset::TrustedPrivateChat
+        } else {
+            create_room::v3::RoomPreset::PrivateChat
+        });
+        request.initial_state = self.bridge_state(key, info)?;
+        let room_id = self.client.send(request, Identity::bot()).await?.room_id;
+        self.client
+            .remember_membership(&room_id, self.client.bot_user_id(), true)
+            .await;
+        let data = self
+            .store
+            .portal(&self.info.id, key)
+            .await?
+            .map_or_else(|| "{}".to_owned(), |p| p.data);
+        self.store
+            .put_portal(
+                &self.info.id,
+                &PortalRecord {
+                    key: key.clone(),
+                    room_id: Some(room_id.to_string()),
+                    data,
+                },
+            )
+            .await?;
+        tracing::info!(bridge = %self.info.id, chat = %key.chat, %room_id, "portal room created");
+        Ok(room_id)
+    }
+
+    /// The `m.bridge` and `uk.half-shot.bridge` state events (MSC2346) of a portal.
+    fn bridge_state(
+        &self,
+        key: &PortalKey,
+        info: &PortalInfo,
+    ) -> Result<Vec<Raw<AnyInitialStateEvent>>, BridgeError> {
+        let bot = self.client.bot_user_id();
+        let content = json!({
+            "bridgebot": bot,
+            "creator": bot,
+            "protocol": { "id": self.info.id, "displayname": self.info.displayname },
+            "channel": { "id": key.chat, "displayname": info.name },
+        });
+        let state_key = format!("org.switchboard://{}/{}", self.info.id, key.chat);
+        ["m.bridge", "uk.half-shot.bridge"]
+            .into_iter()
+            .map(|event_type| {
+                let event =
+                    json!({ "type": event_type, "state_key": state_key, "content": content });
+                serde_json::value::to_raw_value(&event)
+                    .map(Raw::from_json)
+                    .map_err(|e| {
+                        BridgeError::Client(ClientError::Build {
+                            endpoint: "room::create_room",
+                            message: e.to_string(),
+                        })
+                    })
+            })
+            .collect()
+    }
+
+    /// Sends a remote text message into its portal (created if needed) from its sender's
+    /// puppet, once: a message bridged before is not sent again, and a send repeated after a
+    /// crash reuses the same transaction id, so the homeserver shows it once.
+    pub async fn bridge_text(
+        &self,
+        key: &PortalKey,
+        portal: &PortalInfo,
+        message: &RemoteText,
+    ) -> Result<Bridged, BridgeError> {
+        if let Some(event_id) = self.mapped_event(key, &message.id, &message.part).await? {
+            return Ok(Bridged::AlreadyBridged(event_id));
+        }
+        let room_id = self.ensure_portal(key, portal).await?;
+        let puppet = self
+            .ensure_puppet(&message.sender, &message.sender_profile)
+            .await?;
+        self.client.ensure_joined(&room_id, &puppet).await?;
+        let msgtype = match message.kind {
+            TextKind::Text => "m.text",
+            TextKind::Notice => "m.notice",
+            TextKind::Emote => "m.emote",
+        };
+        let content = json!({ "msgtype": msgtype, "body": message.body });
+        let receiver = key.receiver.as_ref().map_or("", RemoteUserId::as_str);
+        let txn_id = derive_txn_id(&[
+            "bridge",
+            &self.info.id,
+            key.chat.as_str(),
+            receiver,
+            message.id.as_str(),
+            &message.part,
+        ]);
+        let event_id = self
+            .client
+            .send_event_json(
+                &room_id,
+                "m.room.message",
+                &txn_id,
+                content.to_string().into(),
+                Identity::user(&puppet),
+                message
+                    .sent_at_ms
+                    .and_then(|ms| ruma::UInt::new(ms).map(ruma::MilliSecondsSinceUnixEpoch)),
+            )
+            .await?;
+        self.store
+            .put_message(
+                &self.info.id,
+                &MessageRecord {
+                    portal: key.clone(),
+                    remote_message_id: message.id.clone(),
+                    part: message.part.clone(),
+                    room_id: room_id.to_string(),
+                    event_id: event_id.to_string(),
+                },
+            )
+            .await?;
+        Ok(Bridged::Sent(event_id))
+    }
+
+    /// The Matrix event a remote message (part) was bridged as, if it was.
+    pub async fn mapped_event(
+        &self,
+        key: &PortalKey,
+        id: &RemoteMessageId,
+        part: &str,
+    ) -> Result<Option<OwnedEventId>, BridgeError> {
+        Ok(self
+            .store
+            .message_event(&self.info.id, key, id, part)
+            .await?
+            .and_then(|e| OwnedEventId::try_from(e).ok()))
+    }
+}

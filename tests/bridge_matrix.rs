@@ -1,0 +1,249 @@
+//! The Matrix side of a bridge against a real Synapse: portal rooms with `m.bridge` state,
+//! puppets with their profiles, and remote messages that appear once however often the remote
+//! network (or a crash) delivers them.
+
+mod common;
+
+use common::{MatrixUser, Synapse};
+use serde_json::Value;
+use switchboard_framework::HomeserverClient;
+use switchboard_framework::Namespaces;
+use switchboard_framework::bridge::{
+    BridgeInfo, Bridged, MatrixSide, PortalInfo, PortalKey, PuppetNaming, PuppetProfile,
+    RemoteMessageId, RemoteText, RemoteUserId, TextKind,
+};
+use switchboard_framework::config::{ClientConfig, SqliteSync};
+use switchboard_framework::metrics::Metrics;
+use switchboard_framework::ruma::{OwnedUserId, ServerName};
+use switchboard_framework::store::Store;
+use switchboard_registration::{Registration, RegistrationSpec};
+
+/// A Synapse that knows an appservice owning `naming`'s puppets, the bridge's Matrix side,
+/// and the directory holding the registration and the database.
+async fn bridge_on_synapse() -> (Synapse, MatrixSide, PuppetNaming, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server_name = <&ServerName>::try_from("localhost").expect("server name");
+    let naming = PuppetNaming::new("_loop_{{id}}", server_name).expect("template");
+    let registration = Registration::generate(
+        &RegistrationSpec {
+            id: "loop-test".into(),
+            // Nothing listens there: this test only talks to the homeserver.
+            url: "http://127.0.0.1:9".into(),
+            sender_localpart: Some("loopbot".into()),
+            namespaces: Namespaces {
+                users: vec![naming.namespace()],
+                ..Namespaces::default()
+            },
+            receive_ephemeral: false,
+            msc3202: false,
+            protocols: Vec::new(),
+        },
+        None,
+    );
+    let path = dir.path().join("registration.yaml");
+    registration.save(&path).expect("registration written");
+    let synapse = Synapse::start(&[path]).await.expect("Synapse starts");
+    let store = Store::connect(
+        &format!("sqlite://{}", dir.path().join("bridge.db").display()),
+        1,
+        SqliteSync::Normal,
+    )
+    .await
+    .expect("store");
+    let client = HomeserverClient::new(
+        &synapse.base_url(),
+        &registration.as_token,
+        OwnedUserId::try_from("@loopbot:localhost").expect("bot id"),
+        ClientConfig::default(),
+        Metrics::new(),
+        store.clone(),
+    )
+    .expect("client");
+    let side = MatrixSide::new(
+        BridgeInfo {
+            id: "loop".into(),
+            displayname: "Loopback".into(),
+        },
+        naming.clone(),
+        client,
+        store,
+    );
+    (synapse, side, naming, dir)
+}
+
+fn text(id: &str, sender: &str, displayname: &str, body: &str) -> RemoteText {
+    RemoteText {
+        id: RemoteMessageId::from(id),
+        part: String::new(),
+        sender: RemoteUserId::from(sender),
+        sender_profile: PuppetProfile {
+            displayname: Some(displayname.into()),
+            avatar_url: None,
+        },
+        body: body.into(),
+        kind: TextKind::Text,
+        sent_at_ms: None,
+    }
+}
+
+/// The room's messages, oldest first: (sender, body).
+async fn messages(user: &MatrixUser, room_id: &str) -> Vec<(String, String)> {
+    let mut events = user.messages(room_id, 100).await.expect("messages");
+    events.reverse();
+    events
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| {
+            (
+                e["sender"].as_str().unwrap_or_default().to_owned(),
+                e["content"]["body"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_messages_appear_once_from_puppets_in_a_portal_with_bridge_state() {
+    let (synapse, side, naming, _dir) = bridge_on_synapse().await;
+    let alice = synapse.register_user("alice", false).await.expect("alice");
+    let alice_id = OwnedUserId::try_from(alice.user_id.as_str()).expect("alice id");
+    let key = PortalKey::shared("lobby");
+    let info = PortalInfo {
+        name: Some("Loop lobby".into()),
+        topic: Some("bridged".into()),
+        invite: vec![alice_id],
+        direct: false,
+    };
+
+    let room = side.ensure_portal(&key, &info).await.expect("portal");
+    assert_eq!(
+        side.ensure_portal(&key, &info).await.expect("again"),
+        room,
+        "one room per portal"
+    );
+    alice
+        .join(room.as_str())
+        .await
+        .expect("alice joins the portal");
+
+    let first = text("m1", "Bob@remote", "Bob (loop)", "hello from the loop");
+    let sent = side
+        .bridge_text(&key, &info, &first)
+        .await
+        .expect("bridged");
+    let Bridged::Sent(event_id) = sent else {
+        panic!("the first delivery is sent: {sent:?}")
+    };
+    assert_eq!(
+        side.bridge_text(&key, &info, &first).await.expect("again"),
+        Bridged::AlreadyBridged(event_id.clone()),
+        "a message the network delivers twice is bridged once"
+    );
+    side.bridge_text(&key, &info, &text("m2", "carol", "Carol", "second"))
+        .await
+        .expect("second message");
+
+    let bob = naming
+        .user_id(&RemoteUserId::from("Bob@remote"))
+        .expect("puppet id");
+    assert_eq!(bob.as_str(), "@_loop__bob=40remote:localhost");
+    let carol = naming.user_id(&RemoteUserId::from("carol")).expect("id");
+    assert_eq!(
+        messages(&alice, room.as_str()).await,
+        [
+            (bob.to_string(), "hello from the loop".to_owned()),
+            (carol.to_string(), "second".to_owned()),
+        ]
+    );
+
+    let state = alice
+        .get(&format!("/rooms/{}/state", common_encode(room.as_str())))
+        .await
+        .expect("room state");
+    let events = state.as_array().expect("state is a list");
+    let of_type = |t: &str| events.iter().find(|e| e["type"] == t).cloned();
+    let bridge = of_type("m.bridge").expect("m.bridge state");
+    assert_eq!(bridge["content"]["protocol"]["id"], "loop");
+    assert_eq!(bridge["content"]["channel"]["id"], "lobby");
+    assert_eq!(bridge["content"]["bridgebot"], "@loopbot:localhost");
+    assert!(of_type("uk.half-shot.bridge").is_some());
+    assert_eq!(
+        of_type("m.room.name").expect("name")["content"]["name"],
+        "Loop lobby"
+    );
+    let bob_member = events
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == bob.as_str())
+        .expect("Bob's puppet is a member");
+    assert_eq!(bob_member["content"]["displayname"], "Bob (loop)");
+    assert_eq!(bob_member["content"]["membership"], "join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_repeated_after_a_crash_is_shown_once_and_profiles_follow_changes() {
+    let (synapse, side, naming, dir) = bridge_on_synapse().await;
+    let alice = synapse.register_user("alice", false).await.expect("alice");
+    let key = PortalKey::shared("crashy");
+    let info = PortalInfo {
+        invite: vec![OwnedUserId::try_from(alice.user_id.as_str()).expect("id")],
+        ..PortalInfo::default()
+    };
+    let room = side.ensure_portal(&key, &info).await.expect("portal");
+    alice.join(room.as_str()).await.expect("join");
+    let message = text("m1", "dave", "Dave", "sent just before a crash");
+    let Bridged::Sent(first) = side.bridge_text(&key, &info, &message).await.expect("sent") else {
+        panic!("first delivery is sent")
+    };
+
+    // A crash after the homeserver accepted the event but before the message map was written:
+    // simulated by forgetting the mapping, as a restarted Switchboard would not have it.
+    let db = Store::connect(
+        &format!("sqlite://{}", dir.path().join("bridge.db").display()),
+        1,
+        SqliteSync::Normal,
+    )
+    .await
+    .expect("store");
+    db.delete_portal("loop", &key).await.expect("forget");
+    let room_record = switchboard_framework::store::PortalRecord {
+        key: key.clone(),
+        room_id: Some(room.to_string()),
+        data: "{}".into(),
+    };
+    db.put_portal("loop", &room_record)
+        .await
+        .expect("portal kept");
+    let again = side
+        .bridge_text(&key, &info, &message)
+        .await
+        .expect("resent");
+    assert_eq!(
+        again,
+        Bridged::Sent(first.clone()),
+        "the same transaction id makes the homeserver return the same event"
+    );
+    let dave = naming.user_id(&RemoteUserId::from("dave")).expect("id");
+    assert_eq!(
+        messages(&alice, room.as_str()).await,
+        [(dave.to_string(), "sent just before a crash".to_owned())]
+    );
+
+    side.ensure_puppet(
+        &RemoteUserId::from("dave"),
+        &PuppetProfile {
+            displayname: Some("Dave (renamed)".into()),
+            avatar_url: None,
+        },
+    )
+    .await
+    .expect("profile update");
+    let profile = alice
+        .get(&format!("/profile/{}", common_encode(dave.as_str())))
+        .await
+        .expect("profile");
+    assert_eq!(profile["displayname"], Value::from("Dave (renamed)"));
+}
+
+fn common_encode(text: &str) -> String {
+    switchboard::synapse::encode(text)
+}
