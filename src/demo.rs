@@ -38,8 +38,8 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     config.metrics.listen = ([127, 0, 0, 1], metrics_port).into();
     config.data_dir = work.path().join("data");
     "warn".clone_into(&mut config.logging.filter);
-    let bots = crate::plugins::enabled_bots(&config)?;
-    let registration = Registration::generate(&runtime::registration_spec(&config, &bots), None);
+    let plugins = crate::plugins::enabled_plugins(&config)?;
+    let registration = Registration::generate(&runtime::registration_spec(&config, &plugins), None);
     registration.save(&config.appservice.registration)?;
 
     step("starting Synapse with the generated registration");
@@ -50,7 +50,7 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
 
     step("starting Switchboard with the echo bot");
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(runtime::run(config.clone(), bots, shutdown.clone()));
+    let running = tokio::spawn(runtime::run(config.clone(), plugins, shutdown.clone()));
     let outcome = talk_to_the_bot(&synapse, &config, &registration, once).await;
     shutdown.cancel();
     let stopped = running.await.context("Switchboard's task failed")?;

@@ -17,13 +17,16 @@ fn ok(what: &str) {
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     ok(&format!("config {} is valid", config_path.display()));
-    let bots = crate::plugins::enabled_bots(&config)?;
-    ok(&format!(
-        "plug-ins enabled: {}",
-        bots.iter().map(|b| b.id()).collect::<Vec<_>>().join(", ")
-    ));
-    let registration = runtime::load_registration(&config, &bots).map_err(RunError::from)?;
-    let drift = registration.drift(&runtime::registration_spec(&config, &bots));
+    let plugins = crate::plugins::enabled_plugins(&config)?;
+    let names: Vec<String> = plugins
+        .bots
+        .iter()
+        .map(|b| b.id().to_owned())
+        .chain(plugins.bridges.iter().map(|b| b.info().id))
+        .collect();
+    ok(&format!("plug-ins enabled: {}", names.join(", ")));
+    let registration = runtime::load_registration(&config, &plugins).map_err(RunError::from)?;
+    let drift = registration.drift(&runtime::registration_spec(&config, &plugins));
     if drift.is_empty() {
         ok(&format!(
             "registration {} matches the config",

@@ -130,8 +130,8 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
 
 async fn run(config: Config) -> ExitCode {
     telemetry::init(&config.logging);
-    let bots = match plugins::enabled_bots(&config) {
-        Ok(b) => b,
+    let plugins = match plugins::enabled_plugins(&config) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -139,7 +139,7 @@ async fn run(config: Config) -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    match runtime::run(config, bots, shutdown).await {
+    match runtime::run(config, plugins, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -175,7 +175,7 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 
 fn generate_registration(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let bots = plugins::enabled_bots(&config)?;
+    let plugins = plugins::enabled_plugins(&config)?;
     let path = &config.appservice.registration;
     let existing = if path.exists() {
         Some(Registration::load(path).context("the existing registration cannot be updated")?)
@@ -183,7 +183,7 @@ fn generate_registration(config_path: &Path) -> anyhow::Result<()> {
         None
     };
     let registration = Registration::generate(
-        &runtime::registration_spec(&config, &bots),
+        &runtime::registration_spec(&config, &plugins),
         existing.as_ref(),
     );
     registration.save(path)?;

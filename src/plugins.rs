@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use switchboard_framework::Bot;
+use switchboard_framework::bridge::Bridge;
 use switchboard_framework::config::Config;
+use switchboard_framework::{Bot, Plugins};
 
 /// Ids of the bots compiled in.
 #[must_use]
@@ -16,12 +17,24 @@ pub fn available_bots() -> Vec<&'static str> {
     .to_vec()
 }
 
+/// Ids of the bridges compiled in.
+#[must_use]
+pub fn available_bridges() -> Vec<&'static str> {
+    [
+        #[cfg(feature = "bridge-loopback")]
+        "loopback",
+    ]
+    .to_vec()
+}
+
 /// A plug-in section of the config cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginConfigError {
     /// The section names a plug-in this binary does not have.
-    #[error("config field `bots.{id}` names an unknown bot; this build has: {}", available.join(", "))]
+    #[error("config field `{section}.{id}` names an unknown plug-in; this build has: {}", available.join(", "))]
     Unknown {
+        /// `bots` or `bridges`.
+        section: &'static str,
         /// The id in the config.
         id: String,
         /// The ids this build has.
@@ -44,6 +57,7 @@ pub fn enabled_bots(config: &Config) -> Result<Vec<Arc<dyn Bot>>, PluginConfigEr
             ),
             _ => {
                 return Err(PluginConfigError::Unknown {
+                    section: "bots",
                     id: id.clone(),
                     available: available_bots(),
                 });
@@ -54,4 +68,37 @@ pub fn enabled_bots(config: &Config) -> Result<Vec<Arc<dyn Bot>>, PluginConfigEr
         }
     }
     Ok(bots)
+}
+
+/// The bridges enabled in the config.
+pub fn enabled_bridges(config: &Config) -> Result<Vec<Arc<dyn Bridge>>, PluginConfigError> {
+    let mut bridges: Vec<Arc<dyn Bridge>> = Vec::new();
+    for (id, section) in &config.bridges {
+        let bridge: Arc<dyn Bridge> = match id.as_str() {
+            #[cfg(feature = "bridge-loopback")]
+            "loopback" => Arc::new(
+                switchboard_bridge_loopback::LoopbackBridge::from_settings(&section.settings)
+                    .map_err(PluginConfigError::Invalid)?,
+            ),
+            _ => {
+                return Err(PluginConfigError::Unknown {
+                    section: "bridges",
+                    id: id.clone(),
+                    available: available_bridges(),
+                });
+            }
+        };
+        if section.enabled {
+            bridges.push(bridge);
+        }
+    }
+    Ok(bridges)
+}
+
+/// Every plug-in enabled in the config.
+pub fn enabled_plugins(config: &Config) -> Result<Plugins, PluginConfigError> {
+    Ok(Plugins {
+        bots: enabled_bots(config)?,
+        bridges: enabled_bridges(config)?,
+    })
 }

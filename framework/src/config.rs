@@ -90,6 +90,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// One section per bot plug-in, keyed by the bot's id.
     pub bots: BTreeMap<String, PluginSection>,
+    /// One section per bridge plug-in, keyed by the bridge's id.
+    pub bridges: BTreeMap<String, PluginSection>,
 }
 
 impl Default for Config {
@@ -111,6 +113,7 @@ impl Default for Config {
                     settings: BTreeMap::new(),
                 },
             )]),
+            bridges: BTreeMap::new(),
         }
     }
 }
@@ -589,7 +592,9 @@ const SECTIONS: &[&str] = &[
     "client",
     "metrics",
     "logging",
+    "runtime",
     "bots",
+    "bridges",
 ];
 
 fn apply_env(

@@ -19,7 +19,7 @@ pub use async_trait::async_trait;
 pub use client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 pub use config::Config;
 pub use inbox::HandleError;
-pub use plugin::{Bot, BotContext, RoomEvent};
+pub use plugin::{Bot, BotContext, Plugins, RoomEvent};
 pub use ruma;
 pub use serde_json;
 pub use switchboard_registration::{Namespace, Namespaces, is_valid_localpart};

@@ -17,9 +17,15 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use switchboard_registration::{NamespaceMatcher, Namespaces};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::appservice::{QueryHandler, list};
+use crate::bridge::{
+    Bridge, BridgeContext, BridgeError, MatrixSide, MatrixText, PortalRooms, PuppetNaming, TextKind,
+};
 use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 use crate::inbox::{EventHandler, HandleError, InboxItem};
+use crate::store::{MessageRecord, Store, StoreError};
 
 pub use ruma;
 
@@ -54,8 +60,17 @@ impl RoomEvent {
     /// one. Edits (`m.new_content`) are not plain messages.
     #[must_use]
     pub fn text_body(&self) -> Option<String> {
+        self.text_message()
+            .filter(|(kind, _)| *kind == TextKind::Text)
+            .map(|(_, body)| body)
+    }
+
+    /// The kind and body of a text message (`m.room.message` of type text, notice or emote),
+    /// if this is one and not an edit.
+    #[must_use]
+    pub fn text_message(&self) -> Option<(TextKind, String)> {
         #[derive(Deserialize)]
-        struct Text {
+        struct Message {
             msgtype: String,
             body: String,
             #[serde(rename = "m.new_content")]
@@ -64,8 +79,17 @@ impl RoomEvent {
         if self.event_type != "m.room.message" {
             return None;
         }
-        let text: Text = self.content_as().ok()?;
-        (text.msgtype == "m.text" && text.new_content.is_none()).then_some(text.body)
+        let message: Message = self.content_as().ok()?;
+        let kind = match message.msgtype.as_str() {
+            "m.text" => TextKind::Text,
+            "m.notice" => TextKind::Notice,
+            "m.emote" => TextKind::Emote,
+            _ => return None,
+        };
+        message
+            .new_content
+            .is_none()
+            .then_some((kind, message.body))
     }
 
     /// The `membership` of an `m.room.member` event.
@@ -183,22 +207,89 @@ pub trait Bot: Send + Sync + 'static {
 /// Hands inbox events and homeserver queries to the bots.
 pub struct PluginHost {
     bots: Vec<(Arc<dyn Bot>, BotContext)>,
+    bridges: Vec<HostedBridge>,
+    portal_rooms: PortalRooms,
     client: HomeserverClient,
+    store: Store,
     namespaces: NamespaceMatcher,
     accept_invites: bool,
 }
 
-impl PluginHost {
-    /// A host for `bots`, acting through `client`; `namespaces` are ours (loop guard and
-    /// which queries the plug-ins are asked).
+/// A bridge as the host runs it.
+struct HostedBridge {
+    id: String,
+    bridge: Arc<dyn Bridge>,
+    ctx: BridgeContext,
+}
+
+/// The plug-ins one Switchboard runs.
+#[derive(Clone, Default)]
+pub struct Plugins {
+    /// Bots.
+    pub bots: Vec<Arc<dyn Bot>>,
+    /// Bridges.
+    pub bridges: Vec<Arc<dyn Bridge>>,
+}
+
+impl Plugins {
+    /// The namespaces every plug-in needs on `server_name` (the registration is their union).
+    /// A bridge whose puppet template is invalid contributes nothing; [`PluginHost::new`]
+    /// reports it.
     #[must_use]
-    pub fn new(
-        bots: Vec<Arc<dyn Bot>>,
+    pub fn namespaces(&self, server_name: &ServerName) -> Namespaces {
+        let mut namespaces = Namespaces::default();
+        for bot in &self.bots {
+            let ns = bot.namespaces(server_name);
+            namespaces.users.extend(ns.users);
+            namespaces.aliases.extend(ns.aliases);
+            namespaces.rooms.extend(ns.rooms);
+        }
+        for bridge in &self.bridges {
+            if let Ok(naming) = PuppetNaming::new(&bridge.puppet_template(), server_name) {
+                namespaces.users.push(naming.namespace());
+            }
+        }
+        namespaces
+    }
+}
+
+/// A plug-in cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A bridge's puppet template is unusable.
+    #[error("bridge {id}: {source}")]
+    PuppetTemplate {
+        /// The bridge.
+        id: String,
+        /// What is wrong.
+        source: crate::bridge::TemplateError,
+    },
+    /// The portal rooms could not be loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bridge failed to start.
+    #[error("bridge {id} did not start: {source}")]
+    Start {
+        /// The bridge.
+        id: String,
+        /// Why.
+        source: BridgeError,
+    },
+}
+
+impl PluginHost {
+    /// A host for `plugins`, acting through `client`; `namespaces` are ours (loop guard and
+    /// which queries the plug-ins are asked). Loads the known portal rooms.
+    pub async fn new(
+        plugins: Plugins,
         client: HomeserverClient,
+        store: Store,
         namespaces: NamespaceMatcher,
         accept_invites: bool,
-    ) -> Self {
-        let bots = bots
+        shutdown: CancellationToken,
+    ) -> Result<Self, HostError> {
+        let bots = plugins
+            .bots
             .into_iter()
             .map(|bot| {
                 let ctx = BotContext {
@@ -208,12 +299,97 @@ impl PluginHost {
                 (bot, ctx)
             })
             .collect();
-        Self {
+        let portal_rooms = PortalRooms::default();
+        for (bridge, portal) in store.portals_with_rooms().await? {
+            if let Some(room_id) = portal
+                .room_id
+                .and_then(|r| ruma::OwnedRoomId::try_from(r).ok())
+            {
+                portal_rooms.insert(room_id, &bridge, portal.key);
+            }
+        }
+        let server_name = client.bot_user_id().server_name().to_owned();
+        let mut bridges = Vec::with_capacity(plugins.bridges.len());
+        for bridge in plugins.bridges {
+            let info = bridge.info();
+            let naming =
+                PuppetNaming::new(&bridge.puppet_template(), &server_name).map_err(|source| {
+                    HostError::PuppetTemplate {
+                        id: info.id.clone(),
+                        source,
+                    }
+                })?;
+            let id = info.id.clone();
+            let matrix = MatrixSide::new(info, naming, client.clone(), store.clone())
+                .with_portal_rooms(portal_rooms.clone());
+            let ctx = BridgeContext::new(matrix, shutdown.clone());
+            bridges.push(HostedBridge { id, bridge, ctx });
+        }
+        Ok(Self {
             bots,
+            bridges,
+            portal_rooms,
             client,
+            store,
             namespaces,
             accept_invites,
+        })
+    }
+
+    /// Starts every bridge (connects them to their networks).
+    pub async fn start_bridges(&self) -> Result<(), HostError> {
+        for hosted in &self.bridges {
+            hosted
+                .bridge
+                .start(hosted.ctx.clone())
+                .await
+                .map_err(|source| HostError::Start {
+                    id: hosted.id.clone(),
+                    source,
+                })?;
+            tracing::info!(bridge = %hosted.id, "bridge started");
         }
+        Ok(())
+    }
+
+    /// Hands a Matrix event in a portal room to its bridge and records the message mapping.
+    /// Only text messages are bridged so far; an event handled before (after a crash) is not
+    /// delivered again.
+    async fn to_bridge(
+        &self,
+        hosted: &HostedBridge,
+        portal: &crate::bridge::PortalKey,
+        event: &RoomEvent,
+    ) -> Result<(), HandleError> {
+        let Some(message) = MatrixText::from_event(event) else {
+            return Ok(());
+        };
+        let delivered = self
+            .store
+            .message_by_event(event.event_id.as_str())
+            .await
+            .map_err(|e| HandleError::Transient(e.to_string()))?;
+        if delivered.is_some() {
+            return Ok(());
+        }
+        let remote_id = hosted
+            .bridge
+            .handle_matrix_text(&hosted.ctx, portal, &message)
+            .await?;
+        self.store
+            .put_message(
+                &hosted.id,
+                &MessageRecord {
+                    portal: portal.clone(),
+                    remote_message_id: remote_id,
+                    part: String::new(),
+                    room_id: event.room_id.to_string(),
+                    event_id: event.event_id.to_string(),
+                },
+            )
+            .await
+            .map_err(|e| HandleError::Transient(e.to_string()))?;
+        Ok(())
     }
 
     fn is_ours(&self, user_id: &str) -> bool {
@@ -259,6 +435,13 @@ impl PluginHost {
         }
         if self.is_ours(event.sender.as_str()) {
             return Ok(());
+        }
+        if !self.portal_rooms.is_empty()
+            && let Some((bridge_id, portal)) = self.portal_rooms.get(&event.room_id)
+            && let Some(hosted) = self.bridges.iter().find(|h| h.id == bridge_id)
+        {
+            tracing::debug!(sender = %event.sender, bridge = %bridge_id, "handing the event to its bridge");
+            return self.to_bridge(hosted, &portal, event).await;
         }
         tracing::debug!(sender = %event.sender, "handing the event to the bots");
         for (bot, ctx) in &self.bots {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ruma::{OwnedServerName, OwnedUserId};
 use switchboard_registration::{
-    NamespaceMatcher, Namespaces, Registration, RegistrationError, RegistrationSpec,
+    NamespaceMatcher, Registration, RegistrationError, RegistrationSpec,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +15,7 @@ use crate::client::{ClientError, HomeserverClient, Identity};
 use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::metrics::{self, Metrics, Readiness};
-use crate::plugin::{Bot, PluginHost};
+use crate::plugin::{HostError, PluginHost, Plugins};
 use crate::store::{Store, StoreError};
 
 /// Why Switchboard could not start or run. Each variant has its own exit code and a
@@ -51,6 +51,9 @@ pub enum RunError {
     /// The HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// A plug-in could not be set up or started.
+    #[error("{0}\n  fix: check the plug-in's section of the config and its network")]
+    Plugin(#[from] HostError),
 }
 
 impl RunError {
@@ -63,6 +66,7 @@ impl RunError {
             RunError::Bind { .. } => 5,
             RunError::ServerName(_) | RunError::Client(_) => 2,
             RunError::SelfTest(e) => e.exit_code(),
+            RunError::Plugin(_) => 15,
         }
     }
 }
@@ -226,16 +230,10 @@ pub async fn self_test(
 
 /// The registration the config and the enabled plug-ins imply.
 #[must_use]
-pub fn registration_spec(config: &Config, bots: &[Arc<dyn Bot>]) -> RegistrationSpec {
-    let mut namespaces = Namespaces::default();
-    if let Ok(server_name) = OwnedServerName::try_from(config.homeserver.server_name.as_str()) {
-        for bot in bots {
-            let ns = bot.namespaces(&server_name);
-            namespaces.users.extend(ns.users);
-            namespaces.aliases.extend(ns.aliases);
-            namespaces.rooms.extend(ns.rooms);
-        }
-    }
+pub fn registration_spec(config: &Config, plugins: &Plugins) -> RegistrationSpec {
+    let namespaces = OwnedServerName::try_from(config.homeserver.server_name.as_str())
+        .map(|server_name| plugins.namespaces(&server_name))
+        .unwrap_or_default();
     RegistrationSpec {
         id: config.appservice.id.clone(),
         url: config.appservice.url.clone(),
@@ -251,10 +249,10 @@ pub fn registration_spec(config: &Config, bots: &[Arc<dyn Bot>]) -> Registration
 /// Loads the registration and logs, in plain language, where it drifted from the config.
 pub fn load_registration(
     config: &Config,
-    bots: &[Arc<dyn Bot>],
+    plugins: &Plugins,
 ) -> Result<Registration, RegistrationError> {
     let registration = Registration::load(&config.appservice.registration)?;
-    for drift in registration.drift(&registration_spec(config, bots)) {
+    for drift in registration.drift(&registration_spec(config, plugins)) {
         tracing::warn!(
             field = drift.field,
             "registration drift: {}; run `switchboard generate-registration` and restart the homeserver",
@@ -280,10 +278,10 @@ pub fn bot_user_id(config: &Config, registration: &Registration) -> Result<Owned
 #[allow(clippy::too_many_lines)]
 pub async fn run(
     config: Config,
-    bots: Vec<Arc<dyn Bot>>,
+    plugins: Plugins,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let registration = load_registration(&config, &bots)?;
+    let registration = load_registration(&config, &plugins)?;
     let bot_user = bot_user_id(&config, &registration)?;
     let matcher = NamespaceMatcher::new(&registration.namespaces)?;
     let metrics = Metrics::new();
@@ -305,12 +303,17 @@ pub async fn run(
         metrics.clone(),
         store.clone(),
     )?;
-    let host = Arc::new(PluginHost::new(
-        bots,
-        client.clone(),
-        matcher,
-        config.appservice.accept_invites,
-    ));
+    let host = Arc::new(
+        PluginHost::new(
+            plugins,
+            client.clone(),
+            store.clone(),
+            matcher,
+            config.appservice.accept_invites,
+            shutdown.clone(),
+        )
+        .await?,
+    );
 
     let listener = tokio::net::TcpListener::bind(config.appservice.listen)
         .await
@@ -346,7 +349,7 @@ pub async fn run(
     let app = appservice::router(
         &registration.hs_token,
         inbox,
-        host,
+        host.clone(),
         metrics.clone(),
         config.appservice.max_body_bytes,
     );
@@ -376,11 +379,16 @@ pub async fn run(
             {
                 tracing::warn!(error = %e, "cannot set the bot's display name");
             }
-            ready.set(true);
-            tracing::info!("Switchboard is running");
-            shutdown.cancelled().await;
-            tracing::info!("shutting down: finishing requests and events in flight");
-            Ok(())
+            match host.start_bridges().await {
+                Ok(()) => {
+                    ready.set(true);
+                    tracing::info!("Switchboard is running");
+                    shutdown.cancelled().await;
+                    tracing::info!("shutting down: finishing requests and events in flight");
+                    Ok(())
+                }
+                Err(e) => Err(RunError::Plugin(e)),
+            }
         }
         Err(e) => Err(RunError::SelfTest(e)),
     };

@@ -497,6 +497,31 @@ impl Store {
         })
     }
 
+    /// Every portal that has a room, with its bridge.
+    pub async fn portals_with_rooms(&self) -> StoreResult<Vec<(String, PortalRecord)>> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT bridge_id, chat_id, receiver, room_id, data FROM bridge_portal \
+                 WHERE room_id IS NOT NULL",
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get(0)?,
+                        PortalRecord {
+                            key: portal_key(r.try_get(1)?, r.try_get(2)?),
+                            room_id: r.try_get(3)?,
+                            data: r.try_get(4)?,
+                        },
+                    ))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
     /// The bridge and portal a room belongs to, if it is a portal.
     pub async fn portal_by_room(
         &self,
@@ -977,6 +1002,9 @@ pub mod conformance {
             store.portal_by_room("!other:x").await.expect("by room"),
             None
         );
+        let with_rooms = store.portals_with_rooms().await.expect("with rooms");
+        assert!(with_rooms.contains(&("xmpp".to_owned(), portal.clone())));
+        assert!(with_rooms.iter().all(|(_, p)| p.room_id.is_some()));
     }
 
     /// Puppets and message-map entries are kept per bridge, found from either side, and the

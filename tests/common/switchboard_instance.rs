@@ -30,11 +30,18 @@ pub struct Slot {
     pub as_port: u16,
     /// Metrics port.
     pub metrics_port: u16,
+    /// Config appended to the slot's own (e.g. a `bridges:` section).
+    extra_config: String,
 }
 
 impl Slot {
     /// Writes the config and generates the registration with the real CLI.
     pub fn new(name: &str) -> anyhow::Result<Self> {
+        Self::with_config(name, "")
+    }
+
+    /// Like [`Slot::new`], with `extra_config` (top-level YAML sections) appended.
+    pub fn with_config(name: &str, extra_config: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("sb-{name}-"))
             .tempdir()?;
@@ -48,6 +55,7 @@ impl Slot {
             registration: placeholder_registration(),
             as_port,
             metrics_port,
+            extra_config: extra_config.to_owned(),
         };
         slot.point_at("http://127.0.0.1:9")?;
         let out = std::process::Command::new(BINARY)
@@ -78,9 +86,10 @@ impl Slot {
              logging:\n  filter: warn,switchboard_framework=debug\n\
              client:\n  initial_backoff_ms: 100\n  max_backoff_ms: 2000\n\
              inbox:\n  retry_max_secs: 2\n\
-             bots:\n  echo:\n    enabled: true\n    user_prefix: _echo_{name}_\n",
+             bots:\n  echo:\n    enabled: true\n    user_prefix: _echo_{name}_\n{extra}",
             as_port = self.as_port,
             metrics_port = self.metrics_port,
+            extra = self.extra_config,
         );
         std::fs::write(&self.config_path, yaml).context("writing the slot's config")
     }
@@ -135,9 +144,9 @@ impl Slot {
             .with_env_filter(tracing_subscriber::EnvFilter::new(&config.logging.filter))
             .with_test_writer()
             .try_init();
-        let bots = switchboard::plugins::enabled_bots(&config)?;
+        let plugins = switchboard::plugins::enabled_plugins(&config)?;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(runtime::run(config, bots, shutdown.clone()));
+        let task = tokio::spawn(runtime::run(config, plugins, shutdown.clone()));
         self.wait_ready().await?;
         Ok(Running { shutdown, task })
     }

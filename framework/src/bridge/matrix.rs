@@ -9,6 +9,7 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use serde_json::json;
 
 use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
+use super::plugin::PortalRooms;
 use super::puppet::PuppetNaming;
 use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 use crate::inbox::HandleError;
@@ -126,6 +127,7 @@ pub struct MatrixSide {
     naming: PuppetNaming,
     client: HomeserverClient,
     store: Store,
+    portal_rooms: PortalRooms,
 }
 
 impl MatrixSide {
@@ -142,7 +144,22 @@ impl MatrixSide {
             naming,
             client,
             store,
+            portal_rooms: PortalRooms::default(),
         }
+    }
+
+    /// Shares the host's map of portal rooms, so that rooms created here are routed to this
+    /// bridge.
+    #[must_use]
+    pub fn with_portal_rooms(mut self, portal_rooms: PortalRooms) -> Self {
+        self.portal_rooms = portal_rooms;
+        self
+    }
+
+    /// What the bridge says about itself.
+    #[must_use]
+    pub fn info(&self) -> &BridgeInfo {
+        &self.info
     }
 
     /// The puppet of a remote user: registered once, its profile written when it changed.
@@ -205,6 +222,8 @@ impl MatrixSide {
         self.client
             .remember_membership(&room_id, self.client.bot_user_id(), true)
             .await;
+        self.portal_rooms
+            .insert(room_id.clone(), &self.info.id, key.clone());
         let data = self
             .store
             .portal(&self.info.id, key)

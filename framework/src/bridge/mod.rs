@@ -1,8 +1,9 @@
-//! The bridge framework: what a bridge plug-in builds on (remote ids, puppets, portals, the
-//! message map). Work in progress; see `docs/runtime.md`.
+//! The bridge framework: the [`Bridge`] plug-in trait and what it builds on (remote ids,
+//! puppets, portals, the message map). Work in progress; see `docs/runtime.md`.
 
 pub mod ids;
 pub mod matrix;
+pub mod plugin;
 pub mod puppet;
 
 pub use ids::{
@@ -11,4 +12,5 @@ pub use ids::{
 pub use matrix::{
     BridgeError, BridgeInfo, Bridged, MatrixSide, PortalInfo, PuppetProfile, RemoteText, TextKind,
 };
+pub use plugin::{Bridge, BridgeContext, MatrixText, PortalRooms};
 pub use puppet::{PuppetNaming, TemplateError};
