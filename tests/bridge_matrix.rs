@@ -248,6 +248,57 @@ fn common_encode(text: &str) -> String {
     switchboard::synapse::encode(text)
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_arriving_together_for_a_new_portal_create_one_room_and_all_arrive() {
+    let (synapse, side, _naming, _dir) = bridge_on_synapse().await;
+    let alice = synapse.register_user("alice", false).await.expect("alice");
+    let key = PortalKey::shared("burst");
+    let info = PortalInfo {
+        invite: vec![OwnedUserId::try_from(alice.user_id.as_str()).expect("id")],
+        ..PortalInfo::default()
+    };
+    let sends: Vec<_> = (0..6)
+        .map(|n| {
+            let (side, key, info) = (side.clone(), key.clone(), info.clone());
+            tokio::spawn(async move {
+                let message = text(
+                    &format!("b{n}"),
+                    &format!("user{}", n % 2),
+                    "U",
+                    &format!("burst {n}"),
+                );
+                side.bridge_text(&key, &info, &message).await
+            })
+        })
+        .collect();
+    for send in sends {
+        let sent = send.await.expect("task").expect("bridged");
+        assert!(matches!(sent, Bridged::Sent(_)), "{sent:?}");
+    }
+    let room = side.ensure_portal(&key, &info).await.expect("portal");
+    let sync = alice.get("/sync?timeout=0").await.expect("sync");
+    let invites: Vec<&String> = sync["rooms"]["invite"]
+        .as_object()
+        .map(|rooms| rooms.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        invites,
+        [&room.to_string()],
+        "one room was created for the portal"
+    );
+    alice.join(room.as_str()).await.expect("join");
+    let mut bodies: Vec<String> = messages(&alice, room.as_str())
+        .await
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        (0..6).map(|n| format!("burst {n}")).collect::<Vec<_>>()
+    );
+}
+
 /// The whole path through a running Switchboard: the loopback bridge's portal is created at
 /// start with the configured user invited; a message the user sends there reaches the bridge
 /// (and is mapped to its remote id), and the "network"'s answer comes back from a puppet —

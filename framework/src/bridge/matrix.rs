@@ -2,6 +2,9 @@
 //! with the bridge's state (MSC2346), and remote messages sent into them once — whatever the
 //! network sends twice, and whether Switchboard crashed in between.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use ruma::api::client::room::create_room;
 use ruma::events::AnyInitialStateEvent;
 use ruma::serde::Raw;
@@ -128,6 +131,29 @@ pub struct MatrixSide {
     client: HomeserverClient,
     store: Store,
     portal_rooms: PortalRooms,
+    portal_locks: PortalLocks,
+}
+
+/// One lock per portal: what is bridged into a portal happens one message at a time, in the
+/// order the calls came (tokio's mutex is fair), and a portal's room is created once even when
+/// its first messages arrive together.
+#[derive(Clone, Debug, Default)]
+struct PortalLocks {
+    locks: Arc<std::sync::Mutex<HashMap<PortalKey, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl PortalLocks {
+    async fn lock(&self, key: &PortalKey) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = match self.locks.lock() {
+            Ok(mut locks) => {
+                // Forget the locks nobody holds or waits for, so the map stays small.
+                locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+                Arc::clone(locks.entry(key.clone()).or_default())
+            }
+            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+        };
+        lock.lock_owned().await
+    }
 }
 
 impl MatrixSide {
@@ -145,6 +171,7 @@ impl MatrixSide {
             client,
             store,
             portal_rooms: PortalRooms::default(),
+            portal_locks: PortalLocks::default(),
         }
     }
 
@@ -195,6 +222,15 @@ impl MatrixSide {
 
     /// The room of a portal, created (as the bridge bot, with `m.bridge` state) the first time.
     pub async fn ensure_portal(
+        &self,
+        key: &PortalKey,
+        info: &PortalInfo,
+    ) -> Result<OwnedRoomId, BridgeError> {
+        let _portal = self.portal_locks.lock(key).await;
+        self.ensure_portal_locked(key, info).await
+    }
+
+    async fn ensure_portal_locked(
         &self,
         key: &PortalKey,
         info: &PortalInfo,
@@ -276,17 +312,19 @@ impl MatrixSide {
 
     /// Sends a remote text message into its portal (created if needed) from its sender's
     /// puppet, once: a message bridged before is not sent again, and a send repeated after a
-    /// crash reuses the same transaction id, so the homeserver shows it once.
+    /// crash reuses the same transaction id, so the homeserver shows it once. Calls for one
+    /// portal are handled one at a time, in the order they came.
     pub async fn bridge_text(
         &self,
         key: &PortalKey,
         portal: &PortalInfo,
         message: &RemoteText,
     ) -> Result<Bridged, BridgeError> {
+        let _portal = self.portal_locks.lock(key).await;
         if let Some(event_id) = self.mapped_event(key, &message.id, &message.part).await? {
             return Ok(Bridged::AlreadyBridged(event_id));
         }
-        let room_id = self.ensure_portal(key, portal).await?;
+        let room_id = self.ensure_portal_locked(key, portal).await?;
         let puppet = self
             .ensure_puppet(&message.sender, &message.sender_profile)
             .await?;
