@@ -81,6 +81,7 @@ fn text(id: &str, sender: &str, displayname: &str, body: &str) -> RemoteText {
             avatar_url: None,
         },
         body: body.into(),
+        html: None,
         kind: TextKind::Text,
         sent_at_ms: None,
     }
@@ -171,6 +172,31 @@ async fn remote_messages_appear_once_from_puppets_in_a_portal_with_bridge_state(
         of_type("m.room.name").expect("name")["content"]["name"],
         "Loop lobby"
     );
+    let formatted = RemoteText {
+        html: Some("<b>bold</b><script>alert(1)</script><img src=\"https://t.example/p\">".into()),
+        ..text("m3", "carol", "Carol", "bold")
+    };
+    let Bridged::Sent(formatted_id) = side
+        .bridge_text(&key, &info, &formatted)
+        .await
+        .expect("html")
+    else {
+        panic!("sent")
+    };
+    let event = alice
+        .get(&format!(
+            "/rooms/{}/event/{}",
+            common_encode(room.as_str()),
+            common_encode(formatted_id.as_str())
+        ))
+        .await
+        .expect("event");
+    assert_eq!(event["content"]["format"], "org.matrix.custom.html");
+    assert_eq!(
+        event["content"]["formatted_body"], "<b>bold</b><img>",
+        "sanitised"
+    );
+    assert_eq!(event["content"]["body"], "bold");
     let bob_member = events
         .iter()
         .find(|e| e["type"] == "m.room.member" && e["state_key"] == bob.as_str())

@@ -94,6 +94,7 @@ impl Bridge for LoopbackBridge {
                 avatar_url: None,
             },
             body: format!("echo: {}", message.body),
+            html: None,
             kind: TextKind::Text,
             sent_at_ms: None,
         };

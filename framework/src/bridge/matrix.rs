@@ -106,8 +106,11 @@ pub struct RemoteText {
     pub sender: RemoteUserId,
     /// How the sender's puppet looks.
     pub sender_profile: PuppetProfile,
-    /// Plain text.
+    /// Plain text (also the fallback for clients that do not show HTML).
     pub body: String,
+    /// The same text formatted, as HTML from the network: sanitised to what Matrix allows
+    /// before it is sent.
+    pub html: Option<String>,
     /// Text, notice or emote.
     pub kind: TextKind,
     /// When it was sent on the remote network (ms since the epoch), for late delivery.
@@ -334,7 +337,15 @@ impl MatrixSide {
             TextKind::Notice => "m.notice",
             TextKind::Emote => "m.emote",
         };
-        let content = json!({ "msgtype": msgtype, "body": message.body });
+        let content = match &message.html {
+            Some(html) => json!({
+                "msgtype": msgtype,
+                "body": message.body,
+                "format": "org.matrix.custom.html",
+                "formatted_body": super::format::sanitize_html(html),
+            }),
+            None => json!({ "msgtype": msgtype, "body": message.body }),
+        };
         let receiver = key.receiver.as_ref().map_or("", RemoteUserId::as_str);
         let txn_id = derive_txn_id(&[
             "bridge",

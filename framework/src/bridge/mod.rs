@@ -1,11 +1,13 @@
 //! The bridge framework: the [`Bridge`] plug-in trait and what it builds on (remote ids,
 //! puppets, portals, the message map). Work in progress; see `docs/runtime.md`.
 
+pub mod format;
 pub mod ids;
 pub mod matrix;
 pub mod plugin;
 pub mod puppet;
 
+pub use format::sanitize_html;
 pub use ids::{
     PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId, escape_localpart, unescape_localpart,
 };
