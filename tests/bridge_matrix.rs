@@ -379,6 +379,22 @@ async fn the_loopback_bridge_answers_in_its_portal_through_a_running_switchboard
             (echo.to_owned(), "echo: hello loop".to_owned()),
         ]
     );
+    let refused = alice.send_text(&invited, "!drop this").await.expect("sent");
+    let notice = wait_until(wait, "the undelivered notice", || async {
+        let events = alice.messages(&invited, 20).await.ok()?;
+        events.into_iter().find(|e| {
+            e["sender"] == slot.bot().as_str()
+                && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == refused.as_str()
+        })
+    })
+    .await
+    .expect("the sender is told the message was not delivered");
+    assert_eq!(notice["content"]["msgtype"], "m.notice");
+    let body = notice["content"]["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("not delivered to Loopback") && body.contains("!drop"),
+        "{body}"
+    );
     running.stop().await.expect("clean stop");
 
     let config = slot.config().expect("config");

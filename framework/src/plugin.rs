@@ -352,6 +352,33 @@ impl PluginHost {
         Ok(())
     }
 
+    /// Replies to a message its bridge can never deliver with a notice from the bridge bot
+    /// saying why (sent once, whatever happens after).
+    async fn tell_undelivered(
+        &self,
+        hosted: &HostedBridge,
+        event: &RoomEvent,
+        reason: &str,
+    ) -> Result<(), HandleError> {
+        let content = serde_json::json!({
+            "msgtype": "m.notice",
+            "body": format!("⚠️ Your message was not delivered to {}: {reason}", hosted.ctx.matrix().info().displayname),
+            "m.relates_to": { "m.in_reply_to": { "event_id": event.event_id } },
+        });
+        let txn_id = derive_txn_id(&[&hosted.id, event.event_id.as_str(), "undelivered"]);
+        self.client
+            .send_event_json(
+                &event.room_id,
+                "m.room.message",
+                &txn_id,
+                content.to_string().into(),
+                Identity::bot(),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Hands a Matrix event in a portal room to its bridge and records the message mapping.
     /// Only text messages are bridged so far; an event handled before (after a crash) is not
     /// delivered again.
@@ -372,10 +399,19 @@ impl PluginHost {
         if delivered.is_some() {
             return Ok(());
         }
-        let remote_id = hosted
+        let remote_id = match hosted
             .bridge
             .handle_matrix_text(&hosted.ctx, portal, &message)
-            .await?;
+            .await
+        {
+            Ok(id) => id,
+            Err(HandleError::Permanent(reason)) => {
+                // It will never be delivered: the sender learns it in the room, once.
+                self.tell_undelivered(hosted, event, &reason).await?;
+                return Err(HandleError::Permanent(reason));
+            }
+            Err(transient) => return Err(transient),
+        };
         self.store
             .put_message(
                 &hosted.id,

@@ -1,7 +1,8 @@
 //! The loopback example bridge. Its "network" is a single chat with a single remote user,
 //! `echo`, who answers every message: a Matrix user's `hello` in the portal comes back as
 //! `echo: hello` from the puppet `@_loopback_echo:<server>`. It shows the smallest complete
-//! bridge on the framework and is what the framework's end-to-end tests drive.
+//! bridge on the framework and is what the framework's end-to-end tests drive. Messages
+//! starting with `!drop` are refused, as a real network refuses what it cannot carry.
 
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
@@ -15,6 +16,9 @@ use switchboard_framework::ruma::OwnedUserId;
 const CHAT: &str = "lobby";
 /// The one remote user.
 const ECHO: &str = "echo";
+/// Messages starting with this are refused by the "network" (to show what a bridge does with a
+/// message it can never deliver).
+const REFUSED: &str = "!drop";
 
 /// The loopback bridge.
 #[derive(Clone, Debug, Default)]
@@ -84,6 +88,11 @@ impl Bridge for LoopbackBridge {
         portal: &PortalKey,
         message: &MatrixText,
     ) -> Result<RemoteMessageId, HandleError> {
+        if message.body.starts_with(REFUSED) {
+            return Err(HandleError::Permanent(format!(
+                "the loopback network refuses messages starting with {REFUSED}"
+            )));
+        }
         // The network receives the message and its one user answers it.
         let answer = RemoteText {
             id: RemoteMessageId(format!("answer-{}", message.event_id)),
