@@ -14,7 +14,7 @@ use switchboard_framework::bridge::{
 };
 use switchboard_framework::config::{ClientConfig, SqliteSync};
 use switchboard_framework::metrics::Metrics;
-use switchboard_framework::ruma::{OwnedUserId, ServerName};
+use switchboard_framework::ruma::{self, OwnedUserId, ServerName};
 use switchboard_framework::store::Store;
 use switchboard_registration::{Registration, RegistrationSpec};
 
@@ -85,6 +85,23 @@ fn text(id: &str, sender: &str, displayname: &str, body: &str) -> RemoteText {
         kind: TextKind::Text,
         sent_at_ms: None,
     }
+}
+
+/// A real user `alice` who joined the portal of the shared chat `chat`.
+async fn alice_in_portal(
+    synapse: &Synapse,
+    side: &MatrixSide,
+    chat: &str,
+) -> (MatrixUser, PortalKey, PortalInfo, ruma::OwnedRoomId) {
+    let alice = synapse.register_user("alice", false).await.expect("alice");
+    let key = PortalKey::shared(chat);
+    let info = PortalInfo {
+        invite: vec![OwnedUserId::try_from(alice.user_id.as_str()).expect("id")],
+        ..PortalInfo::default()
+    };
+    let room = side.ensure_portal(&key, &info).await.expect("portal");
+    alice.join(room.as_str()).await.expect("join");
+    (alice, key, info, room)
 }
 
 /// The room's messages, oldest first: (sender, body).
@@ -208,14 +225,7 @@ async fn remote_messages_appear_once_from_puppets_in_a_portal_with_bridge_state(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_repeated_after_a_crash_is_shown_once_and_profiles_follow_changes() {
     let (synapse, side, naming, dir) = bridge_on_synapse().await;
-    let alice = synapse.register_user("alice", false).await.expect("alice");
-    let key = PortalKey::shared("crashy");
-    let info = PortalInfo {
-        invite: vec![OwnedUserId::try_from(alice.user_id.as_str()).expect("id")],
-        ..PortalInfo::default()
-    };
-    let room = side.ensure_portal(&key, &info).await.expect("portal");
-    alice.join(room.as_str()).await.expect("join");
+    let (alice, key, info, room) = alice_in_portal(&synapse, &side, "crashy").await;
     let message = text("m1", "dave", "Dave", "sent just before a crash");
     let Bridged::Sent(first) = side.bridge_text(&key, &info, &message).await.expect("sent") else {
         panic!("first delivery is sent")
@@ -322,6 +332,99 @@ async fn messages_arriving_together_for_a_new_portal_create_one_room_and_all_arr
     assert_eq!(
         bodies,
         (0..6).map(|n| format!("burst {n}")).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_edits_and_deletions_change_the_bridged_messages_once() {
+    let (synapse, side, _naming, _dir) = bridge_on_synapse().await;
+    let (alice, key, info, room) = alice_in_portal(&synapse, &side, "edits").await;
+    let sent = |b: Bridged| match b {
+        Bridged::Sent(id) => id,
+        other @ Bridged::AlreadyBridged(_) => panic!("expected a send: {other:?}"),
+    };
+    let original = sent(
+        side.bridge_text(&key, &info, &text("m1", "erin", "Erin", "teh typo"))
+            .await
+            .expect("m1"),
+    );
+    let doomed = sent(
+        side.bridge_text(&key, &info, &text("m2", "erin", "Erin", "regret"))
+            .await
+            .expect("m2"),
+    );
+
+    let edit = text("m1-edit", "erin", "Erin", "the typo");
+    let edited = side
+        .bridge_edit(&key, &RemoteMessageId::from("m1"), &edit)
+        .await
+        .expect("edit");
+    let Some(Bridged::Sent(edit_id)) = edited else {
+        panic!("edit sent: {edited:?}")
+    };
+    assert_eq!(
+        side.bridge_edit(&key, &RemoteMessageId::from("m1"), &edit)
+            .await
+            .expect("again"),
+        Some(Bridged::AlreadyBridged(edit_id.clone())),
+        "an edit delivered twice is sent once"
+    );
+    assert_eq!(
+        side.bridge_edit(
+            &key,
+            &RemoteMessageId::from("unknown"),
+            &text("e9", "erin", "Erin", "x")
+        )
+        .await
+        .expect("edit of nothing"),
+        None
+    );
+    let fetch = |id: String| {
+        let alice = &alice;
+        let room = room.to_string();
+        async move {
+            alice
+                .get(&format!(
+                    "/rooms/{}/event/{}",
+                    common_encode(&room),
+                    common_encode(&id)
+                ))
+                .await
+                .expect("event")
+        }
+    };
+    let edit_event = fetch(edit_id.to_string()).await;
+    assert_eq!(
+        edit_event["content"]["m.relates_to"]["rel_type"],
+        "m.replace"
+    );
+    assert_eq!(
+        edit_event["content"]["m.relates_to"]["event_id"],
+        original.as_str()
+    );
+    assert_eq!(edit_event["content"]["m.new_content"]["body"], "the typo");
+    assert_eq!(edit_event["content"]["body"], "* the typo");
+
+    let redaction = side
+        .bridge_deletion(&key, &RemoteMessageId::from("m2"), "")
+        .await
+        .expect("deletion")
+        .expect("m2 was bridged");
+    let gone = fetch(doomed.to_string()).await;
+    assert_eq!(
+        gone["content"],
+        serde_json::json!({}),
+        "the message's content is removed"
+    );
+    assert_eq!(
+        gone["unsigned"]["redacted_because"]["event_id"],
+        redaction.as_str()
+    );
+    assert_eq!(
+        side.bridge_deletion(&key, &RemoteMessageId::from("never"), "")
+            .await
+            .expect("nothing"),
+        None
     );
 }
 

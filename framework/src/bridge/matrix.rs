@@ -332,20 +332,92 @@ impl MatrixSide {
             .ensure_puppet(&message.sender, &message.sender_profile)
             .await?;
         self.client.ensure_joined(&room_id, &puppet).await?;
-        let msgtype = match message.kind {
-            TextKind::Text => "m.text",
-            TextKind::Notice => "m.notice",
-            TextKind::Emote => "m.emote",
+        let event_id = self
+            .send_and_map(&room_id, &puppet, key, message, text_content(message))
+            .await?;
+        Ok(Bridged::Sent(event_id))
+    }
+
+    /// Sends an edit of a bridged message: `edit` (its own remote id, the new text) replaces
+    /// the message `target` (`m.replace`). `None` when `target` was never bridged (nothing is
+    /// sent); an edit bridged before is not sent again.
+    pub async fn bridge_edit(
+        &self,
+        key: &PortalKey,
+        target: &RemoteMessageId,
+        edit: &RemoteText,
+    ) -> Result<Option<Bridged>, BridgeError> {
+        let _portal = self.portal_locks.lock(key).await;
+        if let Some(event_id) = self.mapped_event(key, &edit.id, &edit.part).await? {
+            return Ok(Some(Bridged::AlreadyBridged(event_id)));
+        }
+        let Some(original) = self.mapped_event(key, target, &edit.part).await? else {
+            return Ok(None);
         };
-        let content = match &message.html {
-            Some(html) => json!({
-                "msgtype": msgtype,
-                "body": message.body,
-                "format": "org.matrix.custom.html",
-                "formatted_body": super::format::sanitize_html(html),
-            }),
-            None => json!({ "msgtype": msgtype, "body": message.body }),
+        let Some(room_id) = self.known_room(key).await? else {
+            return Ok(None);
         };
+        let puppet = self
+            .ensure_puppet(&edit.sender, &edit.sender_profile)
+            .await?;
+        self.client.ensure_joined(&room_id, &puppet).await?;
+        let new_content = text_content(edit);
+        let mut content = new_content.clone();
+        content["body"] = format!("* {}", edit.body).into();
+        if let Some(formatted) = new_content.get("formatted_body").and_then(|v| v.as_str()) {
+            content["formatted_body"] = format!("* {formatted}").into();
+        }
+        content["m.new_content"] = new_content;
+        content["m.relates_to"] = json!({ "rel_type": "m.replace", "event_id": original });
+        let event_id = self
+            .send_and_map(&room_id, &puppet, key, edit, content)
+            .await?;
+        Ok(Some(Bridged::Sent(event_id)))
+    }
+
+    /// Removes a bridged message (part) that was deleted on the remote network: redacted by
+    /// the bot (which has the power to in every portal it created), once. `None` when it was
+    /// never bridged.
+    pub async fn bridge_deletion(
+        &self,
+        key: &PortalKey,
+        target: &RemoteMessageId,
+        part: &str,
+    ) -> Result<Option<OwnedEventId>, BridgeError> {
+        let _portal = self.portal_locks.lock(key).await;
+        let Some(event_id) = self.mapped_event(key, target, part).await? else {
+            return Ok(None);
+        };
+        let Some(room_id) = self.known_room(key).await? else {
+            return Ok(None);
+        };
+        let txn_id = derive_txn_id(&["bridge-redact", &self.info.id, event_id.as_str()]);
+        let request =
+            ruma::api::client::redact::redact_event::v3::Request::new(room_id, event_id, txn_id);
+        let redaction = self.client.send(request, Identity::bot()).await?.event_id;
+        Ok(Some(redaction))
+    }
+
+    /// The room of a portal, if it has one.
+    async fn known_room(&self, key: &PortalKey) -> Result<Option<OwnedRoomId>, BridgeError> {
+        self.store
+            .portal(&self.info.id, key)
+            .await?
+            .and_then(|p| p.room_id)
+            .map(|r| RoomId::parse(&r).map_err(|_| BridgeError::StoredRoom(r)))
+            .transpose()
+    }
+
+    /// Sends `content` as `puppet`, with the transaction id derived from the remote message
+    /// (so a resend after a crash is shown once), and records the mapping.
+    async fn send_and_map(
+        &self,
+        room_id: &RoomId,
+        puppet: &ruma::UserId,
+        key: &PortalKey,
+        message: &RemoteText,
+        content: serde_json::Value,
+    ) -> Result<OwnedEventId, BridgeError> {
         let receiver = key.receiver.as_ref().map_or("", RemoteUserId::as_str);
         let txn_id = derive_txn_id(&[
             "bridge",
@@ -358,11 +430,11 @@ impl MatrixSide {
         let event_id = self
             .client
             .send_event_json(
-                &room_id,
+                room_id,
                 "m.room.message",
                 &txn_id,
                 content.to_string().into(),
-                Identity::user(&puppet),
+                Identity::user(puppet),
                 message
                     .sent_at_ms
                     .and_then(|ms| ruma::UInt::new(ms).map(ruma::MilliSecondsSinceUnixEpoch)),
@@ -380,7 +452,7 @@ impl MatrixSide {
                 },
             )
             .await?;
-        Ok(Bridged::Sent(event_id))
+        Ok(event_id)
     }
 
     /// The Matrix event a remote message (part) was bridged as, if it was.
@@ -395,5 +467,23 @@ impl MatrixSide {
             .message_event(&self.info.id, key, id, part)
             .await?
             .and_then(|e| OwnedEventId::try_from(e).ok()))
+    }
+}
+
+/// The `m.room.message` content of a remote text (HTML sanitised).
+fn text_content(message: &RemoteText) -> serde_json::Value {
+    let msgtype = match message.kind {
+        TextKind::Text => "m.text",
+        TextKind::Notice => "m.notice",
+        TextKind::Emote => "m.emote",
+    };
+    match &message.html {
+        Some(html) => json!({
+            "msgtype": msgtype,
+            "body": message.body,
+            "format": "org.matrix.custom.html",
+            "formatted_body": super::format::sanitize_html(html),
+        }),
+        None => json!({ "msgtype": msgtype, "body": message.body }),
     }
 }
