@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use switchboard_framework::bridge::Bridge;
+use switchboard_framework::bridge::{Bridge, PuppetNaming};
 use switchboard_framework::config::Config;
+use switchboard_framework::ruma::ServerName;
 use switchboard_framework::{Bot, Plugins};
 
 /// Ids of the bots compiled in.
@@ -89,6 +90,13 @@ pub fn enabled_bridges(config: &Config) -> Result<Vec<Arc<dyn Bridge>>, PluginCo
             }
         };
         if section.enabled {
+            // A bad puppet template is the bridge author's bug, but it would leave the
+            // puppets out of the registration: refuse it here, before anything is generated.
+            if let Ok(server_name) = <&ServerName>::try_from(config.homeserver.server_name.as_str())
+            {
+                PuppetNaming::new(&bridge.puppet_template(), server_name)
+                    .map_err(|e| PluginConfigError::Invalid(format!("bridges.{id}: {e}")))?;
+            }
             bridges.push(bridge);
         }
     }
