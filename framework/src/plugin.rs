@@ -360,21 +360,18 @@ impl PluginHost {
         event: &RoomEvent,
         reason: &str,
     ) -> Result<(), HandleError> {
-        let content = serde_json::json!({
-            "msgtype": "m.notice",
-            "body": format!("⚠️ Your message was not delivered to {}: {reason}", hosted.ctx.matrix().info().displayname),
-            "m.relates_to": { "m.in_reply_to": { "event_id": event.event_id } },
-        });
+        use ruma::events::relation::Reply;
+        use ruma::events::room::message::{Relation, RoomMessageEventContent};
+        let mut content = RoomMessageEventContent::notice_plain(format!(
+            "⚠️ Your message was not delivered to {}: {reason}",
+            hosted.ctx.matrix().info().displayname
+        ));
+        content.relates_to = Some(Relation::Reply(Reply::with_event_id(
+            event.event_id.clone(),
+        )));
         let txn_id = derive_txn_id(&[&hosted.id, event.event_id.as_str(), "undelivered"]);
         self.client
-            .send_event_json(
-                &event.room_id,
-                "m.room.message",
-                &txn_id,
-                content.to_string().into(),
-                Identity::bot(),
-                None,
-            )
+            .send_message(&event.room_id, txn_id, &content, Identity::bot(), None)
             .await?;
         Ok(())
     }

@@ -36,7 +36,10 @@ pub enum BridgeError {
         reason: String,
     },
     /// A stored room id is not a room id (the database was edited by hand).
-    #[error("the stored room id {0:?} is not valid")]
+    #[error(
+        "the room id {0:?} stored for a portal is not valid; fix or delete that row of the \
+         bridge_portal table"
+    )]
     StoredRoom(String),
 }
 
@@ -238,13 +241,9 @@ impl MatrixSide {
         key: &PortalKey,
         info: &PortalInfo,
     ) -> Result<OwnedRoomId, BridgeError> {
-        if let Some(room_id) = self
-            .store
-            .portal(&self.info.id, key)
-            .await?
-            .and_then(|p| p.room_id)
-        {
-            return RoomId::parse(&room_id).map_err(|_| BridgeError::StoredRoom(room_id));
+        let existing = self.store.portal(&self.info.id, key).await?;
+        if let Some(room_id) = stored_room(existing.as_ref())? {
+            return Ok(room_id);
         }
         let mut request = create_room::v3::Request::new();
         request.name.clone_from(&info.name);
@@ -263,11 +262,7 @@ impl MatrixSide {
             .await;
         self.portal_rooms
             .insert(room_id.clone(), &self.info.id, key.clone());
-        let data = self
-            .store
-            .portal(&self.info.id, key)
-            .await?
-            .map_or_else(|| "{}".to_owned(), |p| p.data);
+        let data = existing.map_or_else(|| "{}".to_owned(), |p| p.data);
         self.store
             .put_portal(
                 &self.info.id,
@@ -400,12 +395,7 @@ impl MatrixSide {
 
     /// The room of a portal, if it has one.
     async fn known_room(&self, key: &PortalKey) -> Result<Option<OwnedRoomId>, BridgeError> {
-        self.store
-            .portal(&self.info.id, key)
-            .await?
-            .and_then(|p| p.room_id)
-            .map(|r| RoomId::parse(&r).map_err(|_| BridgeError::StoredRoom(r)))
-            .transpose()
+        stored_room(self.store.portal(&self.info.id, key).await?.as_ref())
     }
 
     /// Sends `content` as `puppet`, with the transaction id derived from the remote message
@@ -486,4 +476,12 @@ fn text_content(message: &RemoteText) -> serde_json::Value {
         }),
         None => json!({ "msgtype": msgtype, "body": message.body }),
     }
+}
+
+/// The room a stored portal has, if any.
+fn stored_room(portal: Option<&PortalRecord>) -> Result<Option<OwnedRoomId>, BridgeError> {
+    portal
+        .and_then(|p| p.room_id.as_deref())
+        .map(|r| RoomId::parse(r).map_err(|_| BridgeError::StoredRoom(r.to_owned())))
+        .transpose()
 }

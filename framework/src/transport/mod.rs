@@ -53,7 +53,10 @@ pub enum TransportError {
         message: String,
     },
     /// The TLS handshake failed (certificate not trusted, wrong host name, …).
-    #[error("TLS handshake with {origin} failed: {message}")]
+    #[error(
+        "TLS handshake with {origin} failed: {message} (if the homeserver's certificate comes \
+         from a private CA, set client.tls_ca_file to that CA's PEM file)"
+    )]
     Tls {
         /// `host:port`.
         origin: String,
