@@ -217,9 +217,14 @@ pub struct PluginHost {
 
 /// A bridge as the host runs it.
 struct HostedBridge {
-    id: String,
     bridge: Arc<dyn Bridge>,
     ctx: BridgeContext,
+}
+
+impl HostedBridge {
+    fn id(&self) -> &str {
+        &self.ctx.matrix().info().id
+    }
 }
 
 /// The plug-ins one Switchboard runs.
@@ -319,11 +324,10 @@ impl PluginHost {
                         source,
                     }
                 })?;
-            let id = info.id.clone();
             let matrix = MatrixSide::new(info, naming, client.clone(), store.clone())
                 .with_portal_rooms(portal_rooms.clone());
             let ctx = BridgeContext::new(matrix, shutdown.clone());
-            bridges.push(HostedBridge { id, bridge, ctx });
+            bridges.push(HostedBridge { bridge, ctx });
         }
         Ok(Self {
             bots,
@@ -344,10 +348,10 @@ impl PluginHost {
                 .start(hosted.ctx.clone())
                 .await
                 .map_err(|source| HostError::Start {
-                    id: hosted.id.clone(),
+                    id: hosted.id().to_owned(),
                     source,
                 })?;
-            tracing::info!(bridge = %hosted.id, "bridge started");
+            tracing::info!(bridge = %hosted.id(), "bridge started");
         }
         Ok(())
     }
@@ -369,7 +373,7 @@ impl PluginHost {
         content.relates_to = Some(Relation::Reply(Reply::with_event_id(
             event.event_id.clone(),
         )));
-        let txn_id = derive_txn_id(&[&hosted.id, event.event_id.as_str(), "undelivered"]);
+        let txn_id = derive_txn_id(&[hosted.id(), event.event_id.as_str(), "undelivered"]);
         self.client
             .send_message(&event.room_id, txn_id, &content, Identity::bot(), None)
             .await?;
@@ -411,7 +415,7 @@ impl PluginHost {
         };
         self.store
             .put_message(
-                &hosted.id,
+                hosted.id(),
                 &MessageRecord {
                     portal: portal.clone(),
                     remote_message_id: remote_id,
@@ -471,7 +475,7 @@ impl PluginHost {
         }
         if !self.portal_rooms.is_empty()
             && let Some((bridge_id, portal)) = self.portal_rooms.get(&event.room_id)
-            && let Some(hosted) = self.bridges.iter().find(|h| h.id == bridge_id)
+            && let Some(hosted) = self.bridges.iter().find(|h| h.id() == bridge_id)
         {
             tracing::debug!(sender = %event.sender, bridge = %bridge_id, "handing the event to its bridge");
             return self.to_bridge(hosted, &portal, event).await;
