@@ -272,6 +272,12 @@ impl HomeserverClient {
         })
     }
 
+    /// The metrics this client counts into (shared with the rest of Switchboard).
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The appservice bot's user id.
     #[must_use]
     pub fn bot_user_id(&self) -> &UserId {

@@ -48,6 +48,9 @@ pub enum ConfigError {
         /// What is expected instead.
         expected: String,
     },
+    /// The `permissions` rules are not usable (the message names the key).
+    #[error(transparent)]
+    Permissions(#[from] crate::permission::PermissionError),
     /// An environment override could not be applied.
     #[error("environment variable {var}: {message}")]
     Env {
@@ -82,12 +85,17 @@ pub struct Config {
     pub inbox: InboxConfig,
     /// The Client-Server API client (retries, timeouts).
     pub client: ClientConfig,
+    /// The bridges' outbox: Matrix messages a network could not take yet, retried.
+    pub outbox: OutboxConfig,
     /// Prometheus metrics and health endpoints.
     pub metrics: MetricsConfig,
     /// Log output.
     pub logging: LoggingConfig,
     /// The async runtime.
     pub runtime: RuntimeConfig,
+    /// Who may use the bridges and their commands: `"*"`, a server name or a user id, each
+    /// mapped to a permission level.
+    pub permissions: BTreeMap<String, crate::permission::PermissionLevel>,
     /// One section per bot plug-in, keyed by the bot's id.
     pub bots: BTreeMap<String, PluginSection>,
     /// One section per bridge plug-in, keyed by the bridge's id.
@@ -103,9 +111,11 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             inbox: InboxConfig::default(),
             client: ClientConfig::default(),
+            outbox: OutboxConfig::default(),
             metrics: MetricsConfig::default(),
             logging: LoggingConfig::default(),
             runtime: RuntimeConfig::default(),
+            permissions: BTreeMap::new(),
             bots: BTreeMap::from([(
                 "echo".to_owned(),
                 PluginSection {
@@ -265,6 +275,26 @@ impl Default for InboxConfig {
     }
 }
 
+/// The outbox section: Matrix events a bridge could not deliver to its network yet wait in the
+/// database and are retried with growing pauses, in order per portal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Longest pause between two delivery attempts (the pause starts at 1 s and doubles).
+    pub retry_max_interval_secs: u64,
+    /// After this long undelivered, a message is given up and its sender told so.
+    pub give_up_after_secs: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            retry_max_interval_secs: 300,
+            give_up_after_secs: 86_400,
+        }
+    }
+}
+
 /// The homeserver client section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -369,6 +399,13 @@ pub struct PluginSection {
 }
 
 impl Config {
+    /// The validated `permissions` rules (the default when none are configured: users of
+    /// `homeserver.server_name` may use the bridges, nobody administers them).
+    pub fn permissions(&self) -> Result<crate::permission::Permissions, ConfigError> {
+        crate::permission::Permissions::new(self.permissions.clone(), &self.homeserver.server_name)
+            .map_err(ConfigError::from)
+    }
+
     /// Loads the file, applies `SWITCHBOARD_…` overrides from the process environment,
     /// resolves relative paths against the file's directory and validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -550,6 +587,14 @@ impl Config {
                 "at least 1 is expected",
             ));
         }
+        self.permissions()?;
+        if self.outbox.retry_max_interval_secs == 0 {
+            return Err(invalid(
+                "outbox.retry_max_interval_secs",
+                0,
+                "at least 1 (second) is expected",
+            ));
+        }
         if self.client.initial_backoff_ms == 0
             || self.client.max_backoff_ms < self.client.initial_backoff_ms
         {
@@ -590,9 +635,11 @@ const SECTIONS: &[&str] = &[
     "data_dir",
     "inbox",
     "client",
+    "outbox",
     "metrics",
     "logging",
     "runtime",
+    "permissions",
     "bots",
     "bridges",
 ];

@@ -64,6 +64,12 @@ pub struct Metrics {
     pub homeserver_retries: IntCounterVec,
     /// Events in the inbox not yet handled.
     pub inbox_depth: IntGauge,
+    /// Matrix events of portals handed to bridges, by bridge, kind and outcome.
+    pub bridge_matrix_events: IntCounterVec,
+    /// Outbox activity by bridge and outcome (`queued`, `delivered`, `retry`, `given_up`).
+    pub bridge_outbox: IntCounterVec,
+    /// Matrix events waiting in the bridges' outbox.
+    pub bridge_outbox_depth: IntGauge,
     /// Seconds since the last transaction arrived (updated at scrape time).
     last_transaction_age: IntGauge,
     last_transaction_at: Arc<AtomicI64>,
@@ -119,6 +125,24 @@ impl Metrics {
             "switchboard_homeserver_retries_total",
             "Client-Server API retries, by endpoint and reason.",
             &["endpoint", "reason"],
+        );
+        let bridge_matrix_events = counter_vec(
+            "switchboard_bridge_matrix_events_total",
+            "Matrix events of portals handed to bridges, by bridge, kind and outcome.",
+            &["bridge", "kind", "outcome"],
+        );
+        let bridge_outbox = counter_vec(
+            "switchboard_bridge_outbox_total",
+            "Bridge outbox activity, by bridge and outcome (queued, delivered, retry, given_up).",
+            &["bridge", "outcome"],
+        );
+        let bridge_outbox_depth = register(
+            &registry,
+            IntGauge::new(
+                "switchboard_bridge_outbox_depth",
+                "Matrix events waiting in the bridges' outbox for their network.",
+            )
+            .expect("valid metric"),
         );
         let handling_seconds = register(
             &registry,
@@ -199,6 +223,9 @@ impl Metrics {
             homeserver_request_seconds,
             homeserver_retries,
             inbox_depth,
+            bridge_matrix_events,
+            bridge_outbox,
+            bridge_outbox_depth,
             last_transaction_age,
             last_transaction_at: Arc::new(AtomicI64::new(-1)),
         }

@@ -20,12 +20,11 @@ use switchboard_registration::{NamespaceMatcher, Namespaces};
 use tokio_util::sync::CancellationToken;
 
 use crate::appservice::{QueryHandler, list};
-use crate::bridge::{
-    Bridge, BridgeContext, BridgeError, MatrixSide, MatrixText, PortalRooms, PuppetNaming, TextKind,
-};
+use crate::bridge::{Bridge, BridgeError, BridgeHost, PuppetNaming, TextKind};
 use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
+use crate::config::OutboxConfig;
 use crate::inbox::{EventHandler, HandleError, InboxItem};
-use crate::store::{MessageRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 pub use ruma;
 
@@ -207,24 +206,10 @@ pub trait Bot: Send + Sync + 'static {
 /// Hands inbox events and homeserver queries to the bots.
 pub struct PluginHost {
     bots: Vec<(Arc<dyn Bot>, BotContext)>,
-    bridges: Vec<HostedBridge>,
-    portal_rooms: PortalRooms,
+    bridges: BridgeHost,
     client: HomeserverClient,
-    store: Store,
     namespaces: NamespaceMatcher,
     accept_invites: bool,
-}
-
-/// A bridge as the host runs it.
-struct HostedBridge {
-    bridge: Arc<dyn Bridge>,
-    ctx: BridgeContext,
-}
-
-impl HostedBridge {
-    fn id(&self) -> &str {
-        &self.ctx.matrix().info().id
-    }
 }
 
 /// The plug-ins one Switchboard runs.
@@ -258,6 +243,15 @@ impl Plugins {
     }
 }
 
+/// How the host treats events and plug-ins (from the config).
+#[derive(Clone, Debug, Default)]
+pub struct HostOptions {
+    /// Join rooms the bot is invited to.
+    pub accept_invites: bool,
+    /// Retrying what bridges could not deliver yet.
+    pub outbox: OutboxConfig,
+}
+
 /// A plug-in cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -284,13 +278,13 @@ pub enum HostError {
 
 impl PluginHost {
     /// A host for `plugins`, acting through `client`; `namespaces` are ours (loop guard and
-    /// which queries the plug-ins are asked). Loads the known portal rooms.
+    /// which queries the plug-ins are asked). Loads the known portal rooms and the outbox.
     pub async fn new(
         plugins: Plugins,
         client: HomeserverClient,
         store: Store,
         namespaces: NamespaceMatcher,
-        accept_invites: bool,
+        options: &HostOptions,
         shutdown: CancellationToken,
     ) -> Result<Self, HostError> {
         let bots = plugins
@@ -304,136 +298,27 @@ impl PluginHost {
                 (bot, ctx)
             })
             .collect();
-        let portal_rooms = PortalRooms::default();
-        for (bridge, portal) in store.portals_with_rooms().await? {
-            if let Some(room_id) = portal
-                .room_id
-                .and_then(|r| ruma::OwnedRoomId::try_from(r).ok())
-            {
-                portal_rooms.insert(room_id, &bridge, portal.key);
-            }
-        }
-        let server_name = client.bot_user_id().server_name().to_owned();
-        let mut bridges = Vec::with_capacity(plugins.bridges.len());
-        for bridge in plugins.bridges {
-            let info = bridge.info();
-            let naming =
-                PuppetNaming::new(&bridge.puppet_template(), &server_name).map_err(|source| {
-                    HostError::PuppetTemplate {
-                        id: info.id.clone(),
-                        source,
-                    }
-                })?;
-            let matrix = MatrixSide::new(info, naming, client.clone(), store.clone())
-                .with_portal_rooms(portal_rooms.clone());
-            let ctx = BridgeContext::new(matrix, shutdown.clone());
-            bridges.push(HostedBridge { bridge, ctx });
-        }
+        let bridges =
+            BridgeHost::new(plugins.bridges, &client, &store, &options.outbox, &shutdown).await?;
         Ok(Self {
             bots,
             bridges,
-            portal_rooms,
             client,
-            store,
             namespaces,
-            accept_invites,
+            accept_invites: options.accept_invites,
         })
     }
 
-    /// Starts every bridge (connects them to their networks).
+    /// Starts every bridge (connects them to their networks) and their outboxes.
     pub async fn start_bridges(&self) -> Result<(), HostError> {
-        for hosted in &self.bridges {
-            hosted
-                .bridge
-                .start(hosted.ctx.clone())
-                .await
-                .map_err(|source| HostError::Start {
-                    id: hosted.id().to_owned(),
-                    source,
-                })?;
-            tracing::info!(bridge = %hosted.id(), "bridge started");
-        }
-        Ok(())
-    }
-
-    /// Replies to a message its bridge can never deliver with a notice from the bridge bot
-    /// saying why (sent once, whatever happens after).
-    async fn tell_undelivered(
-        &self,
-        hosted: &HostedBridge,
-        event: &RoomEvent,
-        reason: &str,
-    ) -> Result<(), HandleError> {
-        use ruma::events::relation::Reply;
-        use ruma::events::room::message::{Relation, RoomMessageEventContent};
-        let mut content = RoomMessageEventContent::notice_plain(format!(
-            "⚠️ Your message was not delivered to {}: {reason}",
-            hosted.ctx.matrix().info().displayname
-        ));
-        content.relates_to = Some(Relation::Reply(Reply::with_event_id(
-            event.event_id.clone(),
-        )));
-        let txn_id = derive_txn_id(&[hosted.id(), event.event_id.as_str(), "undelivered"]);
-        self.client
-            .send_message(&event.room_id, txn_id, &content, Identity::bot(), None)
-            .await?;
-        Ok(())
-    }
-
-    /// Hands a Matrix event in a portal room to its bridge and records the message mapping.
-    /// Only text messages are bridged so far; an event handled before (after a crash) is not
-    /// delivered again.
-    async fn to_bridge(
-        &self,
-        hosted: &HostedBridge,
-        portal: &crate::bridge::PortalKey,
-        event: &RoomEvent,
-    ) -> Result<(), HandleError> {
-        let Some(message) = MatrixText::from_event(event) else {
-            return Ok(());
-        };
-        let delivered = self
-            .store
-            .message_by_event(event.event_id.as_str())
-            .await
-            .map_err(|e| HandleError::Transient(e.to_string()))?;
-        if delivered.is_some() {
-            return Ok(());
-        }
-        let remote_id = match hosted
-            .bridge
-            .handle_matrix_text(&hosted.ctx, portal, &message)
-            .await
-        {
-            Ok(id) => id,
-            Err(HandleError::Permanent(reason)) => {
-                // It will never be delivered: the sender learns it in the room, once.
-                self.tell_undelivered(hosted, event, &reason).await?;
-                return Err(HandleError::Permanent(reason));
-            }
-            Err(transient) => return Err(transient),
-        };
-        self.store
-            .put_message(
-                hosted.id(),
-                &MessageRecord {
-                    portal: portal.clone(),
-                    remote_message_id: remote_id,
-                    part: String::new(),
-                    room_id: event.room_id.to_string(),
-                    event_id: event.event_id.to_string(),
-                },
-            )
-            .await
-            .map_err(|e| HandleError::Transient(e.to_string()))?;
-        Ok(())
+        self.bridges.start().await
     }
 
     fn is_ours(&self, user_id: &str) -> bool {
         user_id == self.client.bot_user_id().as_str() || self.namespaces.is_user(user_id)
     }
 
-    async fn handle_room_event(&self, event: &RoomEvent) -> Result<(), HandleError> {
+    async fn handle_room_event(&self, event: &RoomEvent, raw: &str) -> Result<(), HandleError> {
         if let (Some(state_key), Some(membership)) = (&event.state_key, event.membership())
             && self.is_ours(state_key)
             && let Ok(member) = UserId::parse(state_key.as_str())
@@ -473,12 +358,8 @@ impl PluginHost {
         if self.is_ours(event.sender.as_str()) {
             return Ok(());
         }
-        if !self.portal_rooms.is_empty()
-            && let Some((bridge_id, portal)) = self.portal_rooms.get(&event.room_id)
-            && let Some(hosted) = self.bridges.iter().find(|h| h.id() == bridge_id)
-        {
-            tracing::debug!(sender = %event.sender, bridge = %bridge_id, "handing the event to its bridge");
-            return self.to_bridge(hosted, &portal, event).await;
+        if let Some(handled) = self.bridges.handle(event, raw).await {
+            return handled;
         }
         tracing::debug!(sender = %event.sender, "handing the event to the bots");
         for (bot, ctx) in &self.bots {
@@ -500,7 +381,11 @@ impl EventHandler for PluginHost {
                 event_id = %event.event_id,
                 event_type = %event.event_type
             );
-            return tracing::Instrument::instrument(self.handle_room_event(&event), span).await;
+            return tracing::Instrument::instrument(
+                self.handle_room_event(&event, &item.body),
+                span,
+            )
+            .await;
         }
         let raw: Box<RawValue> = serde_json::from_str(&item.body)
             .map_err(|e| HandleError::Permanent(format!("the event is not JSON: {e}")))?;

@@ -15,7 +15,7 @@ use crate::client::{ClientError, HomeserverClient, Identity};
 use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::metrics::{self, Metrics, Readiness};
-use crate::plugin::{HostError, PluginHost, Plugins};
+use crate::plugin::{HostError, HostOptions, PluginHost, Plugins};
 use crate::store::{Store, StoreError};
 
 /// Why Switchboard could not start or run. Each variant has its own exit code and a
@@ -309,7 +309,10 @@ pub async fn run(
             client.clone(),
             store.clone(),
             matcher,
-            config.appservice.accept_invites,
+            &HostOptions {
+                accept_invites: config.appservice.accept_invites,
+                outbox: config.outbox.clone(),
+            },
             shutdown.clone(),
         )
         .await?,

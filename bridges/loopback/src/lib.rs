@@ -1,13 +1,22 @@
 //! The loopback example bridge. Its "network" is a single chat with a single remote user,
 //! `echo`, who answers every message: a Matrix user's `hello` in the portal comes back as
-//! `echo: hello` from the puppet `@_loopback_echo:<server>`. It shows the smallest complete
-//! bridge on the framework and is what the framework's end-to-end tests drive. Messages
-//! starting with `!drop` are refused, as a real network refuses what it cannot carry.
+//! `echo: hello` from the puppet `@_loopback_echo:<server>`, as a reply. Echo follows what you
+//! do: edit your message and the answer is edited; react to a message and echo reacts the same;
+//! take the reaction back and so does echo; delete your message and the answer goes too. It
+//! shows a complete bridge on the framework and is what the framework's end-to-end tests drive.
+//!
+//! Two things a real network does are played on purpose: messages starting with `!drop` are
+//! refused for good, and while the file named by `outage_file` exists the network is down (so
+//! messages wait in the outbox until it is back).
+
+use std::path::PathBuf;
 
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
-    Bridge, BridgeContext, BridgeError, BridgeInfo, MatrixText, PortalInfo, PortalKey,
-    PuppetProfile, RemoteMessageId, RemoteText, RemoteUserId, TextKind,
+    Bridge, BridgeContext, BridgeError, BridgeInfo, EditHandler, MatrixEdit, MatrixMessage,
+    MatrixReaction, MatrixRedaction, PortalInfo, PortalKey, PuppetProfile, ReactionHandler,
+    RedactionHandler, RemoteEvent, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId,
+    TextKind,
 };
 use switchboard_framework::config::Value;
 use switchboard_framework::ruma::OwnedUserId;
@@ -24,10 +33,45 @@ const REFUSED: &str = "!drop";
 #[derive(Clone, Debug, Default)]
 pub struct LoopbackBridge {
     invite: Vec<OwnedUserId>,
+    outage_file: Option<PathBuf>,
+}
+
+/// The network's id of a Matrix user's message, and of echo's answer to it.
+fn message_id(event_id: &str) -> RemoteMessageId {
+    RemoteMessageId(format!("m-{event_id}"))
+}
+
+fn answer_id(message: &RemoteMessageId) -> Option<RemoteMessageId> {
+    message
+        .as_str()
+        .strip_prefix("m-")
+        .map(|event| RemoteMessageId(format!("answer-{event}")))
+}
+
+fn echo_profile() -> PuppetProfile {
+    PuppetProfile {
+        displayname: Some("Loopback echo".to_owned()),
+        avatar_url: None,
+    }
+}
+
+fn echo_text(id: RemoteMessageId, body: &str, reply_to: Option<RemoteMessageId>) -> RemoteText {
+    RemoteText {
+        id,
+        part: String::new(),
+        sender: RemoteUserId::from(ECHO),
+        sender_profile: echo_profile(),
+        body: format!("echo: {body}"),
+        html: None,
+        kind: TextKind::Text,
+        sent_at_ms: None,
+        reply_to,
+    }
 }
 
 impl LoopbackBridge {
-    /// The bridge from its config section: `invite`, the Matrix users invited to the portal.
+    /// The bridge from its config section: `invite`, the Matrix users invited to the portal,
+    /// and `outage_file`, a path whose existence means the network is down.
     pub fn from_settings(
         settings: &std::collections::BTreeMap<String, Value>,
     ) -> Result<Self, String> {
@@ -53,7 +97,20 @@ impl LoopbackBridge {
                 ));
             }
         };
-        Ok(Self { invite })
+        let outage_file = match settings.get("outage_file") {
+            None => None,
+            Some(Value::String(path)) => Some(PathBuf::from(path)),
+            Some(other) => {
+                return Err(format!(
+                    "config field `bridges.loopback.outage_file` is {other:?}, but a file path \
+                     is expected"
+                ));
+            }
+        };
+        Ok(Self {
+            invite,
+            outage_file,
+        })
     }
 
     fn portal_info(&self) -> PortalInfo {
@@ -63,6 +120,29 @@ impl LoopbackBridge {
             invite: self.invite.clone(),
             direct: false,
         }
+    }
+
+    /// Fails while the network is down.
+    fn reachable(&self) -> Result<(), HandleError> {
+        match &self.outage_file {
+            Some(path) if path.exists() => Err(HandleError::Transient(
+                "the loopback network is down".to_owned(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// What echo does on the network, shown in Matrix.
+    async fn echo(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        event: RemoteEvent,
+    ) -> Result<(), HandleError> {
+        ctx.matrix()
+            .apply(portal, &self.portal_info(), &event)
+            .await?;
+        Ok(())
     }
 }
 
@@ -82,35 +162,120 @@ impl Bridge for LoopbackBridge {
         Ok(())
     }
 
-    async fn handle_matrix_text(
+    async fn handle_matrix_message(
         &self,
         ctx: &BridgeContext,
         portal: &PortalKey,
-        message: &MatrixText,
+        message: &MatrixMessage,
     ) -> Result<RemoteMessageId, HandleError> {
         if message.body.starts_with(REFUSED) {
             return Err(HandleError::Permanent(format!(
                 "the loopback network refuses messages starting with {REFUSED}"
             )));
         }
-        // The network receives the message and its one user answers it.
-        let answer = RemoteText {
-            id: RemoteMessageId(format!("answer-{}", message.event_id)),
-            part: String::new(),
-            sender: RemoteUserId::from(ECHO),
-            sender_profile: PuppetProfile {
-                displayname: Some("Loopback echo".to_owned()),
-                avatar_url: None,
-            },
-            body: format!("echo: {}", message.body),
-            html: None,
-            kind: TextKind::Text,
-            sent_at_ms: None,
-        };
+        self.reachable()?;
+        // The network has the message now; record that before echo answers it.
+        let id = message_id(message.event_id.as_str());
         ctx.matrix()
-            .bridge_text(portal, &self.portal_info(), &answer)
+            .map_matrix_event(portal, &id, "", &message.room_id, &message.event_id)
             .await?;
-        Ok(RemoteMessageId(format!("from-matrix-{}", message.event_id)))
+        if let Some(answer) = answer_id(&id) {
+            let text = echo_text(answer, &message.body, Some(id.clone()));
+            self.echo(ctx, portal, RemoteEvent::Message(text)).await?;
+        }
+        Ok(id)
+    }
+
+    fn edits(&self) -> Option<&dyn EditHandler> {
+        Some(self)
+    }
+
+    fn reactions(&self) -> Option<&dyn ReactionHandler> {
+        Some(self)
+    }
+
+    fn redactions(&self) -> Option<&dyn RedactionHandler> {
+        Some(self)
+    }
+}
+
+#[switchboard_framework::async_trait]
+impl EditHandler for LoopbackBridge {
+    async fn handle_matrix_edit(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        edit: &MatrixEdit,
+    ) -> Result<(), HandleError> {
+        self.reachable()?;
+        let Some(answer) = answer_id(&edit.target) else {
+            return Ok(());
+        };
+        let id = RemoteMessageId(format!("answer-edit-{}", edit.event_id));
+        let edit = RemoteEvent::Edit {
+            target: answer,
+            edit: echo_text(id, &edit.body, None),
+        };
+        self.echo(ctx, portal, edit).await
+    }
+}
+
+#[switchboard_framework::async_trait]
+impl ReactionHandler for LoopbackBridge {
+    async fn handle_matrix_reaction(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        reaction: &MatrixReaction,
+    ) -> Result<(), HandleError> {
+        self.reachable()?;
+        let same = RemoteReaction {
+            sender: RemoteUserId::from(ECHO),
+            sender_profile: echo_profile(),
+            target: reaction.target.clone(),
+            key: reaction.key.clone(),
+        };
+        self.echo(ctx, portal, RemoteEvent::Reaction(same)).await
+    }
+
+    async fn handle_matrix_reaction_removal(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        removal: &MatrixRedaction,
+    ) -> Result<(), HandleError> {
+        self.reachable()?;
+        let Some(key) = removal.reaction.clone() else {
+            return Ok(());
+        };
+        let same = RemoteReaction {
+            sender: RemoteUserId::from(ECHO),
+            sender_profile: echo_profile(),
+            target: removal.target.clone(),
+            key,
+        };
+        self.echo(ctx, portal, RemoteEvent::ReactionRemoved(same))
+            .await
+    }
+}
+
+#[switchboard_framework::async_trait]
+impl RedactionHandler for LoopbackBridge {
+    async fn handle_matrix_redaction(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        redaction: &MatrixRedaction,
+    ) -> Result<(), HandleError> {
+        self.reachable()?;
+        let Some(answer) = answer_id(&redaction.target) else {
+            return Ok(());
+        };
+        let deletion = RemoteEvent::Deletion {
+            target: answer,
+            part: String::new(),
+        };
+        self.echo(ctx, portal, deletion).await
     }
 }
 

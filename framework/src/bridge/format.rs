@@ -107,6 +107,20 @@ pub fn sanitize_html(html: &str) -> String {
     SANITIZER.clean(html).to_string()
 }
 
+/// `body` without the quoted fallback a client puts before a reply's text (lines starting with
+/// `>` and the blank line after them), as the spec says to remove it before showing a reply.
+#[must_use]
+pub fn strip_reply_fallback(body: &str) -> &str {
+    let mut rest = body;
+    while rest.starts_with('>') {
+        rest = rest.split_once('\n').map_or("", |(_, after)| after);
+    }
+    if rest.len() == body.len() {
+        return body;
+    }
+    rest.strip_prefix('\n').unwrap_or(rest)
+}
+
 /// `#rrggbb`, the only colour form the spec allows.
 fn is_hex_color(value: &str) -> bool {
     value.len() == 7 && value.starts_with('#') && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
@@ -123,6 +137,21 @@ mod tests {
                     <span data-mx-spoiler=\"why\">s</span> <img src=\"mxc://h/m\" alt=\"pic\"></p>\
                     <ol start=\"3\"><li>x</li></ol>";
         assert_eq!(sanitize_html(html), html);
+    }
+
+    #[test]
+    fn reply_fallbacks_are_stripped_and_nothing_else() {
+        for (body, stripped) in [
+            ("> <@a:x> hi\n> there\n\nanswer", "answer"),
+            (
+                "> <@a:x> hi\n\nline 1\n> not a fallback",
+                "line 1\n> not a fallback",
+            ),
+            ("plain\n> quoted later", "plain\n> quoted later"),
+            ("> only a quote", ""),
+        ] {
+            assert_eq!(strip_reply_fallback(body), stripped, "{body:?}");
+        }
     }
 
     #[test]

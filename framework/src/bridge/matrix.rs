@@ -118,6 +118,9 @@ pub struct RemoteText {
     pub kind: TextKind,
     /// When it was sent on the remote network (ms since the epoch), for late delivery.
     pub sent_at_ms: Option<u64>,
+    /// The remote message it replies to, if any (shown as a Matrix reply when that message
+    /// was bridged).
+    pub reply_to: Option<RemoteMessageId>,
 }
 
 /// Whether a remote message was sent now or had been bridged before.
@@ -132,24 +135,24 @@ pub enum Bridged {
 /// The Matrix side of one bridge.
 #[derive(Clone, Debug)]
 pub struct MatrixSide {
-    info: BridgeInfo,
-    naming: PuppetNaming,
-    client: HomeserverClient,
-    store: Store,
-    portal_rooms: PortalRooms,
-    portal_locks: PortalLocks,
+    pub(super) info: BridgeInfo,
+    pub(super) naming: PuppetNaming,
+    pub(super) client: HomeserverClient,
+    pub(super) store: Store,
+    pub(super) portal_rooms: PortalRooms,
+    pub(super) portal_locks: PortalLocks,
 }
 
 /// One lock per portal: what is bridged into a portal happens one message at a time, in the
 /// order the calls came (tokio's mutex is fair), and a portal's room is created once even when
 /// its first messages arrive together.
 #[derive(Clone, Debug, Default)]
-struct PortalLocks {
+pub(crate) struct PortalLocks {
     locks: Arc<std::sync::Mutex<HashMap<PortalKey, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl PortalLocks {
-    async fn lock(&self, key: &PortalKey) -> tokio::sync::OwnedMutexGuard<()> {
+    pub(crate) async fn lock(&self, key: &PortalKey) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = match self.locks.lock() {
             Ok(mut locks) => {
                 // Forget the locks nobody holds or waits for, so the map stays small.
@@ -327,8 +330,14 @@ impl MatrixSide {
             .ensure_puppet(&message.sender, &message.sender_profile)
             .await?;
         self.client.ensure_joined(&room_id, &puppet).await?;
+        let mut content = text_content(message);
+        if let Some(reply_to) = &message.reply_to
+            && let Some(replied) = self.mapped_event(key, reply_to, "").await?
+        {
+            content["m.relates_to"] = json!({ "m.in_reply_to": { "event_id": replied } });
+        }
         let event_id = self
-            .send_and_map(&room_id, &puppet, key, message, text_content(message))
+            .send_and_map(&room_id, &puppet, key, message, content)
             .await?;
         Ok(Bridged::Sent(event_id))
     }
@@ -394,12 +403,14 @@ impl MatrixSide {
     }
 
     /// The room of a portal, if it has one.
-    async fn known_room(&self, key: &PortalKey) -> Result<Option<OwnedRoomId>, BridgeError> {
+    pub(super) async fn known_room(
+        &self,
+        key: &PortalKey,
+    ) -> Result<Option<OwnedRoomId>, BridgeError> {
         stored_room(self.store.portal(&self.info.id, key).await?.as_ref())
     }
 
-    /// Sends `content` as `puppet`, with the transaction id derived from the remote message
-    /// (so a resend after a crash is shown once), and records the mapping.
+    /// Sends a remote message's `content` as `puppet`, once (see [`MatrixSide::send_mapped`]).
     async fn send_and_map(
         &self,
         room_id: &RoomId,
@@ -408,25 +419,45 @@ impl MatrixSide {
         message: &RemoteText,
         content: serde_json::Value,
     ) -> Result<OwnedEventId, BridgeError> {
+        let sent = Mapped {
+            remote_id: &message.id,
+            part: &message.part,
+            sent_at_ms: message.sent_at_ms,
+        };
+        self.send_mapped(room_id, puppet, key, "m.room.message", &sent, content)
+            .await
+    }
+
+    /// Sends an event of `event_type` as `puppet` for a remote message (part), with the
+    /// transaction id derived from it (so a resend after a crash is shown once), and records
+    /// the mapping.
+    pub(super) async fn send_mapped(
+        &self,
+        room_id: &RoomId,
+        puppet: &ruma::UserId,
+        key: &PortalKey,
+        event_type: &str,
+        sent: &Mapped<'_>,
+        content: serde_json::Value,
+    ) -> Result<OwnedEventId, BridgeError> {
         let receiver = key.receiver.as_ref().map_or("", RemoteUserId::as_str);
         let txn_id = derive_txn_id(&[
             "bridge",
             &self.info.id,
             key.chat.as_str(),
             receiver,
-            message.id.as_str(),
-            &message.part,
+            sent.remote_id.as_str(),
+            sent.part,
         ]);
         let event_id = self
             .client
             .send_event_json(
                 room_id,
-                "m.room.message",
+                event_type,
                 &txn_id,
                 content.to_string().into(),
                 Identity::user(puppet),
-                message
-                    .sent_at_ms
+                sent.sent_at_ms
                     .and_then(|ms| ruma::UInt::new(ms).map(ruma::MilliSecondsSinceUnixEpoch)),
             )
             .await?;
@@ -435,14 +466,42 @@ impl MatrixSide {
                 &self.info.id,
                 &MessageRecord {
                     portal: key.clone(),
-                    remote_message_id: message.id.clone(),
-                    part: message.part.clone(),
+                    remote_message_id: sent.remote_id.clone(),
+                    part: sent.part.to_owned(),
                     room_id: room_id.to_string(),
                     event_id: event_id.to_string(),
                 },
             )
             .await?;
         Ok(event_id)
+    }
+
+    /// Records that a Matrix message of portal `key` is the remote message `remote_id`
+    /// (part). The framework records this itself once a bridge's handler returns; a bridge
+    /// whose network echoes a message back, or answers it, before that can record it first,
+    /// so that the echo is recognised and an answer can reply to it. Call it only once the
+    /// network has accepted the message: an event mapped is never handed to the bridge again.
+    pub async fn map_matrix_event(
+        &self,
+        key: &PortalKey,
+        remote_id: &RemoteMessageId,
+        part: &str,
+        room_id: &RoomId,
+        event_id: &ruma::EventId,
+    ) -> Result<(), BridgeError> {
+        self.store
+            .put_message(
+                &self.info.id,
+                &MessageRecord {
+                    portal: key.clone(),
+                    remote_message_id: remote_id.clone(),
+                    part: part.to_owned(),
+                    room_id: room_id.to_string(),
+                    event_id: event_id.to_string(),
+                },
+            )
+            .await?;
+        Ok(())
     }
 
     /// The Matrix event a remote message (part) was bridged as, if it was.
@@ -458,6 +517,16 @@ impl MatrixSide {
             .await?
             .and_then(|e| OwnedEventId::try_from(e).ok()))
     }
+}
+
+/// Which remote message (part) an event is sent for.
+pub(super) struct Mapped<'a> {
+    /// The remote message.
+    pub(super) remote_id: &'a RemoteMessageId,
+    /// The part of it (or the reaction recorded under it).
+    pub(super) part: &'a str,
+    /// When it happened on the network (ms since the epoch).
+    pub(super) sent_at_ms: Option<u64>,
 }
 
 /// The `m.room.message` content of a remote text (HTML sanitised).

@@ -2,17 +2,25 @@
 //! puppets, portals, the message map). Work in progress; see `docs/runtime.md`.
 
 pub mod format;
+pub mod from_matrix;
+mod host;
 pub mod ids;
 pub mod matrix;
 pub mod plugin;
 pub mod puppet;
+pub mod remote;
 
-pub use format::sanitize_html;
+pub use format::{sanitize_html, strip_reply_fallback};
+pub use from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction};
+pub(crate) use host::BridgeHost;
 pub use ids::{
     PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId, escape_localpart, unescape_localpart,
 };
 pub use matrix::{
     BridgeError, BridgeInfo, Bridged, MatrixSide, PortalInfo, PuppetProfile, RemoteText, TextKind,
 };
-pub use plugin::{Bridge, BridgeContext, MatrixText, PortalRooms};
+pub use plugin::{
+    Bridge, BridgeContext, EditHandler, PortalRooms, ReactionHandler, RedactionHandler,
+};
 pub use puppet::{PuppetNaming, TemplateError};
+pub use remote::{Applied, RemoteEvent, RemoteReaction};

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
+use ruma::{OwnedRoomId, RoomId};
 use tokio_util::sync::CancellationToken;
 
+use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction};
 use super::ids::{PortalKey, RemoteMessageId};
-use super::matrix::{BridgeError, BridgeInfo, MatrixSide, TextKind};
+use super::matrix::{BridgeError, BridgeInfo, MatrixSide};
 use crate::inbox::HandleError;
 
 /// A bridge plug-in: connects one remote network to Matrix through portals and puppets.
@@ -27,46 +28,78 @@ pub trait Bridge: Send + Sync + 'static {
     /// `ctx.matrix()`; long-running work is spawned and stops when `ctx.shutdown()` fires.
     async fn start(&self, ctx: BridgeContext) -> Result<(), BridgeError>;
 
-    /// A text message a Matrix user sent in one of this bridge's portals: deliver it to the
-    /// remote network and return its id there (the framework records the mapping). Return
-    /// [`HandleError::Transient`] to have it retried, in order, later.
-    async fn handle_matrix_text(
+    /// A message a Matrix user sent in one of this bridge's portals: deliver it to the remote
+    /// network and return its id there (the framework records the mapping, for replies, edits,
+    /// reactions and redactions). Return [`HandleError::Transient`] when the network cannot
+    /// take it now: it waits in the outbox and is retried, in order, with backoff; return
+    /// [`HandleError::Permanent`] when it never can: its sender is told why.
+    async fn handle_matrix_message(
         &self,
         ctx: &BridgeContext,
         portal: &PortalKey,
-        message: &MatrixText,
+        message: &MatrixMessage,
     ) -> Result<RemoteMessageId, HandleError>;
-}
 
-/// A text message from a Matrix user in a portal.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatrixText {
-    /// Its event.
-    pub event_id: OwnedEventId,
-    /// The portal room.
-    pub room_id: OwnedRoomId,
-    /// Who sent it.
-    pub sender: OwnedUserId,
-    /// Plain text.
-    pub body: String,
-    /// Text, notice or emote.
-    pub kind: TextKind,
-}
-
-impl MatrixText {
-    /// The text message in `event`, if it is one (`m.room.message` of type text, notice or
-    /// emote, not an edit).
-    #[must_use]
-    pub fn from_event(event: &crate::RoomEvent) -> Option<Self> {
-        let (kind, body) = event.text_message()?;
-        Some(Self {
-            event_id: event.event_id.clone(),
-            room_id: event.room_id.clone(),
-            sender: event.sender.clone(),
-            body,
-            kind,
-        })
+    /// Edits of Matrix messages, if the network can carry them (otherwise the sender is told
+    /// that edits do not reach it).
+    fn edits(&self) -> Option<&dyn EditHandler> {
+        None
     }
+
+    /// Reactions, if the network can carry them (otherwise they stay on Matrix).
+    fn reactions(&self) -> Option<&dyn ReactionHandler> {
+        None
+    }
+
+    /// Redactions of Matrix messages, if the network can delete messages (otherwise the sender
+    /// is told that deletions do not reach it).
+    fn redactions(&self) -> Option<&dyn RedactionHandler> {
+        None
+    }
+}
+
+/// A bridge whose network can edit messages.
+#[async_trait::async_trait]
+pub trait EditHandler: Send + Sync {
+    /// A Matrix user edited a message bridged to the network.
+    async fn handle_matrix_edit(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        edit: &MatrixEdit,
+    ) -> Result<(), HandleError>;
+}
+
+/// A bridge whose network has reactions.
+#[async_trait::async_trait]
+pub trait ReactionHandler: Send + Sync {
+    /// A Matrix user reacted to a bridged message.
+    async fn handle_matrix_reaction(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        reaction: &MatrixReaction,
+    ) -> Result<(), HandleError>;
+
+    /// A Matrix user took a reaction back (`removal.reaction` is its key).
+    async fn handle_matrix_reaction_removal(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        removal: &MatrixRedaction,
+    ) -> Result<(), HandleError>;
+}
+
+/// A bridge whose network can delete messages.
+#[async_trait::async_trait]
+pub trait RedactionHandler: Send + Sync {
+    /// A Matrix user redacted a message bridged to the network.
+    async fn handle_matrix_redaction(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        redaction: &MatrixRedaction,
+    ) -> Result<(), HandleError>;
 }
 
 /// What a bridge gets to act with.

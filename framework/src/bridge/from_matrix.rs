@@ -1,0 +1,324 @@
+//! What Matrix users do in a portal, as a bridge sees it: messages (with the message they reply
+//! to), edits, reactions and redactions, with every Matrix event id the bridge would need
+//! already turned into the remote id it was bridged as.
+
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use serde::Deserialize;
+
+use super::format::{sanitize_html, strip_reply_fallback};
+use super::ids::RemoteMessageId;
+use super::matrix::TextKind;
+use crate::RoomEvent;
+
+/// A message from a Matrix user in a portal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatrixMessage {
+    /// Its event.
+    pub event_id: OwnedEventId,
+    /// The portal room.
+    pub room_id: OwnedRoomId,
+    /// Who sent it.
+    pub sender: OwnedUserId,
+    /// Text, notice or emote.
+    pub kind: TextKind,
+    /// Plain text, without a reply fallback.
+    pub body: String,
+    /// The same text formatted (Matrix HTML, sanitised, without a reply fallback), if it was.
+    pub html: Option<String>,
+    /// The remote message it answers, if it is a reply to a bridged message.
+    pub reply_to: Option<RemoteMessageId>,
+}
+
+/// A Matrix user edited a message they had sent to the remote network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatrixEdit {
+    /// The edit's event.
+    pub event_id: OwnedEventId,
+    /// Who edited.
+    pub sender: OwnedUserId,
+    /// The remote message edited.
+    pub target: RemoteMessageId,
+    /// The new plain text.
+    pub body: String,
+    /// The new formatted text (sanitised Matrix HTML), if any.
+    pub html: Option<String>,
+}
+
+/// A Matrix user reacted to a bridged message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatrixReaction {
+    /// The reaction's event.
+    pub event_id: OwnedEventId,
+    /// Who reacted.
+    pub sender: OwnedUserId,
+    /// The remote message reacted to.
+    pub target: RemoteMessageId,
+    /// The reaction (usually an emoji).
+    pub key: String,
+}
+
+/// A Matrix user took back a message or a reaction (redacted it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatrixRedaction {
+    /// The redaction's event.
+    pub event_id: OwnedEventId,
+    /// Who redacted.
+    pub sender: OwnedUserId,
+    /// The remote message concerned: the message removed, or the one the reaction was on.
+    pub target: RemoteMessageId,
+    /// The reaction removed (its key), when a reaction was redacted.
+    pub reaction: Option<String>,
+}
+
+/// A Matrix event of a portal as read from its content, before its references to other events
+/// are looked up in the message map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PortalEvent {
+    /// A message, maybe replying to another event.
+    Message {
+        kind: TextKind,
+        body: String,
+        html: Option<String>,
+        reply_to: Option<OwnedEventId>,
+    },
+    /// An edit (`m.replace`) of another event.
+    Edit {
+        target: OwnedEventId,
+        body: String,
+        html: Option<String>,
+    },
+    /// A reaction (`m.annotation`) to another event.
+    Reaction { target: OwnedEventId, key: String },
+    /// A redaction of another event.
+    Redaction { target: OwnedEventId },
+}
+
+#[derive(Deserialize)]
+struct MessageContent {
+    msgtype: String,
+    body: String,
+    format: Option<String>,
+    formatted_body: Option<String>,
+    #[serde(rename = "m.relates_to")]
+    relates_to: Option<RelatesTo>,
+    #[serde(rename = "m.new_content")]
+    new_content: Option<NewContent>,
+}
+
+#[derive(Deserialize)]
+struct NewContent {
+    body: String,
+    format: Option<String>,
+    formatted_body: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RelatesTo {
+    rel_type: Option<String>,
+    event_id: Option<OwnedEventId>,
+    key: Option<String>,
+    #[serde(rename = "m.in_reply_to")]
+    in_reply_to: Option<InReplyTo>,
+}
+
+#[derive(Deserialize)]
+struct InReplyTo {
+    event_id: OwnedEventId,
+}
+
+#[derive(Deserialize)]
+struct ReactionContent {
+    #[serde(rename = "m.relates_to")]
+    relates_to: RelatesTo,
+}
+
+#[derive(Deserialize)]
+struct RedactionEvent {
+    /// Room versions 1–10 put the redacted event here…
+    redacts: Option<OwnedEventId>,
+    content: RedactionContent,
+}
+
+#[derive(Deserialize)]
+struct RedactionContent {
+    /// …room version 11 here.
+    redacts: Option<OwnedEventId>,
+}
+
+/// The Matrix HTML of a message, sanitised (which also drops a reply fallback), if it has any.
+fn formatted(format: Option<&str>, formatted_body: Option<String>) -> Option<String> {
+    (format == Some("org.matrix.custom.html"))
+        .then_some(formatted_body)
+        .flatten()
+        .map(|html| sanitize_html(&html))
+}
+
+impl PortalEvent {
+    /// What `event` is, if a bridge could carry it; `raw` is the whole event as sent (a
+    /// redaction's target may be outside its content).
+    pub(crate) fn read(event: &RoomEvent, raw: &str) -> Option<Self> {
+        match event.event_type.as_str() {
+            "m.room.message" => {
+                let content: MessageContent = event.content_as().ok()?;
+                let kind = match content.msgtype.as_str() {
+                    "m.text" => TextKind::Text,
+                    "m.notice" => TextKind::Notice,
+                    "m.emote" => TextKind::Emote,
+                    _ => return None,
+                };
+                let relates_to = content.relates_to;
+                if let (Some(new), Some(rel)) = (content.new_content, &relates_to)
+                    && rel.rel_type.as_deref() == Some("m.replace")
+                {
+                    return Some(Self::Edit {
+                        target: rel.event_id.clone()?,
+                        html: formatted(new.format.as_deref(), new.formatted_body),
+                        body: new.body,
+                    });
+                }
+                let reply_to = relates_to.and_then(|r| r.in_reply_to).map(|r| r.event_id);
+                let body = if reply_to.is_some() {
+                    strip_reply_fallback(&content.body).to_owned()
+                } else {
+                    content.body
+                };
+                Some(Self::Message {
+                    kind,
+                    body,
+                    html: formatted(content.format.as_deref(), content.formatted_body),
+                    reply_to,
+                })
+            }
+            "m.reaction" => {
+                let content: ReactionContent = event.content_as().ok()?;
+                let rel = content.relates_to;
+                (rel.rel_type.as_deref() == Some("m.annotation")).then_some(())?;
+                Some(Self::Reaction {
+                    target: rel.event_id?,
+                    key: rel.key?,
+                })
+            }
+            "m.room.redaction" => {
+                let redaction: RedactionEvent = serde_json::from_str(raw).ok()?;
+                Some(Self::Redaction {
+                    target: redaction.content.redacts.or(redaction.redacts)?,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The event this one refers to and must be looked up (the message replied to, edited,
+    /// reacted to or redacted).
+    pub(crate) fn referenced_event(&self) -> Option<&OwnedEventId> {
+        match self {
+            Self::Message { reply_to, .. } => reply_to.as_ref(),
+            Self::Edit { target, .. }
+            | Self::Reaction { target, .. }
+            | Self::Redaction { target } => Some(target),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(event: &serde_json::Value) -> Option<PortalEvent> {
+        let raw = event.to_string();
+        let event: RoomEvent = serde_json::from_str(&raw).expect("room event");
+        PortalEvent::read(&event, &raw)
+    }
+
+    fn event(event_type: &str, content: &serde_json::Value) -> serde_json::Value {
+        json!({
+            "event_id": "$e", "room_id": "!r:x", "sender": "@u:x", "type": event_type,
+            "origin_server_ts": 1, "content": content,
+        })
+    }
+
+    #[test]
+    fn a_reply_loses_its_fallback_and_keeps_its_target() {
+        let read = read(&event(
+            "m.room.message",
+            &json!({
+                "msgtype": "m.text",
+                "body": "> <@a:x> earlier\n> more\n\nmy answer",
+                "format": "org.matrix.custom.html",
+                "formatted_body": "<mx-reply><blockquote>earlier</blockquote></mx-reply><b>my</b> answer",
+                "m.relates_to": { "m.in_reply_to": { "event_id": "$earlier" } },
+            }),
+        ));
+        assert_eq!(
+            read,
+            Some(PortalEvent::Message {
+                kind: TextKind::Text,
+                body: "my answer".into(),
+                html: Some("<b>my</b> answer".into()),
+                reply_to: Some(OwnedEventId::try_from("$earlier").expect("id")),
+            })
+        );
+    }
+
+    #[test]
+    fn edits_reactions_and_redactions_are_told_apart() {
+        let edit = read(&event(
+            "m.room.message",
+            &json!({
+                "msgtype": "m.text", "body": "* fixed",
+                "m.new_content": { "msgtype": "m.text", "body": "fixed" },
+                "m.relates_to": { "rel_type": "m.replace", "event_id": "$orig" },
+            }),
+        ));
+        assert_eq!(
+            edit,
+            Some(PortalEvent::Edit {
+                target: OwnedEventId::try_from("$orig").expect("id"),
+                body: "fixed".into(),
+                html: None,
+            })
+        );
+        let reaction = read(&event(
+            "m.reaction",
+            &json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": "$m", "key": "👍" } }),
+        ));
+        assert_eq!(
+            reaction,
+            Some(PortalEvent::Reaction {
+                target: OwnedEventId::try_from("$m").expect("id"),
+                key: "👍".into()
+            })
+        );
+        let mut v10 = event("m.room.redaction", &json!({}));
+        v10["redacts"] = json!("$old");
+        let v11 = event("m.room.redaction", &json!({ "redacts": "$new" }));
+        for (redaction, target) in [(v10, "$old"), (v11, "$new")] {
+            assert_eq!(
+                read(&redaction),
+                Some(PortalEvent::Redaction {
+                    target: OwnedEventId::try_from(target).expect("id")
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn what_a_bridge_cannot_carry_is_skipped() {
+        for skipped in [
+            event("m.room.message", &json!({ "msgtype": "m.text" })),
+            event(
+                "m.room.message",
+                &json!({ "msgtype": "m.location", "body": "x" }),
+            ),
+            event(
+                "m.reaction",
+                &json!({ "m.relates_to": { "rel_type": "m.annotation" } }),
+            ),
+            event("m.room.redaction", &json!({})),
+            event("m.room.topic", &json!({ "topic": "t" })),
+        ] {
+            assert_eq!(read(&skipped), None, "{skipped}");
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! Hosting bridges: what Matrix users do in a portal goes to the portal's bridge, in order per
+//! portal. When the network cannot take an event now, it waits in the durable outbox and is
+//! retried with backoff (surviving restarts) while the portal's newer events queue behind it;
+//! the inbox moves on, so a remote outage never holds back the homeserver or other rooms. An
+//! event the network can never take is answered in the room with a notice saying why.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ruma::OwnedEventId;
+use tokio_util::sync::CancellationToken;
+
+use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, PortalEvent};
+use super::ids::PortalKey;
+use super::matrix::{MatrixSide, PortalLocks};
+use super::plugin::{Bridge, BridgeContext, PortalRooms};
+use super::puppet::PuppetNaming;
+use super::remote::{reaction_key, reaction_part};
+use crate::RoomEvent;
+use crate::client::{HomeserverClient, Identity, derive_txn_id};
+use crate::config::OutboxConfig;
+use crate::inbox::HandleError;
+use crate::plugin::HostError;
+use crate::store::{MessageRecord, Store, StoreError};
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+/// Every bridge of one Switchboard, and which rooms are their portals.
+pub(crate) struct BridgeHost {
+    bridges: Vec<Arc<HostedBridge>>,
+    portal_rooms: PortalRooms,
+}
+
+/// A bridge as the host runs it.
+pub(crate) struct HostedBridge {
+    bridge: Arc<dyn Bridge>,
+    ctx: BridgeContext,
+    client: HomeserverClient,
+    store: Store,
+    policy: OutboxConfig,
+    /// Portals with events waiting in the outbox: their new events queue behind them.
+    waiting: Mutex<HashSet<PortalKey>>,
+    /// One lock per portal for what goes to the network, so a portal's events are handled
+    /// one at a time, in order, whether live or from the outbox.
+    outbound: PortalLocks,
+    /// Wakes the outbox worker when something was queued.
+    wake: tokio::sync::Notify,
+}
+
+/// The kind of a portal event, as a metric label.
+fn kind_label(event: &PortalEvent) -> &'static str {
+    match event {
+        PortalEvent::Message { .. } => "message",
+        PortalEvent::Edit { .. } => "edit",
+        PortalEvent::Reaction { .. } => "reaction",
+        PortalEvent::Redaction { .. } => "redaction",
+    }
+}
+
+impl BridgeHost {
+    /// Hosts `bridges`, acting through `client`; loads the known portal rooms and which portals
+    /// have events waiting in the outbox.
+    pub(crate) async fn new(
+        bridges: Vec<Arc<dyn Bridge>>,
+        client: &HomeserverClient,
+        store: &Store,
+        policy: &OutboxConfig,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, HostError> {
+        let portal_rooms = PortalRooms::default();
+        for (bridge, portal) in store.portals_with_rooms().await? {
+            if let Some(room_id) = portal
+                .room_id
+                .and_then(|r| ruma::OwnedRoomId::try_from(r).ok())
+            {
+                portal_rooms.insert(room_id, &bridge, portal.key);
+            }
+        }
+        let server_name = client.bot_user_id().server_name().to_owned();
+        let mut hosted = Vec::with_capacity(bridges.len());
+        for bridge in bridges {
+            let info = bridge.info();
+            let naming =
+                PuppetNaming::new(&bridge.puppet_template(), &server_name).map_err(|source| {
+                    HostError::PuppetTemplate {
+                        id: info.id.clone(),
+                        source,
+                    }
+                })?;
+            let waiting = store.outbox_portals(&info.id).await?.into_iter().collect();
+            let matrix = MatrixSide::new(info, naming, client.clone(), store.clone())
+                .with_portal_rooms(portal_rooms.clone());
+            hosted.push(Arc::new(HostedBridge {
+                bridge,
+                ctx: BridgeContext::new(matrix, shutdown.clone()),
+                client: client.clone(),
+                store: store.clone(),
+                policy: policy.clone(),
+                waiting: Mutex::new(waiting),
+                outbound: PortalLocks::default(),
+                wake: tokio::sync::Notify::new(),
+            }));
+        }
+        client
+            .metrics()
+            .bridge_outbox_depth
+            .set(store.outbox_depth().await?);
+        Ok(Self {
+            bridges: hosted,
+            portal_rooms,
+        })
+    }
+
+    /// Starts every bridge (connects them to their networks) and their outbox workers.
+    pub(crate) async fn start(&self) -> Result<(), HostError> {
+        for hosted in &self.bridges {
+            hosted
+                .bridge
+                .start(hosted.ctx.clone())
+                .await
+                .map_err(|source| HostError::Start {
+                    id: hosted.id().to_owned(),
+                    source,
+                })?;
+            tokio::spawn(Arc::clone(hosted).run_outbox());
+            tracing::info!(bridge = %hosted.id(), "bridge started");
+        }
+        Ok(())
+    }
+
+    /// Hands a Matrix event to the bridge whose portal its room is; `None` when the room is
+    /// not a portal. `raw` is the event as the homeserver sent it.
+    pub(crate) async fn handle(
+        &self,
+        event: &RoomEvent,
+        raw: &str,
+    ) -> Option<Result<(), HandleError>> {
+        if self.portal_rooms.is_empty() {
+            return None;
+        }
+        let (bridge_id, portal) = self.portal_rooms.get(&event.room_id)?;
+        let hosted = self.bridges.iter().find(|h| h.id() == bridge_id)?;
+        tracing::debug!(sender = %event.sender, bridge = %bridge_id, "handing the event to its bridge");
+        Some(hosted.handle(&portal, event, raw).await)
+    }
+}
+
+impl HostedBridge {
+    fn id(&self) -> &str {
+        &self.ctx.matrix().info().id
+    }
+
+    fn count(&self, kind: &str, outcome: &str) {
+        self.client
+            .metrics()
+            .bridge_matrix_events
+            .with_label_values(&[self.id(), kind, outcome])
+            .inc();
+    }
+
+    fn count_outbox(&self, outcome: &str) {
+        let metrics = self.client.metrics();
+        metrics
+            .bridge_outbox
+            .with_label_values(&[self.id(), outcome])
+            .inc();
+        match outcome {
+            "queued" => metrics.bridge_outbox_depth.inc(),
+            "delivered" | "given_up" => metrics.bridge_outbox_depth.dec(),
+            _ => {}
+        }
+    }
+
+    fn is_waiting(&self, portal: &PortalKey) -> bool {
+        self.waiting.lock().is_ok_and(|w| w.contains(portal))
+    }
+
+    fn set_waiting(&self, portal: &PortalKey, waiting: bool) {
+        if let Ok(mut set) = self.waiting.lock() {
+            if waiting {
+                set.insert(portal.clone());
+            } else {
+                set.remove(portal);
+            }
+        }
+    }
+
+    /// A live event of `portal`: delivered now, or queued in the outbox behind earlier ones
+    /// or when the network cannot take it now.
+    async fn handle(
+        &self,
+        portal: &PortalKey,
+        event: &RoomEvent,
+        raw: &str,
+    ) -> Result<(), HandleError> {
+        let _portal = self.outbound.lock(portal).await;
+        if self.is_waiting(portal) {
+            return self.queue(portal, event, raw, 0, "").await;
+        }
+        match self.deliver(portal, event, raw).await {
+            Ok(()) => Ok(()),
+            Err(HandleError::Transient(reason)) => {
+                tracing::info!(bridge = %self.id(), error = %reason, "the network cannot take the event now: it waits in the outbox");
+                self.queue(portal, event, raw, 1, &reason).await
+            }
+            Err(HandleError::Permanent(reason)) => {
+                self.tell_undelivered(event, &reason).await?;
+                Err(HandleError::Permanent(reason))
+            }
+        }
+    }
+
+    /// Puts an event into the outbox (first tried after `attempts` pauses) and wakes the
+    /// worker.
+    async fn queue(
+        &self,
+        portal: &PortalKey,
+        event: &RoomEvent,
+        raw: &str,
+        attempts: u32,
+        reason: &str,
+    ) -> Result<(), HandleError> {
+        let now = now_ms();
+        let first_try = now + self.backoff_ms(attempts);
+        let queued = self
+            .store
+            .outbox_queue(
+                self.id(),
+                portal,
+                event.event_id.as_str(),
+                raw,
+                now,
+                i64::from(attempts),
+                first_try,
+                reason,
+            )
+            .await
+            .map_err(transient)?;
+        self.set_waiting(portal, true);
+        if queued {
+            self.count_outbox("queued");
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The pause after `attempts` failed attempts: 0, then 1 s doubling up to the maximum.
+    fn backoff_ms(&self, attempts: u32) -> i64 {
+        if attempts == 0 {
+            return 0;
+        }
+        let max = i64::try_from(self.policy.retry_max_interval_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        1000_i64
+            .checked_shl(attempts.saturating_sub(1).min(40))
+            .unwrap_or(i64::MAX)
+            .min(max)
+    }
+
+    /// Hands one event to the bridge and records what it created on the network. An event
+    /// delivered before (a crash came between) is not delivered again.
+    async fn deliver(
+        &self,
+        portal: &PortalKey,
+        event: &RoomEvent,
+        raw: &str,
+    ) -> Result<(), HandleError> {
+        let Some(read) = PortalEvent::read(event, raw) else {
+            return Ok(());
+        };
+        let kind = kind_label(&read);
+        if self
+            .store
+            .message_by_event(event.event_id.as_str())
+            .await
+            .map_err(transient)?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let referenced = match read.referenced_event() {
+            Some(id) => self.mapped(portal, id).await?,
+            None => None,
+        }
+        // Only a redaction may refer to a reaction; anything else refers to a message.
+        .filter(|r| {
+            matches!(read, PortalEvent::Redaction { .. }) || reaction_key(&r.part).is_none()
+        });
+        let outcome = self.dispatch(portal, event, read, referenced).await;
+        self.count(
+            kind,
+            match &outcome {
+                Ok(Delivered::Yes) => "delivered",
+                Ok(Delivered::Unmapped) => "unmapped",
+                Ok(Delivered::Unsupported) => "unsupported",
+                Err(HandleError::Transient(_)) => "retry",
+                Err(HandleError::Permanent(_)) => "refused",
+            },
+        );
+        match outcome? {
+            Delivered::Unsupported if kind != "reaction" => {
+                let what = if kind == "edit" { "Edits" } else { "Deletions" };
+                let reason = format!("{what} are not carried to this network.");
+                self.tell_undelivered(event, &reason).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The remote message (and part) a Matrix event of this portal was bridged as.
+    async fn mapped(
+        &self,
+        portal: &PortalKey,
+        event_id: &OwnedEventId,
+    ) -> Result<Option<MessageRecord>, HandleError> {
+        Ok(self
+            .store
+            .message_by_event(event_id.as_str())
+            .await
+            .map_err(transient)?
+            .filter(|(bridge, record)| bridge == self.id() && record.portal == *portal)
+            .map(|(_, record)| record))
+    }
+
+    async fn dispatch(
+        &self,
+        portal: &PortalKey,
+        event: &RoomEvent,
+        read: PortalEvent,
+        referenced: Option<MessageRecord>,
+    ) -> Result<Delivered, HandleError> {
+        let ctx = &self.ctx;
+        let event_id = event.event_id.clone();
+        let sender = event.sender.clone();
+        match read {
+            PortalEvent::Message {
+                kind,
+                body,
+                html,
+                reply_to: _,
+            } => {
+                let message = MatrixMessage {
+                    event_id,
+                    room_id: event.room_id.clone(),
+                    sender,
+                    kind,
+                    body,
+                    html,
+                    reply_to: referenced.map(|r| r.remote_message_id),
+                };
+                let remote_id = self
+                    .bridge
+                    .handle_matrix_message(ctx, portal, &message)
+                    .await?;
+                self.record(portal, event, remote_id, String::new()).await?;
+            }
+            PortalEvent::Edit { body, html, .. } => {
+                let Some(target) = referenced else {
+                    return Ok(Delivered::Unmapped);
+                };
+                let Some(handler) = self.bridge.edits() else {
+                    return Ok(Delivered::Unsupported);
+                };
+                let edit = MatrixEdit {
+                    event_id,
+                    sender,
+                    target: target.remote_message_id,
+                    body,
+                    html,
+                };
+                handler.handle_matrix_edit(ctx, portal, &edit).await?;
+            }
+            PortalEvent::Reaction { key, .. } => {
+                let Some(target) = referenced else {
+                    return Ok(Delivered::Unmapped);
+                };
+                let Some(handler) = self.bridge.reactions() else {
+                    return Ok(Delivered::Unsupported);
+                };
+                let part = reaction_part(sender.as_str(), &key);
+                let reaction = MatrixReaction {
+                    event_id,
+                    sender,
+                    target: target.remote_message_id.clone(),
+                    key,
+                };
+                handler
+                    .handle_matrix_reaction(ctx, portal, &reaction)
+                    .await?;
+                self.record(portal, event, target.remote_message_id, part)
+                    .await?;
+            }
+            PortalEvent::Redaction { .. } => {
+                let Some(target) = referenced else {
+                    return Ok(Delivered::Unmapped);
+                };
+                let redaction = MatrixRedaction {
+                    event_id,
+                    sender,
+                    reaction: reaction_key(&target.part).map(str::to_owned),
+                    target: target.remote_message_id,
+                };
+                if redaction.reaction.is_some() {
+                    let Some(handler) = self.bridge.reactions() else {
+                        return Ok(Delivered::Unsupported);
+                    };
+                    handler
+                        .handle_matrix_reaction_removal(ctx, portal, &redaction)
+                        .await?;
+                } else {
+                    let Some(handler) = self.bridge.redactions() else {
+                        return Ok(Delivered::Unsupported);
+                    };
+                    handler
+                        .handle_matrix_redaction(ctx, portal, &redaction)
+                        .await?;
+                }
+            }
+        }
+        Ok(Delivered::Yes)
+    }
+
+    /// Records that the Matrix event and the remote message (part) are the same.
+    async fn record(
+        &self,
+        portal: &PortalKey,
+        event: &RoomEvent,
+        remote_message_id: super::RemoteMessageId,
+        part: String,
+    ) -> Result<(), HandleError> {
+        self.store
+            .put_message(
+                self.id(),
+                &MessageRecord {
+                    portal: portal.clone(),
+                    remote_message_id,
+                    part,
+                    room_id: event.room_id.to_string(),
+                    event_id: event.event_id.to_string(),
+                },
+            )
+            .await
+            .map_err(transient)?;
+        Ok(())
+    }
+
+    /// Replies to an event its bridge cannot deliver with a notice from the bridge bot saying
+    /// why (sent once, whatever happens after).
+    async fn tell_undelivered(&self, event: &RoomEvent, reason: &str) -> Result<(), HandleError> {
+        use ruma::events::relation::Reply;
+        use ruma::events::room::message::{Relation, RoomMessageEventContent};
+        let mut content = RoomMessageEventContent::notice_plain(format!(
+            "⚠️ Not delivered to {}: {reason}",
+            self.ctx.matrix().info().displayname
+        ));
+        content.relates_to = Some(Relation::Reply(Reply::with_event_id(
+            event.event_id.clone(),
+        )));
+        let txn_id = derive_txn_id(&[self.id(), event.event_id.as_str(), "undelivered"]);
+        self.client
+            .send_message(&event.room_id, txn_id, &content, Identity::bot(), None)
+            .await?;
+        Ok(())
+    }
+
+    /// Delivers what waits in the outbox, portal by portal, each in order, until shutdown.
+    async fn run_outbox(self: Arc<Self>) {
+        let shutdown = self.ctx.shutdown().clone();
+        loop {
+            let next = match self.store.outbox_portals(self.id()).await {
+                Ok(portals) => {
+                    let mut next: Option<i64> = None;
+                    for portal in portals {
+                        if let Some(at) = self.drain(&portal).await {
+                            next = Some(next.map_or(at, |n| n.min(at)));
+                        }
+                    }
+                    next
+                }
+                Err(e) => {
+                    tracing::warn!(bridge = %self.id(), error = %e, "cannot read the outbox");
+                    Some(now_ms() + 5000)
+                }
+            };
+            let pause = next.map_or(Duration::from_mins(1), |at| {
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+            });
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Delivers the events of one portal that are due, in order; returns when the next
+    /// attempt is due if some are left.
+    async fn drain(&self, portal: &PortalKey) -> Option<i64> {
+        let _portal = self.outbound.lock(portal).await;
+        loop {
+            let entry = match self.store.outbox_head(self.id(), portal).await {
+                Ok(Some(entry)) => entry,
+                Ok(None) => {
+                    self.set_waiting(portal, false);
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(bridge = %self.id(), error = %e, "cannot read the outbox");
+                    return Some(now_ms() + 5000);
+                }
+            };
+            let now = now_ms();
+            if entry.next_attempt_at > now {
+                return Some(entry.next_attempt_at);
+            }
+            let Ok(event) = serde_json::from_str::<RoomEvent>(&entry.event) else {
+                // Only events that decoded are queued; anything else cannot be delivered.
+                tracing::error!(bridge = %self.id(), event_id = %entry.event_id, "an outbox entry does not decode; dropped");
+                self.remove(entry.seq, "given_up").await;
+                continue;
+            };
+            let outcome = self.deliver(portal, &event, &entry.event).await;
+            let reason = match outcome {
+                Ok(()) => {
+                    tracing::info!(bridge = %self.id(), event_id = %entry.event_id, attempts = entry.attempts + 1, "delivered from the outbox");
+                    self.remove(entry.seq, "delivered").await;
+                    continue;
+                }
+                Err(HandleError::Permanent(reason)) => Some(reason),
+                Err(HandleError::Transient(reason)) => {
+                    let give_up_ms = i64::try_from(self.policy.give_up_after_secs)
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(1000);
+                    if now.saturating_sub(entry.queued_at) < give_up_ms {
+                        let attempts = u32::try_from(entry.attempts + 1).unwrap_or(u32::MAX);
+                        let next = now + self.backoff_ms(attempts);
+                        tracing::info!(bridge = %self.id(), event_id = %entry.event_id, attempts, error = %reason, "still undeliverable; retrying later");
+                        self.count_outbox("retry");
+                        if let Err(e) = self
+                            .store
+                            .outbox_retry_later(entry.seq, next, &reason)
+                            .await
+                        {
+                            tracing::warn!(bridge = %self.id(), error = %e, "cannot record an outbox attempt");
+                        }
+                        return Some(next);
+                    }
+                    Some(format!(
+                        "gave up after trying for {} s; the last error was: {reason}",
+                        self.policy.give_up_after_secs
+                    ))
+                }
+            };
+            if let Some(reason) = reason {
+                tracing::warn!(bridge = %self.id(), event_id = %entry.event_id, error = %reason, "giving up an outbox entry");
+                if let Err(e) = self.tell_undelivered(&event, &reason).await {
+                    tracing::warn!(bridge = %self.id(), error = ?e, "cannot tell the sender; retrying later");
+                    return Some(now + 5000);
+                }
+                self.remove(entry.seq, "given_up").await;
+            }
+        }
+    }
+
+    async fn remove(&self, seq: i64, outcome: &str) {
+        match self.store.outbox_remove(seq).await {
+            Ok(()) => self.count_outbox(outcome),
+            Err(e) => {
+                tracing::warn!(bridge = %self.id(), error = %e, "cannot remove an outbox entry");
+            }
+        }
+    }
+}
+
+/// What became of an event handed to a bridge.
+enum Delivered {
+    /// The bridge took it.
+    Yes,
+    /// It refers to an event never bridged (nothing to do).
+    Unmapped,
+    /// The bridge's network cannot carry this kind of event.
+    Unsupported,
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(transient)`
+fn transient(error: StoreError) -> HandleError {
+    HandleError::Transient(error.to_string())
+}

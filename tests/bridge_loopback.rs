@@ -1,0 +1,338 @@
+//! The loopback example bridge through a running Switchboard and a real Synapse: what a Matrix
+//! user does in the portal reaches the "network" and what the network does comes back —
+//! messages and replies, edits, reactions and their removal, deletions — once, never bridged
+//! back; a message the network refuses is answered with a notice; and messages sent while the
+//! network is down wait in the outbox, across a restart, and arrive in order when it is back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::switchboard_instance::{Running, Slot};
+use common::{MatrixUser, Synapse, wait_until};
+use serde_json::{Value, json};
+use switchboard::synapse::encode;
+use switchboard_framework::bridge::PortalKey;
+use switchboard_framework::config::SqliteSync;
+use switchboard_framework::store::Store;
+
+const ECHO: &str = "@_loopback_echo:localhost";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A Switchboard running the loopback bridge (plus `extra` config) against a fresh Synapse,
+/// and `alice`, who joined the portal she was invited to.
+async fn loopback(name: &str, extra: &str) -> (Slot, Synapse, Running, MatrixUser, String) {
+    let config = format!(
+        "bridges:\n  loopback:\n    enabled: true\n    invite: [\"@alice:localhost\"]\n{extra}"
+    );
+    let slot = Slot::with_config(name, &config).expect("slot");
+    let synapse = Synapse::start(&[slot.registration_path()])
+        .await
+        .expect("Synapse starts");
+    let alice = synapse.register_user("alice", false).await.expect("alice");
+    slot.point_at(&synapse.base_url()).expect("config");
+    let running = slot.start().await.expect("Switchboard starts");
+    let portal = wait_until(WAIT, "the portal invite", || async {
+        let sync = alice.get("/sync?timeout=0").await.ok()?;
+        sync["rooms"]["invite"]
+            .as_object()
+            .and_then(|rooms| rooms.keys().next().cloned())
+    })
+    .await
+    .expect("alice is invited to the portal");
+    alice.join(&portal).await.expect("alice joins");
+    (slot, synapse, running, alice, portal)
+}
+
+/// The room's events, oldest first.
+async fn timeline(user: &MatrixUser, room_id: &str) -> Vec<Value> {
+    let mut events = user.messages(room_id, 100).await.expect("messages");
+    events.reverse();
+    events
+}
+
+/// `(sender, body)` of the room's messages that were not redacted, oldest first, edits left
+/// out.
+async fn messages(user: &MatrixUser, room_id: &str) -> Vec<(String, String)> {
+    timeline(user, room_id)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "m.room.message" && e["content"]["m.new_content"].is_null())
+        .filter_map(|e| {
+            Some((
+                e["sender"].as_str()?.to_owned(),
+                e["content"]["body"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The first event of the room that `matches`, waited for.
+async fn wait_for(
+    user: &MatrixUser,
+    room_id: &str,
+    what: &str,
+    matches: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_until(WAIT, what, || async {
+        timeline(user, room_id)
+            .await
+            .into_iter()
+            .find(|e| matches(e))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn is_redacted(event: &Value) -> bool {
+    !event["unsigned"]["redacted_because"].is_null()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_answered_once_from_a_puppet_and_a_refused_one_gets_a_notice() {
+    let (slot, _synapse, running, alice, portal) = loopback("loop", "").await;
+    let sent = alice.send_text(&portal, "hello loop").await.expect("sent");
+
+    let seen = wait_until(WAIT, "the loopback answer", || async {
+        let all = messages(&alice, &portal).await;
+        all.iter()
+            .any(|(sender, body)| sender == ECHO && body == "echo: hello loop")
+            .then_some(all)
+    })
+    .await
+    .expect("the loopback network answers");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let settled = messages(&alice, &portal).await;
+    assert_eq!(
+        settled, seen,
+        "nothing more arrives: the answer is not bridged back"
+    );
+    assert_eq!(
+        settled,
+        [
+            (alice.user_id.clone(), "hello loop".to_owned()),
+            (ECHO.to_owned(), "echo: hello loop".to_owned()),
+        ]
+    );
+    let refused = alice.send_text(&portal, "!drop this").await.expect("sent");
+    let bot = slot.bot();
+    let notice = wait_for(&alice, &portal, "the undelivered notice", |e| {
+        e["sender"] == bot.as_str()
+            && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == refused.as_str()
+    })
+    .await;
+    assert_eq!(notice["content"]["msgtype"], "m.notice");
+    let body = notice["content"]["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("Not delivered to Loopback") && body.contains("!drop"),
+        "{body}"
+    );
+    running.stop().await.expect("clean stop");
+
+    let config = slot.config().expect("config");
+    let store = Store::connect(&config.database_url(), 1, SqliteSync::Normal)
+        .await
+        .expect("the slot's database");
+    let (bridge, mapped) = store
+        .message_by_event(&sent)
+        .await
+        .expect("lookup")
+        .expect("the Matrix message is in the message map");
+    assert_eq!(bridge, "loopback");
+    assert_eq!(mapped.remote_message_id.as_str(), format!("m-{sent}"));
+    assert_eq!(mapped.portal, PortalKey::shared("lobby"));
+}
+
+/// Replies, edits, reactions, reaction removal and deletion, each both ways: what alice does
+/// reaches the network, and echo's answer to it comes back as the same kind of Matrix event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_edits_reactions_and_deletions_go_both_ways() {
+    let (slot, _synapse, running, alice, portal) = loopback("rel", "").await;
+    let hi = alice.send_text(&portal, "hi").await.expect("sent");
+
+    // A remote reply: echo's answer replies to alice's message.
+    let answer = wait_for(&alice, &portal, "echo's answer", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: hi"
+    })
+    .await;
+    assert_eq!(
+        answer["content"]["m.relates_to"]["m.in_reply_to"]["event_id"],
+        hi.as_str(),
+        "the answer is a reply to alice's message"
+    );
+    let answer_id = answer["event_id"].as_str().expect("event id").to_owned();
+
+    // A Matrix edit reaches the network, whose edit of the answer comes back.
+    alice
+        .send_event(
+            &portal,
+            "m.room.message",
+            &json!({
+                "msgtype": "m.text", "body": "* hi there",
+                "m.new_content": { "msgtype": "m.text", "body": "hi there" },
+                "m.relates_to": { "rel_type": "m.replace", "event_id": hi },
+            }),
+        )
+        .await
+        .expect("edit sent");
+    let edit = wait_for(&alice, &portal, "echo's edit", |e| {
+        e["sender"] == ECHO && e["content"]["m.relates_to"]["rel_type"] == "m.replace"
+    })
+    .await;
+    assert_eq!(
+        edit["content"]["m.relates_to"]["event_id"],
+        answer_id.as_str()
+    );
+    assert_eq!(edit["content"]["m.new_content"]["body"], "echo: hi there");
+
+    // A Matrix reaction reaches the network; echo reacts the same, on the same message.
+    let reaction = alice
+        .send_event(
+            &portal,
+            "m.reaction",
+            &json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": answer_id, "key": "👍" } }),
+        )
+        .await
+        .expect("reaction sent");
+    let echoed = wait_for(&alice, &portal, "echo's reaction", |e| {
+        e["sender"] == ECHO && e["type"] == "m.reaction"
+    })
+    .await;
+    assert_eq!(
+        echoed["content"]["m.relates_to"],
+        json!({ "rel_type": "m.annotation", "event_id": answer_id, "key": "👍" })
+    );
+    let echoed_id = echoed["event_id"].as_str().expect("id").to_owned();
+
+    // Taking the reaction back takes echo's back too.
+    alice
+        .put(
+            &format!(
+                "/rooms/{}/redact/{}/undo-reaction",
+                encode(&portal),
+                encode(&reaction)
+            ),
+            &json!({}),
+        )
+        .await
+        .expect("reaction redacted");
+    wait_for(&alice, &portal, "echo's reaction taken back", |e| {
+        e["event_id"] == echoed_id.as_str() && is_redacted(e)
+    })
+    .await;
+
+    // Deleting the message deletes the answer on the network, and so in Matrix.
+    alice
+        .put(
+            &format!("/rooms/{}/redact/{}/undo-hi", encode(&portal), encode(&hi)),
+            &json!({}),
+        )
+        .await
+        .expect("message redacted");
+    let removed = wait_for(&alice, &portal, "echo's answer deleted", |e| {
+        e["event_id"] == answer_id.as_str() && is_redacted(e)
+    })
+    .await;
+    assert_eq!(
+        removed["unsigned"]["redacted_because"]["sender"],
+        slot.bot().as_str(),
+        "the bridge bot removes what the network deleted"
+    );
+
+    // Nothing went round twice: one answer, one edit, one reaction from echo.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let from_echo: Vec<String> = timeline(&alice, &portal)
+        .await
+        .iter()
+        .filter(|e| e["sender"] == ECHO && e["type"] != "m.room.member")
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        from_echo,
+        [
+            "m.room.message",
+            "m.room.message",
+            "m.reaction",
+            "m.room.redaction"
+        ]
+    );
+    running.stop().await.expect("clean stop");
+}
+
+/// While the network is down, alice's messages wait in the outbox — the homeserver's
+/// transactions keep flowing (the echo bot still answers elsewhere) — across a restart of
+/// Switchboard; once the network is back they arrive in the order sent, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_while_the_network_is_down_wait_in_the_outbox_across_a_restart() {
+    let outage = tempfile::tempdir().expect("dir");
+    let down = outage.path().join("down");
+    let extra = format!(
+        "    outage_file: {:?}\noutbox:\n  retry_max_interval_secs: 1\n",
+        down.display().to_string()
+    );
+    let (slot, _synapse, running, alice, portal) = loopback("outbox", &extra).await;
+    std::fs::write(&down, "").expect("network down");
+    for body in ["one", "two", "three"] {
+        alice.send_text(&portal, body).await.expect("sent");
+    }
+    wait_until(WAIT, "three queued messages", || async {
+        (slot.metric("switchboard_bridge_outbox_depth").await >= 3.0).then_some(())
+    })
+    .await
+    .expect("the messages wait in the outbox");
+
+    // The inbox is not held back: the echo bot answers in another room meanwhile.
+    let room = alice
+        .create_room(json!({ "invite": [slot.bot()] }))
+        .await
+        .expect("room");
+    alice
+        .wait_for_event(&room, WAIT, |e| {
+            e["type"] == "m.room.member"
+                && e["state_key"] == slot.bot().as_str()
+                && e["content"]["membership"] == "join"
+        })
+        .await
+        .expect("the bot accepts the invite");
+    alice
+        .send_text(&room, "ping still here")
+        .await
+        .expect("ping");
+    wait_until(WAIT, "the echo bot's pong", || async {
+        messages(&alice, &room)
+            .await
+            .iter()
+            .any(|(_, body)| body == "pong still here")
+            .then_some(())
+    })
+    .await
+    .expect("other rooms are served while the network is down");
+
+    running.stop().await.expect("clean stop");
+    let running = slot.start().await.expect("Switchboard starts again");
+    let depth = slot.metric("switchboard_bridge_outbox_depth").await;
+    assert!((depth - 3.0).abs() < f64::EPSILON, "outbox depth {depth}");
+    std::fs::remove_file(&down).expect("network back");
+
+    let answers = wait_until(WAIT, "three answers", || async {
+        let answers: Vec<String> = messages(&alice, &portal)
+            .await
+            .into_iter()
+            .filter(|(sender, _)| sender == ECHO)
+            .map(|(_, body)| body)
+            .collect();
+        (answers.len() >= 3).then_some(answers)
+    })
+    .await
+    .expect("the network gets them once it is back");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(answers, ["echo: one", "echo: two", "echo: three"]);
+    assert_eq!(
+        messages(&alice, &portal).await.len(),
+        6,
+        "each message and answer once"
+    );
+    let depth = slot.metric("switchboard_bridge_outbox_depth").await;
+    assert!((depth - 0.0).abs() < f64::EPSILON, "outbox depth {depth}");
+    running.stop().await.expect("clean stop");
+}
