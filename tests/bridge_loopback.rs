@@ -336,3 +336,98 @@ async fn messages_sent_while_the_network_is_down_wait_in_the_outbox_across_a_res
     assert!((depth - 0.0).abs() < f64::EPSILON, "outbox depth {depth}");
     running.stop().await.expect("clean stop");
 }
+
+/// Commands in the portal, each checked against the sender's permission level: a relay-level
+/// user gets only the help meant for them, cannot ping and is not bridged; the admin mistypes
+/// a command (and is told the closest one), takes the network down (a message waits, `ping`
+/// says so), brings it back (the message arrives at once). Commands never reach the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_answer_by_permission_level_and_never_reach_the_network() {
+    let permissions = "permissions:\n  localhost: user\n  \"@alice:localhost\": admin\n  \
+                       \"@bob:localhost\": relay\n";
+    let (slot, synapse, running, alice, portal) = loopback("cmd", permissions).await;
+    let bot = slot.bot();
+    let bob = synapse.register_user("bob", false).await.expect("bob");
+    alice
+        .invite(&portal, &bob.user_id)
+        .await
+        .expect("bob invited");
+    bob.join(&portal).await.expect("bob joins");
+
+    // The bot's answer to a command, waited for.
+    let answer = |user: &MatrixUser, command: &str| {
+        let (user, command, portal, bot) = (
+            user.clone(),
+            command.to_owned(),
+            portal.clone(),
+            bot.clone(),
+        );
+        async move {
+            let sent = user.send_text(&portal, &command).await.expect("sent");
+            let reply = wait_for(&user, &portal, &format!("the answer to {command}"), |e| {
+                e["sender"] == bot.as_str()
+                    && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str()
+            })
+            .await;
+            assert_eq!(reply["content"]["msgtype"], "m.notice");
+            reply["content"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+
+    let help = answer(&bob, "!loopback help").await;
+    assert!(
+        help.contains("!loopback help") && help.contains("!loopback version"),
+        "{help}"
+    );
+    assert!(
+        !help.contains("ping") && !help.contains("network"),
+        "{help}"
+    );
+    assert_eq!(
+        answer(&bob, "!loopback ping").await,
+        "You cannot use `!loopback ping`: it needs the user permission level, yours is relay."
+    );
+    bob.send_text(&portal, "hello from bob")
+        .await
+        .expect("sent");
+
+    assert_eq!(
+        answer(&alice, "!loopback netwrk down").await,
+        "Unknown command `netwrk`. Did you mean `!loopback network`? Send `!loopback help` to \
+         see the commands you can use."
+    );
+    assert_eq!(
+        answer(&alice, "!loopback network down").await,
+        "The loopback network is down now."
+    );
+    alice.send_text(&portal, "while down").await.expect("sent");
+    let ping = answer(&alice, "!loopback ping").await;
+    assert_eq!(
+        ping,
+        "Loopback is running: 1 portal room(s), 1 message(s) waiting in the outbox for the \
+         network."
+    );
+    assert_eq!(
+        answer(&alice, "!loopback network up").await,
+        "The loopback network is up now."
+    );
+    wait_for(&alice, &portal, "the queued message's answer", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: while down"
+    })
+    .await;
+    let answered: Vec<String> = messages(&alice, &portal)
+        .await
+        .into_iter()
+        .filter(|(sender, _)| sender == ECHO)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(
+        answered,
+        ["echo: while down"],
+        "neither bob (relay level) nor any command reached the network"
+    );
+    running.stop().await.expect("clean stop");
+}

@@ -244,12 +244,14 @@ impl Plugins {
 }
 
 /// How the host treats events and plug-ins (from the config).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct HostOptions {
     /// Join rooms the bot is invited to.
     pub accept_invites: bool,
     /// Retrying what bridges could not deliver yet.
     pub outbox: OutboxConfig,
+    /// Who may use the bridges, and which of their commands.
+    pub permissions: crate::permission::Permissions,
 }
 
 /// A plug-in cannot be set up.
@@ -298,8 +300,15 @@ impl PluginHost {
                 (bot, ctx)
             })
             .collect();
-        let bridges =
-            BridgeHost::new(plugins.bridges, &client, &store, &options.outbox, &shutdown).await?;
+        let bridges = BridgeHost::new(
+            plugins.bridges,
+            &client,
+            &store,
+            &options.outbox,
+            options.permissions.clone(),
+            &shutdown,
+        )
+        .await?;
         Ok(Self {
             bots,
             bridges,

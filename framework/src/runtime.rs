@@ -42,6 +42,9 @@ pub enum RunError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The config is not usable (normally caught when it is loaded).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The server name in the config does not make a valid bot user id.
     #[error("config homeserver.server_name '{0}' does not make a valid user id")]
     ServerName(String),
@@ -64,7 +67,7 @@ impl RunError {
             RunError::Registration(_) => 3,
             RunError::Store(_) => 4,
             RunError::Bind { .. } => 5,
-            RunError::ServerName(_) | RunError::Client(_) => 2,
+            RunError::Config(_) | RunError::ServerName(_) | RunError::Client(_) => 2,
             RunError::SelfTest(e) => e.exit_code(),
             RunError::Plugin(_) => 15,
         }
@@ -312,6 +315,7 @@ pub async fn run(
             &HostOptions {
                 accept_invites: config.appservice.accept_invites,
                 outbox: config.outbox.clone(),
+                permissions: config.permissions()?,
             },
             shutdown.clone(),
         )

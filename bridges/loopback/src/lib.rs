@@ -10,15 +10,19 @@
 //! messages wait in the outbox until it is back).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
-    Bridge, BridgeContext, BridgeError, BridgeInfo, EditHandler, MatrixEdit, MatrixMessage,
-    MatrixReaction, MatrixRedaction, PortalInfo, PortalKey, PuppetProfile, ReactionHandler,
-    RedactionHandler, RemoteEvent, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId,
-    TextKind,
+    Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, EditHandler, MatrixEdit,
+    MatrixMessage, MatrixReaction, MatrixRedaction, PortalInfo, PortalKey, PuppetProfile,
+    ReactionHandler, RedactionHandler, RemoteEvent, RemoteMessageId, RemoteReaction, RemoteText,
+    RemoteUserId, TextKind,
 };
+use switchboard_framework::command::CommandSpec;
 use switchboard_framework::config::Value;
+use switchboard_framework::permission::PermissionLevel;
 use switchboard_framework::ruma::OwnedUserId;
 
 /// The id of the one remote chat.
@@ -34,6 +38,8 @@ const REFUSED: &str = "!drop";
 pub struct LoopbackBridge {
     invite: Vec<OwnedUserId>,
     outage_file: Option<PathBuf>,
+    /// Set by the `network down` command.
+    down: Arc<AtomicBool>,
 }
 
 /// The network's id of a Matrix user's message, and of echo's answer to it.
@@ -110,6 +116,7 @@ impl LoopbackBridge {
         Ok(Self {
             invite,
             outage_file,
+            down: Arc::default(),
         })
     }
 
@@ -124,12 +131,13 @@ impl LoopbackBridge {
 
     /// Fails while the network is down.
     fn reachable(&self) -> Result<(), HandleError> {
-        match &self.outage_file {
-            Some(path) if path.exists() => Err(HandleError::Transient(
+        let file_says_down = self.outage_file.as_ref().is_some_and(|path| path.exists());
+        if file_says_down || self.down.load(Ordering::Relaxed) {
+            return Err(HandleError::Transient(
                 "the loopback network is down".to_owned(),
-            )),
-            _ => Ok(()),
+            ));
         }
+        Ok(())
     }
 
     /// What echo does on the network, shown in Matrix.
@@ -184,6 +192,44 @@ impl Bridge for LoopbackBridge {
             self.echo(ctx, portal, RemoteEvent::Message(text)).await?;
         }
         Ok(id)
+    }
+
+    fn commands(&self) -> Vec<CommandSpec> {
+        vec![
+            CommandSpec::new(
+                "network",
+                "Takes the loopback network down or brings it back",
+            )
+            .args("up|down")
+            .min_args(1)
+            .max_args(1)
+            .permission(PermissionLevel::Admin),
+        ]
+    }
+
+    async fn handle_command(
+        &self,
+        ctx: &BridgeContext,
+        command: &BridgeCommand,
+    ) -> Result<String, HandleError> {
+        let down = match command.invocation.args.first().map(String::as_str) {
+            Some("down") => true,
+            Some("up") => false,
+            other => {
+                return Err(HandleError::Permanent(format!(
+                    "`network` takes `up` or `down`, not {:?}",
+                    other.unwrap_or_default()
+                )));
+            }
+        };
+        self.down.store(down, Ordering::Relaxed);
+        if !down {
+            ctx.network_restored();
+        }
+        Ok(format!(
+            "The loopback network is {} now.",
+            if down { "down" } else { "up" }
+        ))
     }
 
     fn edits(&self) -> Option<&dyn EditHandler> {

@@ -5,22 +5,27 @@
 //! event the network can never take is answered in the room with a notice saying why.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ruma::OwnedEventId;
 use tokio_util::sync::CancellationToken;
 
+use super::commands::{BridgeCommand, command_set, may_hold_command};
 use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, PortalEvent};
 use super::ids::PortalKey;
+use super::matrix::TextKind;
 use super::matrix::{MatrixSide, PortalLocks};
 use super::plugin::{Bridge, BridgeContext, PortalRooms};
 use super::puppet::PuppetNaming;
 use super::remote::{reaction_key, reaction_part};
 use crate::RoomEvent;
 use crate::client::{HomeserverClient, Identity, derive_txn_id};
+use crate::command::{CommandError, CommandInvocation, CommandSet};
 use crate::config::OutboxConfig;
 use crate::inbox::HandleError;
+use crate::permission::{PermissionLevel, Permissions};
 use crate::plugin::HostError;
 use crate::store::{MessageRecord, Store, StoreError};
 
@@ -38,12 +43,15 @@ fn now_ms() -> i64 {
 pub(crate) struct BridgeHost {
     bridges: Vec<Arc<HostedBridge>>,
     portal_rooms: PortalRooms,
+    permissions: Permissions,
 }
 
 /// A bridge as the host runs it.
 pub(crate) struct HostedBridge {
     bridge: Arc<dyn Bridge>,
     ctx: BridgeContext,
+    /// Its chat commands, built-in ones included.
+    commands: CommandSet,
     client: HomeserverClient,
     store: Store,
     policy: OutboxConfig,
@@ -52,8 +60,6 @@ pub(crate) struct HostedBridge {
     /// One lock per portal for what goes to the network, so a portal's events are handled
     /// one at a time, in order, whether live or from the outbox.
     outbound: PortalLocks,
-    /// Wakes the outbox worker when something was queued.
-    wake: tokio::sync::Notify,
 }
 
 /// The kind of a portal event, as a metric label.
@@ -74,6 +80,7 @@ impl BridgeHost {
         client: &HomeserverClient,
         store: &Store,
         policy: &OutboxConfig,
+        permissions: Permissions,
         shutdown: &CancellationToken,
     ) -> Result<Self, HostError> {
         let portal_rooms = PortalRooms::default();
@@ -100,6 +107,7 @@ impl BridgeHost {
             let matrix = MatrixSide::new(info, naming, client.clone(), store.clone())
                 .with_portal_rooms(portal_rooms.clone());
             hosted.push(Arc::new(HostedBridge {
+                commands: command_set(&bridge.command_prefix(), bridge.commands()),
                 bridge,
                 ctx: BridgeContext::new(matrix, shutdown.clone()),
                 client: client.clone(),
@@ -107,7 +115,6 @@ impl BridgeHost {
                 policy: policy.clone(),
                 waiting: Mutex::new(waiting),
                 outbound: PortalLocks::default(),
-                wake: tokio::sync::Notify::new(),
             }));
         }
         client
@@ -117,6 +124,7 @@ impl BridgeHost {
         Ok(Self {
             bridges: hosted,
             portal_rooms,
+            permissions,
         })
     }
 
@@ -137,18 +145,41 @@ impl BridgeHost {
         Ok(())
     }
 
-    /// Hands a Matrix event to the bridge whose portal its room is; `None` when the room is
-    /// not a portal. `raw` is the event as the homeserver sent it.
+    /// Hands a Matrix event to a bridge: a command to the bridge whose prefix it starts with
+    /// (in any room), anything else in a portal to the portal's bridge. `None` when no bridge
+    /// takes it. `raw` is the event as the homeserver sent it.
     pub(crate) async fn handle(
         &self,
         event: &RoomEvent,
         raw: &str,
     ) -> Option<Result<(), HandleError>> {
-        if self.portal_rooms.is_empty() {
+        if self.bridges.is_empty() {
             return None;
         }
-        let (bridge_id, portal) = self.portal_rooms.get(&event.room_id)?;
+        let portal = self.portal_rooms.get(&event.room_id);
+        if may_hold_command(event.content.get())
+            && let Some((TextKind::Text | TextKind::Notice, body)) = event.text_message()
+        {
+            let level = self.permissions.level(&event.sender);
+            for hosted in &self.bridges {
+                if let Some(parsed) = hosted.commands.parse(&body, false, level) {
+                    let portal = portal
+                        .filter(|(bridge, _)| bridge == hosted.id())
+                        .map(|(_, key)| key);
+                    return Some(hosted.run_command(parsed, event, portal, level).await);
+                }
+            }
+        }
+        let (bridge_id, portal) = portal?;
         let hosted = self.bridges.iter().find(|h| h.id() == bridge_id)?;
+        if !self
+            .permissions
+            .allows(&event.sender, PermissionLevel::User)
+        {
+            tracing::debug!(sender = %event.sender, bridge = %bridge_id, "not bridged: the sender's permission level is below user");
+            hosted.count("event", "not_permitted");
+            return Some(Ok(()));
+        }
         tracing::debug!(sender = %event.sender, bridge = %bridge_id, "handing the event to its bridge");
         Some(hosted.handle(&portal, event, raw).await)
     }
@@ -249,7 +280,7 @@ impl HostedBridge {
         if queued {
             self.count_outbox("queued");
         }
-        self.wake.notify_one();
+        self.ctx.outbox_signal().wake.notify_one();
         Ok(())
     }
 
@@ -453,6 +484,95 @@ impl HostedBridge {
         Ok(())
     }
 
+    /// Runs a command (or answers why it cannot run) and replies with the result.
+    async fn run_command(
+        &self,
+        parsed: Result<CommandInvocation, CommandError>,
+        event: &RoomEvent,
+        portal: Option<PortalKey>,
+        level: PermissionLevel,
+    ) -> Result<(), HandleError> {
+        let invocation = match parsed {
+            Ok(invocation) => invocation,
+            Err(error) => {
+                self.count("command", "refused");
+                return self.reply(event, &error.to_string(), None).await;
+            }
+        };
+        tracing::info!(bridge = %self.id(), sender = %event.sender, command = %invocation.name, "running a command");
+        self.count("command", "run");
+        let info = self.ctx.matrix().info();
+        let (text, html) = match invocation.name.as_str() {
+            "help" => (
+                self.commands.help(level, false),
+                Some(self.commands.help_html(level, false)),
+            ),
+            "version" => (
+                format!(
+                    "{} bridge on Switchboard {}",
+                    info.displayname,
+                    env!("CARGO_PKG_VERSION")
+                ),
+                None,
+            ),
+            "ping" => {
+                let waiting = self
+                    .store
+                    .outbox_count(self.id())
+                    .await
+                    .map_err(transient)?;
+                (
+                    format!(
+                        "{} is running: {} portal room(s), {waiting} message(s) waiting in the \
+                         outbox for the network.",
+                        info.displayname,
+                        self.ctx.matrix().portal_rooms.count(self.id()),
+                    ),
+                    None,
+                )
+            }
+            _ => {
+                let command = BridgeCommand {
+                    invocation,
+                    event_id: event.event_id.clone(),
+                    room_id: event.room_id.clone(),
+                    portal,
+                    sender: event.sender.clone(),
+                    level,
+                };
+                match self.bridge.handle_command(&self.ctx, &command).await {
+                    Ok(text) => (text, None),
+                    Err(HandleError::Permanent(reason)) => (format!("⚠️ {reason}"), None),
+                    Err(transient) => return Err(transient),
+                }
+            }
+        };
+        self.reply(event, &text, html.as_deref()).await
+    }
+
+    /// Answers `event` with a notice from the bridge bot (a reply, sent once).
+    async fn reply(
+        &self,
+        event: &RoomEvent,
+        text: &str,
+        html: Option<&str>,
+    ) -> Result<(), HandleError> {
+        use ruma::events::relation::Reply;
+        use ruma::events::room::message::{Relation, RoomMessageEventContent};
+        let mut content = match html {
+            Some(html) => RoomMessageEventContent::notice_html(text, html),
+            None => RoomMessageEventContent::notice_plain(text),
+        };
+        content.relates_to = Some(Relation::Reply(Reply::with_event_id(
+            event.event_id.clone(),
+        )));
+        let txn_id = derive_txn_id(&[self.id(), event.event_id.as_str(), "command"]);
+        self.client
+            .send_message(&event.room_id, txn_id, &content, Identity::bot(), None)
+            .await?;
+        Ok(())
+    }
+
     /// Replies to an event its bridge cannot deliver with a notice from the bridge bot saying
     /// why (sent once, whatever happens after).
     async fn tell_undelivered(&self, event: &RoomEvent, reason: &str) -> Result<(), HandleError> {
@@ -475,12 +595,14 @@ impl HostedBridge {
     /// Delivers what waits in the outbox, portal by portal, each in order, until shutdown.
     async fn run_outbox(self: Arc<Self>) {
         let shutdown = self.ctx.shutdown().clone();
+        let signal = self.ctx.outbox_signal();
         loop {
+            let retry_now = signal.retry_now.swap(false, Ordering::Relaxed);
             let next = match self.store.outbox_portals(self.id()).await {
                 Ok(portals) => {
                     let mut next: Option<i64> = None;
                     for portal in portals {
-                        if let Some(at) = self.drain(&portal).await {
+                        if let Some(at) = self.drain(&portal, retry_now).await {
                             next = Some(next.map_or(at, |n| n.min(at)));
                         }
                     }
@@ -495,16 +617,16 @@ impl HostedBridge {
                 Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
             });
             tokio::select! {
-                () = self.wake.notified() => {}
+                () = signal.wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
                 () = shutdown.cancelled() => return,
             }
         }
     }
 
-    /// Delivers the events of one portal that are due, in order; returns when the next
-    /// attempt is due if some are left.
-    async fn drain(&self, portal: &PortalKey) -> Option<i64> {
+    /// Delivers the events of one portal that are due (all of them, once, when the network
+    /// is back: `retry_now`), in order; returns when the next attempt is due if some are left.
+    async fn drain(&self, portal: &PortalKey, mut retry_now: bool) -> Option<i64> {
         let _portal = self.outbound.lock(portal).await;
         loop {
             let entry = match self.store.outbox_head(self.id(), portal).await {
@@ -519,7 +641,7 @@ impl HostedBridge {
                 }
             };
             let now = now_ms();
-            if entry.next_attempt_at > now {
+            if entry.next_attempt_at > now && !std::mem::take(&mut retry_now) {
                 return Some(entry.next_attempt_at);
             }
             let Ok(event) = serde_json::from_str::<RoomEvent>(&entry.event) else {

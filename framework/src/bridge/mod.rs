@@ -1,6 +1,7 @@
 //! The bridge framework: the [`Bridge`] plug-in trait and what it builds on (remote ids,
 //! puppets, portals, the message map). Work in progress; see `docs/runtime.md`.
 
+pub mod commands;
 pub mod format;
 pub mod from_matrix;
 mod host;
@@ -10,6 +11,7 @@ pub mod plugin;
 pub mod puppet;
 pub mod remote;
 
+pub use commands::BridgeCommand;
 pub use format::{sanitize_html, strip_reply_fallback};
 pub use from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction};
 pub(crate) use host::BridgeHost;

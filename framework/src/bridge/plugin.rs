@@ -2,14 +2,17 @@
 //! map of portal rooms the host uses to route Matrix events to their bridge.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ruma::{OwnedRoomId, RoomId};
 use tokio_util::sync::CancellationToken;
 
+use super::commands::BridgeCommand;
 use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction};
 use super::ids::{PortalKey, RemoteMessageId};
 use super::matrix::{BridgeError, BridgeInfo, MatrixSide};
+use crate::command::CommandSpec;
 use crate::inbox::HandleError;
 
 /// A bridge plug-in: connects one remote network to Matrix through portals and puppets.
@@ -39,6 +42,27 @@ pub trait Bridge: Send + Sync + 'static {
         portal: &PortalKey,
         message: &MatrixMessage,
     ) -> Result<RemoteMessageId, HandleError>;
+
+    /// The prefix of its chat commands (default `!<id>`, e.g. `!xmpp help`).
+    fn command_prefix(&self) -> String {
+        format!("!{}", self.info().id)
+    }
+
+    /// Its own chat commands, beyond the built-in `help`, `version` and `ping`.
+    fn commands(&self) -> Vec<CommandSpec> {
+        Vec::new()
+    }
+
+    /// Runs one of its own commands (already checked: known, permitted, right number of
+    /// arguments); the text returned is the bridge bot's answer. A
+    /// [`HandleError::Permanent`] is shown to the sender.
+    async fn handle_command(
+        &self,
+        _ctx: &BridgeContext,
+        command: &BridgeCommand,
+    ) -> Result<String, HandleError> {
+        Ok(format!("`{}` does nothing yet.", command.invocation.name))
+    }
 
     /// Edits of Matrix messages, if the network can carry them (otherwise the sender is told
     /// that edits do not reach it).
@@ -107,13 +131,37 @@ pub trait RedactionHandler: Send + Sync {
 pub struct BridgeContext {
     matrix: MatrixSide,
     shutdown: CancellationToken,
+    outbox: Arc<OutboxSignal>,
+}
+
+/// Wakes a bridge's outbox worker: something was queued, or the network is back.
+#[derive(Debug, Default)]
+pub(crate) struct OutboxSignal {
+    pub(crate) wake: tokio::sync::Notify,
+    /// Set when the network is back: try what waits now, whatever its backoff says.
+    pub(crate) retry_now: AtomicBool,
 }
 
 impl BridgeContext {
     /// A context acting through `matrix` until `shutdown`.
     #[must_use]
     pub fn new(matrix: MatrixSide, shutdown: CancellationToken) -> Self {
-        Self { matrix, shutdown }
+        Self {
+            matrix,
+            shutdown,
+            outbox: Arc::default(),
+        }
+    }
+
+    pub(crate) fn outbox_signal(&self) -> &OutboxSignal {
+        &self.outbox
+    }
+
+    /// Tells the framework the network is reachable again (after a reconnect): what waits
+    /// in the outbox is tried now instead of after its backoff.
+    pub fn network_restored(&self) {
+        self.outbox.retry_now.store(true, Ordering::Relaxed);
+        self.outbox.wake.notify_one();
     }
 
     /// The Matrix side: portals, puppets, sending what the network said.
@@ -148,6 +196,14 @@ impl PortalRooms {
     #[must_use]
     pub fn get(&self, room_id: &RoomId) -> Option<(String, PortalKey)> {
         self.rooms.read().ok()?.get(room_id).cloned()
+    }
+
+    /// How many portal rooms `bridge` has.
+    #[must_use]
+    pub fn count(&self, bridge: &str) -> usize {
+        self.rooms.read().map_or(0, |rooms| {
+            rooms.values().filter(|(b, _)| b == bridge).count()
+        })
     }
 
     /// Whether no room is a portal (then routing can skip the lookup).

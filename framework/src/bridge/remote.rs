@@ -122,9 +122,10 @@ const TYPING_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl MatrixSide {
     /// Applies something that happened in the remote chat of portal `key` (whose room is
-    /// created as `portal` describes when a message needs it). Calls for one portal are
-    /// applied one at a time, in the order they came; what was applied before is not
-    /// applied twice.
+    /// created as `portal` describes when a message needs it). Messages, edits, deletions and
+    /// reactions of one portal are applied one at a time, in the order the calls came, and
+    /// never twice (they are in the message map); typing, read markers, memberships, chat info
+    /// and profiles are applied as they come (repeating them changes nothing).
     pub async fn apply(
         &self,
         key: &PortalKey,

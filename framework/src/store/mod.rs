@@ -532,6 +532,8 @@ pub mod conformance {
         assert_eq!(portals, vec![a.clone(), b.clone()]);
         assert!(store.outbox_portals("mqtt").await.expect("none").is_empty());
         assert_eq!(store.outbox_depth().await.expect("depth"), 3);
+        assert_eq!(store.outbox_count("xmpp").await.expect("count"), 3);
+        assert_eq!(store.outbox_count("mqtt").await.expect("count"), 0);
         let head = store
             .outbox_head("xmpp", &a)
             .await

@@ -142,6 +142,15 @@ impl Store {
         })
     }
 
+    /// How many events wait in the outbox of `bridge`.
+    pub async fn outbox_count(&self, bridge: &str) -> StoreResult<i64> {
+        on_pool!(self, pool => Ok(sqlx::query("SELECT COUNT(*) FROM bridge_outbox WHERE bridge_id = $1")
+            .bind(bridge)
+            .fetch_one(pool)
+            .await?
+            .try_get::<i64, _>(0)?))
+    }
+
     /// How many events wait in the outbox, of every bridge.
     pub async fn outbox_depth(&self) -> StoreResult<i64> {
         on_pool!(self, pool => Ok(sqlx::query("SELECT COUNT(*) FROM bridge_outbox")

@@ -1,0 +1,95 @@
+//! Chat commands of a bridge: `!<prefix> <command> [arguments]` in any room the bridge bot
+//! is in (a portal or a direct chat with the bot). The framework answers the built-in ones —
+//! `help` (generated from the definitions and the sender's permission level), `version` and
+//! `ping` — and hands the bridge's own to [`super::Bridge::handle_command`]. Every command has
+//! a permission level; what a sender may not run, or types wrong, is answered with why.
+
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+
+use super::ids::PortalKey;
+use crate::command::{CommandInvocation, CommandSet, CommandSpec};
+use crate::permission::PermissionLevel;
+
+/// A command a Matrix user sent to a bridge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeCommand {
+    /// The command, its arguments and their raw text.
+    pub invocation: CommandInvocation,
+    /// The command's event.
+    pub event_id: OwnedEventId,
+    /// The room it was sent in.
+    pub room_id: OwnedRoomId,
+    /// The portal, when it was sent in one of the bridge's portals.
+    pub portal: Option<PortalKey>,
+    /// Who sent it.
+    pub sender: OwnedUserId,
+    /// The sender's permission level.
+    pub level: PermissionLevel,
+}
+
+/// The built-in commands every bridge has.
+pub(crate) fn built_in() -> Vec<CommandSpec> {
+    vec![
+        CommandSpec::new("help", "Shows the commands you can use")
+            .alias("?")
+            .max_args(0)
+            .permission(PermissionLevel::Relay),
+        CommandSpec::new("version", "Shows which Switchboard runs this bridge")
+            .max_args(0)
+            .permission(PermissionLevel::Relay),
+        CommandSpec::new(
+            "ping",
+            "Checks that the bridge is running and what it waits for",
+        )
+        .max_args(0)
+        .permission(PermissionLevel::User),
+    ]
+}
+
+/// A bridge's command set: the built-in commands and its own, under its prefix. A command of
+/// the bridge named like a built-in one (or otherwise unusable) is left out, with a warning in
+/// the log.
+pub(crate) fn command_set(prefix: &str, own: Vec<CommandSpec>) -> CommandSet {
+    built_in()
+        .into_iter()
+        .chain(own)
+        .fold(CommandSet::new(prefix), CommandSet::with)
+}
+
+/// Whether a message's raw content could hold a command (a string starting with `!`): a cheap
+/// test that keeps the command parser off the path of ordinary messages.
+pub(crate) fn may_hold_command(raw_content: &str) -> bool {
+    raw_content.contains("\"!")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_ins_come_first_and_a_bridge_cannot_replace_them() {
+        let set = command_set(
+            "!lb",
+            vec![CommandSpec::new("say", "Says something").min_args(1)],
+        );
+        let names: Vec<&str> = set.specs().iter().map(CommandSpec::name).collect();
+        assert_eq!(names, ["help", "version", "ping", "say"]);
+        let clash = command_set("!lb", vec![CommandSpec::new("ping", "Mine")]);
+        assert_eq!(
+            clash.find("ping").map(CommandSpec::summary),
+            Some("Checks that the bridge is running and what it waits for")
+        );
+    }
+
+    #[test]
+    fn a_relay_user_sees_only_what_they_may_run() {
+        let set = command_set("!lb", Vec::new());
+        let help = set.help(PermissionLevel::Relay, false);
+        assert!(help.contains("!lb help"), "{help}");
+        assert!(!help.contains("ping"), "{help}");
+        assert!(may_hold_command(
+            r#"{"body":"!lb help","msgtype":"m.text"}"#
+        ));
+        assert!(!may_hold_command(r#"{"body":"ping 1","msgtype":"m.text"}"#));
+    }
+}
