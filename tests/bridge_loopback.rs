@@ -407,13 +407,18 @@ async fn commands_answer_by_permission_level_and_never_reach_the_network() {
     let ping = answer(&alice, "!loopback ping").await;
     assert_eq!(
         ping,
-        "Loopback is running: 1 portal room(s), 1 message(s) waiting in the outbox for the \
-         network."
+        "Loopback is disconnected for now (taken down by a command): 1 portal room(s), 1 \
+         message(s) waiting in the outbox for the network."
     );
+    let state =
+        |label: &str| format!("switchboard_bridge_state{{bridge=\"loopback\",state=\"{label}\"}}");
+    assert!(slot.metric(&state("transient_disconnect")).await > 0.5);
+    assert!(slot.metric(&state("connected")).await < 0.5);
     assert_eq!(
         answer(&alice, "!loopback network up").await,
         "The loopback network is up now."
     );
+    assert!(slot.metric(&state("connected")).await > 0.5);
     wait_for(&alice, &portal, "the queued message's answer", |e| {
         e["sender"] == ECHO && e["content"]["body"] == "echo: while down"
     })

@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -70,6 +70,8 @@ pub struct Metrics {
     pub bridge_outbox: IntCounterVec,
     /// Matrix events waiting in the bridges' outbox.
     pub bridge_outbox_depth: IntGauge,
+    /// Each bridge's connection to its network: 1 for its current state, 0 for the others.
+    pub bridge_state: IntGaugeVec,
     /// Seconds since the last transaction arrived (updated at scrape time).
     last_transaction_age: IntGauge,
     last_transaction_at: Arc<AtomicI64>,
@@ -135,6 +137,17 @@ impl Metrics {
             "switchboard_bridge_outbox_total",
             "Bridge outbox activity, by bridge and outcome (queued, delivered, retry, given_up).",
             &["bridge", "outcome"],
+        );
+        let bridge_state = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "switchboard_bridge_state",
+                    "Each bridge's connection to its network: 1 for its current state.",
+                ),
+                &["bridge", "state"],
+            )
+            .expect("valid metric"),
         );
         let bridge_outbox_depth = register(
             &registry,
@@ -226,6 +239,7 @@ impl Metrics {
             bridge_matrix_events,
             bridge_outbox,
             bridge_outbox_depth,
+            bridge_state,
             last_transaction_age,
             last_transaction_at: Arc::new(AtomicI64::new(-1)),
         }

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
-    Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, EditHandler, MatrixEdit,
-    MatrixMessage, MatrixReaction, MatrixRedaction, PortalInfo, PortalKey, PuppetProfile,
-    ReactionHandler, RedactionHandler, RemoteEvent, RemoteMessageId, RemoteReaction, RemoteText,
-    RemoteUserId, TextKind,
+    Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, EditHandler,
+    MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, PortalInfo, PortalKey,
+    PuppetProfile, ReactionHandler, RedactionHandler, RemoteEvent, RemoteMessageId, RemoteReaction,
+    RemoteText, RemoteUserId, TextKind,
 };
 use switchboard_framework::command::CommandSpec;
 use switchboard_framework::config::Value;
@@ -167,6 +167,7 @@ impl Bridge for LoopbackBridge {
         ctx.matrix()
             .ensure_portal(&PortalKey::shared(CHAT), &self.portal_info())
             .await?;
+        ctx.set_state(BridgeState::Connected);
         Ok(())
     }
 
@@ -223,7 +224,12 @@ impl Bridge for LoopbackBridge {
             }
         };
         self.down.store(down, Ordering::Relaxed);
-        if !down {
+        if down {
+            ctx.set_state(BridgeState::TransientDisconnect(
+                "taken down by a command".to_owned(),
+            ));
+        } else {
+            ctx.set_state(BridgeState::Connected);
             ctx.network_restored();
         }
         Ok(format!(

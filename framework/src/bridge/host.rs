@@ -496,7 +496,7 @@ impl HostedBridge {
             Ok(invocation) => invocation,
             Err(error) => {
                 self.count("command", "refused");
-                return self.reply(event, &error.to_string(), None).await;
+                return self.reply(event, "command", &error.to_string(), None).await;
             }
         };
         tracing::info!(bridge = %self.id(), sender = %event.sender, command = %invocation.name, "running a command");
@@ -523,9 +523,10 @@ impl HostedBridge {
                     .map_err(transient)?;
                 (
                     format!(
-                        "{} is running: {} portal room(s), {waiting} message(s) waiting in the \
+                        "{} is {}: {} portal room(s), {waiting} message(s) waiting in the \
                          outbox for the network.",
                         info.displayname,
+                        self.ctx.state(),
                         self.ctx.matrix().portal_rooms.count(self.id()),
                     ),
                     None,
@@ -547,13 +548,15 @@ impl HostedBridge {
                 }
             }
         };
-        self.reply(event, &text, html.as_deref()).await
+        self.reply(event, "command", &text, html.as_deref()).await
     }
 
-    /// Answers `event` with a notice from the bridge bot (a reply, sent once).
+    /// Answers `event` with a notice from the bridge bot (a reply, sent once for each
+    /// `purpose`).
     async fn reply(
         &self,
         event: &RoomEvent,
+        purpose: &str,
         text: &str,
         html: Option<&str>,
     ) -> Result<(), HandleError> {
@@ -566,7 +569,7 @@ impl HostedBridge {
         content.relates_to = Some(Relation::Reply(Reply::with_event_id(
             event.event_id.clone(),
         )));
-        let txn_id = derive_txn_id(&[self.id(), event.event_id.as_str(), "command"]);
+        let txn_id = derive_txn_id(&[self.id(), event.event_id.as_str(), purpose]);
         self.client
             .send_message(&event.room_id, txn_id, &content, Identity::bot(), None)
             .await?;
@@ -576,20 +579,11 @@ impl HostedBridge {
     /// Replies to an event its bridge cannot deliver with a notice from the bridge bot saying
     /// why (sent once, whatever happens after).
     async fn tell_undelivered(&self, event: &RoomEvent, reason: &str) -> Result<(), HandleError> {
-        use ruma::events::relation::Reply;
-        use ruma::events::room::message::{Relation, RoomMessageEventContent};
-        let mut content = RoomMessageEventContent::notice_plain(format!(
+        let text = format!(
             "⚠️ Not delivered to {}: {reason}",
             self.ctx.matrix().info().displayname
-        ));
-        content.relates_to = Some(Relation::Reply(Reply::with_event_id(
-            event.event_id.clone(),
-        )));
-        let txn_id = derive_txn_id(&[self.id(), event.event_id.as_str(), "undelivered"]);
-        self.client
-            .send_message(&event.room_id, txn_id, &content, Identity::bot(), None)
-            .await?;
-        Ok(())
+        );
+        self.reply(event, "undelivered", &text, None).await
     }
 
     /// Delivers what waits in the outbox, portal by portal, each in order, until shutdown.

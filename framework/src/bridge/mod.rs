@@ -22,7 +22,7 @@ pub use matrix::{
     BridgeError, BridgeInfo, Bridged, MatrixSide, PortalInfo, PuppetProfile, RemoteText, TextKind,
 };
 pub use plugin::{
-    Bridge, BridgeContext, EditHandler, PortalRooms, ReactionHandler, RedactionHandler,
+    Bridge, BridgeContext, BridgeState, EditHandler, PortalRooms, ReactionHandler, RedactionHandler,
 };
 pub use puppet::{PuppetNaming, TemplateError};
 pub use remote::{Applied, RemoteEvent, RemoteReaction};

@@ -132,6 +132,59 @@ pub struct BridgeContext {
     matrix: MatrixSide,
     shutdown: CancellationToken,
     outbox: Arc<OutboxSignal>,
+    state: Arc<std::sync::Mutex<BridgeState>>,
+}
+
+/// How a bridge's connection to its network stands, as operators and users see it (in
+/// `/metrics` as `switchboard_bridge_state` and in the `ping` command).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BridgeState {
+    /// Starting; not connected yet.
+    #[default]
+    Starting,
+    /// Connecting (or reconnecting) to the network.
+    Connecting,
+    /// Connected: messages flow.
+    Connected,
+    /// Lost the connection for a passing reason; messages wait in the outbox.
+    TransientDisconnect(String),
+    /// The network refused the credentials: an operator or user must act.
+    BadCredentials(String),
+}
+
+impl BridgeState {
+    /// Every state's metric label.
+    pub const LABELS: [&'static str; 5] = [
+        "starting",
+        "connecting",
+        "connected",
+        "transient_disconnect",
+        "bad_credentials",
+    ];
+
+    /// The metric label (`connected`, `transient_disconnect`…).
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Starting => Self::LABELS[0],
+            Self::Connecting => Self::LABELS[1],
+            Self::Connected => Self::LABELS[2],
+            Self::TransientDisconnect(_) => Self::LABELS[3],
+            Self::BadCredentials(_) => Self::LABELS[4],
+        }
+    }
+}
+
+impl std::fmt::Display for BridgeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Starting => f.write_str("starting"),
+            Self::Connecting => f.write_str("connecting"),
+            Self::Connected => f.write_str("connected"),
+            Self::TransientDisconnect(why) => write!(f, "disconnected for now ({why})"),
+            Self::BadCredentials(why) => write!(f, "refused its credentials ({why})"),
+        }
+    }
 }
 
 /// Wakes a bridge's outbox worker: something was queued, or the network is back.
@@ -146,10 +199,42 @@ impl BridgeContext {
     /// A context acting through `matrix` until `shutdown`.
     #[must_use]
     pub fn new(matrix: MatrixSide, shutdown: CancellationToken) -> Self {
-        Self {
+        let ctx = Self {
             matrix,
             shutdown,
             outbox: Arc::default(),
+            state: Arc::default(),
+        };
+        ctx.publish_state(&BridgeState::Starting);
+        ctx
+    }
+
+    /// Records how the connection to the network stands (logged when it changes, and shown in
+    /// `/metrics` and the `ping` command).
+    pub fn set_state(&self, state: BridgeState) {
+        let Ok(mut current) = self.state.lock() else {
+            return;
+        };
+        if *current != state {
+            tracing::info!(bridge = %self.matrix.info().id, state = %state, "bridge state");
+            self.publish_state(&state);
+            *current = state;
+        }
+    }
+
+    /// How the connection to the network stands.
+    #[must_use]
+    pub fn state(&self) -> BridgeState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn publish_state(&self, state: &BridgeState) {
+        let gauge = &self.matrix.client.metrics().bridge_state;
+        let id = &self.matrix.info().id;
+        for label in BridgeState::LABELS {
+            gauge
+                .with_label_values(&[id.as_str(), label])
+                .set(i64::from(label == state.label()));
         }
     }
 
