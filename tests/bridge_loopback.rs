@@ -282,18 +282,7 @@ async fn messages_sent_while_the_network_is_down_wait_in_the_outbox_across_a_res
     .expect("the messages wait in the outbox");
 
     // The inbox is not held back: the echo bot answers in another room meanwhile.
-    let room = alice
-        .create_room(json!({ "invite": [slot.bot()] }))
-        .await
-        .expect("room");
-    alice
-        .wait_for_event(&room, WAIT, |e| {
-            e["type"] == "m.room.member"
-                && e["state_key"] == slot.bot().as_str()
-                && e["content"]["membership"] == "join"
-        })
-        .await
-        .expect("the bot accepts the invite");
+    let room = room_with_bot(&alice, &slot.bot()).await;
     alice
         .send_text(&room, "ping still here")
         .await
@@ -337,6 +326,21 @@ async fn messages_sent_while_the_network_is_down_wait_in_the_outbox_across_a_res
     running.stop().await.expect("clean stop");
 }
 
+/// Sends `command` to `room` as `user` and waits for the bot's answer (a notice replying to it).
+async fn command_answer(user: &MatrixUser, room: &str, bot: &str, command: &str) -> String {
+    let sent = user.send_text(room, command).await.expect("sent");
+    let reply = wait_for(user, room, &format!("the answer to {command}"), |e| {
+        e["sender"] == bot
+            && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str()
+    })
+    .await;
+    assert_eq!(reply["content"]["msgtype"], "m.notice");
+    reply["content"]["body"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Commands in the portal, each checked against the sender's permission level: a relay-level
 /// user gets only the help meant for them, cannot ping and is not bridged; the admin mistypes
 /// a command (and is told the closest one), takes the network down (a message waits, `ping`
@@ -354,30 +358,7 @@ async fn commands_answer_by_permission_level_and_never_reach_the_network() {
         .expect("bob invited");
     bob.join(&portal).await.expect("bob joins");
 
-    // The bot's answer to a command, waited for.
-    let answer = |user: &MatrixUser, command: &str| {
-        let (user, command, portal, bot) = (
-            user.clone(),
-            command.to_owned(),
-            portal.clone(),
-            bot.clone(),
-        );
-        async move {
-            let sent = user.send_text(&portal, &command).await.expect("sent");
-            let reply = wait_for(&user, &portal, &format!("the answer to {command}"), |e| {
-                e["sender"] == bot.as_str()
-                    && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str()
-            })
-            .await;
-            assert_eq!(reply["content"]["msgtype"], "m.notice");
-            reply["content"]["body"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        }
-    };
-
-    let help = answer(&bob, "!loopback help").await;
+    let help = command_answer(&bob, &portal, &bot, "!loopback help").await;
     assert!(
         help.contains("!loopback help") && help.contains("!loopback version"),
         "{help}"
@@ -387,7 +368,7 @@ async fn commands_answer_by_permission_level_and_never_reach_the_network() {
         "{help}"
     );
     assert_eq!(
-        answer(&bob, "!loopback ping").await,
+        command_answer(&bob, &portal, &bot, "!loopback ping").await,
         "You cannot use `!loopback ping`: it needs the user permission level, yours is relay."
     );
     bob.send_text(&portal, "hello from bob")
@@ -395,16 +376,16 @@ async fn commands_answer_by_permission_level_and_never_reach_the_network() {
         .expect("sent");
 
     assert_eq!(
-        answer(&alice, "!loopback netwrk down").await,
+        command_answer(&alice, &portal, &bot, "!loopback netwrk down").await,
         "Unknown command `netwrk`. Did you mean `!loopback network`? Send `!loopback help` to \
          see the commands you can use."
     );
     assert_eq!(
-        answer(&alice, "!loopback network down").await,
+        command_answer(&alice, &portal, &bot, "!loopback network down").await,
         "The loopback network is down now."
     );
     alice.send_text(&portal, "while down").await.expect("sent");
-    let ping = answer(&alice, "!loopback ping").await;
+    let ping = command_answer(&alice, &portal, &bot, "!loopback ping").await;
     assert_eq!(
         ping,
         "Loopback is disconnected for now (taken down by a command): 1 portal room(s), 1 \
@@ -415,7 +396,7 @@ async fn commands_answer_by_permission_level_and_never_reach_the_network() {
     assert!(slot.metric(&state("transient_disconnect")).await > 0.5);
     assert!(slot.metric(&state("connected")).await < 0.5);
     assert_eq!(
-        answer(&alice, "!loopback network up").await,
+        command_answer(&alice, &portal, &bot, "!loopback network up").await,
         "The loopback network is up now."
     );
     assert!(slot.metric(&state("connected")).await > 0.5);
@@ -434,5 +415,62 @@ async fn commands_answer_by_permission_level_and_never_reach_the_network() {
         ["echo: while down"],
         "neither bob (relay level) nor any command reached the network"
     );
+
+    an_existing_room_is_bridged_then_unbridged(&alice, &portal, &bot).await;
     running.stop().await.expect("clean stop");
+}
+
+/// The admin bridges an existing room to another chat: messages there reach the network; after
+/// `unbridge` they do not.
+async fn an_existing_room_is_bridged_then_unbridged(alice: &MatrixUser, portal: &str, bot: &str) {
+    let room = room_with_bot(alice, bot).await;
+    assert_eq!(
+        command_answer(alice, &room, bot, "!loopback bridge side").await,
+        "This room is now bridged to side on Loopback."
+    );
+    assert_eq!(
+        command_answer(alice, portal, bot, "!loopback bridge side").await,
+        "This room is bridged to lobby on Loopback already; `unbridge` it first."
+    );
+    alice.send_text(&room, "hello side").await.expect("sent");
+    wait_for(alice, &room, "echo in the bridged room", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: hello side"
+    })
+    .await;
+    assert_eq!(
+        command_answer(alice, &room, bot, "!loopback unbridge").await,
+        "This room is no longer bridged to side on Loopback."
+    );
+    alice
+        .send_text(&room, "after unbridge")
+        .await
+        .expect("sent");
+    command_answer(alice, &room, bot, "!loopback version").await;
+    let echoed: Vec<String> = messages(alice, &room)
+        .await
+        .into_iter()
+        .filter(|(sender, _)| sender == ECHO)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(
+        echoed,
+        ["echo: hello side"],
+        "nothing is bridged after unbridge"
+    );
+}
+
+/// A room `user` creates with the bot, once the bot has joined it.
+async fn room_with_bot(user: &MatrixUser, bot: &str) -> String {
+    let room = user
+        .create_room(json!({ "invite": [bot] }))
+        .await
+        .expect("room");
+    user.wait_for_event(&room, WAIT, |e| {
+        e["type"] == "m.room.member"
+            && e["state_key"] == bot
+            && e["content"]["membership"] == "join"
+    })
+    .await
+    .expect("the bot accepts the invite");
+    room
 }

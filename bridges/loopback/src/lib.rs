@@ -17,8 +17,8 @@ use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
     Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, EditHandler,
     MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, PortalInfo, PortalKey,
-    PuppetProfile, ReactionHandler, RedactionHandler, RemoteEvent, RemoteMessageId, RemoteReaction,
-    RemoteText, RemoteUserId, TextKind,
+    PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId, RemoteEvent, RemoteMessageId,
+    RemoteReaction, RemoteText, RemoteUserId, TextKind,
 };
 use switchboard_framework::command::CommandSpec;
 use switchboard_framework::config::Value;
@@ -193,6 +193,11 @@ impl Bridge for LoopbackBridge {
             self.echo(ctx, portal, RemoteEvent::Message(text)).await?;
         }
         Ok(id)
+    }
+
+    /// Every chat of the loopback network has echo in it: any room may be bridged to one.
+    async fn allow_bridge(&self, _ctx: &BridgeContext, _chat: &RemoteChatId) -> Result<(), String> {
+        Ok(())
     }
 
     fn commands(&self) -> Vec<CommandSpec> {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::commands::{BridgeCommand, command_set, may_hold_command};
 use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, PortalEvent};
-use super::ids::PortalKey;
+use super::ids::{PortalKey, RemoteChatId};
 use super::matrix::TextKind;
 use super::matrix::{MatrixSide, PortalLocks};
 use super::plugin::{Bridge, BridgeContext, PortalRooms};
@@ -532,6 +532,23 @@ impl HostedBridge {
                     None,
                 )
             }
+            "bridge" => (self.bridge_room(&invocation, event, portal).await?, None),
+            "unbridge" => match portal {
+                Some(key) => {
+                    self.ctx.matrix().unbridge(&key).await?;
+                    (
+                        format!(
+                            "This room is no longer bridged to {} on {}.",
+                            key.chat, info.displayname
+                        ),
+                        None,
+                    )
+                }
+                None => (
+                    format!("This room is not bridged to {}.", info.displayname),
+                    None,
+                ),
+            },
             _ => {
                 let command = BridgeCommand {
                     invocation,
@@ -549,6 +566,36 @@ impl HostedBridge {
             }
         };
         self.reply(event, "command", &text, html.as_deref()).await
+    }
+
+    /// The `bridge <chat id>` command: makes the room the portal of that chat, if the bridge
+    /// allows it; returns the answer.
+    async fn bridge_room(
+        &self,
+        invocation: &CommandInvocation,
+        event: &RoomEvent,
+        portal: Option<PortalKey>,
+    ) -> Result<String, HandleError> {
+        let network = &self.ctx.matrix().info().displayname;
+        if let Some(key) = portal {
+            return Ok(format!(
+                "This room is bridged to {} on {network} already; `unbridge` it first.",
+                key.chat
+            ));
+        }
+        let Some(chat) = invocation.args.first().map(|c| RemoteChatId(c.clone())) else {
+            return Ok("Say which chat to bridge.".to_owned());
+        };
+        if let Err(why) = self.bridge.allow_bridge(&self.ctx, &chat).await {
+            return Ok(format!("Cannot bridge {chat}: {why}."));
+        }
+        let key = PortalKey::shared(chat.clone());
+        Ok(
+            match self.ctx.matrix().adopt_room(&key, &event.room_id).await? {
+                Ok(()) => format!("This room is now bridged to {chat} on {network}."),
+                Err(room) => format!("{chat} is bridged to another room already ({room})."),
+            },
+        )
     }
 
     /// Answers `event` with a notice from the bridge bot (a reply, sent once for each

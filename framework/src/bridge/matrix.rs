@@ -258,7 +258,7 @@ impl MatrixSide {
         } else {
             create_room::v3::RoomPreset::PrivateChat
         });
-        request.initial_state = self.bridge_state(key, info)?;
+        request.initial_state = self.initial_bridge_state(key, info)?;
         let room_id = self.client.send(request, Identity::bot()).await?.room_id;
         self.client
             .remember_membership(&room_id, self.client.bot_user_id(), true)
@@ -280,12 +280,70 @@ impl MatrixSide {
         Ok(room_id)
     }
 
-    /// The `m.bridge` and `uk.half-shot.bridge` state events (MSC2346) of a portal.
+    /// Makes an existing room the portal of `key` (an admin's `bridge` command): recorded,
+    /// routed to this bridge, and marked with `m.bridge` state when the bot may set it.
+    /// `Err` names the room already bridged to `key`, if one is.
+    pub async fn adopt_room(
+        &self,
+        key: &PortalKey,
+        room_id: &RoomId,
+    ) -> Result<Result<(), OwnedRoomId>, BridgeError> {
+        let _portal = self.portal_locks.lock(key).await;
+        let existing = self.store.portal(&self.info.id, key).await?;
+        if let Some(room) = stored_room(existing.as_ref())? {
+            return Ok(Err(room));
+        }
+        let info = PortalInfo::default();
+        self.store
+            .put_portal(
+                &self.info.id,
+                &PortalRecord {
+                    key: key.clone(),
+                    room_id: Some(room_id.to_string()),
+                    data: existing.map_or_else(|| "{}".to_owned(), |p| p.data),
+                },
+            )
+            .await?;
+        self.portal_rooms
+            .insert(room_id.to_owned(), &self.info.id, key.clone());
+        let (types, state_key, content) = self.bridge_state(key, &info);
+        let content = serde_json::value::to_raw_value(&content)
+            .map_err(|e| build_error("state::send_state_event", &e))?;
+        for event_type in types {
+            let request = ruma::api::client::state::send_state_event::v3::Request::new_raw(
+                room_id.to_owned(),
+                event_type.into(),
+                state_key.clone(),
+                Raw::from_json(content.clone()),
+            );
+            if let Err(e) = self.client.send(request, Identity::bot()).await {
+                tracing::warn!(bridge = %self.info.id, %room_id, error = %e, "cannot mark the room as bridged (m.bridge state); the bot may need a higher power level");
+            }
+        }
+        tracing::info!(bridge = %self.info.id, chat = %key.chat, %room_id, "existing room bridged");
+        Ok(Ok(()))
+    }
+
+    /// Stops bridging the portal of `key` (an admin's `unbridge` command): its room is no
+    /// longer routed to the bridge, and the portal and its message map are forgotten. The
+    /// room itself stays.
+    pub async fn unbridge(&self, key: &PortalKey) -> Result<(), BridgeError> {
+        let _portal = self.portal_locks.lock(key).await;
+        if let Some(room_id) = self.known_room(key).await? {
+            self.portal_rooms.remove(&room_id);
+        }
+        self.store.delete_portal(&self.info.id, key).await?;
+        tracing::info!(bridge = %self.info.id, chat = %key.chat, "portal unbridged");
+        Ok(())
+    }
+
+    /// The `m.bridge` and `uk.half-shot.bridge` state (MSC2346) of a portal: each event type,
+    /// with the state key and content they share.
     fn bridge_state(
         &self,
         key: &PortalKey,
         info: &PortalInfo,
-    ) -> Result<Vec<Raw<AnyInitialStateEvent>>, BridgeError> {
+    ) -> ([&'static str; 2], String, serde_json::Value) {
         let bot = self.client.bot_user_id();
         let content = json!({
             "bridgebot": bot,
@@ -294,19 +352,24 @@ impl MatrixSide {
             "channel": { "id": key.chat, "displayname": info.name },
         });
         let state_key = format!("org.switchboard://{}/{}", self.info.id, key.chat);
-        ["m.bridge", "uk.half-shot.bridge"]
+        (["m.bridge", "uk.half-shot.bridge"], state_key, content)
+    }
+
+    /// The bridge state of a portal as initial state of its room.
+    fn initial_bridge_state(
+        &self,
+        key: &PortalKey,
+        info: &PortalInfo,
+    ) -> Result<Vec<Raw<AnyInitialStateEvent>>, BridgeError> {
+        let (types, state_key, content) = self.bridge_state(key, info);
+        types
             .into_iter()
             .map(|event_type| {
                 let event =
                     json!({ "type": event_type, "state_key": state_key, "content": content });
                 serde_json::value::to_raw_value(&event)
                     .map(Raw::from_json)
-                    .map_err(|e| {
-                        BridgeError::Client(ClientError::Build {
-                            endpoint: "room::create_room",
-                            message: e.to_string(),
-                        })
-                    })
+                    .map_err(|e| build_error("room::create_room", &e))
             })
             .collect()
     }
@@ -545,6 +608,14 @@ fn text_content(message: &RemoteText) -> serde_json::Value {
         }),
         None => json!({ "msgtype": msgtype, "body": message.body }),
     }
+}
+
+/// A request that could not be built.
+pub(super) fn build_error(endpoint: &'static str, error: &serde_json::Error) -> BridgeError {
+    BridgeError::Client(ClientError::Build {
+        endpoint,
+        message: error.to_string(),
+    })
 }
 
 /// The room a stored portal has, if any.

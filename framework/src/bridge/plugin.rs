@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::commands::BridgeCommand;
 use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction};
-use super::ids::{PortalKey, RemoteMessageId};
+use super::ids::{PortalKey, RemoteChatId, RemoteMessageId};
 use super::matrix::{BridgeError, BridgeInfo, MatrixSide};
 use crate::command::CommandSpec;
 use crate::inbox::HandleError;
@@ -62,6 +62,16 @@ pub trait Bridge: Send + Sync + 'static {
         command: &BridgeCommand,
     ) -> Result<String, HandleError> {
         Ok(format!("`{}` does nothing yet.", command.invocation.name))
+    }
+
+    /// Whether an admin may bridge an existing Matrix room to the remote chat `chat` (the
+    /// `bridge <chat id>` command): `Err` says why not, to the admin. By default a bridge only
+    /// has the portals it creates itself.
+    async fn allow_bridge(&self, _ctx: &BridgeContext, _chat: &RemoteChatId) -> Result<(), String> {
+        Err(format!(
+            "{} does not bridge existing rooms",
+            self.info().displayname
+        ))
     }
 
     /// Edits of Matrix messages, if the network can carry them (otherwise the sender is told
@@ -281,6 +291,13 @@ impl PortalRooms {
     #[must_use]
     pub fn get(&self, room_id: &RoomId) -> Option<(String, PortalKey)> {
         self.rooms.read().ok()?.get(room_id).cloned()
+    }
+
+    /// Forgets that `room_id` is a portal.
+    pub fn remove(&self, room_id: &RoomId) {
+        if let Ok(mut rooms) = self.rooms.write() {
+            rooms.remove(room_id);
+        }
     }
 
     /// How many portal rooms `bridge` has.

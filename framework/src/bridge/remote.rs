@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
 use super::matrix::{
-    BridgeError, Bridged, Mapped, MatrixSide, PortalInfo, PuppetProfile, RemoteText,
+    BridgeError, Bridged, Mapped, MatrixSide, PortalInfo, PuppetProfile, RemoteText, build_error,
 };
 use crate::client::{Identity, derive_txn_id};
 
@@ -341,12 +341,7 @@ impl MatrixSide {
         let Some(room_id) = self.known_room(key).await? else {
             return Ok(Applied::Unmapped);
         };
-        let build = |e: serde_json::Error| {
-            BridgeError::Client(crate::ClientError::Build {
-                endpoint: "state::send_state_event",
-                message: e.to_string(),
-            })
-        };
+        let build = |e: serde_json::Error| build_error("state::send_state_event", &e);
         if let Some(name) = name {
             let content = RoomNameEventContent::new(name.to_owned());
             let request = Request::new(room_id.clone(), &ruma::events::EmptyStateKey, &content)
