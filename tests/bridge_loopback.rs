@@ -67,6 +67,16 @@ async fn messages(user: &MatrixUser, room_id: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// What echo said in the room, oldest first.
+async fn echo_answers(user: &MatrixUser, room_id: &str) -> Vec<String> {
+    messages(user, room_id)
+        .await
+        .into_iter()
+        .filter(|(sender, _)| sender == ECHO)
+        .map(|(_, body)| body)
+        .collect()
+}
+
 /// The first event of the room that `matches`, waited for.
 async fn wait_for(
     user: &MatrixUser,
@@ -304,12 +314,7 @@ async fn messages_sent_while_the_network_is_down_wait_in_the_outbox_across_a_res
     std::fs::remove_file(&down).expect("network back");
 
     let answers = wait_until(WAIT, "three answers", || async {
-        let answers: Vec<String> = messages(&alice, &portal)
-            .await
-            .into_iter()
-            .filter(|(sender, _)| sender == ECHO)
-            .map(|(_, body)| body)
-            .collect();
+        let answers = echo_answers(&alice, &portal).await;
         (answers.len() >= 3).then_some(answers)
     })
     .await
@@ -404,12 +409,7 @@ async fn commands_answer_by_permission_level_and_never_reach_the_network() {
         e["sender"] == ECHO && e["content"]["body"] == "echo: while down"
     })
     .await;
-    let answered: Vec<String> = messages(&alice, &portal)
-        .await
-        .into_iter()
-        .filter(|(sender, _)| sender == ECHO)
-        .map(|(_, body)| body)
-        .collect();
+    let answered = echo_answers(&alice, &portal).await;
     assert_eq!(
         answered,
         ["echo: while down"],
@@ -446,12 +446,7 @@ async fn an_existing_room_is_bridged_then_unbridged(alice: &MatrixUser, portal: 
         .await
         .expect("sent");
     command_answer(alice, &room, bot, "!loopback version").await;
-    let echoed: Vec<String> = messages(alice, &room)
-        .await
-        .into_iter()
-        .filter(|(sender, _)| sender == ECHO)
-        .map(|(_, body)| body)
-        .collect();
+    let echoed = echo_answers(alice, &room).await;
     assert_eq!(
         echoed,
         ["echo: hello side"],

@@ -263,21 +263,32 @@ impl MatrixSide {
         self.client
             .remember_membership(&room_id, self.client.bot_user_id(), true)
             .await;
+        self.record_room(key, &room_id, existing).await?;
+        tracing::info!(bridge = %self.info.id, chat = %key.chat, %room_id, "portal room created");
+        Ok(room_id)
+    }
+
+    /// Records `room_id` as the room of the portal `key` (keeping the bridge's data of an
+    /// `existing` portal) and routes it to this bridge.
+    async fn record_room(
+        &self,
+        key: &PortalKey,
+        room_id: &RoomId,
+        existing: Option<PortalRecord>,
+    ) -> Result<(), BridgeError> {
         self.portal_rooms
-            .insert(room_id.clone(), &self.info.id, key.clone());
-        let data = existing.map_or_else(|| "{}".to_owned(), |p| p.data);
+            .insert(room_id.to_owned(), &self.info.id, key.clone());
         self.store
             .put_portal(
                 &self.info.id,
                 &PortalRecord {
                     key: key.clone(),
                     room_id: Some(room_id.to_string()),
-                    data,
+                    data: existing.map_or_else(|| "{}".to_owned(), |p| p.data),
                 },
             )
             .await?;
-        tracing::info!(bridge = %self.info.id, chat = %key.chat, %room_id, "portal room created");
-        Ok(room_id)
+        Ok(())
     }
 
     /// Makes an existing room the portal of `key` (an admin's `bridge` command): recorded,
@@ -294,18 +305,7 @@ impl MatrixSide {
             return Ok(Err(room));
         }
         let info = PortalInfo::default();
-        self.store
-            .put_portal(
-                &self.info.id,
-                &PortalRecord {
-                    key: key.clone(),
-                    room_id: Some(room_id.to_string()),
-                    data: existing.map_or_else(|| "{}".to_owned(), |p| p.data),
-                },
-            )
-            .await?;
-        self.portal_rooms
-            .insert(room_id.to_owned(), &self.info.id, key.clone());
+        self.record_room(key, room_id, existing).await?;
         let (types, state_key, content) = self.bridge_state(key, &info);
         let content = serde_json::value::to_raw_value(&content)
             .map_err(|e| build_error("state::send_state_event", &e))?;
