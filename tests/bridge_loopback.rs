@@ -18,6 +18,9 @@ use switchboard_framework::store::Store;
 
 const ECHO: &str = "@_loopback_echo:localhost";
 const WAIT: Duration = Duration::from_secs(30);
+/// Alice administers the bridges, bob may only be relayed, the rest of the server are users.
+const PERMISSIONS: &str =
+    "permissions:\n  localhost: user\n  \"@alice:localhost\": admin\n  \"@bob:localhost\": relay\n";
 
 /// A Switchboard running the loopback bridge (plus `extra` config) against a fresh Synapse,
 /// and `alice`, who joined the portal she was invited to.
@@ -352,16 +355,9 @@ async fn command_answer(user: &MatrixUser, room: &str, bot: &str, command: &str)
 /// says so), brings it back (the message arrives at once). Commands never reach the network.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_answer_by_permission_level_and_never_reach_the_network() {
-    let permissions = "permissions:\n  localhost: user\n  \"@alice:localhost\": admin\n  \
-                       \"@bob:localhost\": relay\n";
-    let (slot, synapse, running, alice, portal) = loopback("cmd", permissions).await;
+    let (slot, synapse, running, alice, portal) = loopback("cmd", PERMISSIONS).await;
     let bot = slot.bot();
-    let bob = synapse.register_user("bob", false).await.expect("bob");
-    alice
-        .invite(&portal, &bob.user_id)
-        .await
-        .expect("bob invited");
-    bob.join(&portal).await.expect("bob joins");
+    let bob = joined_by_bob(&synapse, &alice, &portal).await;
 
     let help = command_answer(&bob, &portal, &bot, "!loopback help").await;
     assert!(
@@ -454,6 +450,17 @@ async fn an_existing_room_is_bridged_then_unbridged(alice: &MatrixUser, portal: 
     );
 }
 
+/// Bob, registered and joined to the portal on alice's invite.
+async fn joined_by_bob(synapse: &Synapse, alice: &MatrixUser, portal: &str) -> MatrixUser {
+    let bob = synapse.register_user("bob", false).await.expect("bob");
+    alice
+        .invite(portal, &bob.user_id)
+        .await
+        .expect("bob invited");
+    bob.join(portal).await.expect("bob joins");
+    bob
+}
+
 /// A room `user` creates with the bot, once the bot has joined it.
 async fn room_with_bot(user: &MatrixUser, bot: &str) -> String {
     let room = user
@@ -468,4 +475,80 @@ async fn room_with_bot(user: &MatrixUser, bot: &str) -> String {
     .await
     .expect("the bot accepts the invite");
     room
+}
+
+/// With logins required: a user without a login is told how to log in; the login asks its
+/// fields one message at a time (a wrong password fails, the password message is removed);
+/// the login's messages reach the network as that account; an admin's `set-relay` carries a
+/// relay-level user's messages with their name; `logout` ends both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_made_in_chat_and_relay_carries_users_without_one() {
+    let extra = format!("    require_login: true\n{PERMISSIONS}");
+    let (slot, synapse, running, alice, portal) = loopback("login", &extra).await;
+    let bot = slot.bot();
+    let bob = joined_by_bob(&synapse, &alice, &portal).await;
+
+    assert_eq!(
+        command_answer(&alice, &portal, &bot, "hello").await,
+        "Not bridged: you are not logged in to Loopback and this room has no relay. Send \
+         `!loopback login` to log in."
+    );
+    assert_eq!(
+        command_answer(&alice, &portal, &bot, "!loopback login").await,
+        "Log in to the loopback network.\nSend your username."
+    );
+    assert_eq!(
+        command_answer(&alice, &portal, &bot, "alice-remote").await,
+        "Send your password."
+    );
+    assert_eq!(
+        command_answer(&alice, &portal, &bot, "guess").await,
+        "Login failed: wrong password"
+    );
+    command_answer(&alice, &portal, &bot, "!loopback login").await;
+    command_answer(&alice, &portal, &bot, "alice-remote").await;
+    let password = alice.send_text(&portal, "loopback").await.expect("sent");
+    wait_for(&alice, &portal, "the login", |e| {
+        e["content"]["body"] == "Logged in as alice-remote."
+    })
+    .await;
+    wait_for(&alice, &portal, "the password removed", |e| {
+        e["event_id"] == password.as_str() && is_redacted(e)
+    })
+    .await;
+    assert_eq!(
+        command_answer(&alice, &portal, &bot, "!loopback list-logins").await,
+        "Your logins: alice-remote (user:alice-remote)."
+    );
+    alice.send_text(&portal, "hello again").await.expect("sent");
+    wait_for(&alice, &portal, "echo for alice's login", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: for alice-remote: hello again"
+    })
+    .await;
+
+    bob.send_text(&portal, "no relay yet").await.expect("sent");
+    assert_eq!(
+        command_answer(&alice, &portal, &bot, "!loopback set-relay").await,
+        "Messages of users without their own login are now relayed through alice-remote."
+    );
+    bob.send_text(&portal, "hi relayed").await.expect("sent");
+    wait_for(&alice, &portal, "echo of the relayed message", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: bob: hi relayed"
+    })
+    .await;
+    assert_eq!(
+        command_answer(&alice, &portal, &bot, "!loopback logout").await,
+        "Logged out of alice-remote."
+    );
+    bob.send_text(&portal, "after logout").await.expect("sent");
+    command_answer(&alice, &portal, &bot, "!loopback version").await;
+    assert_eq!(
+        echo_answers(&alice, &portal).await,
+        [
+            "echo: for alice-remote: hello again",
+            "echo: bob: hi relayed"
+        ],
+        "only the logged-in and the relayed messages reached the network"
+    );
+    running.stop().await.expect("clean stop");
 }

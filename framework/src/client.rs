@@ -655,6 +655,28 @@ impl HomeserverClient {
         Ok(())
     }
 
+    /// How `user_id` is called in `room_id`: their room display name, else their localpart.
+    pub async fn displayname_in(&self, room_id: &RoomId, user_id: &UserId) -> String {
+        use ruma::api::client::state::get_state_event_for_key::v3::Request;
+        #[derive(Deserialize)]
+        struct Member {
+            displayname: Option<String>,
+        }
+        let request = Request::new(
+            room_id.to_owned(),
+            ruma::events::StateEventType::RoomMember,
+            user_id.to_string(),
+        );
+        self.send(request, Identity::bot())
+            .await
+            .ok()
+            .and_then(|response| {
+                serde_json::from_str::<Member>(response.event_or_content.get()).ok()
+            })
+            .and_then(|member| member.displayname)
+            .unwrap_or_else(|| user_id.localpart().to_owned())
+    }
+
     /// Joins `room` as `user_id`. If the homeserver refuses (not invited), the bot invites the
     /// user and the join is tried once more. Remembered in the store.
     pub async fn ensure_joined(

@@ -48,6 +48,9 @@ pub enum ConfigError {
         /// What is expected instead.
         expected: String,
     },
+    /// A template does not compile (the message names the field).
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
     /// The `permissions` rules are not usable (the message names the key).
     #[error(transparent)]
     Permissions(#[from] crate::permission::PermissionError),
@@ -87,6 +90,8 @@ pub struct Config {
     pub client: ClientConfig,
     /// The bridges' outbox: Matrix messages a network could not take yet, retried.
     pub outbox: OutboxConfig,
+    /// Relay mode: how messages of users without their own login are sent.
+    pub relay: RelayConfig,
     /// Prometheus metrics and health endpoints.
     pub metrics: MetricsConfig,
     /// Log output.
@@ -112,6 +117,7 @@ impl Default for Config {
             inbox: InboxConfig::default(),
             client: ClientConfig::default(),
             outbox: OutboxConfig::default(),
+            relay: RelayConfig::default(),
             metrics: MetricsConfig::default(),
             logging: LoggingConfig::default(),
             runtime: RuntimeConfig::default(),
@@ -292,6 +298,30 @@ impl Default for OutboxConfig {
             retry_max_interval_secs: 300,
             give_up_after_secs: 86_400,
         }
+    }
+}
+
+/// The relay section: in a portal with a relay login (set by an admin with `set-relay`),
+/// messages of users without their own login go through it, with their name in the text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// The text sent for a relayed message (handlebars; `displayname`, `user_id`, `body`).
+    pub message_template: String,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            message_template: "{{displayname}}: {{body}}".to_owned(),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// The compiled message template.
+    pub fn template(&self) -> Result<crate::template::Template, crate::template::TemplateError> {
+        crate::template::Template::new("relay.message_template", &self.message_template)
     }
 }
 
@@ -588,6 +618,7 @@ impl Config {
             ));
         }
         self.permissions()?;
+        self.relay.template()?;
         if self.outbox.retry_max_interval_secs == 0 {
             return Err(invalid(
                 "outbox.retry_max_interval_secs",
@@ -636,6 +667,7 @@ const SECTIONS: &[&str] = &[
     "inbox",
     "client",
     "outbox",
+    "relay",
     "metrics",
     "logging",
     "runtime",

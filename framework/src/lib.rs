@@ -15,6 +15,7 @@ pub mod plugin;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod transport;
 
 pub use async_trait::async_trait;

@@ -252,6 +252,8 @@ pub struct HostOptions {
     pub outbox: OutboxConfig,
     /// Who may use the bridges, and which of their commands.
     pub permissions: crate::permission::Permissions,
+    /// The text of relayed messages.
+    pub relay_template: crate::template::Template,
 }
 
 /// A plug-in cannot be set up.
@@ -306,6 +308,7 @@ impl PluginHost {
             &store,
             &options.outbox,
             options.permissions.clone(),
+            &options.relay_template,
             &shutdown,
         )
         .await?;

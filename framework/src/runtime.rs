@@ -316,6 +316,10 @@ pub async fn run(
                 accept_invites: config.appservice.accept_invites,
                 outbox: config.outbox.clone(),
                 permissions: config.permissions()?,
+                relay_template: config
+                    .relay
+                    .template()
+                    .map_err(crate::config::ConfigError::from)?,
             },
             shutdown.clone(),
         )

@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
     Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, EditHandler,
-    MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, PortalInfo, PortalKey,
-    PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId, RemoteEvent, RemoteMessageId,
-    RemoteReaction, RemoteText, RemoteUserId, TextKind,
+    LoginField, LoginFlow, LoginHandler, LoginId, LoginRequest, LoginStep, MatrixEdit,
+    MatrixMessage, MatrixReaction, MatrixRedaction, NewLogin, PortalInfo, PortalKey, PuppetProfile,
+    ReactionHandler, RedactionHandler, RemoteChatId, RemoteEvent, RemoteMessageId, RemoteReaction,
+    RemoteText, RemoteUserId, TextKind, Via,
 };
 use switchboard_framework::command::CommandSpec;
 use switchboard_framework::config::Value;
@@ -37,6 +38,8 @@ const REFUSED: &str = "!drop";
 #[derive(Clone, Debug, Default)]
 pub struct LoopbackBridge {
     invite: Vec<OwnedUserId>,
+    /// Whether Matrix users must log in (or be relayed) to be bridged.
+    require_login: bool,
     outage_file: Option<PathBuf>,
     /// Set by the `network down` command.
     down: Arc<AtomicBool>,
@@ -103,6 +106,16 @@ impl LoopbackBridge {
                 ));
             }
         };
+        let require_login = match settings.get("require_login") {
+            None => false,
+            Some(Value::Bool(required)) => *required,
+            Some(other) => {
+                return Err(format!(
+                    "config field `bridges.loopback.require_login` is {other:?}, but true or \
+                     false is expected"
+                ));
+            }
+        };
         let outage_file = match settings.get("outage_file") {
             None => None,
             Some(Value::String(path)) => Some(PathBuf::from(path)),
@@ -115,6 +128,7 @@ impl LoopbackBridge {
         };
         Ok(Self {
             invite,
+            require_login,
             outage_file,
             down: Arc::default(),
         })
@@ -189,7 +203,12 @@ impl Bridge for LoopbackBridge {
             .map_matrix_event(portal, &id, "", &message.room_id, &message.event_id)
             .await?;
         if let Some(answer) = answer_id(&id) {
-            let text = echo_text(answer, &message.body, Some(id.clone()));
+            // Echo greets the account a message came from, if it came from one.
+            let body = match &message.via {
+                Via::Own(login) => format!("for {}: {}", login.remote_name, message.body),
+                Via::Relay(_) | Via::Bridge => message.body.clone(),
+            };
+            let text = echo_text(answer, &body, Some(id.clone()));
             self.echo(ctx, portal, RemoteEvent::Message(text)).await?;
         }
         Ok(id)
@@ -243,6 +262,10 @@ impl Bridge for LoopbackBridge {
         ))
     }
 
+    fn logins(&self) -> Option<&dyn LoginHandler> {
+        Some(self)
+    }
+
     fn edits(&self) -> Option<&dyn EditHandler> {
         Some(self)
     }
@@ -253,6 +276,58 @@ impl Bridge for LoopbackBridge {
 
     fn redactions(&self) -> Option<&dyn RedactionHandler> {
         Some(self)
+    }
+}
+
+/// The loopback network's one password.
+const PASSWORD: &str = "loopback";
+
+#[switchboard_framework::async_trait]
+impl LoginHandler for LoopbackBridge {
+    fn login_flows(&self) -> Vec<LoginFlow> {
+        vec![LoginFlow {
+            id: "password".to_owned(),
+            name: "Username and password".to_owned(),
+            description: format!("Any username; the password is `{PASSWORD}`"),
+        }]
+    }
+
+    async fn login_step(
+        &self,
+        _ctx: &BridgeContext,
+        request: &LoginRequest,
+    ) -> Result<LoginStep, String> {
+        let (Some(username), Some(password)) =
+            (request.input.get("username"), request.input.get("password"))
+        else {
+            return Ok(LoginStep::UserInput {
+                instructions: "Log in to the loopback network.".to_owned(),
+                fields: vec![
+                    LoginField {
+                        id: "username".to_owned(),
+                        name: "username".to_owned(),
+                        secret: false,
+                    },
+                    LoginField {
+                        id: "password".to_owned(),
+                        name: "password".to_owned(),
+                        secret: true,
+                    },
+                ],
+            });
+        };
+        if password != PASSWORD {
+            return Err("wrong password".to_owned());
+        }
+        Ok(LoginStep::Complete(NewLogin {
+            id: LoginId(format!("user:{username}")),
+            remote_name: username.clone(),
+            data: switchboard_framework::serde_json::json!({ "username": username }),
+        }))
+    }
+
+    fn login_required(&self) -> bool {
+        self.require_login
     }
 }
 

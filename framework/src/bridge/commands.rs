@@ -27,6 +27,29 @@ pub struct BridgeCommand {
     pub level: PermissionLevel,
 }
 
+/// The built-in commands of bridges with logins.
+fn login_commands() -> Vec<CommandSpec> {
+    vec![
+        CommandSpec::new("login", "Logs you in to the network with your own account")
+            .args("[way]")
+            .max_args(1),
+        CommandSpec::new("cancel", "Stops the login you are in the middle of").max_args(0),
+        CommandSpec::new("list-logins", "Lists your logins").max_args(0),
+        CommandSpec::new("logout", "Logs one of your logins out")
+            .args("[login id]")
+            .max_args(1),
+        CommandSpec::new(
+            "set-relay",
+            "Relays messages of users without a login through yours, in this room",
+        )
+        .max_args(0)
+        .permission(PermissionLevel::Admin),
+        CommandSpec::new("unset-relay", "Stops relaying in this room")
+            .max_args(0)
+            .permission(PermissionLevel::Admin),
+    ]
+}
+
 /// The built-in commands every bridge has.
 pub(crate) fn built_in() -> Vec<CommandSpec> {
     vec![
@@ -57,9 +80,15 @@ pub(crate) fn built_in() -> Vec<CommandSpec> {
 /// A bridge's command set: the built-in commands and its own, under its prefix. A command of
 /// the bridge named like a built-in one (or otherwise unusable) is left out, with a warning in
 /// the log.
-pub(crate) fn command_set(prefix: &str, own: Vec<CommandSpec>) -> CommandSet {
+pub(crate) fn command_set(prefix: &str, has_logins: bool, own: Vec<CommandSpec>) -> CommandSet {
+    let logins = if has_logins {
+        login_commands()
+    } else {
+        Vec::new()
+    };
     built_in()
         .into_iter()
+        .chain(logins)
         .chain(own)
         .fold(CommandSet::new(prefix), CommandSet::with)
 }
@@ -78,6 +107,7 @@ mod tests {
     fn built_ins_come_first_and_a_bridge_cannot_replace_them() {
         let set = command_set(
             "!lb",
+            false,
             vec![CommandSpec::new("say", "Says something").min_args(1)],
         );
         let names: Vec<&str> = set.specs().iter().map(CommandSpec::name).collect();
@@ -85,7 +115,7 @@ mod tests {
             names,
             ["help", "version", "ping", "bridge", "unbridge", "say"]
         );
-        let clash = command_set("!lb", vec![CommandSpec::new("ping", "Mine")]);
+        let clash = command_set("!lb", false, vec![CommandSpec::new("ping", "Mine")]);
         assert_eq!(
             clash.find("ping").map(CommandSpec::summary),
             Some("Checks that the bridge is running and what it waits for")
@@ -94,7 +124,7 @@ mod tests {
 
     #[test]
     fn a_relay_user_sees_only_what_they_may_run() {
-        let set = command_set("!lb", Vec::new());
+        let set = command_set("!lb", true, Vec::new());
         let help = set.help(PermissionLevel::Relay, false);
         assert!(help.contains("!lb help"), "{help}");
         assert!(!help.contains("ping"), "{help}");

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::format::{sanitize_html, strip_reply_fallback};
 use super::ids::RemoteMessageId;
+use super::login::Via;
 use super::matrix::TextKind;
 use crate::RoomEvent;
 
@@ -27,6 +28,9 @@ pub struct MatrixMessage {
     pub html: Option<String>,
     /// The remote message it answers, if it is a reply to a bridged message.
     pub reply_to: Option<RemoteMessageId>,
+    /// The login it goes to the network with (the sender's own, the portal's relay, or none
+    /// for a bridge without logins).
+    pub via: Via,
 }
 
 /// A Matrix user edited a message they had sent to the remote network.
@@ -42,6 +46,9 @@ pub struct MatrixEdit {
     pub body: String,
     /// The new formatted text (sanitised Matrix HTML), if any.
     pub html: Option<String>,
+    /// The login it goes to the network with (the sender's own, the portal's relay, or none
+    /// for a bridge without logins).
+    pub via: Via,
 }
 
 /// A Matrix user reacted to a bridged message.
@@ -55,6 +62,9 @@ pub struct MatrixReaction {
     pub target: RemoteMessageId,
     /// The reaction (usually an emoji).
     pub key: String,
+    /// The login it goes to the network with (the sender's own, the portal's relay, or none
+    /// for a bridge without logins).
+    pub via: Via,
 }
 
 /// A Matrix user took back a message or a reaction (redacted it).
@@ -68,6 +78,9 @@ pub struct MatrixRedaction {
     pub target: RemoteMessageId,
     /// The reaction removed (its key), when a reaction was redacted.
     pub reaction: Option<String>,
+    /// The login it goes to the network with (the sender's own, the portal's relay, or none
+    /// for a bridge without logins).
+    pub via: Via,
 }
 
 /// A Matrix event of a portal as read from its content, before its references to other events

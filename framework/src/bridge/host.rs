@@ -4,8 +4,8 @@
 //! the inbox moves on, so a remote outage never holds back the homeserver or other rooms. An
 //! event the network can never take is answered in the room with a notice saying why.
 
-use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::commands::{BridgeCommand, command_set, may_hold_command};
 use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, PortalEvent};
 use super::ids::{PortalKey, RemoteChatId};
+use super::login::Via;
 use super::matrix::TextKind;
 use super::matrix::{MatrixSide, PortalLocks};
 use super::plugin::{Bridge, BridgeContext, PortalRooms};
@@ -28,6 +29,7 @@ use crate::inbox::HandleError;
 use crate::permission::{PermissionLevel, Permissions};
 use crate::plugin::HostError;
 use crate::store::{MessageRecord, Store, StoreError};
+use crate::template::Template;
 
 fn now_ms() -> i64 {
     i64::try_from(
@@ -49,6 +51,14 @@ pub(crate) struct BridgeHost {
 /// A bridge as the host runs it.
 pub(crate) struct HostedBridge {
     bridge: Arc<dyn Bridge>,
+    /// Who may do what.
+    permissions: Permissions,
+    /// The text of relayed messages.
+    relay_template: Template,
+    /// Logins users are in the middle of, by user and room.
+    pending: Mutex<HashMap<logins::PendingKey, logins::PendingLogin>>,
+    /// How many there are (read without the lock on every message).
+    pending_count: AtomicUsize,
     ctx: BridgeContext,
     /// Its chat commands, built-in ones included.
     commands: CommandSet,
@@ -61,6 +71,8 @@ pub(crate) struct HostedBridge {
     /// one at a time, in order, whether live or from the outbox.
     outbound: PortalLocks,
 }
+
+mod logins;
 
 /// The kind of a portal event, as a metric label.
 fn kind_label(event: &PortalEvent) -> &'static str {
@@ -81,6 +93,7 @@ impl BridgeHost {
         store: &Store,
         policy: &OutboxConfig,
         permissions: Permissions,
+        relay_template: &Template,
         shutdown: &CancellationToken,
     ) -> Result<Self, HostError> {
         let portal_rooms = PortalRooms::default();
@@ -107,7 +120,15 @@ impl BridgeHost {
             let matrix = MatrixSide::new(info, naming, client.clone(), store.clone())
                 .with_portal_rooms(portal_rooms.clone());
             hosted.push(Arc::new(HostedBridge {
-                commands: command_set(&bridge.command_prefix(), bridge.commands()),
+                commands: command_set(
+                    &bridge.command_prefix(),
+                    bridge.logins().is_some(),
+                    bridge.commands(),
+                ),
+                permissions: permissions.clone(),
+                relay_template: relay_template.clone(),
+                pending: Mutex::default(),
+                pending_count: AtomicUsize::new(0),
                 bridge,
                 ctx: BridgeContext::new(matrix, shutdown.clone()),
                 client: client.clone(),
@@ -170,13 +191,21 @@ impl BridgeHost {
                 }
             }
         }
+        if let Some(hosted) = self
+            .bridges
+            .iter()
+            .find(|h| h.has_pending_login(&event.sender, &event.room_id))
+            && let Some((_, body)) = event.text_message()
+        {
+            return Some(hosted.login_input(event, &body).await);
+        }
         let (bridge_id, portal) = portal?;
         let hosted = self.bridges.iter().find(|h| h.id() == bridge_id)?;
         if !self
             .permissions
-            .allows(&event.sender, PermissionLevel::User)
+            .allows(&event.sender, PermissionLevel::Relay)
         {
-            tracing::debug!(sender = %event.sender, bridge = %bridge_id, "not bridged: the sender's permission level is below user");
+            tracing::debug!(sender = %event.sender, bridge = %bridge_id, "not bridged: the sender's permission level is below relay");
             hosted.count("event", "not_permitted");
             return Some(Ok(()));
         }
@@ -326,7 +355,11 @@ impl HostedBridge {
         .filter(|r| {
             matches!(read, PortalEvent::Redaction { .. }) || reaction_key(&r.part).is_none()
         });
-        let outcome = self.dispatch(portal, event, read, referenced).await;
+        let Some(via) = self.route(portal, event).await? else {
+            self.count(kind, "no_login");
+            return Ok(());
+        };
+        let outcome = self.dispatch(portal, event, read, referenced, via).await;
         self.count(
             kind,
             match &outcome {
@@ -368,6 +401,7 @@ impl HostedBridge {
         event: &RoomEvent,
         read: PortalEvent,
         referenced: Option<MessageRecord>,
+        via: Via,
     ) -> Result<Delivered, HandleError> {
         let ctx = &self.ctx;
         let event_id = event.event_id.clone();
@@ -379,7 +413,12 @@ impl HostedBridge {
                 html,
                 reply_to: _,
             } => {
+                let (body, html) = match &via {
+                    Via::Relay(_) => self.relayed(event, &body, html.as_deref()).await?,
+                    _ => (body, html),
+                };
                 let message = MatrixMessage {
+                    via,
                     event_id,
                     room_id: event.room_id.clone(),
                     sender,
@@ -402,6 +441,7 @@ impl HostedBridge {
                     return Ok(Delivered::Unsupported);
                 };
                 let edit = MatrixEdit {
+                    via: via.clone(),
                     event_id,
                     sender,
                     target: target.remote_message_id,
@@ -419,6 +459,7 @@ impl HostedBridge {
                 };
                 let part = reaction_part(sender.as_str(), &key);
                 let reaction = MatrixReaction {
+                    via: via.clone(),
                     event_id,
                     sender,
                     target: target.remote_message_id.clone(),
@@ -435,6 +476,7 @@ impl HostedBridge {
                     return Ok(Delivered::Unmapped);
                 };
                 let redaction = MatrixRedaction {
+                    via: via.clone(),
                     event_id,
                     sender,
                     reaction: reaction_key(&target.part).map(str::to_owned),
@@ -549,7 +591,14 @@ impl HostedBridge {
                     None,
                 ),
             },
-            _ => {
+            name => {
+                if let Some(answer) = self
+                    .login_command(name, &invocation, event, portal.as_ref())
+                    .await
+                {
+                    let text = answer?;
+                    return self.reply(event, "command", &text, None).await;
+                }
                 let command = BridgeCommand {
                     invocation,
                     event_id: event.event_id.clone(),

@@ -51,6 +51,10 @@ remote_id!(
     /// A message on the remote network (unique within its chat).
     RemoteMessageId
 );
+remote_id!(
+    /// A Matrix user's account on the remote network (unique per bridge).
+    LoginId
+);
 
 /// The key of a portal: the remote chat, and for per-user portals (a direct chat seen from one
 /// login) the remote user it belongs to.

@@ -6,6 +6,7 @@ pub mod format;
 pub mod from_matrix;
 mod host;
 pub mod ids;
+pub mod login;
 pub mod matrix;
 pub mod plugin;
 pub mod puppet;
@@ -16,7 +17,11 @@ pub use format::{sanitize_html, strip_reply_fallback};
 pub use from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction};
 pub(crate) use host::BridgeHost;
 pub use ids::{
-    PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId, escape_localpart, unescape_localpart,
+    LoginId, PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId, escape_localpart,
+    unescape_localpart,
+};
+pub use login::{
+    Login, LoginField, LoginFlow, LoginHandler, LoginRequest, LoginStep, NewLogin, Via,
 };
 pub use matrix::{
     BridgeError, BridgeInfo, Bridged, MatrixSide, PortalInfo, PuppetProfile, RemoteText, TextKind,

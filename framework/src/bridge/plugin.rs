@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::commands::BridgeCommand;
 use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction};
-use super::ids::{PortalKey, RemoteChatId, RemoteMessageId};
+use super::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId};
+use super::login::{Login, LoginHandler};
 use super::matrix::{BridgeError, BridgeInfo, MatrixSide};
 use crate::command::CommandSpec;
 use crate::inbox::HandleError;
@@ -72,6 +73,11 @@ pub trait Bridge: Send + Sync + 'static {
             "{} does not bridge existing rooms",
             self.info().displayname
         ))
+    }
+
+    /// Logins, if users log in to the network with their own accounts.
+    fn logins(&self) -> Option<&dyn LoginHandler> {
+        None
     }
 
     /// Edits of Matrix messages, if the network can carry them (otherwise the sender is told
@@ -232,6 +238,12 @@ impl BridgeContext {
         }
     }
 
+    /// Every login of this bridge (to reconnect them at start), oldest first.
+    pub async fn logins(&self) -> Result<Vec<Login>, BridgeError> {
+        let records = self.matrix.store.logins(&self.matrix.info().id).await?;
+        Ok(records.into_iter().filter_map(login_from_record).collect())
+    }
+
     /// How the connection to the network stands.
     #[must_use]
     pub fn state(&self) -> BridgeState {
@@ -270,6 +282,17 @@ impl BridgeContext {
     pub fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
     }
+}
+
+/// A stored login as handed to a bridge (`None` if the stored row is unusable: a bad user
+/// id, which only a hand edit of the database makes).
+pub(crate) fn login_from_record(record: crate::store::LoginRecord) -> Option<Login> {
+    Some(Login {
+        id: LoginId(record.login_id),
+        user_id: ruma::OwnedUserId::try_from(record.user_id).ok()?,
+        remote_name: record.remote_name,
+        data: serde_json::from_str(&record.data).unwrap_or_default(),
+    })
 }
 
 /// Which rooms are portals, of which bridge: kept in memory (loaded at start, added to when a

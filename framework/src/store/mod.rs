@@ -67,9 +67,11 @@ macro_rules! on_pool {
 }
 
 mod bridge;
+mod login;
 mod outbox;
 
 pub use bridge::{MessageRecord, PortalRecord};
+pub use login::LoginRecord;
 pub use outbox::OutboxEntry;
 
 /// An event to put into the inbox.
@@ -495,6 +497,92 @@ pub mod conformance {
         portals_round_trip(store).await;
         puppets_and_the_message_map_round_trip(store).await;
         outbox_keeps_order_per_portal_until_removed(store).await;
+        logins_and_relays_round_trip(store).await;
+    }
+
+    /// Logins are listed per user and bridge, move with their account, and leave a portal's
+    /// relay when deleted.
+    pub async fn logins_and_relays_round_trip(store: &Store) {
+        use crate::bridge::PortalKey;
+        use crate::store::{LoginRecord, PortalRecord};
+        let login = |id: &str, user: &str, at: i64| LoginRecord {
+            login_id: id.into(),
+            user_id: user.into(),
+            remote_name: format!("{id} on the network"),
+            data: "{}".into(),
+            created_at: at,
+        };
+        store
+            .put_login("xmpp", &login("b", "@u:x", 2))
+            .await
+            .expect("put");
+        store
+            .put_login("xmpp", &login("a", "@u:x", 1))
+            .await
+            .expect("put");
+        store
+            .put_login("mqtt", &login("c", "@u:x", 3))
+            .await
+            .expect("put");
+        let ids =
+            |logins: Vec<LoginRecord>| logins.into_iter().map(|l| l.login_id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.logins_of("xmpp", "@u:x").await.expect("list")),
+            ["a", "b"]
+        );
+        store
+            .put_login("xmpp", &login("b", "@v:x", 9))
+            .await
+            .expect("moved");
+        assert_eq!(
+            ids(store.logins_of("xmpp", "@u:x").await.expect("list")),
+            ["a"]
+        );
+        assert_eq!(ids(store.logins("xmpp").await.expect("all")), ["a", "b"]);
+        let portal = PortalKey::shared("relayed");
+        store
+            .put_portal(
+                "xmpp",
+                &PortalRecord {
+                    key: portal.clone(),
+                    room_id: None,
+                    data: "{}".into(),
+                },
+            )
+            .await
+            .expect("portal");
+        assert_eq!(
+            store.portal_relay("xmpp", &portal).await.expect("relay"),
+            None
+        );
+        store
+            .set_portal_relay("xmpp", &portal, Some("a"))
+            .await
+            .expect("set");
+        assert_eq!(
+            store
+                .portal_relay("xmpp", &portal)
+                .await
+                .expect("relay")
+                .as_deref(),
+            Some("a")
+        );
+        assert!(store.delete_login("xmpp", "a").await.expect("delete"));
+        assert!(!store.delete_login("xmpp", "a").await.expect("again"));
+        assert_eq!(store.login("xmpp", "a").await.expect("get"), None);
+        assert_eq!(
+            store.portal_relay("xmpp", &portal).await.expect("relay"),
+            None
+        );
+        assert_eq!(
+            store
+                .login("xmpp", "b")
+                .await
+                .expect("get")
+                .map(|l| l.user_id)
+                .as_deref(),
+            Some("@v:x")
+        );
     }
 
     /// Outbox entries come back oldest first per portal, are queued once, record failed

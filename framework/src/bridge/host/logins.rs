@@ -1,0 +1,376 @@
+//! Logins as the host runs them: which login a Matrix event goes to the network with (the
+//! sender's own, the portal's relay, or none), relayed text, and the login flows driven from
+//! chat — `login`, the fields asked one message at a time, `logout`, `list-logins`,
+//! `set-relay`, `unset-relay`, `cancel`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+
+use ruma::{OwnedRoomId, OwnedUserId};
+use serde_json::json;
+
+use super::{HostedBridge, now_ms, transient};
+use crate::RoomEvent;
+use crate::bridge::ids::PortalKey;
+use crate::bridge::login::{Login, LoginField, LoginHandler, LoginRequest, LoginStep, Via};
+use crate::bridge::plugin::login_from_record;
+use crate::client::Identity;
+use crate::command::CommandInvocation;
+use crate::inbox::HandleError;
+use crate::permission::PermissionLevel;
+use crate::store::LoginRecord;
+
+/// A login a user is in the middle of, in one room.
+#[derive(Debug)]
+pub(super) struct PendingLogin {
+    flow: String,
+    step: u32,
+    input: BTreeMap<String, String>,
+    /// The fields still to ask, the first being asked now.
+    fields: VecDeque<LoginField>,
+}
+
+/// Who is logging in where.
+pub(super) type PendingKey = (OwnedUserId, OwnedRoomId);
+
+impl HostedBridge {
+    /// How an event of its sender goes to the network, or `None` when it does not (the sender
+    /// is told why when they could do something about it).
+    pub(super) async fn route(
+        &self,
+        portal: &PortalKey,
+        event: &RoomEvent,
+    ) -> Result<Option<Via>, HandleError> {
+        let level = self.permissions.level(&event.sender);
+        let Some(handler) = self.bridge.logins() else {
+            return Ok((level >= PermissionLevel::User).then_some(Via::Bridge));
+        };
+        if level >= PermissionLevel::User
+            && let Some(own) = self.logins_of(&event.sender).await?.into_iter().next()
+        {
+            return Ok(Some(Via::Own(own)));
+        }
+        if let Some(relay) = self
+            .store
+            .portal_relay(self.id(), portal)
+            .await
+            .map_err(transient)?
+            && let Some(login) = self
+                .store
+                .login(self.id(), &relay)
+                .await
+                .map_err(transient)?
+                .and_then(login_from_record)
+        {
+            return Ok(Some(Via::Relay(login)));
+        }
+        if level >= PermissionLevel::User {
+            if !handler.login_required() {
+                return Ok(Some(Via::Bridge));
+            }
+            let text = format!(
+                "Not bridged: you are not logged in to {network} and this room has no relay. Send \
+                 `{prefix} login` to log in.",
+                network = self.ctx.matrix().info().displayname,
+                prefix = self.commands.prefix(),
+            );
+            self.reply(event, "no-login", &text, None).await?;
+        }
+        Ok(None)
+    }
+
+    /// The logins of a Matrix user, oldest first.
+    async fn logins_of(&self, user: &ruma::UserId) -> Result<Vec<Login>, HandleError> {
+        Ok(self
+            .store
+            .logins_of(self.id(), user.as_str())
+            .await
+            .map_err(transient)?
+            .into_iter()
+            .filter_map(login_from_record)
+            .collect())
+    }
+
+    /// A relayed message's text and HTML: the relay template with the sender's name.
+    pub(super) async fn relayed(
+        &self,
+        event: &RoomEvent,
+        body: &str,
+        html: Option<&str>,
+    ) -> Result<(String, Option<String>), HandleError> {
+        let displayname = self
+            .client
+            .displayname_in(&event.room_id, &event.sender)
+            .await;
+        let data = |name: &str, body: &str| json!({ "displayname": name, "user_id": event.sender, "body": body });
+        let text = self.relay_template.render(&data(&displayname, body));
+        let html = html.map(|html| {
+            self.relay_template
+                .render(&data(&ammonia::clean_text(&displayname), html))
+        });
+        Ok((text, html))
+    }
+
+    /// Whether `sender` is in the middle of a login in `room`.
+    pub(super) fn has_pending_login(&self, sender: &ruma::UserId, room: &ruma::RoomId) -> bool {
+        self.pending_count.load(Ordering::Relaxed) > 0
+            && self
+                .pending
+                .lock()
+                .is_ok_and(|pending| pending.contains_key(&(sender.to_owned(), room.to_owned())))
+    }
+
+    fn set_pending(&self, key: PendingKey, login: Option<PendingLogin>) {
+        if let Ok(mut pending) = self.pending.lock() {
+            match login {
+                Some(login) => {
+                    pending.insert(key, login);
+                }
+                None => {
+                    pending.remove(&key);
+                }
+            }
+            self.pending_count.store(pending.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// The login built-in commands; `None` when `name` is not one of them.
+    pub(super) async fn login_command(
+        &self,
+        name: &str,
+        invocation: &CommandInvocation,
+        event: &RoomEvent,
+        portal: Option<&PortalKey>,
+    ) -> Option<Result<String, HandleError>> {
+        let network = &self.ctx.matrix().info().displayname;
+        if !matches!(
+            name,
+            "login" | "logout" | "list-logins" | "set-relay" | "unset-relay" | "cancel"
+        ) {
+            return None;
+        }
+        if self.bridge.logins().is_none() {
+            return Some(Ok(format!("{network} has no logins.")));
+        }
+        Some(match name {
+            "login" => self.start_login(invocation, event).await,
+            "logout" => self.logout(invocation, event).await,
+            "list-logins" => self.list_logins(event).await,
+            "cancel" => {
+                self.set_pending((event.sender.clone(), event.room_id.clone()), None);
+                Ok("Login cancelled.".to_owned())
+            }
+            _ => self.set_relay(name == "set-relay", event, portal).await,
+        })
+    }
+
+    async fn start_login(
+        &self,
+        invocation: &CommandInvocation,
+        event: &RoomEvent,
+    ) -> Result<String, HandleError> {
+        let flows = self
+            .bridge
+            .logins()
+            .map(LoginHandler::login_flows)
+            .unwrap_or_default();
+        let flow = match invocation.args.first() {
+            Some(id) => flows.iter().find(|f| &f.id == id),
+            None => flows.first(),
+        };
+        let Some(flow) = flow else {
+            let known: Vec<&str> = flows.iter().map(|f| f.id.as_str()).collect();
+            return Ok(format!(
+                "No such way to log in. Choose one of: {}.",
+                known.join(", ")
+            ));
+        };
+        let pending = PendingLogin {
+            flow: flow.id.clone(),
+            step: 0,
+            input: BTreeMap::new(),
+            fields: VecDeque::new(),
+        };
+        self.advance(event, pending).await
+    }
+
+    /// A message of a user in the middle of a login: the value of the field asked.
+    pub(super) async fn login_input(
+        &self,
+        event: &RoomEvent,
+        body: &str,
+    ) -> Result<(), HandleError> {
+        let key = (event.sender.clone(), event.room_id.clone());
+        let taken = self.pending.lock().ok().and_then(|mut p| p.remove(&key));
+        self.pending_count.store(
+            self.pending.lock().map_or(0, |p| p.len()),
+            Ordering::Relaxed,
+        );
+        let Some(mut pending) = taken else {
+            return Ok(());
+        };
+        if let Some(field) = pending.fields.pop_front() {
+            if field.secret {
+                self.redact_secret(event).await;
+            }
+            pending.input.insert(field.id, body.trim().to_owned());
+        }
+        let answer = if let Some(next) = pending.fields.front() {
+            let ask = format!("Send your {}.", next.name);
+            self.set_pending(key, Some(pending));
+            Ok(ask)
+        } else {
+            self.advance(event, pending).await
+        };
+        match answer {
+            Ok(text) => self.reply(event, "login", &text, None).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Calls the flow with what the user entered and acts on the step it returns.
+    async fn advance(
+        &self,
+        event: &RoomEvent,
+        mut pending: PendingLogin,
+    ) -> Result<String, HandleError> {
+        let Some(handler) = self.bridge.logins() else {
+            return Ok(String::new());
+        };
+        let request = LoginRequest {
+            user: event.sender.clone(),
+            flow: pending.flow.clone(),
+            input: pending.input.clone(),
+            step: pending.step,
+        };
+        pending.step += 1;
+        let key = (event.sender.clone(), event.room_id.clone());
+        match handler.login_step(&self.ctx, &request).await {
+            Err(why) => Ok(format!("Login failed: {why}")),
+            Ok(LoginStep::UserInput {
+                instructions,
+                fields,
+            }) => {
+                let Some(first) = fields.first() else {
+                    return Ok(format!("Login failed: {instructions}"));
+                };
+                let text = format!("{instructions}\nSend your {}.", first.name);
+                pending.fields = fields.into();
+                self.set_pending(key, Some(pending));
+                Ok(text)
+            }
+            Ok(LoginStep::DisplayAndWait {
+                instructions,
+                display,
+            }) => {
+                // Shown now; the flow is called again (it returns once the user is done)
+                // when they send anything in this room.
+                self.set_pending(key, Some(pending));
+                Ok(format!("{instructions}\n{display}"))
+            }
+            Ok(LoginStep::Complete(login)) => {
+                let record = LoginRecord {
+                    login_id: login.id.0.clone(),
+                    user_id: event.sender.to_string(),
+                    remote_name: login.remote_name.clone(),
+                    data: login.data.to_string(),
+                    created_at: now_ms(),
+                };
+                self.store
+                    .put_login(self.id(), &record)
+                    .await
+                    .map_err(transient)?;
+                tracing::info!(bridge = %self.id(), user = %event.sender, login = %login.id, "logged in");
+                Ok(format!("Logged in as {}.", login.remote_name))
+            }
+        }
+    }
+
+    /// Removes a message holding a secret, if the bot may.
+    async fn redact_secret(&self, event: &RoomEvent) {
+        let txn_id = crate::derive_txn_id(&[self.id(), event.event_id.as_str(), "secret"]);
+        let request = ruma::api::client::redact::redact_event::v3::Request::new(
+            event.room_id.clone(),
+            event.event_id.clone(),
+            txn_id,
+        );
+        if let Err(e) = self.client.send(request, Identity::bot()).await {
+            tracing::warn!(bridge = %self.id(), error = %e, "cannot remove a message holding a secret (the bot may lack the power to)");
+        }
+    }
+
+    async fn list_logins(&self, event: &RoomEvent) -> Result<String, HandleError> {
+        let logins = self.logins_of(&event.sender).await?;
+        if logins.is_empty() {
+            return Ok(format!(
+                "You have no logins. Send `{} login` to log in.",
+                self.commands.prefix()
+            ));
+        }
+        let lines: Vec<String> = logins
+            .iter()
+            .map(|l| format!("{} ({})", l.remote_name, l.id))
+            .collect();
+        Ok(format!("Your logins: {}.", lines.join(", ")))
+    }
+
+    async fn logout(
+        &self,
+        invocation: &CommandInvocation,
+        event: &RoomEvent,
+    ) -> Result<String, HandleError> {
+        let logins = self.logins_of(&event.sender).await?;
+        let login = match invocation.args.first() {
+            Some(id) => logins.into_iter().find(|l| l.id.as_str() == id),
+            None if logins.len() == 1 => logins.into_iter().next(),
+            None => {
+                return Ok("Say which login to log out (see `list-logins`).".to_owned());
+            }
+        };
+        let Some(login) = login else {
+            return Ok("You have no such login.".to_owned());
+        };
+        if let Some(handler) = self.bridge.logins()
+            && let Err(why) = handler.logout(&self.ctx, &login).await
+        {
+            tracing::warn!(bridge = %self.id(), login = %login.id, error = %why, "logout from the network failed; the login is forgotten anyway");
+        }
+        self.store
+            .delete_login(self.id(), login.id.as_str())
+            .await
+            .map_err(transient)?;
+        Ok(format!("Logged out of {}.", login.remote_name))
+    }
+
+    async fn set_relay(
+        &self,
+        set: bool,
+        event: &RoomEvent,
+        portal: Option<&PortalKey>,
+    ) -> Result<String, HandleError> {
+        let Some(portal) = portal else {
+            return Ok("This room is not a portal.".to_owned());
+        };
+        if !set {
+            self.store
+                .set_portal_relay(self.id(), portal, None)
+                .await
+                .map_err(transient)?;
+            return Ok("This room has no relay now.".to_owned());
+        }
+        let Some(login) = self.logins_of(&event.sender).await?.into_iter().next() else {
+            return Ok(format!(
+                "Log in first (`{} login`): the relay is your login.",
+                self.commands.prefix()
+            ));
+        };
+        self.store
+            .set_portal_relay(self.id(), portal, Some(login.id.as_str()))
+            .await
+            .map_err(transient)?;
+        Ok(format!(
+            "Messages of users without their own login are now relayed through {}.",
+            login.remote_name
+        ))
+    }
+}

@@ -1,0 +1,143 @@
+//! Logins: a Matrix user's accounts on a bridge's network. A bridge that has logins offers
+//! login flows ([`LoginHandler`]); the framework drives a flow step by step — from chat
+//! commands or the provisioning API — keeps the logins, hands each message the login it is
+//! sent with (the sender's own, or the portal's relay), and reconnects nothing by itself: the
+//! bridge reads [`BridgeContext::logins`](super::BridgeContext) at start.
+
+use std::collections::BTreeMap;
+
+use ruma::OwnedUserId;
+use serde::{Deserialize, Serialize};
+
+use super::ids::LoginId;
+use super::plugin::BridgeContext;
+
+/// A way to log in (`password`, `qr`, `token`…).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginFlow {
+    /// Its id, as typed after `login`.
+    pub id: String,
+    /// Short name.
+    pub name: String,
+    /// What it does, for the user choosing.
+    pub description: String,
+}
+
+/// A field the user fills in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginField {
+    /// Its key in [`LoginRequest::input`].
+    pub id: String,
+    /// What to ask for ("Username").
+    pub name: String,
+    /// A secret (password, token): the user's message holding it is redacted when the bot may.
+    pub secret: bool,
+}
+
+/// The next step of a login.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LoginStep {
+    /// Ask the user for these fields, then call the flow again with them.
+    UserInput {
+        /// Shown before the first field.
+        instructions: String,
+        /// The fields, asked one at a time in chat.
+        fields: Vec<LoginField>,
+    },
+    /// Show `display` (a code to type elsewhere, a link…) and call the flow again, which
+    /// returns once the user has done it.
+    DisplayAndWait {
+        /// What to do.
+        instructions: String,
+        /// What to show.
+        display: String,
+    },
+    /// Logged in.
+    Complete(NewLogin),
+}
+
+/// An account a flow logged in to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewLogin {
+    /// The account's id on the network.
+    pub id: LoginId,
+    /// How it is shown to its owner.
+    pub remote_name: String,
+    /// What the bridge needs to reconnect it (stored as JSON).
+    pub data: serde_json::Value,
+}
+
+/// One call of a login flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginRequest {
+    /// Who is logging in.
+    pub user: OwnedUserId,
+    /// The flow.
+    pub flow: String,
+    /// Everything the user entered so far, by field id (empty at the first call).
+    pub input: BTreeMap<String, String>,
+    /// How many times the flow was called before in this login (0 at the first call).
+    pub step: u32,
+}
+
+/// A login of a Matrix user, as the framework hands it to a bridge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    /// The account's id on the network.
+    pub id: LoginId,
+    /// Its owner.
+    pub user_id: OwnedUserId,
+    /// How it is shown to its owner.
+    pub remote_name: String,
+    /// The bridge's data about it.
+    pub data: serde_json::Value,
+}
+
+/// Through which login a Matrix message goes to the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The sender's own login.
+    Own(Login),
+    /// The portal's relay login; the body already says who wrote it (relay template).
+    Relay(Login),
+    /// No login (a bridge without logins sends everything as itself).
+    Bridge,
+}
+
+impl Via {
+    /// The login used, if any.
+    #[must_use]
+    pub fn login(&self) -> Option<&Login> {
+        match self {
+            Self::Own(login) | Self::Relay(login) => Some(login),
+            Self::Bridge => None,
+        }
+    }
+}
+
+/// A bridge whose users log in to the network with their own accounts.
+#[async_trait::async_trait]
+pub trait LoginHandler: Send + Sync {
+    /// The ways to log in, the first being the default.
+    fn login_flows(&self) -> Vec<LoginFlow>;
+
+    /// Runs a flow one step: returns what the user must do next, or the new login. `Err` is
+    /// shown to the user and ends the attempt.
+    async fn login_step(
+        &self,
+        ctx: &BridgeContext,
+        request: &LoginRequest,
+    ) -> Result<LoginStep, String>;
+
+    /// Logs a login out of the network (it is forgotten afterwards whatever this returns).
+    async fn logout(&self, _ctx: &BridgeContext, _login: &Login) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether a message needs a login (own or relay) to be bridged. A network that carries
+    /// everything as the bridge itself may say no; logins then speak for their owners.
+    fn login_required(&self) -> bool {
+        true
+    }
+}
