@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::switchboard_instance::{Running, Slot};
 use common::{MatrixUser, Synapse, wait_until};
+use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::synapse::encode;
 use switchboard_framework::bridge::PortalKey;
@@ -549,6 +550,156 @@ async fn logins_are_made_in_chat_and_relay_carries_users_without_one() {
             "echo: bob: hi relayed"
         ],
         "only the logged-in and the relayed messages reached the network"
+    );
+    running.stop().await.expect("clean stop");
+}
+
+/// A client of the provisioning API of one bridge.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    /// The provisioning API of the loopback bridge of `slot`.
+    fn new(slot: &Slot) -> Self {
+        let base = format!(
+            "{}/_switchboard/provision/v1/bridges/loopback",
+            slot.as_url()
+        );
+        Self {
+            http: reqwest::Client::new(),
+            base,
+        }
+    }
+
+    /// Calls `path` with a bearer `token`: the status and the JSON answer.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("provisioning answers");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// An OpenID token of `user`, from their homeserver.
+async fn openid_token(user: &MatrixUser) -> String {
+    let path = format!("/user/{}/openid/request_token", encode(&user.user_id));
+    let openid = user.post(&path, &json!({})).await.expect("OpenID token");
+    openid["access_token"].as_str().expect("token").to_owned()
+}
+
+/// The provisioning API: refused without a token or with an unknown one; with a user's OpenID
+/// token, whoami, a login made step by step (then used in chat), the portals, and logout; with
+/// the shared secret, acting for another user, whose level still applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provisioning_api_logs_in_lists_portals_and_checks_who_calls() {
+    const SECRET: &str = "provisioning-secret-of-at-least-32-characters";
+    let extra = format!(
+        "    require_login: true\n{PERMISSIONS}provisioning:\n  enabled: true\n  \
+         shared_secret: {SECRET}\n"
+    );
+    let (slot, synapse, running, alice, portal) = loopback("prov", &extra).await;
+    let api = Api::new(&slot);
+    let get = |path: &'static str, token: &'static str| api.call(Method::GET, path, token, None);
+    let status = api
+        .http
+        .get(format!("{}/whoami", api.base))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(status.status().as_u16(), 401, "no token");
+    let (status, body) = get("/whoami", "not-a-token").await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (401, Some("M_UNKNOWN_TOKEN"))
+    );
+
+    let token = &openid_token(&alice).await;
+    let (status, whoami) = api.call(Method::GET, "/whoami", token, None).await;
+    assert_eq!(status, 200, "{whoami}");
+    assert_eq!(whoami["user_id"], alice.user_id.as_str());
+    assert_eq!(whoami["permission"], "admin");
+    assert_eq!(whoami["bridge"]["state"], "connected");
+    assert_eq!(whoami["logins"], json!([]));
+
+    let (_, flows) = api.call(Method::GET, "/login/flows", token, None).await;
+    assert_eq!(flows["flows"][0]["id"], "password");
+    let (status, started) = api
+        .call(Method::POST, "/login/start/password", token, None)
+        .await;
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(started["step"]["type"], "user_input");
+    let process = started["process_id"].as_str().expect("process").to_owned();
+    let input = json!({ "input": { "username": "web-alice", "password": "loopback" } });
+    let (status, done) = api
+        .call(
+            Method::POST,
+            &format!("/login/step/{process}"),
+            token,
+            Some(input),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["step"]["type"], "complete");
+    let (_, logins) = api.call(Method::GET, "/logins", token, None).await;
+    assert_eq!(
+        logins["logins"],
+        json!([{ "id": "user:web-alice", "remote_name": "web-alice" }])
+    );
+    alice
+        .send_text(&portal, "from the web login")
+        .await
+        .expect("sent");
+    wait_for(&alice, &portal, "echo for the web login", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: for web-alice: from the web login"
+    })
+    .await;
+    let (_, portals) = api.call(Method::GET, "/portals", token, None).await;
+    assert_eq!(
+        portals["portals"],
+        json!([{ "chat": "lobby", "receiver": null, "room_id": portal }])
+    );
+    let (status, _) = api
+        .call(Method::POST, "/logout/user:web-alice", token, None)
+        .await;
+    assert_eq!(status, 200);
+    let (_, logins) = api.call(Method::GET, "/logins", token, None).await;
+    assert_eq!(logins["logins"], json!([]));
+
+    // The shared secret acts for a user, whose own level applies.
+    let _bob = synapse.register_user("bob", false).await.expect("bob");
+    let (status, whoami) = get("/whoami?user_id=@bob:localhost", SECRET).await;
+    assert_eq!(
+        (status, whoami["permission"].as_str()),
+        (200, Some("relay"))
+    );
+    let (status, refused) = api
+        .call(
+            Method::POST,
+            "/bridge?user_id=@bob:localhost",
+            SECRET,
+            Some(json!({ "room_id": portal, "chat": "other" })),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN"))
     );
     running.stop().await.expect("clean stop");
 }

@@ -655,6 +655,32 @@ impl HomeserverClient {
         Ok(())
     }
 
+    /// The user an OpenID token (from `/openid/request_token`) belongs to, asked of the
+    /// homeserver; `None` when it does not know the token. Only users of this homeserver can
+    /// be checked this way.
+    pub async fn openid_user(&self, token: &str) -> Result<Option<OwnedUserId>, ClientError> {
+        const ENDPOINT: &str = "federation::openid_userinfo";
+        #[derive(Deserialize)]
+        struct UserInfo {
+            sub: OwnedUserId,
+        }
+        let mut target = "/_matrix/federation/v1/openid/userinfo?access_token=".to_owned();
+        target.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
+        let request = http::Request::get(target)
+            .body(bytes::Bytes::new())
+            .map_err(|e| ClientError::Build {
+                endpoint: ENDPOINT,
+                message: e.to_string(),
+            })?;
+        match self.execute(ENDPOINT, request, &[]).await {
+            Ok(response) => Ok(serde_json::from_slice::<UserInfo>(response.body())
+                .ok()
+                .map(|info| info.sub)),
+            Err((e, _)) if matches!(e.status(), Some(401 | 403 | 404)) => Ok(None),
+            Err((e, _)) => Err(e),
+        }
+    }
+
     /// How `user_id` is called in `room_id`: their room display name, else their localpart.
     pub async fn displayname_in(&self, room_id: &RoomId, user_id: &UserId) -> String {
         use ruma::api::client::state::get_state_event_for_key::v3::Request;

@@ -92,6 +92,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// Relay mode: how messages of users without their own login are sent.
     pub relay: RelayConfig,
+    /// The provisioning HTTP API.
+    pub provisioning: ProvisioningConfig,
     /// Prometheus metrics and health endpoints.
     pub metrics: MetricsConfig,
     /// Log output.
@@ -118,6 +120,7 @@ impl Default for Config {
             client: ClientConfig::default(),
             outbox: OutboxConfig::default(),
             relay: RelayConfig::default(),
+            provisioning: ProvisioningConfig::default(),
             metrics: MetricsConfig::default(),
             logging: LoggingConfig::default(),
             runtime: RuntimeConfig::default(),
@@ -322,6 +325,34 @@ impl RelayConfig {
     /// The compiled message template.
     pub fn template(&self) -> Result<crate::template::Template, crate::template::TemplateError> {
         crate::template::Template::new("relay.message_template", &self.message_template)
+    }
+}
+
+/// The provisioning section: the HTTP API for what users do with bridges in chat, on the
+/// appservice listener under `/_switchboard/provision/v1/`.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvisioningConfig {
+    /// Whether the API is served.
+    pub enabled: bool,
+    /// A secret that authenticates a trusted service acting for any user (`?user_id=`); empty:
+    /// only users' own OpenID tokens are accepted. At least 32 characters.
+    pub shared_secret: String,
+}
+
+impl fmt::Debug for ProvisioningConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProvisioningConfig")
+            .field("enabled", &self.enabled)
+            .field(
+                "shared_secret",
+                &if self.shared_secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .finish()
     }
 }
 
@@ -619,6 +650,14 @@ impl Config {
         }
         self.permissions()?;
         self.relay.template()?;
+        let secret_len = self.provisioning.shared_secret.chars().count();
+        if secret_len > 0 && secret_len < 32 {
+            return Err(invalid(
+                "provisioning.shared_secret",
+                format!("<{secret_len} characters>"),
+                "at least 32 characters (or empty for OpenID tokens only) is expected",
+            ));
+        }
         if self.outbox.retry_max_interval_secs == 0 {
             return Err(invalid(
                 "outbox.retry_max_interval_secs",
@@ -668,6 +707,7 @@ const SECTIONS: &[&str] = &[
     "client",
     "outbox",
     "relay",
+    "provisioning",
     "metrics",
     "logging",
     "runtime",

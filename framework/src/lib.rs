@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod metrics;
 pub mod permission;
 pub mod plugin;
+pub mod provisioning;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;

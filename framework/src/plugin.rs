@@ -321,6 +321,11 @@ impl PluginHost {
         })
     }
 
+    /// The bridges.
+    pub(crate) fn bridges(&self) -> &BridgeHost {
+        &self.bridges
+    }
+
     /// Starts every bridge (connects them to their networks) and their outboxes.
     pub async fn start_bridges(&self) -> Result<(), HostError> {
         self.bridges.start().await

@@ -357,13 +357,20 @@ pub async fn run(
     )
     .await?;
     let http_shutdown = CancellationToken::new();
-    let app = appservice::router(
+    let mut app = appservice::router(
         &registration.hs_token,
         inbox,
         host.clone(),
         metrics.clone(),
         config.appservice.max_body_bytes,
     );
+    if config.provisioning.enabled {
+        app = app.merge(crate::provisioning::router(
+            host.clone(),
+            client.clone(),
+            &config.provisioning.shared_secret,
+        ));
+    }
     let server = tokio::spawn(appservice::serve(listener, app, http_shutdown.clone()));
     let metrics_server = metrics_listener.map(|l| {
         tokio::spawn(metrics::serve(

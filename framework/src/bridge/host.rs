@@ -87,6 +87,7 @@ fn kind_label(event: &PortalEvent) -> &'static str {
 impl BridgeHost {
     /// Hosts `bridges`, acting through `client`; loads the known portal rooms and which portals
     /// have events waiting in the outbox.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn new(
         bridges: Vec<Arc<dyn Bridge>>,
         client: &HomeserverClient,
@@ -147,6 +148,16 @@ impl BridgeHost {
             portal_rooms,
             permissions,
         })
+    }
+
+    /// The hosted bridge `id`, if there is one.
+    pub(crate) fn bridge(&self, id: &str) -> Option<&Arc<HostedBridge>> {
+        self.bridges.iter().find(|h| h.id() == id)
+    }
+
+    /// Who may do what.
+    pub(crate) fn permissions(&self) -> &Permissions {
+        &self.permissions
     }
 
     /// Starts every bridge (connects them to their networks) and their outbox workers.
@@ -215,7 +226,8 @@ impl BridgeHost {
 }
 
 impl HostedBridge {
-    fn id(&self) -> &str {
+    /// The bridge's id.
+    pub(crate) fn id(&self) -> &str {
         &self.ctx.matrix().info().id
     }
 
@@ -635,16 +647,83 @@ impl HostedBridge {
         let Some(chat) = invocation.args.first().map(|c| RemoteChatId(c.clone())) else {
             return Ok("Say which chat to bridge.".to_owned());
         };
-        if let Err(why) = self.bridge.allow_bridge(&self.ctx, &chat).await {
-            return Ok(format!("Cannot bridge {chat}: {why}."));
-        }
-        let key = PortalKey::shared(chat.clone());
         Ok(
-            match self.ctx.matrix().adopt_room(&key, &event.room_id).await? {
+            match self.bridge_existing(&event.room_id, chat.clone()).await? {
                 Ok(()) => format!("This room is now bridged to {chat} on {network}."),
-                Err(room) => format!("{chat} is bridged to another room already ({room})."),
+                Err(why) => why,
             },
         )
+    }
+
+    /// Makes `room_id` the portal of `chat`, if the bridge allows it and the chat has no room
+    /// yet; `Err` says why not.
+    pub(crate) async fn bridge_existing(
+        &self,
+        room_id: &ruma::RoomId,
+        chat: RemoteChatId,
+    ) -> Result<Result<(), String>, HandleError> {
+        if let Some((_, key)) = self.ctx.matrix().portal_rooms.get(room_id) {
+            return Ok(Err(format!(
+                "This room is bridged to {} already; `unbridge` it first.",
+                key.chat
+            )));
+        }
+        if let Err(why) = self.bridge.allow_bridge(&self.ctx, &chat).await {
+            return Ok(Err(format!("Cannot bridge {chat}: {why}.")));
+        }
+        let key = PortalKey::shared(chat.clone());
+        Ok(match self.ctx.matrix().adopt_room(&key, room_id).await? {
+            Ok(()) => Ok(()),
+            Err(room) => Err(format!(
+                "{chat} is bridged to another room already ({room})."
+            )),
+        })
+    }
+
+    /// The portal a room is, of this bridge.
+    pub(crate) fn portal_of(&self, room_id: &ruma::RoomId) -> Option<PortalKey> {
+        self.ctx
+            .matrix()
+            .portal_rooms
+            .get(room_id)
+            .filter(|(bridge, _)| bridge == self.id())
+            .map(|(_, key)| key)
+    }
+
+    /// Stops bridging a portal.
+    pub(crate) async fn unbridge(&self, portal: &PortalKey) -> Result<(), HandleError> {
+        Ok(self.ctx.matrix().unbridge(portal).await?)
+    }
+
+    /// This bridge's portals that have rooms.
+    pub(crate) async fn portals(&self) -> Result<Vec<(PortalKey, String)>, HandleError> {
+        Ok(self
+            .store
+            .portals_with_rooms()
+            .await
+            .map_err(transient)?
+            .into_iter()
+            .filter(|(bridge, _)| bridge == self.id())
+            .filter_map(|(_, portal)| Some((portal.key, portal.room_id?)))
+            .collect())
+    }
+
+    /// What the bridge says about itself.
+    pub(crate) fn info(&self) -> &super::BridgeInfo {
+        self.ctx.matrix().info()
+    }
+
+    /// How its connection stands.
+    pub(crate) fn state(&self) -> super::BridgeState {
+        self.ctx.state()
+    }
+
+    /// Its login flows (none without logins).
+    pub(crate) fn login_flows(&self) -> Vec<super::LoginFlow> {
+        self.bridge
+            .logins()
+            .map(super::LoginHandler::login_flows)
+            .unwrap_or_default()
     }
 
     /// Answers `event` with a notice from the bridge bot (a reply, sent once for each

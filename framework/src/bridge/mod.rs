@@ -4,7 +4,7 @@
 pub mod commands;
 pub mod format;
 pub mod from_matrix;
-mod host;
+pub(crate) mod host;
 pub mod ids;
 pub mod login;
 pub mod matrix;

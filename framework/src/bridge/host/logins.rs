@@ -80,7 +80,7 @@ impl HostedBridge {
     }
 
     /// The logins of a Matrix user, oldest first.
-    async fn logins_of(&self, user: &ruma::UserId) -> Result<Vec<Login>, HandleError> {
+    pub(crate) async fn logins_of(&self, user: &ruma::UserId) -> Result<Vec<Login>, HandleError> {
         Ok(self
             .store
             .logins_of(self.id(), user.as_str())
@@ -228,25 +228,58 @@ impl HostedBridge {
         }
     }
 
-    /// Calls the flow with what the user entered and acts on the step it returns.
+    /// Calls the flow of `user` with what they entered so far (`step`, `input`): the step it
+    /// returns, with a completed login already stored; `Err(reason)` when the flow failed.
+    pub(crate) async fn call_login_flow(
+        &self,
+        user: &ruma::UserId,
+        flow: &str,
+        step: u32,
+        input: &BTreeMap<String, String>,
+    ) -> Result<Result<LoginStep, String>, HandleError> {
+        let Some(handler) = self.bridge.logins() else {
+            return Ok(Err(format!(
+                "{} has no logins",
+                self.ctx.matrix().info().displayname
+            )));
+        };
+        let request = LoginRequest {
+            user: user.to_owned(),
+            flow: flow.to_owned(),
+            input: input.clone(),
+            step,
+        };
+        let outcome = handler.login_step(&self.ctx, &request).await;
+        if let Ok(LoginStep::Complete(login)) = &outcome {
+            let record = LoginRecord {
+                login_id: login.id.0.clone(),
+                user_id: user.to_string(),
+                remote_name: login.remote_name.clone(),
+                data: login.data.to_string(),
+                created_at: now_ms(),
+            };
+            self.store
+                .put_login(self.id(), &record)
+                .await
+                .map_err(transient)?;
+            tracing::info!(bridge = %self.id(), %user, login = %login.id, "logged in");
+        }
+        Ok(outcome)
+    }
+
+    /// Calls the flow with what the user entered in chat and says what comes next.
     async fn advance(
         &self,
         event: &RoomEvent,
         mut pending: PendingLogin,
     ) -> Result<String, HandleError> {
-        let Some(handler) = self.bridge.logins() else {
-            return Ok(String::new());
-        };
-        let request = LoginRequest {
-            user: event.sender.clone(),
-            flow: pending.flow.clone(),
-            input: pending.input.clone(),
-            step: pending.step,
-        };
+        let outcome = self
+            .call_login_flow(&event.sender, &pending.flow, pending.step, &pending.input)
+            .await?;
         pending.step += 1;
         let key = (event.sender.clone(), event.room_id.clone());
-        match handler.login_step(&self.ctx, &request).await {
-            Err(why) => Ok(format!("Login failed: {why}")),
+        Ok(match outcome {
+            Err(why) => format!("Login failed: {why}"),
             Ok(LoginStep::UserInput {
                 instructions,
                 fields,
@@ -257,7 +290,7 @@ impl HostedBridge {
                 let text = format!("{instructions}\nSend your {}.", first.name);
                 pending.fields = fields.into();
                 self.set_pending(key, Some(pending));
-                Ok(text)
+                text
             }
             Ok(LoginStep::DisplayAndWait {
                 instructions,
@@ -266,24 +299,10 @@ impl HostedBridge {
                 // Shown now; the flow is called again (it returns once the user is done)
                 // when they send anything in this room.
                 self.set_pending(key, Some(pending));
-                Ok(format!("{instructions}\n{display}"))
+                format!("{instructions}\n{display}")
             }
-            Ok(LoginStep::Complete(login)) => {
-                let record = LoginRecord {
-                    login_id: login.id.0.clone(),
-                    user_id: event.sender.to_string(),
-                    remote_name: login.remote_name.clone(),
-                    data: login.data.to_string(),
-                    created_at: now_ms(),
-                };
-                self.store
-                    .put_login(self.id(), &record)
-                    .await
-                    .map_err(transient)?;
-                tracing::info!(bridge = %self.id(), user = %event.sender, login = %login.id, "logged in");
-                Ok(format!("Logged in as {}.", login.remote_name))
-            }
-        }
+            Ok(LoginStep::Complete(login)) => format!("Logged in as {}.", login.remote_name),
+        })
     }
 
     /// Removes a message holding a secret, if the bot may.
@@ -330,8 +349,14 @@ impl HostedBridge {
         let Some(login) = login else {
             return Ok("You have no such login.".to_owned());
         };
+        self.log_out(&login).await?;
+        Ok(format!("Logged out of {}.", login.remote_name))
+    }
+
+    /// Logs `login` out of the network and forgets it (also as a portal's relay).
+    pub(crate) async fn log_out(&self, login: &Login) -> Result<(), HandleError> {
         if let Some(handler) = self.bridge.logins()
-            && let Err(why) = handler.logout(&self.ctx, &login).await
+            && let Err(why) = handler.logout(&self.ctx, login).await
         {
             tracing::warn!(bridge = %self.id(), login = %login.id, error = %why, "logout from the network failed; the login is forgotten anyway");
         }
@@ -339,7 +364,7 @@ impl HostedBridge {
             .delete_login(self.id(), login.id.as_str())
             .await
             .map_err(transient)?;
-        Ok(format!("Logged out of {}.", login.remote_name))
+        Ok(())
     }
 
     async fn set_relay(
