@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -90,6 +91,43 @@ struct ActAs {
     user_id: Option<OwnedUserId>,
 }
 
+/// Levels a [`Caller`] must have, as const parameters.
+const RELAY: u8 = 1;
+const USER: u8 = 2;
+const ADMIN: u8 = 3;
+
+/// The authenticated caller and the bridge they address (the `{bridge}` of the path), once
+/// they may use it at level `LEVEL` ([`RELAY`], [`USER`] or [`ADMIN`]).
+struct Caller<const LEVEL: u8> {
+    user: OwnedUserId,
+    hosted: Arc<HostedBridge>,
+}
+
+impl<const LEVEL: u8> FromRequestParts<Arc<ApiState>> for Caller<LEVEL> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, ApiError> {
+        let bad_request = |e: String| ApiError(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", e);
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| bad_request(e.body_text()))?;
+        let Query(act_as) = Query::<ActAs>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| bad_request(e.body_text()))?;
+        let bridge = params.get("bridge").map_or("", String::as_str);
+        let needed = match LEVEL {
+            RELAY => PermissionLevel::Relay,
+            USER => PermissionLevel::User,
+            _ => PermissionLevel::Admin,
+        };
+        let (user, hosted) = caller(state, &parts.headers, act_as, bridge, needed).await?;
+        Ok(Self { user, hosted })
+    }
+}
+
 /// Who is calling, and the bridge they address, once they may use it at `needed`.
 async fn caller(
     state: &ApiState,
@@ -156,11 +194,8 @@ async fn caller(
 
 async fn whoami(
     State(state): State<Arc<ApiState>>,
-    Path(bridge): Path<String>,
-    Query(act_as): Query<ActAs>,
-    headers: HeaderMap,
+    Caller { user, hosted }: Caller<RELAY>,
 ) -> ApiResult {
-    let (user, hosted) = caller(&state, &headers, act_as, &bridge, PermissionLevel::Relay).await?;
     let logins = login_list(&hosted, &user).await?;
     let info = hosted.info();
     Ok(Json(json!({
@@ -179,13 +214,7 @@ async fn login_list(hosted: &HostedBridge, user: &ruma::UserId) -> Result<Value,
         .collect())
 }
 
-async fn login_flows(
-    State(state): State<Arc<ApiState>>,
-    Path(bridge): Path<String>,
-    Query(act_as): Query<ActAs>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let (_, hosted) = caller(&state, &headers, act_as, &bridge, PermissionLevel::User).await?;
+async fn login_flows(Caller { hosted, .. }: Caller<USER>) -> ApiResult {
     Ok(Json(json!({ "flows": hosted.login_flows() })))
 }
 
@@ -220,21 +249,19 @@ async fn run_step(
 
 async fn login_start(
     State(state): State<Arc<ApiState>>,
-    Path((bridge, flow)): Path<(String, String)>,
-    Query(act_as): Query<ActAs>,
-    headers: HeaderMap,
+    Path((_, flow)): Path<(String, String)>,
+    Caller { user, hosted }: Caller<USER>,
 ) -> ApiResult {
-    let (user, hosted) = caller(&state, &headers, act_as, &bridge, PermissionLevel::User).await?;
     if !hosted.login_flows().iter().any(|f| f.id == flow) {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             "M_NOT_FOUND",
-            format!("{bridge} has no login flow {flow:?}"),
+            format!("{} has no login flow {flow:?}", hosted.id()),
         ));
     }
     let process_id = format!("{:032x}", rand::random::<u128>());
     let process = Process {
-        bridge,
+        bridge: hosted.id().to_owned(),
         user,
         flow,
         step: 0,
@@ -250,18 +277,16 @@ struct StepBody {
 
 async fn login_step(
     State(state): State<Arc<ApiState>>,
-    Path((bridge, process_id)): Path<(String, String)>,
-    Query(act_as): Query<ActAs>,
-    headers: HeaderMap,
+    Path((_, process_id)): Path<(String, String)>,
+    Caller { user, hosted }: Caller<USER>,
     Json(body): Json<StepBody>,
 ) -> ApiResult {
-    let (user, hosted) = caller(&state, &headers, act_as, &bridge, PermissionLevel::User).await?;
     let process = state
         .processes
         .lock()
         .ok()
         .and_then(|mut p| p.remove(&process_id))
-        .filter(|p| p.user == user && p.bridge == bridge)
+        .filter(|p| p.user == user && p.bridge == hosted.id())
         .ok_or_else(|| {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -272,23 +297,14 @@ async fn login_step(
     run_step(&state, &hosted, process_id, process, &body.input).await
 }
 
-async fn logins(
-    State(state): State<Arc<ApiState>>,
-    Path(bridge): Path<String>,
-    Query(act_as): Query<ActAs>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let (user, hosted) = caller(&state, &headers, act_as, &bridge, PermissionLevel::User).await?;
+async fn logins(Caller { user, hosted }: Caller<USER>) -> ApiResult {
     Ok(Json(json!({ "logins": login_list(&hosted, &user).await? })))
 }
 
 async fn logout(
-    State(state): State<Arc<ApiState>>,
-    Path((bridge, login_id)): Path<(String, String)>,
-    Query(act_as): Query<ActAs>,
-    headers: HeaderMap,
+    Path((_, login_id)): Path<(String, String)>,
+    Caller { user, hosted }: Caller<USER>,
 ) -> ApiResult {
-    let (user, hosted) = caller(&state, &headers, act_as, &bridge, PermissionLevel::User).await?;
     let login = hosted
         .logins_of(&user)
         .await?
@@ -305,13 +321,7 @@ async fn logout(
     Ok(Json(json!({})))
 }
 
-async fn portals(
-    State(state): State<Arc<ApiState>>,
-    Path(bridge): Path<String>,
-    Query(act_as): Query<ActAs>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let (_, hosted) = caller(&state, &headers, act_as, &bridge, PermissionLevel::User).await?;
+async fn portals(Caller { hosted, .. }: Caller<USER>) -> ApiResult {
     let portals = hosted.portals().await?;
     Ok(Json(json!({
         "portals": portals
@@ -329,13 +339,9 @@ struct BridgeBody {
 }
 
 async fn bridge_room(
-    State(state): State<Arc<ApiState>>,
-    Path(bridge): Path<String>,
-    Query(act_as): Query<ActAs>,
-    headers: HeaderMap,
+    Caller { hosted, .. }: Caller<ADMIN>,
     Json(body): Json<BridgeBody>,
 ) -> ApiResult {
-    let (_, hosted) = caller(&state, &headers, act_as, &bridge, PermissionLevel::Admin).await?;
     let chat = body.chat.ok_or_else(|| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -350,19 +356,15 @@ async fn bridge_room(
 }
 
 async fn unbridge_room(
-    State(state): State<Arc<ApiState>>,
-    Path(bridge): Path<String>,
-    Query(act_as): Query<ActAs>,
-    headers: HeaderMap,
+    Caller { hosted, .. }: Caller<ADMIN>,
     Json(body): Json<BridgeBody>,
 ) -> ApiResult {
-    let (_, hosted) = caller(&state, &headers, act_as, &bridge, PermissionLevel::Admin).await?;
     let portal: Option<PortalKey> = hosted.portal_of(&body.room_id);
     let Some(portal) = portal else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             "M_NOT_FOUND",
-            format!("{} is not a portal of {bridge}", body.room_id),
+            format!("{} is not a portal of {}", body.room_id, hosted.id()),
         ));
     };
     hosted.unbridge(&portal).await?;
