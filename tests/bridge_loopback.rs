@@ -26,13 +26,22 @@ const PERMISSIONS: &str =
 /// A Switchboard running the loopback bridge (plus `extra` config) against a fresh Synapse,
 /// and `alice`, who joined the portal she was invited to.
 async fn loopback(name: &str, extra: &str) -> (Slot, Synapse, Running, MatrixUser, String) {
+    loopback_with(name, extra, &[]).await
+}
+
+/// Like [`loopback`], with more registration files given to Synapse.
+async fn loopback_with(
+    name: &str,
+    extra: &str,
+    registrations: &[std::path::PathBuf],
+) -> (Slot, Synapse, Running, MatrixUser, String) {
     let config = format!(
         "bridges:\n  loopback:\n    enabled: true\n    invite: [\"@alice:localhost\"]\n{extra}"
     );
     let slot = Slot::with_config(name, &config).expect("slot");
-    let synapse = Synapse::start(&[slot.registration_path()])
-        .await
-        .expect("Synapse starts");
+    let mut files = vec![slot.registration_path()];
+    files.extend_from_slice(registrations);
+    let synapse = Synapse::start(&files).await.expect("Synapse starts");
     let alice = synapse.register_user("alice", false).await.expect("alice");
     slot.point_at(&synapse.base_url()).expect("config");
     let running = slot.start().await.expect("Switchboard starts");
@@ -521,6 +530,13 @@ async fn logins_are_made_in_chat_and_relay_carries_users_without_one() {
         command_answer(&alice, &portal, &bot, "!loopback list-logins").await,
         "Your logins: alice-remote (user:alice-remote)."
     );
+    // Without double puppeting, what her login says elsewhere comes from its puppet.
+    command_answer(&alice, &portal, &bot, "!loopback remote-say from my phone").await;
+    wait_for(&alice, &portal, "the login's puppet", |e| {
+        e["sender"] == "@_loopback_user=3aalice-remote:localhost"
+            && e["content"]["body"] == "from my phone"
+    })
+    .await;
     alice.send_text(&portal, "hello again").await.expect("sent");
     wait_for(&alice, &portal, "echo for alice's login", |e| {
         e["sender"] == ECHO && e["content"]["body"] == "echo: for alice-remote: hello again"
@@ -700,6 +716,48 @@ async fn the_provisioning_api_logs_in_lists_portals_and_checks_who_calls() {
     assert_eq!(
         (status, refused["errcode"].as_str()),
         (403, Some("M_FORBIDDEN"))
+    );
+    running.stop().await.expect("clean stop");
+}
+
+/// With double puppeting for the server, what a user's login says on the network appears as
+/// the user themself (marked), and is not bridged back to the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_puppeting_shows_a_users_own_remote_messages_as_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let token = format!("{:032x}", rand::random::<u128>());
+    let registration = dir.path().join("doublepuppet.yaml");
+    let yaml = format!(
+        "id: doublepuppet\nurl: null\nas_token: {token}\nhs_token: {:032x}\n\
+         sender_localpart: _doublepuppet\nrate_limited: false\nnamespaces:\n  users:\n  \
+         - regex: '@.*:localhost'\n    exclusive: false\n",
+        rand::random::<u128>()
+    );
+    std::fs::write(&registration, yaml).expect("registration written");
+    let extra = format!(
+        "    require_login: true\n{PERMISSIONS}double_puppet:\n  localhost: \"as_token:{token}\"\n"
+    );
+    let (slot, _synapse, running, alice, portal) =
+        loopback_with("dp", &extra, &[registration]).await;
+    let bot = slot.bot();
+    command_answer(&alice, &portal, &bot, "!loopback login").await;
+    command_answer(&alice, &portal, &bot, "alice-remote").await;
+    command_answer(&alice, &portal, &bot, "loopback").await;
+    assert_eq!(
+        command_answer(&alice, &portal, &bot, "!loopback remote-say from my phone").await,
+        "Said on the network as alice-remote."
+    );
+    let said = wait_for(&alice, &portal, "the message as alice", |e| {
+        e["content"]["body"] == "from my phone"
+    })
+    .await;
+    assert_eq!(said["sender"], alice.user_id.as_str(), "{said}");
+    assert_eq!(said["content"]["org.switchboard.double_puppet"], "loopback");
+    command_answer(&alice, &portal, &bot, "!loopback version").await;
+    assert_eq!(
+        echo_answers(&alice, &portal).await,
+        Vec::<String>::new(),
+        "the double-puppeted message is not bridged back to the network"
     );
     running.stop().await.expect("clean stop");
 }

@@ -206,8 +206,8 @@ async fn sends_can_set_the_timestamp_and_the_device() {
     let puppet = OwnedUserId::try_from("@_echo_x:fake.test").expect("user id");
     let device = switchboard_framework::ruma::OwnedDeviceId::from("PUPPETDEVICE");
     let identity = Identity {
-        user_id: Some(&puppet),
         device_id: Some(&device),
+        ..Identity::user(&puppet)
     };
     let ts = switchboard_framework::ruma::MilliSecondsSinceUnixEpoch(
         1_700_000_000_000_u64.try_into().expect("ts"),

@@ -122,12 +122,25 @@ impl ClientError {
 }
 
 /// Who a request acts as.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct Identity<'a> {
     /// The user asserted with `?user_id=`; `None` acts as the appservice bot.
     pub user_id: Option<&'a UserId>,
     /// The device asserted with `?device_id=` (spec v1.17).
     pub device_id: Option<&'a ruma::DeviceId>,
+    /// Another appservice's token to act with, instead of ours: double puppeting, where a
+    /// registration without a URL covers the real users of a server.
+    pub as_token: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Identity<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("user_id", &self.user_id)
+            .field("device_id", &self.device_id)
+            .field("as_token", &self.as_token.map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl<'a> Identity<'a> {
@@ -149,7 +162,18 @@ impl<'a> Identity<'a> {
     pub fn user(user_id: &'a UserId) -> Self {
         Self {
             user_id: Some(user_id),
+            ..Self::default()
+        }
+    }
+
+    /// Acting as the real user `user_id` through the double-puppeting appservice whose token is
+    /// `as_token`.
+    #[must_use]
+    pub fn double_puppet(user_id: &'a UserId, as_token: &'a str) -> Self {
+        Self {
+            user_id: Some(user_id),
             device_id: None,
+            as_token: Some(as_token),
         }
     }
 }
@@ -392,7 +416,7 @@ impl HomeserverClient {
         let http_request = request
             .try_into_http_request_with_identity::<Vec<u8>>(
                 &self.base_url,
-                SendAccessToken::Appservice(&self.as_token),
+                SendAccessToken::Appservice(identity.as_token.unwrap_or(&self.as_token)),
                 identity.to_ruma(),
                 PathInput::from_versions(&self.versions),
             )
@@ -830,7 +854,7 @@ impl HomeserverClient {
         if let Some(ts) = ts {
             query.push(("ts", ts.get().to_string()));
         }
-        let authorization = format!("Bearer {}", self.as_token);
+        let authorization = format!("Bearer {}", identity.as_token.unwrap_or(&self.as_token));
         let response = self
             .with_retries(SEND_EVENT, || {
                 let request = http::Request::put(path.as_str())

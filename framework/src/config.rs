@@ -94,6 +94,9 @@ pub struct Config {
     pub relay: RelayConfig,
     /// The provisioning HTTP API.
     pub provisioning: ProvisioningConfig,
+    /// Double puppeting: per server name, `as_token:<token>` of an appservice registration
+    /// (without a URL) whose user namespace covers that server's real users.
+    pub double_puppet: DoublePuppetConfig,
     /// Prometheus metrics and health endpoints.
     pub metrics: MetricsConfig,
     /// Log output.
@@ -121,6 +124,7 @@ impl Default for Config {
             outbox: OutboxConfig::default(),
             relay: RelayConfig::default(),
             provisioning: ProvisioningConfig::default(),
+            double_puppet: DoublePuppetConfig::default(),
             metrics: MetricsConfig::default(),
             logging: LoggingConfig::default(),
             runtime: RuntimeConfig::default(),
@@ -353,6 +357,46 @@ impl fmt::Debug for ProvisioningConfig {
                 },
             )
             .finish()
+    }
+}
+
+/// The double-puppeting section: server name → `as_token:<token>`.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DoublePuppetConfig(pub BTreeMap<String, String>);
+
+impl fmt::Debug for DoublePuppetConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|server| (server, "<redacted>")))
+            .finish()
+    }
+}
+
+impl DoublePuppetConfig {
+    /// The appservice token for each server, checked: `as_token:` followed by the token.
+    pub fn tokens(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        self.0
+            .iter()
+            .map(|(server, secret)| {
+                if <&ruma::ServerName>::try_from(server.as_str()).is_err() {
+                    return Err(invalid(
+                        &format!("double_puppet.{server}"),
+                        server,
+                        "a server name such as example.org as the key is expected",
+                    ));
+                }
+                match secret.strip_prefix("as_token:") {
+                    Some(token) if !token.is_empty() => Ok((server.clone(), token.to_owned())),
+                    _ => Err(invalid(
+                        &format!("double_puppet.{server}"),
+                        "<redacted>",
+                        "`as_token:` followed by the token of a registration covering that \
+                         server's users is expected",
+                    )),
+                }
+            })
+            .collect()
     }
 }
 
@@ -650,6 +694,7 @@ impl Config {
         }
         self.permissions()?;
         self.relay.template()?;
+        self.double_puppet.tokens()?;
         let secret_len = self.provisioning.shared_secret.chars().count();
         if secret_len > 0 && secret_len < 32 {
             return Err(invalid(
@@ -708,6 +753,7 @@ const SECTIONS: &[&str] = &[
     "outbox",
     "relay",
     "provisioning",
+    "double_puppet",
     "metrics",
     "logging",
     "runtime",

@@ -254,6 +254,8 @@ pub struct HostOptions {
     pub permissions: crate::permission::Permissions,
     /// The text of relayed messages.
     pub relay_template: crate::template::Template,
+    /// Double puppeting: server name → token of the appservice covering its users.
+    pub double_puppets: std::collections::BTreeMap<String, String>,
 }
 
 /// A plug-in cannot be set up.
@@ -302,16 +304,7 @@ impl PluginHost {
                 (bot, ctx)
             })
             .collect();
-        let bridges = BridgeHost::new(
-            plugins.bridges,
-            &client,
-            &store,
-            &options.outbox,
-            options.permissions.clone(),
-            &options.relay_template,
-            &shutdown,
-        )
-        .await?;
+        let bridges = BridgeHost::new(plugins.bridges, &client, &store, options, &shutdown).await?;
         Ok(Self {
             bots,
             bridges,

@@ -320,6 +320,7 @@ pub async fn run(
                     .relay
                     .template()
                     .map_err(crate::config::ConfigError::from)?,
+                double_puppets: config.double_puppet.tokens()?,
             },
             shutdown.clone(),
         )

@@ -154,6 +154,42 @@ impl LoopbackBridge {
         Ok(())
     }
 
+    /// `remote-say <text>`: the sender's login says `text` on the network (as their other
+    /// client would), which comes back to Matrix — as them with double puppeting, else as the
+    /// login's puppet.
+    async fn remote_say(
+        &self,
+        ctx: &BridgeContext,
+        command: &BridgeCommand,
+    ) -> Result<String, HandleError> {
+        let logins = ctx.logins().await?;
+        let Some(login) = logins.iter().find(|l| l.user_id == command.sender) else {
+            return Err(HandleError::Permanent(
+                "log in first: `remote-say` speaks with your login".to_owned(),
+            ));
+        };
+        let portal = command
+            .portal
+            .clone()
+            .unwrap_or_else(|| PortalKey::shared(CHAT));
+        let said = RemoteText {
+            id: RemoteMessageId(format!("said-{}", command.event_id)),
+            part: String::new(),
+            sender: RemoteUserId(login.id.0.clone()),
+            sender_profile: PuppetProfile {
+                displayname: Some(login.remote_name.clone()),
+                avatar_url: None,
+            },
+            body: command.invocation.raw_args.clone(),
+            html: None,
+            kind: TextKind::Text,
+            sent_at_ms: None,
+            reply_to: None,
+        };
+        self.echo(ctx, &portal, RemoteEvent::Message(said)).await?;
+        Ok(format!("Said on the network as {}.", login.remote_name))
+    }
+
     /// What echo does on the network, shown in Matrix.
     async fn echo(
         &self,
@@ -229,6 +265,12 @@ impl Bridge for LoopbackBridge {
             .min_args(1)
             .max_args(1)
             .permission(PermissionLevel::Admin),
+            CommandSpec::new(
+                "remote-say",
+                "Says something on the network with your login, as if from another client",
+            )
+            .args("<text>")
+            .min_args(1),
         ]
     }
 
@@ -237,6 +279,9 @@ impl Bridge for LoopbackBridge {
         ctx: &BridgeContext,
         command: &BridgeCommand,
     ) -> Result<String, HandleError> {
+        if command.invocation.name == "remote-say" {
+            return self.remote_say(ctx, command).await;
+        }
         let down = match command.invocation.args.first().map(String::as_str) {
             Some("down") => true,
             Some("up") => false,

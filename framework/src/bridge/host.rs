@@ -17,7 +17,7 @@ use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedact
 use super::ids::{PortalKey, RemoteChatId};
 use super::login::Via;
 use super::matrix::TextKind;
-use super::matrix::{MatrixSide, PortalLocks};
+use super::matrix::{DOUBLE_PUPPET_MARK, MatrixSide, PortalLocks};
 use super::plugin::{Bridge, BridgeContext, PortalRooms};
 use super::puppet::PuppetNaming;
 use super::remote::{reaction_key, reaction_part};
@@ -27,7 +27,7 @@ use crate::command::{CommandError, CommandInvocation, CommandSet};
 use crate::config::OutboxConfig;
 use crate::inbox::HandleError;
 use crate::permission::{PermissionLevel, Permissions};
-use crate::plugin::HostError;
+use crate::plugin::{HostError, HostOptions};
 use crate::store::{MessageRecord, Store, StoreError};
 use crate::template::Template;
 
@@ -87,14 +87,11 @@ fn kind_label(event: &PortalEvent) -> &'static str {
 impl BridgeHost {
     /// Hosts `bridges`, acting through `client`; loads the known portal rooms and which portals
     /// have events waiting in the outbox.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn new(
         bridges: Vec<Arc<dyn Bridge>>,
         client: &HomeserverClient,
         store: &Store,
-        policy: &OutboxConfig,
-        permissions: Permissions,
-        relay_template: &Template,
+        options: &HostOptions,
         shutdown: &CancellationToken,
     ) -> Result<Self, HostError> {
         let portal_rooms = PortalRooms::default();
@@ -119,22 +116,23 @@ impl BridgeHost {
                 })?;
             let waiting = store.outbox_portals(&info.id).await?.into_iter().collect();
             let matrix = MatrixSide::new(info, naming, client.clone(), store.clone())
-                .with_portal_rooms(portal_rooms.clone());
+                .with_portal_rooms(portal_rooms.clone())
+                .with_double_puppets(options.double_puppets.clone());
             hosted.push(Arc::new(HostedBridge {
                 commands: command_set(
                     &bridge.command_prefix(),
                     bridge.logins().is_some(),
                     bridge.commands(),
                 ),
-                permissions: permissions.clone(),
-                relay_template: relay_template.clone(),
+                permissions: options.permissions.clone(),
+                relay_template: options.relay_template.clone(),
                 pending: Mutex::default(),
                 pending_count: AtomicUsize::new(0),
                 bridge,
                 ctx: BridgeContext::new(matrix, shutdown.clone()),
                 client: client.clone(),
                 store: store.clone(),
-                policy: policy.clone(),
+                policy: options.outbox.clone(),
                 waiting: Mutex::new(waiting),
                 outbound: PortalLocks::default(),
             }));
@@ -146,7 +144,7 @@ impl BridgeHost {
         Ok(Self {
             bridges: hosted,
             portal_rooms,
-            permissions,
+            permissions: options.permissions.clone(),
         })
     }
 
@@ -189,6 +187,10 @@ impl BridgeHost {
             return None;
         }
         let portal = self.portal_rooms.get(&event.room_id);
+        if portal.is_some() && is_double_puppeted(event) {
+            // Sent by a bridge for a real user: it came from the network (loop guard).
+            return Some(Ok(()));
+        }
         if may_hold_command(event.content.get())
             && let Some((TextKind::Text | TextKind::Notice, body)) = event.text_message()
         {
@@ -870,6 +872,14 @@ impl HostedBridge {
             }
         }
     }
+}
+
+/// Whether a bridge sent `event` by double puppeting (its content has the mark).
+fn is_double_puppeted(event: &RoomEvent) -> bool {
+    let content = event.content.get();
+    content.contains(DOUBLE_PUPPET_MARK)
+        && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(content)
+            .is_ok_and(|map| map.contains_key(DOUBLE_PUPPET_MARK))
 }
 
 /// What became of an event handed to a bridge.

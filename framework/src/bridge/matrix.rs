@@ -2,7 +2,7 @@
 //! with the bridge's state (MSC2346), and remote messages sent into them once — whatever the
 //! network sends twice, and whether Switchboard crashed in between.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ruma::api::client::room::create_room;
@@ -141,7 +141,37 @@ pub struct MatrixSide {
     pub(super) store: Store,
     pub(super) portal_rooms: PortalRooms,
     pub(super) portal_locks: PortalLocks,
+    /// Double puppeting: server name → token of the appservice covering its real users.
+    pub(super) double_puppets: Arc<BTreeMap<String, String>>,
 }
+
+/// Who says in Matrix what a remote user said.
+#[derive(Clone, Debug)]
+pub(super) enum Speaker {
+    /// Their puppet.
+    Puppet(OwnedUserId),
+    /// The Matrix user whose login the remote user is (double puppeting), through the
+    /// double-puppeting appservice's token.
+    Real {
+        /// The Matrix user.
+        user: OwnedUserId,
+        /// The token acting for them.
+        token: String,
+    },
+}
+
+impl Speaker {
+    /// The identity requests are sent with.
+    pub(super) fn identity(&self) -> Identity<'_> {
+        match self {
+            Self::Puppet(puppet) => Identity::user(puppet),
+            Self::Real { user, token } => Identity::double_puppet(user, token),
+        }
+    }
+}
+
+/// The content key marking an event sent by double puppeting, so that it is not bridged back.
+pub(crate) const DOUBLE_PUPPET_MARK: &str = "org.switchboard.double_puppet";
 
 /// One lock per portal: what is bridged into a portal happens one message at a time, in the
 /// order the calls came (tokio's mutex is fair), and a portal's room is created once even when
@@ -181,7 +211,40 @@ impl MatrixSide {
             store,
             portal_rooms: PortalRooms::default(),
             portal_locks: PortalLocks::default(),
+            double_puppets: Arc::default(),
         }
+    }
+
+    /// Speaks as the real Matrix user for remote users who are their logins, on the servers
+    /// in `tokens` (server name → token of the appservice covering its users).
+    #[must_use]
+    pub fn with_double_puppets(mut self, tokens: BTreeMap<String, String>) -> Self {
+        self.double_puppets = Arc::new(tokens);
+        self
+    }
+
+    /// Who says in `room_id` what `sender` said: the Matrix user whose login `sender` is, when
+    /// their server has double puppeting; otherwise `sender`'s puppet (registered, in profile
+    /// and joined).
+    pub(super) async fn speaker_in(
+        &self,
+        room_id: &RoomId,
+        sender: &RemoteUserId,
+        profile: &PuppetProfile,
+    ) -> Result<Speaker, BridgeError> {
+        if !self.double_puppets.is_empty()
+            && let Some(login) = self.store.login(&self.info.id, sender.as_str()).await?
+            && let Ok(user) = OwnedUserId::try_from(login.user_id)
+            && let Some(token) = self.double_puppets.get(user.server_name().as_str())
+        {
+            return Ok(Speaker::Real {
+                user,
+                token: token.clone(),
+            });
+        }
+        let puppet = self.ensure_puppet(sender, profile).await?;
+        self.client.ensure_joined(room_id, &puppet).await?;
+        Ok(Speaker::Puppet(puppet))
     }
 
     /// Shares the host's map of portal rooms, so that rooms created here are routed to this
@@ -389,10 +452,9 @@ impl MatrixSide {
             return Ok(Bridged::AlreadyBridged(event_id));
         }
         let room_id = self.ensure_portal_locked(key, portal).await?;
-        let puppet = self
-            .ensure_puppet(&message.sender, &message.sender_profile)
+        let speaker = self
+            .speaker_in(&room_id, &message.sender, &message.sender_profile)
             .await?;
-        self.client.ensure_joined(&room_id, &puppet).await?;
         let mut content = text_content(message);
         if let Some(reply_to) = &message.reply_to
             && let Some(replied) = self.mapped_event(key, reply_to, "").await?
@@ -400,7 +462,7 @@ impl MatrixSide {
             content["m.relates_to"] = json!({ "m.in_reply_to": { "event_id": replied } });
         }
         let event_id = self
-            .send_and_map(&room_id, &puppet, key, message, content)
+            .send_and_map(&room_id, &speaker, key, message, content)
             .await?;
         Ok(Bridged::Sent(event_id))
     }
@@ -424,10 +486,9 @@ impl MatrixSide {
         let Some(room_id) = self.known_room(key).await? else {
             return Ok(None);
         };
-        let puppet = self
-            .ensure_puppet(&edit.sender, &edit.sender_profile)
+        let speaker = self
+            .speaker_in(&room_id, &edit.sender, &edit.sender_profile)
             .await?;
-        self.client.ensure_joined(&room_id, &puppet).await?;
         let new_content = text_content(edit);
         let mut content = new_content.clone();
         content["body"] = format!("* {}", edit.body).into();
@@ -437,7 +498,7 @@ impl MatrixSide {
         content["m.new_content"] = new_content;
         content["m.relates_to"] = json!({ "rel_type": "m.replace", "event_id": original });
         let event_id = self
-            .send_and_map(&room_id, &puppet, key, edit, content)
+            .send_and_map(&room_id, &speaker, key, edit, content)
             .await?;
         Ok(Some(Bridged::Sent(event_id)))
     }
@@ -473,11 +534,11 @@ impl MatrixSide {
         stored_room(self.store.portal(&self.info.id, key).await?.as_ref())
     }
 
-    /// Sends a remote message's `content` as `puppet`, once (see [`MatrixSide::send_mapped`]).
+    /// Sends a remote message's `content` as `speaker`, once (see [`MatrixSide::send_mapped`]).
     async fn send_and_map(
         &self,
         room_id: &RoomId,
-        puppet: &ruma::UserId,
+        speaker: &Speaker,
         key: &PortalKey,
         message: &RemoteText,
         content: serde_json::Value,
@@ -487,7 +548,7 @@ impl MatrixSide {
             part: &message.part,
             sent_at_ms: message.sent_at_ms,
         };
-        self.send_mapped(room_id, puppet, key, "m.room.message", &sent, content)
+        self.send_mapped(room_id, speaker, key, "m.room.message", &sent, content)
             .await
     }
 
@@ -497,11 +558,11 @@ impl MatrixSide {
     pub(super) async fn send_mapped(
         &self,
         room_id: &RoomId,
-        puppet: &ruma::UserId,
+        speaker: &Speaker,
         key: &PortalKey,
         event_type: &str,
         sent: &Mapped<'_>,
-        content: serde_json::Value,
+        mut content: serde_json::Value,
     ) -> Result<OwnedEventId, BridgeError> {
         let receiver = key.receiver.as_ref().map_or("", RemoteUserId::as_str);
         let txn_id = derive_txn_id(&[
@@ -512,18 +573,33 @@ impl MatrixSide {
             sent.remote_id.as_str(),
             sent.part,
         ]);
-        let event_id = self
-            .client
-            .send_event_json(
+        if matches!(speaker, Speaker::Real { .. }) {
+            content[DOUBLE_PUPPET_MARK] = self.info.id.clone().into();
+        }
+        let body = bytes::Bytes::from(content.to_string());
+        let ts = sent
+            .sent_at_ms
+            .and_then(|ms| ruma::UInt::new(ms).map(ruma::MilliSecondsSinceUnixEpoch));
+        let attempt = || {
+            self.client.send_event_json(
                 room_id,
                 event_type,
                 &txn_id,
-                content.to_string().into(),
-                Identity::user(puppet),
-                sent.sent_at_ms
-                    .and_then(|ms| ruma::UInt::new(ms).map(ruma::MilliSecondsSinceUnixEpoch)),
+                body.clone(),
+                speaker.identity(),
+                ts,
             )
-            .await?;
+        };
+        let event_id = match attempt().await {
+            // A real user not in the portal yet joins it (they are invited to portals).
+            Err(e) if e.status() == Some(403) && matches!(speaker, Speaker::Real { .. }) => {
+                self.client
+                    .join(<&ruma::RoomOrAliasId>::from(room_id), speaker.identity())
+                    .await?;
+                attempt().await?
+            }
+            sent => sent?,
+        };
         self.store
             .put_message(
                 &self.info.id,

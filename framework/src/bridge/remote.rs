@@ -199,8 +199,8 @@ impl MatrixSide {
         ) else {
             return Ok(Applied::Unmapped);
         };
-        let puppet = self
-            .puppet_in(&room_id, &reaction.sender, &reaction.sender_profile)
+        let speaker = self
+            .speaker_in(&room_id, &reaction.sender, &reaction.sender_profile)
             .await?;
         let content = json!({
             "m.relates_to": { "rel_type": "m.annotation", "event_id": target, "key": reaction.key },
@@ -211,7 +211,7 @@ impl MatrixSide {
             sent_at_ms: None,
         };
         let event_id = self
-            .send_mapped(&room_id, &puppet, key, "m.reaction", &sent, content)
+            .send_mapped(&room_id, &speaker, key, "m.reaction", &sent, content)
             .await?;
         Ok(Applied::Bridged(Bridged::Sent(event_id)))
     }
@@ -230,8 +230,8 @@ impl MatrixSide {
         ) else {
             return Ok(Applied::Unmapped);
         };
-        let puppet = self
-            .ensure_puppet(&reaction.sender, &reaction.sender_profile)
+        let speaker = self
+            .speaker_in(&room_id, &reaction.sender, &reaction.sender_profile)
             .await?;
         let txn_id = derive_txn_id(&["bridge-unreact", &self.info.id, event_id.as_str()]);
         let request = ruma::api::client::redact::redact_event::v3::Request::new(
@@ -239,7 +239,7 @@ impl MatrixSide {
             event_id.clone(),
             txn_id,
         );
-        self.client.send(request, Identity::user(&puppet)).await?;
+        self.client.send(request, speaker.identity()).await?;
         // The same reaction may be given again later: it is a new event then.
         self.store.delete_message(event_id.as_str()).await?;
         Ok(Applied::Done)
