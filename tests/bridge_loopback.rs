@@ -305,7 +305,7 @@ async fn messages_sent_while_the_network_is_down_wait_in_the_outbox_across_a_res
     .expect("the messages wait in the outbox");
 
     // The inbox is not held back: the echo bot answers in another room meanwhile.
-    let room = room_with_bot(&alice, &slot.bot()).await;
+    let room = room_with_bot(&alice, &slot.bot(), false).await;
     alice
         .send_text(&room, "ping still here")
         .await
@@ -429,7 +429,7 @@ async fn commands_answer_by_permission_level_and_never_reach_the_network() {
 /// The admin bridges an existing room to another chat: messages there reach the network; after
 /// `unbridge` they do not.
 async fn an_existing_room_is_bridged_then_unbridged(alice: &MatrixUser, portal: &str, bot: &str) {
-    let room = room_with_bot(alice, bot).await;
+    let room = room_with_bot(alice, bot, false).await;
     assert_eq!(
         command_answer(alice, &room, bot, "!loopback bridge side").await,
         "This room is now bridged to side on Loopback."
@@ -471,10 +471,10 @@ async fn joined_by_bob(synapse: &Synapse, alice: &MatrixUser, portal: &str) -> M
     bob
 }
 
-/// A room `user` creates with the bot, once the bot has joined it.
-async fn room_with_bot(user: &MatrixUser, bot: &str) -> String {
+/// A room `user` creates with the bot (a direct chat if `direct`), once the bot has joined it.
+async fn room_with_bot(user: &MatrixUser, bot: &str, direct: bool) -> String {
     let room = user
-        .create_room(json!({ "invite": [bot] }))
+        .create_room(json!({ "invite": [bot], "is_direct": direct }))
         .await
         .expect("room");
     user.wait_for_event(&room, WAIT, |e| {
@@ -758,6 +758,48 @@ async fn double_puppeting_shows_a_users_own_remote_messages_as_them() {
         echo_answers(&alice, &portal).await,
         Vec::<String>::new(),
         "the double-puppeted message is not bridged back to the network"
+    );
+    running.stop().await.expect("clean stop");
+}
+
+/// A direct chat a user opens with the bot is their management room: commands there need no
+/// prefix, and a login is made there like anywhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_in_the_management_room_need_no_prefix() {
+    let extra = format!("    require_login: true\n{PERMISSIONS}");
+    let (slot, _synapse, running, alice, _portal) = loopback("mgmt", &extra).await;
+    let bot = slot.bot();
+    let dm = room_with_bot(&alice, &bot, true).await;
+    let help = command_answer(&alice, &dm, &bot, "help").await;
+    assert!(
+        help.contains("login [way]") && help.contains("remote-say"),
+        "{help}"
+    );
+    assert!(
+        !help.contains("!loopback"),
+        "no prefix in the management room: {help}"
+    );
+    assert_eq!(
+        command_answer(&alice, &dm, &bot, "hello").await,
+        "Unknown command `hello`. Did you mean `help`? Send `help` to see the commands you can use."
+    );
+    assert_eq!(
+        command_answer(&alice, &dm, &bot, "login").await,
+        "Log in to the loopback network.\nSend your username."
+    );
+    command_answer(&alice, &dm, &bot, "dm-alice").await;
+    assert_eq!(
+        command_answer(&alice, &dm, &bot, "loopback").await,
+        "Logged in as dm-alice."
+    );
+    assert_eq!(
+        command_answer(&alice, &dm, &bot, "list-logins").await,
+        "Your logins: dm-alice (user:dm-alice)."
+    );
+    // Prefixed commands work there too.
+    assert_eq!(
+        command_answer(&alice, &dm, &bot, "!loopback logout").await,
+        "Logged out of dm-alice."
     );
     running.stop().await.expect("clean stop");
 }

@@ -105,6 +105,16 @@ impl RoomEvent {
     }
 }
 
+/// Whether an invite (`m.room.member`) is for a direct chat.
+fn is_direct_invite(event: &RoomEvent) -> bool {
+    #[derive(Deserialize)]
+    struct Invite {
+        #[serde(default)]
+        is_direct: bool,
+    }
+    event.content_as::<Invite>().is_ok_and(|i| i.is_direct)
+}
+
 impl From<ClientError> for HandleError {
     fn from(error: ClientError) -> Self {
         if error.is_transient() {
@@ -354,7 +364,13 @@ impl PluginHost {
                         )
                         .await
                     {
-                        Ok(_) => {}
+                        Ok(_) => {
+                            if is_direct_invite(event) {
+                                self.bridges
+                                    .add_management_room(&event.room_id, &event.sender)
+                                    .await?;
+                            }
+                        }
                         // The invite was withdrawn or the room is gone: nothing to retry.
                         Err(e) if e.status() == Some(403) || e.status() == Some(404) => {
                             tracing::warn!(room_id = %event.room_id, error = %e, "cannot accept the invite");

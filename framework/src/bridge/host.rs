@@ -46,6 +46,9 @@ pub(crate) struct BridgeHost {
     bridges: Vec<Arc<HostedBridge>>,
     portal_rooms: PortalRooms,
     permissions: Permissions,
+    store: Store,
+    /// Management rooms and their users.
+    management: std::sync::RwLock<HashMap<ruma::OwnedRoomId, ruma::OwnedUserId>>,
 }
 
 /// A bridge as the host runs it.
@@ -141,11 +144,47 @@ impl BridgeHost {
             .metrics()
             .bridge_outbox_depth
             .set(store.outbox_depth().await?);
+        let management = store
+            .management_rooms()
+            .await?
+            .into_iter()
+            .filter_map(|(room, user)| Some((room.try_into().ok()?, user.try_into().ok()?)))
+            .collect();
         Ok(Self {
             bridges: hosted,
             portal_rooms,
             permissions: options.permissions.clone(),
+            store: store.clone(),
+            management: std::sync::RwLock::new(management),
         })
+    }
+
+    /// Whether `room_id` is the management room of `user` (a direct chat they opened with the
+    /// bot).
+    fn is_management_room(&self, room_id: &ruma::RoomId, user: &ruma::UserId) -> bool {
+        self.management
+            .read()
+            .is_ok_and(|rooms| rooms.get(room_id).is_some_and(|owner| owner == user))
+    }
+
+    /// Records `room_id`, a direct chat `user` opened with the bot, as their management room.
+    pub(crate) async fn add_management_room(
+        &self,
+        room_id: &ruma::RoomId,
+        user: &ruma::UserId,
+    ) -> Result<(), HandleError> {
+        if self.bridges.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .put_management_room(room_id.as_str(), user.as_str())
+            .await
+            .map_err(transient)?;
+        if let Ok(mut rooms) = self.management.write() {
+            rooms.insert(room_id.to_owned(), user.to_owned());
+        }
+        tracing::info!(%room_id, %user, "management room");
+        Ok(())
     }
 
     /// The hosted bridge `id`, if there is one.
@@ -200,7 +239,11 @@ impl BridgeHost {
                     let portal = portal
                         .filter(|(bridge, _)| bridge == hosted.id())
                         .map(|(_, key)| key);
-                    return Some(hosted.run_command(parsed, event, portal, level).await);
+                    return Some(
+                        hosted
+                            .run_command(parsed, event, portal, level, false)
+                            .await,
+                    );
                 }
             }
         }
@@ -211,6 +254,16 @@ impl BridgeHost {
             && let Some((_, body)) = event.text_message()
         {
             return Some(hosted.login_input(event, &body).await);
+        }
+        // In a user's management room, with one bridge, commands need no prefix.
+        if let [hosted] = self.bridges.as_slice()
+            && self.is_management_room(&event.room_id, &event.sender)
+            && let Some((TextKind::Text | TextKind::Notice, body)) = event.text_message()
+        {
+            let level = self.permissions.level(&event.sender);
+            if let Some(parsed) = hosted.commands.parse(&body, true, level) {
+                return Some(hosted.run_command(parsed, event, None, level, true).await);
+            }
         }
         let (bridge_id, portal) = portal?;
         let hosted = self.bridges.iter().find(|h| h.id() == bridge_id)?;
@@ -547,6 +600,7 @@ impl HostedBridge {
         event: &RoomEvent,
         portal: Option<PortalKey>,
         level: PermissionLevel,
+        in_management_room: bool,
     ) -> Result<(), HandleError> {
         let invocation = match parsed {
             Ok(invocation) => invocation,
@@ -560,8 +614,8 @@ impl HostedBridge {
         let info = self.ctx.matrix().info();
         let (text, html) = match invocation.name.as_str() {
             "help" => (
-                self.commands.help(level, false),
-                Some(self.commands.help_html(level, false)),
+                self.commands.help(level, in_management_room),
+                Some(self.commands.help_html(level, in_management_room)),
             ),
             "version" => (
                 format!(

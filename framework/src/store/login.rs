@@ -169,4 +169,32 @@ impl Store {
             .transpose()?
             .flatten()))
     }
+
+    /// Records a direct chat `user_id` opened with the bot as their management room.
+    pub async fn put_management_room(&self, room_id: &str, user_id: &str) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO management_room (room_id, user_id) VALUES ($1, $2) \
+                 ON CONFLICT (room_id) DO UPDATE SET user_id = $2",
+            )
+            .bind(room_id)
+            .bind(user_id)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Every management room, with its user.
+    pub async fn management_rooms(&self) -> StoreResult<Vec<(String, String)>> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query("SELECT room_id, user_id FROM management_room")
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
 }

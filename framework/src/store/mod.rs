@@ -583,6 +583,18 @@ pub mod conformance {
                 .as_deref(),
             Some("@v:x")
         );
+        store
+            .put_management_room("!dm:x", "@u:x")
+            .await
+            .expect("management room");
+        store
+            .put_management_room("!dm:x", "@v:x")
+            .await
+            .expect("again");
+        assert_eq!(
+            store.management_rooms().await.expect("list"),
+            [("!dm:x".to_owned(), "@v:x".to_owned())]
+        );
     }
 
     /// Outbox entries come back oldest first per portal, are queued once, record failed
