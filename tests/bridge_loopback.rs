@@ -803,3 +803,58 @@ async fn commands_in_the_management_room_need_no_prefix() {
     );
     running.stop().await.expect("clean stop");
 }
+
+/// A file goes both ways: alice's image is downloaded by the framework and reaches the
+/// network; echo's copy comes back uploaded, from the puppet, with the same bytes. A file over
+/// `media.max_bytes` is refused with a notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_go_both_ways_within_the_size_limit() {
+    let extra = "media:\n  max_bytes: 1000\n";
+    let (slot, _synapse, running, alice, portal) = loopback("media", extra).await;
+    let image: Vec<u8> = (0..=255).cycle().take(600).collect();
+    let mxc = alice
+        .upload(image.clone(), "image/png", "cat.png")
+        .await
+        .expect("uploaded");
+    let content = json!({
+        "msgtype": "m.image", "body": "cat.png", "url": mxc,
+        "info": { "mimetype": "image/png", "size": image.len() },
+    });
+    let sent = alice
+        .send_event(&portal, "m.room.message", &content)
+        .await
+        .expect("sent");
+    let back = wait_for(&alice, &portal, "echo's copy", |e| {
+        e["sender"] == ECHO && e["content"]["msgtype"] == "m.image"
+    })
+    .await;
+    assert_eq!(back["content"]["body"], "echo-cat.png");
+    assert_eq!(back["content"]["info"]["mimetype"], "image/png");
+    let url = back["content"]["url"].as_str().expect("mxc");
+    assert_ne!(url, mxc, "uploaded again by the framework");
+    assert_eq!(alice.download(url).await.expect("download"), image);
+
+    let big = alice
+        .upload(vec![7; 1500], "application/octet-stream", "big.bin")
+        .await
+        .expect("uploaded");
+    let content =
+        json!({ "msgtype": "m.file", "body": "big.bin", "url": big, "info": { "size": 1500 } });
+    let refused = alice
+        .send_event(&portal, "m.room.message", &content)
+        .await
+        .expect("sent");
+    let bot = slot.bot();
+    let notice = wait_for(&alice, &portal, "the too-large notice", |e| {
+        e["sender"] == bot.as_str()
+            && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == refused.as_str()
+    })
+    .await;
+    let body = notice["content"]["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("1500 bytes, more than the 1000 allowed"),
+        "{body}"
+    );
+    assert_ne!(sent, refused);
+    running.stop().await.expect("clean stop");
+}

@@ -94,6 +94,8 @@ pub struct Config {
     pub relay: RelayConfig,
     /// The provisioning HTTP API.
     pub provisioning: ProvisioningConfig,
+    /// Files bridged either way.
+    pub media: MediaConfig,
     /// Double puppeting: per server name, `as_token:<token>` of an appservice registration
     /// (without a URL) whose user namespace covers that server's real users.
     pub double_puppet: DoublePuppetConfig,
@@ -124,6 +126,7 @@ impl Default for Config {
             outbox: OutboxConfig::default(),
             relay: RelayConfig::default(),
             provisioning: ProvisioningConfig::default(),
+            media: MediaConfig::default(),
             double_puppet: DoublePuppetConfig::default(),
             metrics: MetricsConfig::default(),
             logging: LoggingConfig::default(),
@@ -397,6 +400,22 @@ impl DoublePuppetConfig {
                 }
             })
             .collect()
+    }
+}
+
+/// The media section: files bridged either way.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The largest file bridged, in bytes; a larger one is refused with a notice.
+    pub max_bytes: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 50 * 1024 * 1024,
+        }
     }
 }
 
@@ -753,6 +772,7 @@ const SECTIONS: &[&str] = &[
     "outbox",
     "relay",
     "provisioning",
+    "media",
     "double_puppet",
     "metrics",
     "logging",

@@ -266,6 +266,8 @@ pub struct HostOptions {
     pub relay_template: crate::template::Template,
     /// Double puppeting: server name → token of the appservice covering its users.
     pub double_puppets: std::collections::BTreeMap<String, String>,
+    /// The largest file bridged either way.
+    pub max_media_bytes: u64,
 }
 
 /// A plug-in cannot be set up.

@@ -321,6 +321,7 @@ pub async fn run(
                     .template()
                     .map_err(crate::config::ConfigError::from)?,
                 double_puppets: config.double_puppet.tokens()?,
+                max_media_bytes: config.media.max_bytes,
             },
             shutdown.clone(),
         )

@@ -136,6 +136,48 @@ impl MatrixUser {
         .await
     }
 
+    /// Uploads a file to the media repository and returns its `mxc://` URI.
+    pub async fn upload(
+        &self,
+        data: Vec<u8>,
+        content_type: &str,
+        filename: &str,
+    ) -> anyhow::Result<String> {
+        let url = format!(
+            "{}/_matrix/media/v3/upload?filename={}",
+            self.base_url,
+            encode(filename)
+        );
+        let req = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.access_token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(data);
+        let resp = json_response(req, &format!("upload as {}", self.user_id)).await?;
+        string_field(&resp, "content_uri", "/upload")
+    }
+
+    /// Downloads an `mxc://` URI through the authenticated media endpoint.
+    pub async fn download(&self, mxc: &str) -> anyhow::Result<Vec<u8>> {
+        let path = mxc
+            .strip_prefix("mxc://")
+            .ok_or_else(|| anyhow::anyhow!("{mxc} is not an mxc:// URI"))?;
+        let url = format!("{}/_matrix/client/v1/media/download/{path}", self.base_url);
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.access_token)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "download {mxc}: {}",
+            resp.status()
+        );
+        Ok(resp.bytes().await?.to_vec())
+    }
+
     /// Creates a room (`body` is the `/createRoom` request) and returns its ID.
     pub async fn create_room(&self, body: Value) -> anyhow::Result<String> {
         let resp = self.post("/createRoom", &body).await?;

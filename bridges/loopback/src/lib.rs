@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
     Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, EditHandler,
-    LoginField, LoginFlow, LoginHandler, LoginId, LoginRequest, LoginStep, MatrixEdit,
-    MatrixMessage, MatrixReaction, MatrixRedaction, NewLogin, PortalInfo, PortalKey, PuppetProfile,
-    ReactionHandler, RedactionHandler, RemoteChatId, RemoteEvent, RemoteMessageId, RemoteReaction,
-    RemoteText, RemoteUserId, TextKind, Via,
+    LoginField, LoginFlow, LoginHandler, LoginId, LoginRequest, LoginStep, MatrixEdit, MatrixMedia,
+    MatrixMessage, MatrixReaction, MatrixRedaction, MediaHandler, NewLogin, PortalInfo, PortalKey,
+    PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId, RemoteEvent, RemoteMedia,
+    RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, TextKind, Via,
 };
 use switchboard_framework::command::CommandSpec;
 use switchboard_framework::config::Value;
@@ -311,6 +311,10 @@ impl Bridge for LoopbackBridge {
         Some(self)
     }
 
+    fn media(&self) -> Option<&dyn MediaHandler> {
+        Some(self)
+    }
+
     fn edits(&self) -> Option<&dyn EditHandler> {
         Some(self)
     }
@@ -373,6 +377,41 @@ impl LoginHandler for LoopbackBridge {
 
     fn login_required(&self) -> bool {
         self.require_login
+    }
+}
+
+#[switchboard_framework::async_trait]
+impl MediaHandler for LoopbackBridge {
+    /// Echo sends the file straight back, named `echo-<name>`.
+    async fn handle_matrix_media(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        media: &MatrixMedia,
+    ) -> Result<RemoteMessageId, HandleError> {
+        self.reachable()?;
+        let id = message_id(media.event_id.as_str());
+        ctx.matrix()
+            .map_matrix_event(portal, &id, "", &media.room_id, &media.event_id)
+            .await?;
+        if let Some(answer) = answer_id(&id) {
+            let back = RemoteMedia {
+                id: answer,
+                part: String::new(),
+                sender: RemoteUserId::from(ECHO),
+                sender_profile: echo_profile(),
+                kind: media.kind,
+                filename: format!("echo-{}", media.filename),
+                mimetype: media
+                    .mimetype
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".to_owned()),
+                data: media.data.clone(),
+                sent_at_ms: None,
+            };
+            self.echo(ctx, portal, RemoteEvent::Media(back)).await?;
+        }
+        Ok(id)
     }
 }
 

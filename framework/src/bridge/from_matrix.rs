@@ -9,6 +9,7 @@ use super::format::{sanitize_html, strip_reply_fallback};
 use super::ids::RemoteMessageId;
 use super::login::Via;
 use super::matrix::TextKind;
+use super::media::MediaKind;
 use crate::RoomEvent;
 
 /// A message from a Matrix user in a portal.
@@ -100,10 +101,26 @@ pub(crate) enum PortalEvent {
         body: String,
         html: Option<String>,
     },
+    /// A file (image, audio, video or other), not encrypted.
+    Media(MediaRef),
     /// A reaction (`m.annotation`) to another event.
     Reaction { target: OwnedEventId, key: String },
     /// A redaction of another event.
     Redaction { target: OwnedEventId },
+}
+
+/// A file a Matrix message points to, before it is downloaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MediaRef {
+    pub(crate) kind: MediaKind,
+    /// The message's body: the file name, or a caption when `filename` is set.
+    pub(crate) body: String,
+    pub(crate) filename: Option<String>,
+    /// `mxc://` URI.
+    pub(crate) url: String,
+    pub(crate) mimetype: Option<String>,
+    /// As the sender's client said.
+    pub(crate) size: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +133,15 @@ struct MessageContent {
     relates_to: Option<RelatesTo>,
     #[serde(rename = "m.new_content")]
     new_content: Option<NewContent>,
+    url: Option<String>,
+    filename: Option<String>,
+    info: Option<MediaInfo>,
+}
+
+#[derive(Deserialize)]
+struct MediaInfo {
+    mimetype: Option<String>,
+    size: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -173,6 +199,17 @@ impl PortalEvent {
         match event.event_type.as_str() {
             "m.room.message" => {
                 let content: MessageContent = event.content_as().ok()?;
+                if let Some(kind) = MediaKind::from_msgtype(&content.msgtype) {
+                    let info = content.info;
+                    return Some(Self::Media(MediaRef {
+                        kind,
+                        body: content.body,
+                        filename: content.filename,
+                        url: content.url?,
+                        mimetype: info.as_ref().and_then(|i| i.mimetype.clone()),
+                        size: info.and_then(|i| i.size),
+                    }));
+                }
                 let kind = match content.msgtype.as_str() {
                     "m.text" => TextKind::Text,
                     "m.notice" => TextKind::Notice,
@@ -226,6 +263,7 @@ impl PortalEvent {
     pub(crate) fn referenced_event(&self) -> Option<&OwnedEventId> {
         match self {
             Self::Message { reply_to, .. } => reply_to.as_ref(),
+            Self::Media(_) => None,
             Self::Edit { target, .. }
             | Self::Reaction { target, .. }
             | Self::Redaction { target } => Some(target),
@@ -314,6 +352,28 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn a_file_keeps_its_name_type_and_size() {
+        let read = read(&event(
+            "m.room.message",
+            &json!({
+                "msgtype": "m.image", "body": "cat.png", "url": "mxc://x/abc",
+                "info": { "mimetype": "image/png", "size": 42 },
+            }),
+        ));
+        assert_eq!(
+            read,
+            Some(PortalEvent::Media(MediaRef {
+                kind: MediaKind::Image,
+                body: "cat.png".into(),
+                filename: None,
+                url: "mxc://x/abc".into(),
+                mimetype: Some("image/png".into()),
+                size: Some(42),
+            }))
+        );
     }
 
     #[test]

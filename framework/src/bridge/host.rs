@@ -13,11 +13,14 @@ use ruma::OwnedEventId;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::{BridgeCommand, command_set, may_hold_command};
-use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, PortalEvent};
+use super::from_matrix::{
+    MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, MediaRef, PortalEvent,
+};
 use super::ids::{PortalKey, RemoteChatId};
 use super::login::Via;
 use super::matrix::TextKind;
 use super::matrix::{DOUBLE_PUPPET_MARK, MatrixSide, PortalLocks};
+use super::media::MatrixMedia;
 use super::plugin::{Bridge, BridgeContext, PortalRooms};
 use super::puppet::PuppetNaming;
 use super::remote::{reaction_key, reaction_part};
@@ -81,6 +84,7 @@ mod logins;
 fn kind_label(event: &PortalEvent) -> &'static str {
     match event {
         PortalEvent::Message { .. } => "message",
+        PortalEvent::Media(_) => "media",
         PortalEvent::Edit { .. } => "edit",
         PortalEvent::Reaction { .. } => "reaction",
         PortalEvent::Redaction { .. } => "redaction",
@@ -120,7 +124,8 @@ impl BridgeHost {
             let waiting = store.outbox_portals(&info.id).await?.into_iter().collect();
             let matrix = MatrixSide::new(info, naming, client.clone(), store.clone())
                 .with_portal_rooms(portal_rooms.clone())
-                .with_double_puppets(options.double_puppets.clone());
+                .with_double_puppets(options.double_puppets.clone())
+                .with_media_limit(options.max_media_bytes);
             hosted.push(Arc::new(HostedBridge {
                 commands: command_set(
                     &bridge.command_prefix(),
@@ -439,7 +444,11 @@ impl HostedBridge {
         );
         match outcome? {
             Delivered::Unsupported if kind != "reaction" => {
-                let what = if kind == "edit" { "Edits" } else { "Deletions" };
+                let what = match kind {
+                    "edit" => "Edits",
+                    "media" => "Files",
+                    _ => "Deletions",
+                };
                 let reason = format!("{what} are not carried to this network.");
                 self.tell_undelivered(event, &reason).await
             }
@@ -500,6 +509,9 @@ impl HostedBridge {
                     .await?;
                 self.record(portal, event, remote_id, String::new()).await?;
             }
+            PortalEvent::Media(media) => {
+                return self.deliver_media(portal, event, media, via).await;
+            }
             PortalEvent::Edit { body, html, .. } => {
                 let Some(target) = referenced else {
                     return Ok(Delivered::Unmapped);
@@ -543,29 +555,86 @@ impl HostedBridge {
                     return Ok(Delivered::Unmapped);
                 };
                 let redaction = MatrixRedaction {
-                    via: via.clone(),
+                    via,
                     event_id,
                     sender,
                     reaction: reaction_key(&target.part).map(str::to_owned),
                     target: target.remote_message_id,
                 };
-                if redaction.reaction.is_some() {
-                    let Some(handler) = self.bridge.reactions() else {
-                        return Ok(Delivered::Unsupported);
-                    };
-                    handler
-                        .handle_matrix_reaction_removal(ctx, portal, &redaction)
-                        .await?;
-                } else {
-                    let Some(handler) = self.bridge.redactions() else {
-                        return Ok(Delivered::Unsupported);
-                    };
-                    handler
-                        .handle_matrix_redaction(ctx, portal, &redaction)
-                        .await?;
-                }
+                return self.deliver_redaction(portal, &redaction).await;
             }
         }
+        Ok(Delivered::Yes)
+    }
+
+    /// Hands a redaction to the bridge: of a reaction, or of a message.
+    async fn deliver_redaction(
+        &self,
+        portal: &PortalKey,
+        redaction: &MatrixRedaction,
+    ) -> Result<Delivered, HandleError> {
+        if redaction.reaction.is_some() {
+            let Some(handler) = self.bridge.reactions() else {
+                return Ok(Delivered::Unsupported);
+            };
+            handler
+                .handle_matrix_reaction_removal(&self.ctx, portal, redaction)
+                .await?;
+        } else {
+            let Some(handler) = self.bridge.redactions() else {
+                return Ok(Delivered::Unsupported);
+            };
+            handler
+                .handle_matrix_redaction(&self.ctx, portal, redaction)
+                .await?;
+        }
+        Ok(Delivered::Yes)
+    }
+
+    /// Downloads a Matrix user's file (within the size limit) and hands it to the bridge.
+    async fn deliver_media(
+        &self,
+        portal: &PortalKey,
+        event: &RoomEvent,
+        media: MediaRef,
+        via: Via,
+    ) -> Result<Delivered, HandleError> {
+        let Some(handler) = self.bridge.media() else {
+            return Ok(Delivered::Unsupported);
+        };
+        let max = self.ctx.matrix().max_media_bytes;
+        let too_large = |size: u64| {
+            HandleError::Permanent(format!(
+                "the file has {size} bytes, more than the {max} allowed"
+            ))
+        };
+        if let Some(size) = media.size.filter(|s| *s > max) {
+            return Err(too_large(size));
+        }
+        let data = super::media::download(&self.client, &media.url).await?;
+        let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        if length > max {
+            return Err(too_large(length));
+        }
+        let (filename, caption) = match media.filename {
+            Some(name) if name != media.body => (name, Some(media.body)),
+            _ => (media.body, None),
+        };
+        let file = MatrixMedia {
+            event_id: event.event_id.clone(),
+            room_id: event.room_id.clone(),
+            sender: event.sender.clone(),
+            via,
+            kind: media.kind,
+            filename,
+            caption,
+            mimetype: media.mimetype,
+            data,
+        };
+        let remote_id = handler
+            .handle_matrix_media(&self.ctx, portal, &file)
+            .await?;
+        self.record(portal, event, remote_id, String::new()).await?;
         Ok(Delivered::Yes)
     }
 

@@ -35,6 +35,14 @@ pub enum BridgeError {
         /// Why.
         reason: String,
     },
+    /// A file is larger than the media limit.
+    #[error("the file has {size} bytes, more than the {max_bytes} allowed (media.max_bytes)")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max_bytes: u64,
+    },
     /// A stored room id is not a room id (the database was edited by hand).
     #[error(
         "the room id {0:?} stored for a portal is not valid; fix or delete that row of the \
@@ -48,9 +56,9 @@ impl From<BridgeError> for HandleError {
         match error {
             BridgeError::Client(e) => e.into(),
             BridgeError::Store(e) => HandleError::Transient(e.to_string()),
-            e @ (BridgeError::Id { .. } | BridgeError::StoredRoom(_)) => {
-                HandleError::Permanent(e.to_string())
-            }
+            e @ (BridgeError::Id { .. }
+            | BridgeError::StoredRoom(_)
+            | BridgeError::TooLarge { .. }) => HandleError::Permanent(e.to_string()),
         }
     }
 }
@@ -143,6 +151,8 @@ pub struct MatrixSide {
     pub(super) portal_locks: PortalLocks,
     /// Double puppeting: server name → token of the appservice covering its real users.
     pub(super) double_puppets: Arc<BTreeMap<String, String>>,
+    /// The largest file bridged either way.
+    pub(super) max_media_bytes: u64,
 }
 
 /// Who says in Matrix what a remote user said.
@@ -212,7 +222,15 @@ impl MatrixSide {
             portal_rooms: PortalRooms::default(),
             portal_locks: PortalLocks::default(),
             double_puppets: Arc::default(),
+            max_media_bytes: crate::config::MediaConfig::default().max_bytes,
         }
+    }
+
+    /// Bridges files up to `max_bytes` either way.
+    #[must_use]
+    pub fn with_media_limit(mut self, max_bytes: u64) -> Self {
+        self.max_media_bytes = max_bytes;
+        self
     }
 
     /// Speaks as the real Matrix user for remote users who are their logins, on the servers
@@ -302,7 +320,7 @@ impl MatrixSide {
         self.ensure_portal_locked(key, info).await
     }
 
-    async fn ensure_portal_locked(
+    pub(super) async fn ensure_portal_locked(
         &self,
         key: &PortalKey,
         info: &PortalInfo,

@@ -8,6 +8,7 @@ pub(crate) mod host;
 pub mod ids;
 pub mod login;
 pub mod matrix;
+pub mod media;
 pub mod plugin;
 pub mod puppet;
 pub mod remote;
@@ -26,6 +27,7 @@ pub use login::{
 pub use matrix::{
     BridgeError, BridgeInfo, Bridged, MatrixSide, PortalInfo, PuppetProfile, RemoteText, TextKind,
 };
+pub use media::{MatrixMedia, MediaHandler, MediaKind, RemoteMedia};
 pub use plugin::{
     Bridge, BridgeContext, BridgeState, EditHandler, PortalRooms, ReactionHandler, RedactionHandler,
 };

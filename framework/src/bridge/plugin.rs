@@ -13,6 +13,7 @@ use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedact
 use super::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId};
 use super::login::{Login, LoginHandler};
 use super::matrix::{BridgeError, BridgeInfo, MatrixSide};
+use super::media::MediaHandler;
 use crate::command::CommandSpec;
 use crate::inbox::HandleError;
 
@@ -77,6 +78,12 @@ pub trait Bridge: Send + Sync + 'static {
 
     /// Logins, if users log in to the network with their own accounts.
     fn logins(&self) -> Option<&dyn LoginHandler> {
+        None
+    }
+
+    /// Files, if the network can carry them (otherwise the sender is told that files do not
+    /// reach it).
+    fn media(&self) -> Option<&dyn MediaHandler> {
         None
     }
 

@@ -10,6 +10,7 @@ use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
 use super::matrix::{
     BridgeError, Bridged, Mapped, MatrixSide, PortalInfo, PuppetProfile, RemoteText, build_error,
 };
+use super::media::RemoteMedia;
 use crate::client::{Identity, derive_txn_id};
 
 /// The message-map part under which a reaction of `sender` (a Matrix or remote user id) to a
@@ -40,6 +41,8 @@ pub enum RemoteEvent {
     Reaction(RemoteReaction),
     /// A reaction was taken back.
     ReactionRemoved(RemoteReaction),
+    /// A file (image, audio, video or other).
+    Media(RemoteMedia),
     /// A message (part) was deleted.
     Deletion {
         /// The message deleted.
@@ -140,6 +143,10 @@ impl MatrixSide {
             RemoteEvent::Edit { target, edit } => {
                 self.bridge_edit(key, target, edit).await.map(Applied::from)
             }
+            RemoteEvent::Media(media) => self
+                .bridge_media(key, portal, media)
+                .await
+                .map(Applied::Bridged),
             RemoteEvent::Deletion { target, part } => Ok(self
                 .bridge_deletion(key, target, part)
                 .await?

@@ -1,0 +1,180 @@
+//! Media both ways: files, images, audio and video from Matrix are downloaded by the framework
+//! (from the homeserver's authenticated media endpoints, within the size limit) and handed to
+//! a bridge that declares [`MediaHandler`]; media from the network is uploaded and sent from
+//! the right puppet with [`RemoteEvent::Media`](super::RemoteEvent).
+
+use bytes::Bytes;
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use serde_json::json;
+
+use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
+use super::login::Via;
+use super::matrix::{BridgeError, Bridged, Mapped, MatrixSide, PortalInfo, PuppetProfile};
+use super::plugin::BridgeContext;
+use crate::client::{ClientError, Identity};
+use crate::inbox::HandleError;
+
+/// What kind of media a message holds (its `msgtype`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaKind {
+    /// `m.image`.
+    Image,
+    /// `m.file`.
+    File,
+    /// `m.audio`.
+    Audio,
+    /// `m.video`.
+    Video,
+}
+
+impl MediaKind {
+    /// The `msgtype` of a message of this kind.
+    #[must_use]
+    pub fn msgtype(self) -> &'static str {
+        match self {
+            Self::Image => "m.image",
+            Self::File => "m.file",
+            Self::Audio => "m.audio",
+            Self::Video => "m.video",
+        }
+    }
+
+    /// The kind of a `msgtype`, if it is a media one.
+    #[must_use]
+    pub fn from_msgtype(msgtype: &str) -> Option<Self> {
+        match msgtype {
+            "m.image" => Some(Self::Image),
+            "m.file" => Some(Self::File),
+            "m.audio" => Some(Self::Audio),
+            "m.video" => Some(Self::Video),
+            _ => None,
+        }
+    }
+}
+
+/// A file a Matrix user sent in a portal, downloaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatrixMedia {
+    /// Its event.
+    pub event_id: OwnedEventId,
+    /// The portal room.
+    pub room_id: OwnedRoomId,
+    /// Who sent it.
+    pub sender: OwnedUserId,
+    /// The login it goes with.
+    pub via: Via,
+    /// Image, file, audio or video.
+    pub kind: MediaKind,
+    /// The file name (the message's `body`, or `filename` when the body is a caption).
+    pub filename: String,
+    /// A caption, when the message has one besides the file name.
+    pub caption: Option<String>,
+    /// The content type, as the sender's client said.
+    pub mimetype: Option<String>,
+    /// The file.
+    pub data: Bytes,
+}
+
+/// A file from the remote network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteMedia {
+    /// Its message id on the network.
+    pub id: RemoteMessageId,
+    /// Which part of the message (`""` when it has one).
+    pub part: String,
+    /// Who sent it.
+    pub sender: RemoteUserId,
+    /// How their puppet looks.
+    pub sender_profile: PuppetProfile,
+    /// Image, file, audio or video.
+    pub kind: MediaKind,
+    /// The file name.
+    pub filename: String,
+    /// The content type.
+    pub mimetype: String,
+    /// The file.
+    pub data: Bytes,
+    /// When it was sent (ms since the epoch).
+    pub sent_at_ms: Option<u64>,
+}
+
+/// A bridge whose network carries files.
+#[async_trait::async_trait]
+pub trait MediaHandler: Send + Sync {
+    /// A Matrix user sent a file in a portal: deliver it and return its id on the network.
+    async fn handle_matrix_media(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        media: &MatrixMedia,
+    ) -> Result<RemoteMessageId, HandleError>;
+}
+
+impl MatrixSide {
+    /// Sends a file from the network into its portal from its sender, once (uploaded first).
+    /// A file larger than the media limit is refused (nothing is sent).
+    pub async fn bridge_media(
+        &self,
+        key: &PortalKey,
+        portal: &PortalInfo,
+        media: &RemoteMedia,
+    ) -> Result<Bridged, BridgeError> {
+        let max_bytes = self.max_media_bytes;
+        let _portal = self.portal_locks.lock(key).await;
+        if let Some(event_id) = self.mapped_event(key, &media.id, &media.part).await? {
+            return Ok(Bridged::AlreadyBridged(event_id));
+        }
+        if u64::try_from(media.data.len()).unwrap_or(u64::MAX) > max_bytes {
+            return Err(BridgeError::TooLarge {
+                size: media.data.len(),
+                max_bytes,
+            });
+        }
+        let room_id = self.ensure_portal_locked(key, portal).await?;
+        let speaker = self
+            .speaker_in(&room_id, &media.sender, &media.sender_profile)
+            .await?;
+        let mut upload =
+            ruma::api::client::media::create_content::v3::Request::new(media.data.to_vec());
+        upload.filename = Some(media.filename.clone());
+        upload.content_type = Some(media.mimetype.clone());
+        let mxc = self.client.send(upload, Identity::bot()).await?.content_uri;
+        let content = json!({
+            "msgtype": media.kind.msgtype(),
+            "body": media.filename,
+            "filename": media.filename,
+            "url": mxc,
+            "info": { "mimetype": media.mimetype, "size": media.data.len() },
+        });
+        let sent = Mapped {
+            remote_id: &media.id,
+            part: &media.part,
+            sent_at_ms: media.sent_at_ms,
+        };
+        let event_id = self
+            .send_mapped(&room_id, &speaker, key, "m.room.message", &sent, content)
+            .await?;
+        Ok(Bridged::Sent(event_id))
+    }
+}
+
+/// Downloads `mxc` (`mxc://server/id`) from the homeserver's authenticated media endpoint.
+pub(crate) async fn download(
+    client: &crate::HomeserverClient,
+    mxc: &str,
+) -> Result<Bytes, ClientError> {
+    let bad = || ClientError::Build {
+        endpoint: "authenticated_media::get_content",
+        message: format!("{mxc:?} is not an mxc:// URI"),
+    };
+    let (server, media_id) = mxc
+        .strip_prefix("mxc://")
+        .and_then(|rest| rest.split_once('/'))
+        .ok_or_else(bad)?;
+    let server = ruma::OwnedServerName::try_from(server).map_err(|_| bad())?;
+    let request = ruma::api::client::authenticated_media::get_content::v1::Request::new(
+        media_id.to_owned(),
+        server,
+    );
+    Ok(client.send(request, Identity::bot()).await?.file.into())
+}
