@@ -16,6 +16,7 @@ use switchboard::synapse::encode;
 use switchboard_framework::bridge::PortalKey;
 use switchboard_framework::config::SqliteSync;
 use switchboard_framework::store::Store;
+use switchboard_framework::testkit::{Contract, ContractSubject, MatrixTester, TransactionPusher};
 
 const ECHO: &str = "@_loopback_echo:localhost";
 const WAIT: Duration = Duration::from_secs(30);
@@ -856,5 +857,102 @@ async fn files_go_both_ways_within_the_size_limit() {
         "{body}"
     );
     assert_ne!(sent, refused);
+    running.stop().await.expect("clean stop");
+}
+
+/// A user of the contract tests: alice.
+struct Tester<'a>(&'a MatrixUser);
+
+#[switchboard_framework::async_trait]
+impl MatrixTester for Tester<'_> {
+    fn user_id(&self) -> String {
+        self.0.user_id.clone()
+    }
+
+    async fn send_text(&self, room: &str, body: &str) -> Result<String, String> {
+        self.0
+            .send_text(room, body)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn timeline(&self, room: &str) -> Result<Vec<Value>, String> {
+        Ok(timeline(self.0, room).await)
+    }
+}
+
+/// The loopback network as the contract tests see it, driven by its admin's commands: what it
+/// received from Matrix is what echo answered.
+struct LoopbackNetwork<'a> {
+    admin: &'a MatrixUser,
+    room: String,
+    bot: String,
+}
+
+#[switchboard_framework::async_trait]
+impl ContractSubject for LoopbackNetwork<'_> {
+    async fn remote_send(&self, id: &str, text: &str) -> Result<(), String> {
+        let command = format!("!loopback inject {id} {text}");
+        command_answer(self.admin, &self.room, &self.bot, &command).await;
+        Ok(())
+    }
+
+    async fn received(&self) -> Result<Vec<String>, String> {
+        Ok(echo_answers(self.admin, &self.room)
+            .await
+            .into_iter()
+            .filter_map(|answer| answer.strip_prefix("echo: ").map(str::to_owned))
+            .collect())
+    }
+
+    async fn set_reachable(&self, up: bool) -> Result<(), String> {
+        let command = format!("!loopback network {}", if up { "up" } else { "down" });
+        command_answer(self.admin, &self.room, &self.bot, &command).await;
+        Ok(())
+    }
+}
+
+/// Switchboard's appservice API, pushed to as the homeserver.
+struct Homeserver {
+    url: String,
+    hs_token: String,
+}
+
+#[switchboard_framework::async_trait]
+impl TransactionPusher for Homeserver {
+    async fn push(&self, txn_id: &str, body: &Value) -> Result<u16, String> {
+        let url = format!("{}/_matrix/app/v1/transactions/{txn_id}", self.url);
+        let response = reqwest::Client::new()
+            .put(url)
+            .bearer_auth(&self.hs_token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(response.status().as_u16())
+    }
+}
+
+/// The loopback bridge passes the framework's contract tests (`switchboard_framework::testkit`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loopback_bridge_passes_the_contract_tests() {
+    let (slot, _synapse, running, alice, portal) = loopback("contract", PERMISSIONS).await;
+    let network = LoopbackNetwork {
+        admin: &alice,
+        room: portal.clone(),
+        bot: slot.bot(),
+    };
+    let homeserver = Homeserver {
+        url: slot.as_url(),
+        hs_token: slot.registration.hs_token.clone(),
+    };
+    let contract = Contract {
+        user: &Tester(&alice),
+        room: portal,
+        subject: &network,
+        homeserver: &homeserver,
+        timeout: WAIT,
+    };
+    contract.run_all().await.unwrap_or_else(|e| panic!("{e}"));
     running.stop().await.expect("clean stop");
 }

@@ -17,6 +17,8 @@ pub mod runtime;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod transport;
 
 pub use async_trait::async_trait;

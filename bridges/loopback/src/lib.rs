@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
-    Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, EditHandler,
-    LoginField, LoginFlow, LoginHandler, LoginId, LoginRequest, LoginStep, MatrixEdit, MatrixMedia,
-    MatrixMessage, MatrixReaction, MatrixRedaction, MediaHandler, NewLogin, PortalInfo, PortalKey,
-    PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId, RemoteEvent, RemoteMedia,
-    RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, TextKind, Via,
+    Applied, Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, Bridged,
+    EditHandler, LoginField, LoginFlow, LoginHandler, LoginId, LoginRequest, LoginStep, MatrixEdit,
+    MatrixMedia, MatrixMessage, MatrixReaction, MatrixRedaction, MediaHandler, NewLogin,
+    PortalInfo, PortalKey, PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId,
+    RemoteEvent, RemoteMedia, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, TextKind,
+    Via,
 };
 use switchboard_framework::command::CommandSpec;
 use switchboard_framework::config::Value;
@@ -154,6 +155,31 @@ impl LoopbackBridge {
         Ok(())
     }
 
+    /// `inject <id> <text>`: echo says `text` as the network's message `id` into the portal
+    /// (or the lobby), so tests can make the network send, and send again.
+    async fn inject(
+        &self,
+        ctx: &BridgeContext,
+        command: &BridgeCommand,
+    ) -> Result<String, HandleError> {
+        let raw = command.invocation.raw_args.as_str();
+        let (id, text) = raw.split_once(char::is_whitespace).unwrap_or((raw, ""));
+        let portal = command
+            .portal
+            .clone()
+            .unwrap_or_else(|| PortalKey::shared(CHAT));
+        let mut said = echo_text(RemoteMessageId::from(id), "", None);
+        said.body = text.trim().to_owned();
+        let applied = ctx
+            .matrix()
+            .apply(&portal, &self.portal_info(), &RemoteEvent::Message(said))
+            .await?;
+        Ok(match applied {
+            Applied::Bridged(Bridged::AlreadyBridged(_)) => format!("{id} was bridged before."),
+            _ => format!("Echo said {id}."),
+        })
+    }
+
     /// `remote-say <text>`: the sender's login says `text` on the network (as their other
     /// client would), which comes back to Matrix — as them with double puppeting, else as the
     /// login's puppet.
@@ -266,6 +292,13 @@ impl Bridge for LoopbackBridge {
             .max_args(1)
             .permission(PermissionLevel::Admin),
             CommandSpec::new(
+                "inject",
+                "Makes echo say <text> as the network's message <id> (again, if it was before)",
+            )
+            .args("<id> <text>")
+            .min_args(2)
+            .permission(PermissionLevel::Admin),
+            CommandSpec::new(
                 "remote-say",
                 "Says something on the network with your login, as if from another client",
             )
@@ -279,8 +312,10 @@ impl Bridge for LoopbackBridge {
         ctx: &BridgeContext,
         command: &BridgeCommand,
     ) -> Result<String, HandleError> {
-        if command.invocation.name == "remote-say" {
-            return self.remote_say(ctx, command).await;
+        match command.invocation.name.as_str() {
+            "remote-say" => return self.remote_say(ctx, command).await,
+            "inject" => return self.inject(ctx, command).await,
+            _ => {}
         }
         let down = match command.invocation.args.first().map(String::as_str) {
             Some("down") => true,
