@@ -114,7 +114,8 @@ fn is_redacted(event: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_is_answered_once_from_a_puppet_and_a_refused_one_gets_a_notice() {
-    let (slot, _synapse, running, alice, portal) = loopback("loop", "").await;
+    let naming = "    displayname_template: \"{{name}} ({{network}})\"\n";
+    let (slot, _synapse, running, alice, portal) = loopback("loop", naming).await;
     let sent = alice.send_text(&portal, "hello loop").await.expect("sent");
 
     let seen = wait_until(WAIT, "the loopback answer", || async {
@@ -137,6 +138,14 @@ async fn a_message_is_answered_once_from_a_puppet_and_a_refused_one_gets_a_notic
             (alice.user_id.clone(), "hello loop".to_owned()),
             (ECHO.to_owned(), "echo: hello loop".to_owned()),
         ]
+    );
+    let profile = alice
+        .get(&format!("/profile/{}", encode(ECHO)))
+        .await
+        .expect("echo's profile");
+    assert_eq!(
+        profile["displayname"], "Loopback echo (Loopback)",
+        "named by bridges.loopback.displayname_template"
     );
     let refused = alice.send_text(&portal, "!drop this").await.expect("sent");
     let bot = slot.bot();
@@ -663,17 +672,19 @@ async fn the_provisioning_api_logs_in_lists_portals_and_checks_who_calls() {
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["step"]["type"], "user_input");
     let process = started["process_id"].as_str().expect("process").to_owned();
-    let input = json!({ "input": { "username": "web-alice", "password": "loopback" } });
-    let (status, done) = api
-        .call(
-            Method::POST,
-            &format!("/login/step/{process}"),
-            token,
-            Some(input),
-        )
-        .await;
+    // Fields may come one call at a time: what was entered before is kept.
+    let step = format!("/login/step/{process}");
+    let input = json!({ "input": { "username": "web-alice" } });
+    let (_, next) = api.call(Method::POST, &step, token, Some(input)).await;
+    assert_eq!(next["step"]["type"], "user_input", "{next}");
+    let input = json!({ "input": { "password": "loopback" } });
+    let (status, done) = api.call(Method::POST, &step, token, Some(input)).await;
     assert_eq!(status, 200, "{done}");
-    assert_eq!(done["step"]["type"], "complete");
+    assert_eq!(
+        done["step"],
+        json!({ "type": "complete", "id": "user:web-alice", "remote_name": "web-alice" }),
+        "the login's data stays with the bridge"
+    );
     let (_, logins) = api.call(Method::GET, "/logins", token, None).await;
     assert_eq!(
         logins["logins"],

@@ -136,7 +136,7 @@ impl Default for Config {
                 "echo".to_owned(),
                 PluginSection {
                     enabled: true,
-                    settings: BTreeMap::new(),
+                    ..PluginSection::default()
                 },
             )]),
             bridges: BTreeMap::new(),
@@ -517,12 +517,34 @@ pub struct PluginSection {
     /// Whether the plug-in runs.
     #[serde(default)]
     pub enabled: bool,
+    /// Bridges only: how puppets are named (handlebars; `name` is the remote user's name, `id`
+    /// their remote id, `network` the bridge's network). Unset: the remote name as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub displayname_template: Option<String>,
     /// The plug-in's own settings, parsed by the plug-in.
     #[serde(flatten)]
     pub settings: BTreeMap<String, Value>,
 }
 
 impl Config {
+    /// The puppet display-name template of each bridge that sets one, compiled.
+    pub fn displayname_templates(
+        &self,
+    ) -> Result<BTreeMap<String, crate::template::Template>, ConfigError> {
+        self.bridges
+            .iter()
+            .filter_map(|(id, section)| {
+                let text = section.displayname_template.as_ref()?;
+                let field = format!("bridges.{id}.displayname_template");
+                Some(
+                    crate::template::Template::new(&field, text)
+                        .map(|t| (id.clone(), t))
+                        .map_err(ConfigError::from),
+                )
+            })
+            .collect()
+    }
+
     /// The validated `permissions` rules (the default when none are configured: users of
     /// `homeserver.server_name` may use the bridges, nobody administers them).
     pub fn permissions(&self) -> Result<crate::permission::Permissions, ConfigError> {
@@ -713,6 +735,7 @@ impl Config {
         }
         self.permissions()?;
         self.relay.template()?;
+        self.displayname_templates()?;
         self.double_puppet.tokens()?;
         let secret_len = self.provisioning.shared_secret.chars().count();
         if secret_len > 0 && secret_len < 32 {

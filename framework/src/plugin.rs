@@ -268,6 +268,8 @@ pub struct HostOptions {
     pub double_puppets: std::collections::BTreeMap<String, String>,
     /// The largest file bridged either way.
     pub max_media_bytes: u64,
+    /// Puppet display-name templates, by bridge id (bridges without one show remote names).
+    pub displayname_templates: std::collections::BTreeMap<String, crate::template::Template>,
 }
 
 /// A plug-in cannot be set up.

@@ -34,6 +34,8 @@ struct Process {
     user: OwnedUserId,
     flow: String,
     step: u32,
+    /// Everything entered so far (as in chat, each call adds to it).
+    input: BTreeMap<String, String>,
 }
 
 struct ApiState {
@@ -224,10 +226,11 @@ async fn run_step(
     hosted: &HostedBridge,
     process_id: String,
     mut process: Process,
-    input: &BTreeMap<String, String>,
+    input: BTreeMap<String, String>,
 ) -> ApiResult {
+    process.input.extend(input);
     let outcome = hosted
-        .call_login_flow(&process.user, &process.flow, process.step, input)
+        .call_login_flow(&process.user, &process.flow, process.step, &process.input)
         .await?;
     process.step += 1;
     match outcome {
@@ -236,10 +239,13 @@ async fn run_step(
             "M_FORBIDDEN",
             format!("login failed: {why}"),
         )),
+        // The login's data (its session, maybe credentials) stays with the bridge.
+        Ok(LoginStep::Complete(login)) => Ok(Json(json!({
+            "process_id": process_id,
+            "step": { "type": "complete", "id": login.id, "remote_name": login.remote_name },
+        }))),
         Ok(step) => {
-            if !matches!(step, LoginStep::Complete(_))
-                && let Ok(mut processes) = state.processes.lock()
-            {
+            if let Ok(mut processes) = state.processes.lock() {
                 processes.insert(process_id.clone(), process);
             }
             Ok(Json(json!({ "process_id": process_id, "step": step })))
@@ -265,8 +271,9 @@ async fn login_start(
         user,
         flow,
         step: 0,
+        input: BTreeMap::new(),
     };
-    run_step(&state, &hosted, process_id, process, &BTreeMap::new()).await
+    run_step(&state, &hosted, process_id, process, BTreeMap::new()).await
 }
 
 #[derive(Deserialize)]
@@ -294,7 +301,7 @@ async fn login_step(
                 "no such login in progress for this user".to_owned(),
             )
         })?;
-    run_step(&state, &hosted, process_id, process, &body.input).await
+    run_step(&state, &hosted, process_id, process, body.input).await
 }
 
 async fn logins(Caller { user, hosted }: Caller<USER>) -> ApiResult {

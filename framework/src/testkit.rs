@@ -194,6 +194,19 @@ impl Contract<'_> {
         }
     }
 
+    /// Waits until a message with `body` is in the room; returns its sender.
+    async fn wait_for_body(&self, body: &str) -> Result<String, String> {
+        eventually(self.timeout, &format!("{body:?} in Matrix"), || async {
+            Ok(self
+                .bodies()
+                .await?
+                .into_iter()
+                .find(|(_, b)| b == body)
+                .map(|(sender, _)| sender))
+        })
+        .await
+    }
+
     /// The bodies of the room's messages, oldest first.
     async fn bodies(&self) -> Result<Vec<(String, String)>, String> {
         Ok(self
@@ -226,30 +239,14 @@ impl Contract<'_> {
         let text = unique("from-the-network");
         self.subject.remote_send(&id, &text).await?;
         self.subject.remote_send(&id, &text).await?;
-        let sender = eventually(self.timeout, "the remote message in Matrix", || async {
-            Ok(self
-                .bodies()
-                .await?
-                .into_iter()
-                .find(|(_, body)| body == &text)
-                .map(|(sender, _)| sender))
-        })
-        .await?;
+        let sender = self.wait_for_body(&text).await?;
         if sender == self.user.user_id() {
             return Err("the remote message appeared as the test user".to_owned());
         }
         // A marker sent after it arrives after it: by then a second copy would show.
         let marker = unique("after-resend");
         self.subject.remote_send(&unique("marker"), &marker).await?;
-        eventually(self.timeout, "the marker", || async {
-            Ok(self
-                .bodies()
-                .await?
-                .iter()
-                .any(|(_, b)| b == &marker)
-                .then_some(()))
-        })
-        .await?;
+        self.wait_for_body(&marker).await?;
         let copies = self
             .bodies()
             .await?
@@ -267,15 +264,7 @@ impl Contract<'_> {
     pub async fn nothing_is_bridged_back(&self) -> Result<(), String> {
         let text = unique("not-back");
         self.subject.remote_send(&unique("id"), &text).await?;
-        eventually(self.timeout, "the remote message in Matrix", || async {
-            Ok(self
-                .bodies()
-                .await?
-                .iter()
-                .any(|(_, b)| b == &text)
-                .then_some(()))
-        })
-        .await?;
+        self.wait_for_body(&text).await?;
         // A Matrix message sent after it reaches the network after it would have.
         let marker = unique("loop-marker");
         self.user.send_text(&self.room, &marker).await?;

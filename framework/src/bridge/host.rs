@@ -122,10 +122,12 @@ impl BridgeHost {
                     }
                 })?;
             let waiting = store.outbox_portals(&info.id).await?.into_iter().collect();
+            let displayname_template = options.displayname_templates.get(&info.id).cloned();
             let matrix = MatrixSide::new(info, naming, client.clone(), store.clone())
                 .with_portal_rooms(portal_rooms.clone())
                 .with_double_puppets(options.double_puppets.clone())
-                .with_media_limit(options.max_media_bytes);
+                .with_media_limit(options.max_media_bytes)
+                .with_displayname_template(displayname_template);
             hosted.push(Arc::new(HostedBridge {
                 commands: command_set(
                     &bridge.command_prefix(),

@@ -153,6 +153,8 @@ pub struct MatrixSide {
     pub(super) double_puppets: Arc<BTreeMap<String, String>>,
     /// The largest file bridged either way.
     pub(super) max_media_bytes: u64,
+    /// How puppets are named, if not by the remote name as it is.
+    displayname_template: Option<Arc<crate::template::Template>>,
 }
 
 /// Who says in Matrix what a remote user said.
@@ -223,7 +225,18 @@ impl MatrixSide {
             portal_locks: PortalLocks::default(),
             double_puppets: Arc::default(),
             max_media_bytes: crate::config::MediaConfig::default().max_bytes,
+            displayname_template: None,
         }
+    }
+
+    /// Names puppets with `template` (`name`, `id`, `network`); `None`: the remote name.
+    #[must_use]
+    pub fn with_displayname_template(
+        mut self,
+        template: Option<crate::template::Template>,
+    ) -> Self {
+        self.displayname_template = template.map(Arc::new);
+        self
     }
 
     /// Bridges files up to `max_bytes` either way.
@@ -300,10 +313,22 @@ impl MatrixSide {
                 .put_puppet(&self.info.id, remote, user_id.as_str(), "{}")
                 .await?;
         }
+        let displayname = profile.displayname.as_deref().map(|name| {
+            self.displayname_template.as_ref().map_or_else(
+                || name.to_owned(),
+                |template| {
+                    template.render(&json!({
+                        "name": name,
+                        "id": remote,
+                        "network": self.info.displayname,
+                    }))
+                },
+            )
+        });
         self.client
             .ensure_profile(
                 &user_id,
-                profile.displayname.as_deref(),
+                displayname.as_deref(),
                 profile.avatar_url.as_deref(),
             )
             .await?;
