@@ -538,7 +538,7 @@ async fn logins_are_made_in_chat_and_relay_carries_users_without_one() {
     .await;
     assert_eq!(
         command_answer(&alice, &portal, &bot, "!loopback list-logins").await,
-        "Your logins: alice-remote (user:alice-remote)."
+        "Your logins: alice-remote (user:alice-remote, connected)."
     );
     // Without double puppeting, what her login says elsewhere comes from its puppet.
     command_answer(&alice, &portal, &bot, "!loopback remote-say from my phone").await;
@@ -563,9 +563,23 @@ async fn logins_are_made_in_chat_and_relay_carries_users_without_one() {
         e["sender"] == ECHO && e["content"]["body"] == "echo: bob: hi relayed"
     })
     .await;
+    let logins = slot
+        .metric("switchboard_bridge_logins{bridge=\"loopback\",state=\"connected\"}")
+        .await;
+    assert!(
+        (logins - 1.0).abs() < f64::EPSILON,
+        "one connected login: {logins}"
+    );
     assert_eq!(
         command_answer(&alice, &portal, &bot, "!loopback logout").await,
         "Logged out of alice-remote."
+    );
+    let logins = slot
+        .metric("switchboard_bridge_logins{bridge=\"loopback\",state=\"connected\"}")
+        .await;
+    assert!(
+        logins.abs() < f64::EPSILON,
+        "no login after logout: {logins}"
     );
     bob.send_text(&portal, "after logout").await.expect("sent");
     command_answer(&alice, &portal, &bot, "!loopback version").await;
@@ -688,7 +702,7 @@ async fn the_provisioning_api_logs_in_lists_portals_and_checks_who_calls() {
     let (_, logins) = api.call(Method::GET, "/logins", token, None).await;
     assert_eq!(
         logins["logins"],
-        json!([{ "id": "user:web-alice", "remote_name": "web-alice" }])
+        json!([{ "id": "user:web-alice", "remote_name": "web-alice", "state": "connected" }])
     );
     alice
         .send_text(&portal, "from the web login")
@@ -806,7 +820,7 @@ async fn commands_in_the_management_room_need_no_prefix() {
     );
     assert_eq!(
         command_answer(&alice, &dm, &bot, "list-logins").await,
-        "Your logins: dm-alice (user:dm-alice)."
+        "Your logins: dm-alice (user:dm-alice, connected)."
     );
     // Prefixed commands work there too.
     assert_eq!(

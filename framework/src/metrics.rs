@@ -72,6 +72,8 @@ pub struct Metrics {
     pub bridge_outbox_depth: IntGauge,
     /// Each bridge's connection to its network: 1 for its current state, 0 for the others.
     pub bridge_state: IntGaugeVec,
+    /// Logins of each bridge by connection state.
+    pub bridge_logins: IntGaugeVec,
     /// Seconds since the last transaction arrived (updated at scrape time).
     last_transaction_age: IntGauge,
     last_transaction_at: Arc<AtomicI64>,
@@ -144,6 +146,17 @@ impl Metrics {
                 Opts::new(
                     "switchboard_bridge_state",
                     "Each bridge's connection to its network: 1 for its current state.",
+                ),
+                &["bridge", "state"],
+            )
+            .expect("valid metric"),
+        );
+        let bridge_logins = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "switchboard_bridge_logins",
+                    "Logins of each bridge by the state of their connection to the network.",
                 ),
                 &["bridge", "state"],
             )
@@ -240,6 +253,7 @@ impl Metrics {
             bridge_outbox,
             bridge_outbox_depth,
             bridge_state,
+            bridge_logins,
             last_transaction_age,
             last_transaction_at: Arc::new(AtomicI64::new(-1)),
         }

@@ -212,7 +212,10 @@ async fn login_list(hosted: &HostedBridge, user: &ruma::UserId) -> Result<Value,
     let logins = hosted.logins_of(user).await?;
     Ok(logins
         .iter()
-        .map(|l| json!({ "id": l.id, "remote_name": l.remote_name }))
+        .map(|l| {
+            let state = hosted.login_state(&l.id);
+            json!({ "id": l.id, "remote_name": l.remote_name, "state": state.map(|s| s.label()) })
+        })
         .collect())
 }
 

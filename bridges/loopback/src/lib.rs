@@ -243,6 +243,10 @@ impl Bridge for LoopbackBridge {
         ctx.matrix()
             .ensure_portal(&PortalKey::shared(CHAT), &self.portal_info())
             .await?;
+        // Reconnect the logins (on loopback, every account is always reachable).
+        for login in ctx.logins().await? {
+            ctx.set_login_state(&login.id, BridgeState::Connected);
+        }
         ctx.set_state(BridgeState::Connected);
         Ok(())
     }
@@ -378,7 +382,7 @@ impl LoginHandler for LoopbackBridge {
 
     async fn login_step(
         &self,
-        _ctx: &BridgeContext,
+        ctx: &BridgeContext,
         request: &LoginRequest,
     ) -> Result<LoginStep, String> {
         let (Some(username), Some(password)) =
@@ -403,8 +407,10 @@ impl LoginHandler for LoopbackBridge {
         if password != PASSWORD {
             return Err("wrong password".to_owned());
         }
+        let id = LoginId(format!("user:{username}"));
+        ctx.set_login_state(&id, BridgeState::Connected);
         Ok(LoginStep::Complete(NewLogin {
-            id: LoginId(format!("user:{username}")),
+            id,
             remote_name: username.clone(),
             data: switchboard_framework::serde_json::json!({ "username": username }),
         }))

@@ -845,6 +845,11 @@ impl HostedBridge {
         self.ctx.state()
     }
 
+    /// How a login's connection stands, if the bridge said.
+    pub(crate) fn login_state(&self, login: &super::LoginId) -> Option<super::BridgeState> {
+        self.ctx.login_state(login)
+    }
+
     /// Its login flows (none without logins).
     pub(crate) fn login_flows(&self) -> Vec<super::LoginFlow> {
         self.bridge

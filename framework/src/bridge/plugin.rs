@@ -156,6 +156,7 @@ pub struct BridgeContext {
     shutdown: CancellationToken,
     outbox: Arc<OutboxSignal>,
     state: Arc<std::sync::Mutex<BridgeState>>,
+    login_states: Arc<std::sync::Mutex<HashMap<LoginId, BridgeState>>>,
 }
 
 /// How a bridge's connection to its network stands, as operators and users see it (in
@@ -227,6 +228,7 @@ impl BridgeContext {
             shutdown,
             outbox: Arc::default(),
             state: Arc::default(),
+            login_states: Arc::default(),
         };
         ctx.publish_state(&BridgeState::Starting);
         ctx
@@ -242,6 +244,44 @@ impl BridgeContext {
             tracing::info!(bridge = %self.matrix.info().id, state = %state, "bridge state");
             self.publish_state(&state);
             *current = state;
+        }
+    }
+
+    /// Records how one login's connection stands (shown in `list-logins`, the provisioning
+    /// API and `/metrics` as `switchboard_bridge_logins`).
+    pub fn set_login_state(&self, login: &LoginId, state: BridgeState) {
+        let Ok(mut states) = self.login_states.lock() else {
+            return;
+        };
+        if states.get(login) != Some(&state) {
+            tracing::info!(bridge = %self.matrix.info().id, %login, state = %state, "login state");
+        }
+        states.insert(login.clone(), state);
+        self.publish_login_states(&states);
+    }
+
+    /// How a login's connection stands, if the bridge said.
+    #[must_use]
+    pub fn login_state(&self, login: &LoginId) -> Option<BridgeState> {
+        self.login_states.lock().ok()?.get(login).cloned()
+    }
+
+    /// Forgets a login's state (it logged out).
+    pub(crate) fn forget_login_state(&self, login: &LoginId) {
+        if let Ok(mut states) = self.login_states.lock() {
+            states.remove(login);
+            self.publish_login_states(&states);
+        }
+    }
+
+    fn publish_login_states(&self, states: &HashMap<LoginId, BridgeState>) {
+        let gauge = &self.matrix.client.metrics().bridge_logins;
+        let id = &self.matrix.info().id;
+        for label in BridgeState::LABELS {
+            let count = states.values().filter(|s| s.label() == label).count();
+            gauge
+                .with_label_values(&[id.as_str(), label])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 

@@ -328,7 +328,10 @@ impl HostedBridge {
         }
         let lines: Vec<String> = logins
             .iter()
-            .map(|l| format!("{} ({})", l.remote_name, l.id))
+            .map(|l| match self.ctx.login_state(&l.id) {
+                Some(state) => format!("{} ({}, {state})", l.remote_name, l.id),
+                None => format!("{} ({})", l.remote_name, l.id),
+            })
             .collect();
         Ok(format!("Your logins: {}.", lines.join(", ")))
     }
@@ -364,6 +367,7 @@ impl HostedBridge {
             .delete_login(self.id(), login.id.as_str())
             .await
             .map_err(transient)?;
+        self.ctx.forget_login_state(&login.id);
         Ok(())
     }
 
