@@ -981,3 +981,31 @@ async fn the_loopback_bridge_passes_the_contract_tests() {
     contract.run_all().await.unwrap_or_else(|e| panic!("{e}"));
     running.stop().await.expect("clean stop");
 }
+
+/// Joining the alias of a remote chat (`#_loopback_<chat>`) creates its portal on demand: the
+/// homeserver asks Switchboard, the bridge creates the room with that alias, and messages
+/// there reach that chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_a_chat_alias_creates_its_portal() {
+    let (_slot, _synapse, running, alice, _lobby) = loopback("alias", "").await;
+    let room = alice
+        .join("#_loopback_side:localhost")
+        .await
+        .expect("the alias resolves to a new portal");
+    let name = alice
+        .get(&format!("/rooms/{}/state/m.room.name/", encode(&room)))
+        .await
+        .expect("room name");
+    assert_eq!(name["name"], "Loopback side");
+    alice.send_text(&room, "hello side").await.expect("sent");
+    wait_for(&alice, &room, "echo in the aliased portal", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: hello side"
+    })
+    .await;
+    let again = alice
+        .join("#_loopback_side:localhost")
+        .await
+        .expect("joined again");
+    assert_eq!(again, room, "one portal per chat");
+    running.stop().await.expect("clean stop");
+}

@@ -131,7 +131,7 @@ async fn remote_messages_appear_once_from_puppets_in_a_portal_with_bridge_state(
         name: Some("Loop lobby".into()),
         topic: Some("bridged".into()),
         invite: vec![alice_id],
-        direct: false,
+        ..PortalInfo::default()
     };
 
     let room = side.ensure_portal(&key, &info).await.expect("portal");

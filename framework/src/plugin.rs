@@ -247,6 +247,9 @@ impl Plugins {
         for bridge in &self.bridges {
             if let Ok(naming) = PuppetNaming::new(&bridge.puppet_template(), server_name) {
                 namespaces.users.push(naming.namespace());
+                if bridge.aliases().is_some() {
+                    namespaces.aliases.push(naming.alias_namespace());
+                }
             }
         }
         namespaces
@@ -443,6 +446,9 @@ impl QueryHandler for PluginHost {
     async fn query_alias(&self, alias: &RoomAliasId) -> bool {
         if !self.namespaces.is_alias(alias.as_str()) {
             return false;
+        }
+        if self.bridges.query_alias(alias).await {
+            return true;
         }
         for (bot, ctx) in &self.bots {
             if bot.query_alias(ctx, alias).await {

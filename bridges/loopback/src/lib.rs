@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
-    Applied, Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, Bridged,
-    EditHandler, LoginField, LoginFlow, LoginHandler, LoginId, LoginRequest, LoginStep, MatrixEdit,
-    MatrixMedia, MatrixMessage, MatrixReaction, MatrixRedaction, MediaHandler, NewLogin,
-    PortalInfo, PortalKey, PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId,
-    RemoteEvent, RemoteMedia, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, TextKind,
-    Via,
+    AliasHandler, Applied, Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo,
+    BridgeState, Bridged, EditHandler, LoginField, LoginFlow, LoginHandler, LoginId, LoginRequest,
+    LoginStep, MatrixEdit, MatrixMedia, MatrixMessage, MatrixReaction, MatrixRedaction,
+    MediaHandler, NewLogin, PortalInfo, PortalKey, PuppetProfile, ReactionHandler,
+    RedactionHandler, RemoteChatId, RemoteEvent, RemoteMedia, RemoteMessageId, RemoteReaction,
+    RemoteText, RemoteUserId, TextKind, Via,
 };
 use switchboard_framework::command::CommandSpec;
 use switchboard_framework::config::Value;
@@ -140,7 +140,7 @@ impl LoopbackBridge {
             name: Some("Loopback lobby".to_owned()),
             topic: Some("Everything said here is answered by the loopback network".to_owned()),
             invite: self.invite.clone(),
-            direct: false,
+            ..PortalInfo::default()
         }
     }
 
@@ -350,6 +350,10 @@ impl Bridge for LoopbackBridge {
         Some(self)
     }
 
+    fn aliases(&self) -> Option<&dyn AliasHandler> {
+        Some(self)
+    }
+
     fn media(&self) -> Option<&dyn MediaHandler> {
         Some(self)
     }
@@ -418,6 +422,23 @@ impl LoginHandler for LoopbackBridge {
 
     fn login_required(&self) -> bool {
         self.require_login
+    }
+}
+
+#[switchboard_framework::async_trait]
+impl AliasHandler for LoopbackBridge {
+    /// Every chat of the loopback network exists and has echo in it: `#_loopback_<chat>`
+    /// makes a public portal for it.
+    async fn portal_for_alias(
+        &self,
+        _ctx: &BridgeContext,
+        chat: &RemoteChatId,
+    ) -> Option<PortalInfo> {
+        Some(PortalInfo {
+            name: Some(format!("Loopback {chat}")),
+            public: true,
+            ..PortalInfo::default()
+        })
     }
 }
 

@@ -194,6 +194,36 @@ impl BridgeHost {
         Ok(())
     }
 
+    /// The homeserver asks about an alias: creates the portal it names, if a bridge's alias
+    /// namespace holds it and the bridge knows the chat.
+    pub(crate) async fn query_alias(&self, alias: &ruma::RoomAliasId) -> bool {
+        for hosted in &self.bridges {
+            let matrix = hosted.ctx.matrix();
+            let (Some(handler), Some(chat)) =
+                (hosted.bridge.aliases(), matrix.naming.chat_of_alias(alias))
+            else {
+                continue;
+            };
+            let Some(info) = handler.portal_for_alias(&hosted.ctx, &chat).await else {
+                return false;
+            };
+            return match matrix
+                .ensure_portal_with_alias(&PortalKey::shared(chat), &info)
+                .await
+            {
+                Ok(room_id) => {
+                    tracing::info!(bridge = %hosted.id(), %alias, %room_id, "portal created for its alias");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(bridge = %hosted.id(), %alias, error = %e, "cannot create the portal for an alias");
+                    false
+                }
+            };
+        }
+        false
+    }
+
     /// The hosted bridge `id`, if there is one.
     pub(crate) fn bridge(&self, id: &str) -> Option<&Arc<HostedBridge>> {
         self.bridges.iter().find(|h| h.id() == id)

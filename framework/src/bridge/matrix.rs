@@ -83,6 +83,8 @@ pub struct PortalInfo {
     pub invite: Vec<OwnedUserId>,
     /// A direct chat (marked `is_direct` for the invitees).
     pub direct: bool,
+    /// Anyone on the homeserver may join (a public room, e.g. one reached by its alias).
+    pub public: bool,
 }
 
 /// A remote user's profile as their puppet shows it.
@@ -345,22 +347,48 @@ impl MatrixSide {
         self.ensure_portal_locked(key, info).await
     }
 
+    /// The room of a portal, created the first time with the bridge's alias for its chat
+    /// (when a Matrix user asked for that alias).
+    pub(crate) async fn ensure_portal_with_alias(
+        &self,
+        key: &PortalKey,
+        info: &PortalInfo,
+    ) -> Result<OwnedRoomId, BridgeError> {
+        let _portal = self.portal_locks.lock(key).await;
+        let alias = self.naming.alias_localpart(&key.chat);
+        self.create_portal_room(key, info, Some(alias)).await
+    }
+
     pub(super) async fn ensure_portal_locked(
         &self,
         key: &PortalKey,
         info: &PortalInfo,
+    ) -> Result<OwnedRoomId, BridgeError> {
+        self.create_portal_room(key, info, None).await
+    }
+
+    /// The room of a portal, created (with `alias` if given) unless it has one; the portal
+    /// lock is held.
+    async fn create_portal_room(
+        &self,
+        key: &PortalKey,
+        info: &PortalInfo,
+        alias: Option<String>,
     ) -> Result<OwnedRoomId, BridgeError> {
         let existing = self.store.portal(&self.info.id, key).await?;
         if let Some(room_id) = stored_room(existing.as_ref())? {
             return Ok(room_id);
         }
         let mut request = create_room::v3::Request::new();
+        request.room_alias_name = alias;
         request.name.clone_from(&info.name);
         request.topic.clone_from(&info.topic);
         request.invite.clone_from(&info.invite);
         request.is_direct = info.direct;
         request.preset = Some(if info.direct {
             create_room::v3::RoomPreset::TrustedPrivateChat
+        } else if info.public {
+            create_room::v3::RoomPreset::PublicChat
         } else {
             create_room::v3::RoomPreset::PrivateChat
         });

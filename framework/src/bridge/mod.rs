@@ -29,7 +29,8 @@ pub use matrix::{
 };
 pub use media::{MatrixMedia, MediaHandler, MediaKind, RemoteMedia};
 pub use plugin::{
-    Bridge, BridgeContext, BridgeState, EditHandler, PortalRooms, ReactionHandler, RedactionHandler,
+    AliasHandler, Bridge, BridgeContext, BridgeState, EditHandler, PortalRooms, ReactionHandler,
+    RedactionHandler,
 };
 pub use puppet::{PuppetNaming, TemplateError};
 pub use remote::{Applied, RemoteEvent, RemoteReaction};

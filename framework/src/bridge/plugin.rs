@@ -12,7 +12,7 @@ use super::commands::BridgeCommand;
 use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction};
 use super::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId};
 use super::login::{Login, LoginHandler};
-use super::matrix::{BridgeError, BridgeInfo, MatrixSide};
+use super::matrix::{BridgeError, BridgeInfo, MatrixSide, PortalInfo};
 use super::media::MediaHandler;
 use crate::command::CommandSpec;
 use crate::inbox::HandleError;
@@ -81,6 +81,12 @@ pub trait Bridge: Send + Sync + 'static {
         None
     }
 
+    /// Portals created on demand when a Matrix user asks for the alias of a remote chat
+    /// (`#_<id>_<chat>:server`), if the network lets anyone reach its chats by id.
+    fn aliases(&self) -> Option<&dyn AliasHandler> {
+        None
+    }
+
     /// Files, if the network can carry them (otherwise the sender is told that files do not
     /// reach it).
     fn media(&self) -> Option<&dyn MediaHandler> {
@@ -103,6 +109,18 @@ pub trait Bridge: Send + Sync + 'static {
     fn redactions(&self) -> Option<&dyn RedactionHandler> {
         None
     }
+}
+
+/// A bridge whose chats can be joined by alias: asking for `#<alias of chat>:server` creates
+/// the portal.
+#[async_trait::async_trait]
+pub trait AliasHandler: Send + Sync {
+    /// How the portal of `chat` looks, if that chat exists and may be joined this way.
+    async fn portal_for_alias(
+        &self,
+        ctx: &BridgeContext,
+        chat: &RemoteChatId,
+    ) -> Option<PortalInfo>;
 }
 
 /// A bridge whose network can edit messages.

@@ -1,9 +1,9 @@
 //! Puppet (ghost) user ids: a bridge's localpart template such as `_xmpp_{{id}}`, filled with the
 //! escaped remote user id, and read back from a Matrix user id.
 
-use ruma::{OwnedUserId, ServerName, UserId};
+use ruma::{OwnedUserId, RoomAliasId, ServerName, UserId};
 
-use super::ids::{RemoteUserId, escape_localpart, unescape_localpart};
+use super::ids::{RemoteChatId, RemoteUserId, escape_localpart, unescape_localpart};
 use crate::Namespace;
 
 /// The placeholder a localpart template must hold exactly once.
@@ -83,6 +83,47 @@ impl PuppetNaming {
         unescape_localpart(escaped).map(RemoteUserId)
     }
 
+    /// The alias localpart of a remote chat's portal (`#<localpart>:server` creates it).
+    #[must_use]
+    pub fn alias_localpart(&self, chat: &RemoteChatId) -> String {
+        format!(
+            "{}{}{}",
+            self.prefix,
+            escape_localpart(chat.as_str()),
+            self.suffix
+        )
+    }
+
+    /// The remote chat an alias names, if it is in this bridge's alias namespace.
+    #[must_use]
+    pub fn chat_of_alias(&self, alias: &RoomAliasId) -> Option<RemoteChatId> {
+        if alias.server_name() != self.server_name {
+            return None;
+        }
+        let escaped = alias
+            .alias()
+            .strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?;
+        if escaped.is_empty() {
+            return None;
+        }
+        unescape_localpart(escaped).map(RemoteChatId)
+    }
+
+    /// The exclusive alias namespace of this bridge's portals.
+    #[must_use]
+    pub fn alias_namespace(&self) -> Namespace {
+        Namespace {
+            exclusive: true,
+            regex: format!(
+                "#{}.+{}:{}",
+                regex::escape(&self.prefix),
+                regex::escape(&self.suffix),
+                regex::escape(self.server_name.as_str())
+            ),
+        }
+    }
+
     /// The exclusive user namespace covering every puppet of this bridge.
     #[must_use]
     pub fn namespace(&self) -> Namespace {
@@ -104,6 +145,21 @@ mod tests {
 
     fn naming(template: &str) -> Result<PuppetNaming, TemplateError> {
         PuppetNaming::new(template, ruma::server_name!("example.org"))
+    }
+
+    #[test]
+    fn portal_aliases_follow_the_template_and_read_back() {
+        let naming = naming("_xmpp_{{id}}").expect("valid");
+        let chat = RemoteChatId::from("Room@conf");
+        let localpart = naming.alias_localpart(&chat);
+        assert_eq!(localpart, "_xmpp__room=40conf");
+        let alias = RoomAliasId::parse(format!("#{localpart}:example.org")).expect("alias");
+        assert_eq!(naming.chat_of_alias(&alias), Some(chat));
+        let other = RoomAliasId::parse("#_mqtt_x:example.org").expect("alias");
+        assert_eq!(naming.chat_of_alias(&other), None);
+        let regex = regex::Regex::new(&naming.alias_namespace().regex).expect("regex");
+        assert!(regex.is_match(alias.as_str()));
+        assert!(!regex.is_match(other.as_str()));
     }
 
     #[test]
