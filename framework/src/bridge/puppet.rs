@@ -70,17 +70,35 @@ impl PuppetNaming {
     /// The remote user a Matrix user id is the puppet of, if it is one of this bridge's.
     #[must_use]
     pub fn remote_user(&self, user_id: &UserId) -> Option<RemoteUserId> {
-        if user_id.server_name() != self.server_name {
+        self.read(user_id.server_name(), user_id.localpart())
+            .map(RemoteUserId)
+    }
+
+    /// The remote id a localpart on `server` was made from by this template, if it was.
+    fn read(&self, server: &ServerName, localpart: &str) -> Option<String> {
+        if server != self.server_name {
             return None;
         }
-        let escaped = user_id
-            .localpart()
+        let escaped = localpart
             .strip_prefix(&self.prefix)?
             .strip_suffix(&self.suffix)?;
         if escaped.is_empty() {
             return None;
         }
-        unescape_localpart(escaped).map(RemoteUserId)
+        unescape_localpart(escaped)
+    }
+
+    /// The exclusive namespace of every id made by this template, with `sigil` (`@` or `#`).
+    fn namespace_of(&self, sigil: char) -> Namespace {
+        Namespace {
+            exclusive: true,
+            regex: format!(
+                "{sigil}{}.+{}:{}",
+                regex::escape(&self.prefix),
+                regex::escape(&self.suffix),
+                regex::escape(self.server_name.as_str())
+            ),
+        }
     }
 
     /// The alias localpart of a remote chat's portal (`#<localpart>:server` creates it).
@@ -97,45 +115,20 @@ impl PuppetNaming {
     /// The remote chat an alias names, if it is in this bridge's alias namespace.
     #[must_use]
     pub fn chat_of_alias(&self, alias: &RoomAliasId) -> Option<RemoteChatId> {
-        if alias.server_name() != self.server_name {
-            return None;
-        }
-        let escaped = alias
-            .alias()
-            .strip_prefix(&self.prefix)?
-            .strip_suffix(&self.suffix)?;
-        if escaped.is_empty() {
-            return None;
-        }
-        unescape_localpart(escaped).map(RemoteChatId)
+        self.read(alias.server_name(), alias.alias())
+            .map(RemoteChatId)
     }
 
     /// The exclusive alias namespace of this bridge's portals.
     #[must_use]
     pub fn alias_namespace(&self) -> Namespace {
-        Namespace {
-            exclusive: true,
-            regex: format!(
-                "#{}.+{}:{}",
-                regex::escape(&self.prefix),
-                regex::escape(&self.suffix),
-                regex::escape(self.server_name.as_str())
-            ),
-        }
+        self.namespace_of('#')
     }
 
     /// The exclusive user namespace covering every puppet of this bridge.
     #[must_use]
     pub fn namespace(&self) -> Namespace {
-        Namespace {
-            exclusive: true,
-            regex: format!(
-                "@{}.+{}:{}",
-                regex::escape(&self.prefix),
-                regex::escape(&self.suffix),
-                regex::escape(self.server_name.as_str())
-            ),
-        }
+        self.namespace_of('@')
     }
 }
 
