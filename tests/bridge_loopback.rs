@@ -1009,3 +1009,51 @@ async fn joining_a_chat_alias_creates_its_portal() {
     assert_eq!(again, room, "one portal per chat");
     running.stop().await.expect("clean stop");
 }
+
+/// When a portal room is upgraded, the portal follows it: the bot joins the replacement room
+/// and messages there are bridged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_follows_its_room_upgrade() {
+    let (slot, _synapse, running, alice, _lobby) = loopback("upgrade", PERMISSIONS).await;
+    let bot = slot.bot();
+    let room = alice
+        .create_room(json!({ "preset": "public_chat", "invite": [bot] }))
+        .await
+        .expect("room");
+    alice
+        .wait_for_event(&room, WAIT, |e| {
+            e["state_key"] == bot.as_str() && e["content"]["membership"] == "join"
+        })
+        .await
+        .expect("the bot joins");
+    assert_eq!(
+        command_answer(&alice, &room, &bot, "!loopback bridge up").await,
+        "This room is now bridged to up on Loopback."
+    );
+    let upgraded = alice
+        .post(
+            &format!("/rooms/{}/upgrade", encode(&room)),
+            &json!({ "new_version": "10" }),
+        )
+        .await
+        .expect("upgraded");
+    let new_room = upgraded["replacement_room"]
+        .as_str()
+        .expect("room id")
+        .to_owned();
+    alice
+        .wait_for_event(&new_room, WAIT, |e| {
+            e["state_key"] == bot.as_str() && e["content"]["membership"] == "join"
+        })
+        .await
+        .expect("the bot follows into the new room");
+    alice
+        .send_text(&new_room, "after upgrade")
+        .await
+        .expect("sent");
+    wait_for(&alice, &new_room, "echo in the upgraded room", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: after upgrade"
+    })
+    .await;
+    running.stop().await.expect("clean stop");
+}

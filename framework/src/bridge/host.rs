@@ -304,6 +304,14 @@ impl BridgeHost {
         }
         let (bridge_id, portal) = portal?;
         let hosted = self.bridges.iter().find(|h| h.id() == bridge_id)?;
+        if let Some(replacement) = tombstone(event) {
+            let moved = hosted
+                .ctx
+                .matrix()
+                .follow_upgrade(&portal, &event.room_id, &replacement)
+                .await;
+            return Some(moved.map_err(HandleError::from));
+        }
         if !self
             .permissions
             .allows(&event.sender, PermissionLevel::Relay)
@@ -1032,6 +1040,18 @@ impl HostedBridge {
             }
         }
     }
+}
+
+/// The replacement room an `m.room.tombstone` state event names (the room was upgraded).
+fn tombstone(event: &RoomEvent) -> Option<ruma::OwnedRoomId> {
+    #[derive(serde::Deserialize)]
+    struct Tombstone {
+        replacement_room: ruma::OwnedRoomId,
+    }
+    (event.event_type == "m.room.tombstone" && event.state_key.as_deref() == Some(""))
+        .then(|| event.content_as::<Tombstone>().ok())
+        .flatten()
+        .map(|t| t.replacement_room)
 }
 
 /// Whether a bridge sent `event` by double puppeting (its content has the mark).

@@ -458,6 +458,35 @@ impl MatrixSide {
         Ok(Ok(()))
     }
 
+    /// Follows a room upgrade: the portal of `key` moves from `old` to `new` (its replacement,
+    /// named by the old room's tombstone), which the bot joins.
+    pub(crate) async fn follow_upgrade(
+        &self,
+        key: &PortalKey,
+        old: &RoomId,
+        new: &RoomId,
+    ) -> Result<(), BridgeError> {
+        let _portal = self.portal_locks.lock(key).await;
+        let via: Vec<ruma::OwnedServerName> = old
+            .server_name()
+            .map(ToOwned::to_owned)
+            .into_iter()
+            .collect();
+        let mut request = ruma::api::client::membership::join_room_by_id_or_alias::v3::Request::new(
+            <&ruma::RoomOrAliasId>::from(new).to_owned(),
+        );
+        request.via = via;
+        self.client.send(request, Identity::bot()).await?;
+        self.client
+            .remember_membership(new, self.client.bot_user_id(), true)
+            .await;
+        self.portal_rooms.remove(old);
+        let existing = self.store.portal(&self.info.id, key).await?;
+        self.record_room(key, new, existing).await?;
+        tracing::info!(bridge = %self.info.id, chat = %key.chat, %old, %new, "portal followed its room upgrade");
+        Ok(())
+    }
+
     /// Stops bridging the portal of `key` (an admin's `unbridge` command): its room is no
     /// longer routed to the bridge, and the portal and its message map are forgotten. The
     /// room itself stays.
