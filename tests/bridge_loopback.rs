@@ -548,10 +548,11 @@ async fn logins_are_made_in_chat_and_relay_carries_users_without_one() {
     })
     .await;
     alice.send_text(&portal, "hello again").await.expect("sent");
-    wait_for(&alice, &portal, "echo for alice's login", |e| {
+    let answer = wait_for(&alice, &portal, "echo for alice's login", |e| {
         e["sender"] == ECHO && e["content"]["body"] == "echo: for alice-remote: hello again"
     })
     .await;
+    mentions_go_both_ways(&alice, &portal, &answer).await;
 
     bob.send_text(&portal, "no relay yet").await.expect("sent");
     assert_eq!(
@@ -587,6 +588,7 @@ async fn logins_are_made_in_chat_and_relay_carries_users_without_one() {
         echo_answers(&alice, &portal).await,
         [
             "echo: for alice-remote: hello again",
+            "echo: for alice-remote: hey @echo",
             "echo: bob: hi relayed"
         ],
         "only the logged-in and the relayed messages reached the network"
@@ -1056,4 +1058,36 @@ async fn a_portal_follows_its_room_upgrade() {
     })
     .await;
     running.stop().await.expect("clean stop");
+}
+
+/// Echo's answer to alice's login mentions her (notified, with a pill); her pill for echo's
+/// puppet reaches the plain-text network as `@echo`.
+async fn mentions_go_both_ways(alice: &MatrixUser, portal: &str, answer: &Value) {
+    // Echo mentions her login, which is alice in Matrix: notified, with a pill.
+    assert_eq!(
+        answer["content"]["m.mentions"],
+        json!({ "user_ids": [alice.user_id] })
+    );
+    let pill = format!(
+        "<a href=\"https://matrix.to/#/{}\">alice-remote</a>",
+        alice.user_id
+    );
+    assert_eq!(
+        answer["content"]["formatted_body"],
+        format!("echo: for {pill}: hello again")
+    );
+    // Her pill for echo's puppet reaches the plain-text network as `@echo`.
+    let html = format!("<b>hey</b> <a href=\"https://matrix.to/#/{ECHO}\">Loopback echo</a>");
+    let content = json!({
+        "msgtype": "m.text", "body": "hey Loopback echo",
+        "format": "org.matrix.custom.html", "formatted_body": html,
+    });
+    alice
+        .send_event(portal, "m.room.message", &content)
+        .await
+        .expect("sent");
+    wait_for(alice, portal, "the mention on the network", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: for alice-remote: hey @echo"
+    })
+    .await;
 }

@@ -85,6 +85,7 @@ fn text(id: &str, sender: &str, displayname: &str, body: &str) -> RemoteText {
         kind: TextKind::Text,
         sent_at_ms: None,
         reply_to: None,
+        mentions: Vec::new(),
     }
 }
 

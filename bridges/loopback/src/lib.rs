@@ -22,6 +22,7 @@ use switchboard_framework::bridge::{
     RedactionHandler, RemoteChatId, RemoteEvent, RemoteMedia, RemoteMessageId, RemoteReaction,
     RemoteText, RemoteUserId, TextKind, Via,
 };
+use switchboard_framework::bridge::{clean_text, html_to_text};
 use switchboard_framework::command::CommandSpec;
 use switchboard_framework::config::Value;
 use switchboard_framework::permission::PermissionLevel;
@@ -76,6 +77,7 @@ fn echo_text(id: RemoteMessageId, body: &str, reply_to: Option<RemoteMessageId>)
         kind: TextKind::Text,
         sent_at_ms: None,
         reply_to,
+        mentions: Vec::new(),
     }
 }
 
@@ -211,6 +213,7 @@ impl LoopbackBridge {
             kind: TextKind::Text,
             sent_at_ms: None,
             reply_to: None,
+            mentions: Vec::new(),
         };
         self.echo(ctx, &portal, RemoteEvent::Message(said)).await?;
         Ok(format!("Said on the network as {}.", login.remote_name))
@@ -269,12 +272,34 @@ impl Bridge for LoopbackBridge {
             .map_matrix_event(portal, &id, "", &message.room_id, &message.event_id)
             .await?;
         if let Some(answer) = answer_id(&id) {
-            // Echo greets the account a message came from, if it came from one.
-            let body = match &message.via {
-                Via::Own(login) => format!("for {}: {}", login.remote_name, message.body),
-                Via::Relay(_) | Via::Bridge => message.body.clone(),
+            // The network has plain text: formatting goes, mentions become `@<remote id>`.
+            let said = match &message.html {
+                Some(html) => html_to_text(html, &|user, label| {
+                    message
+                        .mentions
+                        .iter()
+                        .find(|m| m.user_id == user)
+                        .and_then(|m| m.remote.as_ref())
+                        .map_or_else(|| label.to_owned(), |remote| format!("@{remote}"))
+                }),
+                None => message.body.clone(),
             };
-            let text = echo_text(answer, &body, Some(id.clone()));
+            // Echo greets (and mentions) the account a message came from, if it came from one.
+            let text = match &message.via {
+                Via::Own(login) => {
+                    let account = RemoteUserId(login.id.0.clone());
+                    let pill = ctx.matrix().pill(&account, &login.remote_name).await?;
+                    let mut text = echo_text(
+                        answer,
+                        &format!("for {}: {said}", login.remote_name),
+                        Some(id.clone()),
+                    );
+                    text.html = Some(format!("echo: for {pill}: {}", clean_text(&said)));
+                    text.mentions = vec![account];
+                    text
+                }
+                Via::Relay(_) | Via::Bridge => echo_text(answer, &said, Some(id.clone())),
+            };
             self.echo(ctx, portal, RemoteEvent::Message(text)).await?;
         }
         Ok(id)

@@ -3,6 +3,7 @@
 //! `formatted_body` (`m.room.message`, "HTML format"), whatever it contains.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 /// Tags the spec allows in `formatted_body`.
@@ -121,6 +122,103 @@ pub fn strip_reply_fallback(body: &str) -> &str {
     rest.strip_prefix('\n').unwrap_or(rest)
 }
 
+/// The Matrix user a link points to, if it is a mention pill (`https://matrix.to/#/@user:server`).
+#[must_use]
+pub fn mentioned_user(href: &str) -> Option<ruma::OwnedUserId> {
+    match ruma::MatrixToUri::parse(href).ok()?.id() {
+        ruma::matrix_uri::MatrixId::User(user) => Some(user.clone()),
+        _ => None,
+    }
+}
+
+/// Matrix HTML as plain text, for a network without formatting: paragraphs, line breaks and
+/// list items (`• `) kept, a link shown as `text (url)` unless the text is the URL, a reply
+/// fallback dropped; a mention pill becomes what `mention(user, text)` says (the bridge's way
+/// to write a mention on its network, e.g. the remote user's name).
+#[must_use]
+pub fn html_to_text(html: &str, mention: &dyn Fn(&ruma::UserId, &str) -> String) -> String {
+    let parsed = ruma::html::Html::parse(html);
+    let mut text = String::new();
+    for node in parsed.children() {
+        write_text(&node, &mut text, mention);
+    }
+    text.trim().to_owned()
+}
+
+fn write_text(
+    node: &ruma::html::NodeRef,
+    out: &mut String,
+    mention: &dyn Fn(&ruma::UserId, &str) -> String,
+) {
+    if let Some(text) = node.as_text() {
+        out.push_str(&text.borrow());
+        return;
+    }
+    let Some(element) = node.as_element() else {
+        return;
+    };
+    let name: &str = &element.name.local;
+    let inner = |out: &mut String| {
+        for child in node.children() {
+            write_text(&child, out, mention);
+        }
+    };
+    match name {
+        "mx-reply" | "script" | "style" => {}
+        "br" => out.push('\n'),
+        "li" => {
+            out.push_str("• ");
+            inner(out);
+            out.push('\n');
+        }
+        "a" => {
+            let href = element
+                .attrs
+                .borrow()
+                .iter()
+                .find(|a| &*a.name.local == "href")
+                .map(|a| a.value.to_string());
+            let mut label = String::new();
+            inner(&mut label);
+            match href {
+                Some(href) => match mentioned_user(&href) {
+                    Some(user) => out.push_str(&mention(&user, &label)),
+                    None if label.is_empty() || label == href => out.push_str(&href),
+                    None => {
+                        let _ = write!(out, "{label} ({href})");
+                    }
+                },
+                None => out.push_str(&label),
+            }
+        }
+        "p" | "div" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "blockquote" | "pre" | "ul"
+        | "ol" | "tr" | "table" => {
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            inner(out);
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        _ => inner(out),
+    }
+}
+
+/// Matrix HTML from Markdown, for a network whose users write Markdown; `None` when the text
+/// has no formatting (send it as plain text).
+#[must_use]
+pub fn markdown_to_html(markdown: &str) -> Option<String> {
+    ruma::events::room::message::FormattedBody::markdown(markdown)
+        .map(|formatted| sanitize_html(&formatted.body))
+}
+
+/// Plain text made safe to put into HTML (`<`, `&`, quotes… escaped).
+#[must_use]
+pub fn clean_text(text: &str) -> String {
+    ammonia::clean_text(text)
+}
+
 /// `#rrggbb`, the only colour form the spec allows.
 fn is_hex_color(value: &str) -> bool {
     value.len() == 7 && value.starts_with('#') && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
@@ -137,6 +235,36 @@ mod tests {
                     <span data-mx-spoiler=\"why\">s</span> <img src=\"mxc://h/m\" alt=\"pic\"></p>\
                     <ol start=\"3\"><li>x</li></ol>";
         assert_eq!(sanitize_html(html), html);
+    }
+
+    #[test]
+    fn html_becomes_readable_text_with_mentions_from_the_bridge() {
+        let mention = |user: &ruma::UserId, _: &str| format!("@{}", user.localpart());
+        let html = "<mx-reply><blockquote>old</blockquote></mx-reply><p>Hi \
+                    <a href=\"https://matrix.to/#/@bob:x\">Bob</a>, see \
+                    <a href=\"https://example.org\">this</a> and \
+                    <a href=\"https://example.org/a\">https://example.org/a</a></p>\
+                    <ul><li>one</li><li><b>two</b></li></ul>line<br>break &amp; 1 &lt; 2";
+        assert_eq!(
+            html_to_text(html, &mention),
+            "Hi @bob, see this (https://example.org) and https://example.org/a\n• one\n• two\n\
+             line\nbreak & 1 < 2"
+        );
+    }
+
+    #[test]
+    fn markdown_becomes_sanitised_html_and_plain_text_stays_plain() {
+        assert_eq!(
+            markdown_to_html("**bold** and [link](https://example.org)").as_deref(),
+            Some("<strong>bold</strong> and <a href=\"https://example.org\">link</a>")
+        );
+        assert_eq!(markdown_to_html("just words"), None);
+        assert_eq!(
+            markdown_to_html("<script>x</script>*it*")
+                .as_deref()
+                .map(|h| h.contains("script")),
+            Some(false)
+        );
     }
 
     #[test]

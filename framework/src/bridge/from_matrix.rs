@@ -6,7 +6,7 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::Deserialize;
 
 use super::format::{sanitize_html, strip_reply_fallback};
-use super::ids::RemoteMessageId;
+use super::ids::{RemoteMessageId, RemoteUserId};
 use super::login::Via;
 use super::matrix::TextKind;
 use super::media::MediaKind;
@@ -29,9 +29,21 @@ pub struct MatrixMessage {
     pub html: Option<String>,
     /// The remote message it answers, if it is a reply to a bridged message.
     pub reply_to: Option<RemoteMessageId>,
+    /// The users it mentions (`m.mentions`, or the pills of its HTML).
+    pub mentions: Vec<Mention>,
     /// The login it goes to the network with (the sender's own, the portal's relay, or none
     /// for a bridge without logins).
     pub via: Via,
+}
+
+/// A Matrix user a message mentions, and who they are on the network when the bridge knows:
+/// a puppet's remote user, or a real user's own login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mention {
+    /// The Matrix user.
+    pub user_id: OwnedUserId,
+    /// Their remote user id, if they have one on this bridge's network.
+    pub remote: Option<RemoteUserId>,
 }
 
 /// A Matrix user edited a message they had sent to the remote network.
@@ -94,6 +106,7 @@ pub(crate) enum PortalEvent {
         body: String,
         html: Option<String>,
         reply_to: Option<OwnedEventId>,
+        mentions: Vec<OwnedUserId>,
     },
     /// An edit (`m.replace`) of another event.
     Edit {
@@ -133,9 +146,17 @@ struct MessageContent {
     relates_to: Option<RelatesTo>,
     #[serde(rename = "m.new_content")]
     new_content: Option<NewContent>,
+    #[serde(rename = "m.mentions")]
+    mentions: Option<Mentions>,
     url: Option<String>,
     filename: Option<String>,
     info: Option<MediaInfo>,
+}
+
+#[derive(Deserialize)]
+struct Mentions {
+    #[serde(default)]
+    user_ids: Vec<OwnedUserId>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +213,31 @@ fn formatted(format: Option<&str>, formatted_body: Option<String>) -> Option<Str
         .map(|html| sanitize_html(&html))
 }
 
+/// The users the mention pills of Matrix HTML point to, each once, in order.
+fn pills(html: &str) -> Vec<OwnedUserId> {
+    let mut users: Vec<OwnedUserId> = Vec::new();
+    let anchors = link_targets(html);
+    for href in anchors {
+        if let Some(user) = super::format::mentioned_user(&href)
+            && !users.contains(&user)
+        {
+            users.push(user);
+        }
+    }
+    users
+}
+
+/// The `href`s of the links in sanitised HTML (which writes them as `href="…"`).
+fn link_targets(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split_once('"')
+                .map(|(href, _)| href.replace("&amp;", "&"))
+        })
+        .collect()
+}
+
 impl PortalEvent {
     /// What `event` is, if a bridge could carry it; `raw` is the whole event as sent (a
     /// redaction's target may be outside its content).
@@ -232,11 +278,19 @@ impl PortalEvent {
                 } else {
                     content.body
                 };
+                let html = formatted(content.format.as_deref(), content.formatted_body);
+                let mut mentions = content.mentions.map(|m| m.user_ids).unwrap_or_default();
+                if mentions.is_empty()
+                    && let Some(html) = &html
+                {
+                    mentions = pills(html);
+                }
                 Some(Self::Message {
                     kind,
                     body,
-                    html: formatted(content.format.as_deref(), content.formatted_body),
+                    html,
                     reply_to,
+                    mentions,
                 })
             }
             "m.reaction" => {
@@ -308,8 +362,32 @@ mod tests {
                 body: "my answer".into(),
                 html: Some("<b>my</b> answer".into()),
                 reply_to: Some(OwnedEventId::try_from("$earlier").expect("id")),
+                mentions: Vec::new(),
             })
         );
+    }
+
+    #[test]
+    fn mentions_come_from_m_mentions_or_else_the_pills() {
+        let pill = "<a href=\"https://matrix.to/#/@bob:x\">Bob</a> and \
+                    <a href=\"https://matrix.to/#/%40carol%3Ax\">Carol</a> and <a href=\"https://x.org\">x</a>";
+        let with_pills = read(&event(
+            "m.room.message",
+            &json!({ "msgtype": "m.text", "body": "Bob and Carol", "format": "org.matrix.custom.html", "formatted_body": pill }),
+        ));
+        let user = |id: &str| OwnedUserId::try_from(id).expect("user id");
+        let Some(PortalEvent::Message { mentions, .. }) = with_pills else {
+            panic!("a message");
+        };
+        assert_eq!(mentions, [user("@bob:x"), user("@carol:x")]);
+        let explicit = read(&event(
+            "m.room.message",
+            &json!({ "msgtype": "m.text", "body": "hi", "m.mentions": { "user_ids": ["@dave:x"] } }),
+        ));
+        let Some(PortalEvent::Message { mentions, .. }) = explicit else {
+            panic!("a message");
+        };
+        assert_eq!(mentions, [user("@dave:x")]);
     }
 
     #[test]

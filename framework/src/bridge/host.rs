@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::commands::{BridgeCommand, command_set, may_hold_command};
 use super::from_matrix::{
-    MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, MediaRef, PortalEvent,
+    MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, MediaRef, Mention, PortalEvent,
 };
 use super::ids::{PortalKey, RemoteChatId};
 use super::login::Via;
@@ -528,7 +528,9 @@ impl HostedBridge {
                 body,
                 html,
                 reply_to: _,
+                mentions,
             } => {
+                let mentions = self.mentions(mentions).await?;
                 let (body, html) = match &via {
                     Via::Relay(_) => self.relayed(event, &body, html.as_deref()).await?,
                     _ => (body, html),
@@ -542,6 +544,7 @@ impl HostedBridge {
                     body,
                     html,
                     reply_to: referenced.map(|r| r.remote_message_id),
+                    mentions,
                 };
                 let remote_id = self
                     .bridge
@@ -605,6 +608,25 @@ impl HostedBridge {
             }
         }
         Ok(Delivered::Yes)
+    }
+
+    /// Who the mentioned Matrix users are on the network: a puppet's remote user, or a real
+    /// user's own (first) login.
+    async fn mentions(&self, users: Vec<ruma::OwnedUserId>) -> Result<Vec<Mention>, HandleError> {
+        let mut mentions = Vec::with_capacity(users.len());
+        for user_id in users {
+            let remote = match self.ctx.matrix().naming.remote_user(&user_id) {
+                Some(remote) => Some(remote),
+                None => self
+                    .logins_of(&user_id)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|login| super::RemoteUserId(login.id.0)),
+            };
+            mentions.push(Mention { user_id, remote });
+        }
+        Ok(mentions)
     }
 
     /// Hands a redaction to the bridge: of a reaction, or of a message.

@@ -131,6 +131,9 @@ pub struct RemoteText {
     /// The remote message it replies to, if any (shown as a Matrix reply when that message
     /// was bridged).
     pub reply_to: Option<RemoteMessageId>,
+    /// The remote users it mentions (notified in Matrix: their puppets, or the Matrix users
+    /// whose logins they are). Put pills in `html` with [`MatrixSide::pill`].
+    pub mentions: Vec<RemoteUserId>,
 }
 
 /// Whether a remote message was sent now or had been bridged before.
@@ -300,10 +303,7 @@ impl MatrixSide {
         remote: &RemoteUserId,
         profile: &PuppetProfile,
     ) -> Result<OwnedUserId, BridgeError> {
-        let user_id = self.naming.user_id(remote).map_err(|e| BridgeError::Id {
-            id: remote.to_string(),
-            reason: e.to_string(),
-        })?;
+        let user_id = self.puppet_id(remote)?;
         self.client.ensure_registered(&user_id).await?;
         if self
             .store
@@ -556,6 +556,13 @@ impl MatrixSide {
             .speaker_in(&room_id, &message.sender, &message.sender_profile)
             .await?;
         let mut content = text_content(message);
+        if !message.mentions.is_empty() {
+            let mut user_ids = Vec::with_capacity(message.mentions.len());
+            for remote in &message.mentions {
+                user_ids.push(self.matrix_user_of(remote).await?);
+            }
+            content["m.mentions"] = json!({ "user_ids": user_ids });
+        }
         if let Some(reply_to) = &message.reply_to
             && let Some(replied) = self.mapped_event(key, reply_to, "").await?
         {
@@ -741,6 +748,35 @@ impl MatrixSide {
             )
             .await?;
         Ok(())
+    }
+
+    /// The Matrix user who stands for a remote user: the Matrix user whose login they are, or
+    /// their puppet.
+    pub async fn matrix_user_of(&self, remote: &RemoteUserId) -> Result<OwnedUserId, BridgeError> {
+        if let Some(login) = self.store.login(&self.info.id, remote.as_str()).await?
+            && let Ok(user) = OwnedUserId::try_from(login.user_id)
+        {
+            return Ok(user);
+        }
+        self.puppet_id(remote)
+    }
+
+    /// The user id of a remote user's puppet.
+    fn puppet_id(&self, remote: &RemoteUserId) -> Result<OwnedUserId, BridgeError> {
+        self.naming.user_id(remote).map_err(|e| BridgeError::Id {
+            id: remote.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A mention pill for `remote` showing `label`, to put in a message's HTML.
+    pub async fn pill(&self, remote: &RemoteUserId, label: &str) -> Result<String, BridgeError> {
+        let user = self.matrix_user_of(remote).await?;
+        Ok(format!(
+            "<a href=\"{}\">{}</a>",
+            user.matrix_to_uri(),
+            super::format::clean_text(label)
+        ))
     }
 
     /// The Matrix event a remote message (part) was bridged as, if it was.

@@ -14,8 +14,10 @@ pub mod puppet;
 pub mod remote;
 
 pub use commands::BridgeCommand;
-pub use format::{sanitize_html, strip_reply_fallback};
-pub use from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction};
+pub use format::{
+    clean_text, html_to_text, markdown_to_html, mentioned_user, sanitize_html, strip_reply_fallback,
+};
+pub use from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, Mention};
 pub(crate) use host::BridgeHost;
 pub use ids::{
     LoginId, PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId, escape_localpart,
