@@ -1091,3 +1091,22 @@ async fn mentions_go_both_ways(alice: &MatrixUser, portal: &str, answer: &Value)
     })
     .await;
 }
+
+/// `sync` brings the portal up to date with its chat: the chat's members (echo) join and its
+/// topic is set, through the bridge's remote events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_brings_the_portal_up_to_date() {
+    let (slot, _synapse, running, alice, portal) = loopback("sync", "").await;
+    assert_eq!(
+        command_answer(&alice, &portal, &slot.bot(), "!loopback sync").await,
+        "Synced with the loopback network."
+    );
+    let topic = alice
+        .get(&format!("/rooms/{}/state/m.room.topic/", encode(&portal)))
+        .await
+        .expect("topic");
+    assert_eq!(topic["topic"], "Echo answers everything said in lobby");
+    let members = alice.joined_members(&portal).await.expect("members");
+    assert!(members.iter().any(|m| m == ECHO), "{members:?}");
+    running.stop().await.expect("clean stop");
+}

@@ -310,6 +310,33 @@ impl Bridge for LoopbackBridge {
         Ok(())
     }
 
+    /// Echo is always in every chat and the topic says when it was last synced.
+    async fn sync(&self, ctx: &BridgeContext, portal: &PortalKey) -> Result<String, HandleError> {
+        self.reachable()?;
+        let echo = RemoteUserId::from(ECHO);
+        let events = [
+            RemoteEvent::Membership {
+                sender: echo.clone(),
+                profile: echo_profile(),
+                joined: true,
+            },
+            RemoteEvent::ChatInfo {
+                name: None,
+                topic: Some(format!("Echo answers everything said in {}", portal.chat)),
+            },
+            RemoteEvent::Typing {
+                sender: echo,
+                typing: false,
+            },
+        ];
+        for event in &events {
+            ctx.matrix()
+                .apply(portal, &self.portal_info(), event)
+                .await?;
+        }
+        Ok("Synced with the loopback network.".to_owned())
+    }
+
     fn commands(&self) -> Vec<CommandSpec> {
         vec![
             CommandSpec::new(

@@ -1,7 +1,7 @@
 //! Chat commands of a bridge: `!<prefix> <command> [arguments]` in any room the bridge bot
 //! is in (a portal or a direct chat with the bot). The framework answers the built-in ones —
 //! `help` (generated from the definitions and the sender's permission level), `version`,
-//! `ping`, and for admins `bridge <chat id>` and `unbridge` — and hands the bridge's own to [`super::Bridge::handle_command`]. Every command has
+//! `ping`, `sync`, and for admins `bridge <chat id>` and `unbridge` — and hands the bridge's own to [`super::Bridge::handle_command`]. Every command has
 //! a permission level; what a sender may not run, or types wrong, is answered with why.
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
@@ -66,6 +66,9 @@ pub(crate) fn built_in() -> Vec<CommandSpec> {
         )
         .max_args(0)
         .permission(PermissionLevel::User),
+        CommandSpec::new("sync", "Brings this portal up to date with its chat")
+            .max_args(0)
+            .permission(PermissionLevel::User),
         CommandSpec::new("bridge", "Bridges this room to a chat of the network")
             .args("<chat id>")
             .min_args(1)
@@ -113,7 +116,9 @@ mod tests {
         let names: Vec<&str> = set.specs().iter().map(CommandSpec::name).collect();
         assert_eq!(
             names,
-            ["help", "version", "ping", "bridge", "unbridge", "say"]
+            [
+                "help", "version", "ping", "sync", "bridge", "unbridge", "say"
+            ]
         );
         let clash = command_set("!lb", false, vec![CommandSpec::new("ping", "Mine")]);
         assert_eq!(

@@ -774,6 +774,13 @@ impl HostedBridge {
                 )
             }
             "bridge" => (self.bridge_room(&invocation, event, portal).await?, None),
+            "sync" => match &portal {
+                Some(key) => (self.bridge.sync(&self.ctx, key).await?, None),
+                None => (
+                    format!("This room is not bridged to {}.", info.displayname),
+                    None,
+                ),
+            },
             "unbridge" => match portal {
                 Some(key) => {
                     self.ctx.matrix().unbridge(&key).await?;

@@ -66,6 +66,13 @@ pub trait Bridge: Send + Sync + 'static {
         Ok(format!("`{}` does nothing yet.", command.invocation.name))
     }
 
+    /// Brings a portal up to date with its remote chat (the `sync` command): name, topic,
+    /// members… through [`MatrixSide::apply`]. Returns what the sender is told.
+    async fn sync(&self, ctx: &BridgeContext, portal: &PortalKey) -> Result<String, HandleError> {
+        let _ = (ctx, portal);
+        Ok(format!("{} has nothing to sync.", self.info().displayname))
+    }
+
     /// Whether an admin may bridge an existing Matrix room to the remote chat `chat` (the
     /// `bridge <chat id>` command): `Err` says why not, to the admin. By default a bridge only
     /// has the portals it creates itself.
