@@ -32,6 +32,10 @@ enum Command {
         /// The config file.
         #[arg(short, long, env = "SWITCHBOARD_CONFIG", default_value = "config.yaml")]
         config: PathBuf,
+        /// Also write (or update, keeping its tokens) the registration of a double-puppeting
+        /// appservice for homeserver.server_name to this file; give it to the homeserver too.
+        #[arg(long, value_name = "FILE")]
+        double_puppet: Option<PathBuf>,
     },
     /// Check the config, registration, database and homeserver, and explain what is wrong.
     Doctor {
@@ -63,7 +67,10 @@ fn main() -> ExitCode {
             let threads = config.runtime.worker_threads;
             on_runtime(threads, run(config))
         }
-        Command::GenerateRegistration { config } => report(generate_registration(&config)),
+        Command::GenerateRegistration {
+            config,
+            double_puppet,
+        } => report(generate_registration(&config, double_puppet.as_deref())),
         Command::Doctor { config } => on_runtime(1, doctor(&config)),
         Command::Demo { dir, once } => on_runtime(1, async move {
             report(switchboard::demo::run(&dir, once).await)
@@ -173,7 +180,7 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn generate_registration(config_path: &Path) -> anyhow::Result<()> {
+fn generate_registration(config_path: &Path, double_puppet: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let plugins = plugins::enabled_plugins(&config)?;
     let path = &config.appservice.registration;
@@ -198,6 +205,28 @@ fn generate_registration(config_path: &Path) -> anyhow::Result<()> {
         registration.sender_localpart,
         config.homeserver.server_name,
     );
+    if let Some(path) = double_puppet {
+        let existing = if path.exists() {
+            Some(
+                Registration::load(path)
+                    .context("the existing double-puppet registration cannot be updated")?,
+            )
+        } else {
+            None
+        };
+        let server = &config.homeserver.server_name;
+        Registration::double_puppet(server, existing.as_ref()).save(path)?;
+        println!(
+            "{} {}\n  give this file to your homeserver too, and add to the config:\n  \
+             double_puppet:\n    {server}: \"as_token:<the as_token in that file>\"",
+            if existing.is_some() {
+                "updated (tokens kept)"
+            } else {
+                "wrote"
+            },
+            path.display(),
+        );
+    }
     Ok(())
 }
 

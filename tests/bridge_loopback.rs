@@ -753,15 +753,12 @@ async fn the_provisioning_api_logs_in_lists_portals_and_checks_who_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_puppeting_shows_a_users_own_remote_messages_as_them() {
     let dir = tempfile::tempdir().expect("dir");
-    let token = format!("{:032x}", rand::random::<u128>());
     let registration = dir.path().join("doublepuppet.yaml");
-    let yaml = format!(
-        "id: doublepuppet\nurl: null\nas_token: {token}\nhs_token: {:032x}\n\
-         sender_localpart: _doublepuppet\nrate_limited: false\nnamespaces:\n  users:\n  \
-         - regex: '@.*:localhost'\n    exclusive: false\n",
-        rand::random::<u128>()
-    );
-    std::fs::write(&registration, yaml).expect("registration written");
+    let double_puppet = switchboard_registration::Registration::double_puppet("localhost", None);
+    double_puppet
+        .save(&registration)
+        .expect("registration written");
+    let token = &double_puppet.as_token;
     let extra = format!(
         "    require_login: true\n{PERMISSIONS}double_puppet:\n  localhost: \"as_token:{token}\"\n"
     );

@@ -45,6 +45,43 @@ fn generate_registration_keeps_tokens_when_run_again() {
     assert!(second.receive_ephemeral);
 }
 
+/// `--double-puppet FILE` writes a URL-less registration covering the server's users, keeps its
+/// tokens when run again, and never prints the token.
+#[test]
+fn generate_registration_writes_the_double_puppet_registration() {
+    let slot = Slot::new("dpreg").expect("slot");
+    let file = slot.config_path.with_file_name("doublepuppet.yaml");
+    let generate = || {
+        let out = run(&[
+            "generate-registration",
+            "-c",
+            slot.config_path.to_str().expect("utf-8 path"),
+            "--double-puppet",
+            file.to_str().expect("utf-8 path"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = generate();
+    let first = Registration::load(&file).expect("valid");
+    assert_eq!(first.url, None);
+    assert_eq!(first.namespaces.users.len(), 1);
+    assert_eq!(first.namespaces.users[0].regex, "@.*:localhost");
+    assert!(!first.namespaces.users[0].exclusive);
+    assert!(
+        said.contains("double_puppet:") && said.contains("localhost"),
+        "{said}"
+    );
+    assert!(!said.contains(&first.as_token), "the token is not printed");
+    assert!(generate().contains("tokens kept"));
+    let second = Registration::load(&file).expect("valid");
+    assert_eq!(first.as_token, second.as_token);
+}
+
 #[test]
 fn every_command_has_help() {
     for command in [

@@ -236,6 +236,35 @@ impl Registration {
         }
     }
 
+    /// The registration of a double-puppeting appservice for `server_name`: no URL (the
+    /// homeserver pushes nothing to it), a non-exclusive namespace over every user of the
+    /// server, so that its token can act for them. Keeps the tokens of `existing`.
+    #[must_use]
+    pub fn double_puppet(server_name: &str, existing: Option<&Registration>) -> Self {
+        Self {
+            id: "switchboard_doublepuppet".to_owned(),
+            url: None,
+            as_token: existing.map_or_else(random_token, |e| e.as_token.clone()),
+            hs_token: existing.map_or_else(random_token, |e| e.hs_token.clone()),
+            sender_localpart: existing
+                .map_or_else(random_localpart, |e| e.sender_localpart.clone()),
+            namespaces: Namespaces {
+                users: vec![Namespace {
+                    exclusive: false,
+                    regex: format!("@.*:{}", regex::escape(server_name)),
+                }],
+                aliases: Vec::new(),
+                rooms: Vec::new(),
+            },
+            rate_limited: Some(false),
+            protocols: Vec::new(),
+            receive_ephemeral: false,
+            msc2409_push_ephemeral: None,
+            msc3202: None,
+            msc4190: None,
+        }
+    }
+
     /// Reads and validates a registration file.
     pub fn load(path: &Path) -> Result<Self, RegistrationError> {
         let text = std::fs::read_to_string(path).map_err(|source| RegistrationError::Read {
