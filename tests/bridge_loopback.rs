@@ -996,6 +996,15 @@ async fn joining_a_chat_alias_creates_its_portal() {
         .await
         .expect("room name");
     assert_eq!(name["name"], "Loopback side");
+    let avatar = alice
+        .get(&format!("/rooms/{}/state/m.room.avatar/", encode(&room)))
+        .await
+        .expect("room avatar");
+    let url = avatar["url"].as_str().expect("mxc");
+    assert_eq!(
+        alice.download(url).await.expect("the avatar").get(..6),
+        Some(&b"GIF89a"[..])
+    );
     alice.send_text(&room, "hello side").await.expect("sent");
     wait_for(&alice, &room, "echo in the aliased portal", |e| {
         e["sender"] == ECHO && e["content"]["body"] == "echo: hello side"
@@ -1103,6 +1112,16 @@ async fn sync_brings_the_portal_up_to_date() {
         .await
         .expect("topic");
     assert_eq!(topic["topic"], "Echo answers everything said in lobby");
+    let avatar = alice
+        .get(&format!("/rooms/{}/state/m.room.avatar/", encode(&portal)))
+        .await
+        .expect("the chat's avatar");
+    assert!(
+        avatar["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("mxc://")),
+        "{avatar}"
+    );
     let members = alice.joined_members(&portal).await.expect("members");
     assert!(members.iter().any(|m| m == ECHO), "{members:?}");
     running.stop().await.expect("clean stop");

@@ -314,6 +314,11 @@ impl Bridge for LoopbackBridge {
     async fn sync(&self, ctx: &BridgeContext, portal: &PortalKey) -> Result<String, HandleError> {
         self.reachable()?;
         let echo = RemoteUserId::from(ECHO);
+        // The chat's picture on the network: a 1×1 transparent GIF.
+        let avatar = ctx
+            .matrix()
+            .upload(PIXEL_GIF, "image/gif", "loopback.gif")
+            .await?;
         let events = [
             RemoteEvent::Membership {
                 sender: echo.clone(),
@@ -323,6 +328,7 @@ impl Bridge for LoopbackBridge {
             RemoteEvent::ChatInfo {
                 name: None,
                 topic: Some(format!("Echo answers everything said in {}", portal.chat)),
+                avatar_url: Some(avatar),
             },
             RemoteEvent::Typing {
                 sender: echo,
@@ -423,6 +429,13 @@ impl Bridge for LoopbackBridge {
     }
 }
 
+/// The loopback chats' picture: a 1×1 transparent GIF.
+const PIXEL_GIF: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
 /// The loopback network's one password.
 const PASSWORD: &str = "loopback";
 
@@ -483,12 +496,17 @@ impl AliasHandler for LoopbackBridge {
     /// makes a public portal for it.
     async fn portal_for_alias(
         &self,
-        _ctx: &BridgeContext,
+        ctx: &BridgeContext,
         chat: &RemoteChatId,
     ) -> Option<PortalInfo> {
+        let avatar = ctx
+            .matrix()
+            .upload(PIXEL_GIF, "image/gif", "loopback.gif")
+            .await;
         Some(PortalInfo {
             name: Some(format!("Loopback {chat}")),
             public: true,
+            avatar_url: avatar.ok(),
             ..PortalInfo::default()
         })
     }

@@ -85,6 +85,8 @@ pub struct PortalInfo {
     pub direct: bool,
     /// Anyone on the homeserver may join (a public room, e.g. one reached by its alias).
     pub public: bool,
+    /// The room's avatar (`mxc://`, uploaded with [`MatrixSide::upload`]).
+    pub avatar_url: Option<String>,
 }
 
 /// A remote user's profile as their puppet shows it.
@@ -393,6 +395,15 @@ impl MatrixSide {
             create_room::v3::RoomPreset::PrivateChat
         });
         request.initial_state = self.initial_bridge_state(key, info)?;
+        if let Some(url) = &info.avatar_url {
+            let avatar =
+                json!({ "type": "m.room.avatar", "state_key": "", "content": { "url": url } });
+            request.initial_state.push(
+                serde_json::value::to_raw_value(&avatar)
+                    .map(Raw::from_json)
+                    .map_err(|e| build_error("room::create_room", &e))?,
+            );
+        }
         let room_id = self.client.send(request, Identity::bot()).await?.room_id;
         self.client
             .remember_membership(&room_id, self.client.bot_user_id(), true)

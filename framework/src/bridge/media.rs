@@ -111,6 +111,24 @@ pub trait MediaHandler: Send + Sync {
 }
 
 impl MatrixSide {
+    /// Uploads a file to the homeserver's media repository; its `mxc://` URI.
+    pub async fn upload(
+        &self,
+        data: &[u8],
+        mimetype: &str,
+        filename: &str,
+    ) -> Result<String, BridgeError> {
+        let mut upload = ruma::api::client::media::create_content::v3::Request::new(data.to_vec());
+        upload.filename = Some(filename.to_owned());
+        upload.content_type = Some(mimetype.to_owned());
+        Ok(self
+            .client
+            .send(upload, Identity::bot())
+            .await?
+            .content_uri
+            .to_string())
+    }
+
     /// Sends a file from the network into its portal from its sender, once (uploaded first).
     /// A file larger than the media limit is refused (nothing is sent).
     pub async fn bridge_media(
@@ -134,11 +152,9 @@ impl MatrixSide {
         let speaker = self
             .speaker_in(&room_id, &media.sender, &media.sender_profile)
             .await?;
-        let mut upload =
-            ruma::api::client::media::create_content::v3::Request::new(media.data.to_vec());
-        upload.filename = Some(media.filename.clone());
-        upload.content_type = Some(media.mimetype.clone());
-        let mxc = self.client.send(upload, Identity::bot()).await?.content_uri;
+        let mxc = self
+            .upload(&media.data, &media.mimetype, &media.filename)
+            .await?;
         let content = json!({
             "msgtype": media.kind.msgtype(),
             "body": media.filename,

@@ -79,6 +79,8 @@ pub enum RemoteEvent {
         name: Option<String>,
         /// The new topic.
         topic: Option<String>,
+        /// The new avatar (`mxc://`, uploaded with [`MatrixSide::upload`]).
+        avatar_url: Option<String>,
     },
     /// A remote user's name or avatar changed.
     Profile {
@@ -100,6 +102,13 @@ pub struct RemoteReaction {
     pub target: RemoteMessageId,
     /// The reaction (usually an emoji).
     pub key: String,
+}
+
+/// A chat's name, topic and avatar as they changed (`None`: unchanged).
+struct ChatInfo<'a> {
+    name: Option<&'a str>,
+    topic: Option<&'a str>,
+    avatar_url: Option<&'a str>,
 }
 
 /// What applying a remote event did.
@@ -166,9 +175,17 @@ impl MatrixSide {
                 profile,
                 joined,
             } => self.bridge_membership(key, sender, profile, *joined).await,
-            RemoteEvent::ChatInfo { name, topic } => {
-                self.bridge_chat_info(key, name.as_deref(), topic.as_deref())
-                    .await
+            RemoteEvent::ChatInfo {
+                name,
+                topic,
+                avatar_url,
+            } => {
+                let info = ChatInfo {
+                    name: name.as_deref(),
+                    topic: topic.as_deref(),
+                    avatar_url: avatar_url.as_deref(),
+                };
+                self.bridge_chat_info(key, &info).await
             }
             RemoteEvent::Profile { sender, profile } => {
                 self.ensure_puppet(sender, profile).await?;
@@ -340,23 +357,32 @@ impl MatrixSide {
     async fn bridge_chat_info(
         &self,
         key: &PortalKey,
-        name: Option<&str>,
-        topic: Option<&str>,
+        info: &ChatInfo<'_>,
     ) -> Result<Applied, BridgeError> {
         use ruma::api::client::state::send_state_event::v3::Request;
-        use ruma::events::room::{name::RoomNameEventContent, topic::RoomTopicEventContent};
+        use ruma::events::room::{
+            avatar::RoomAvatarEventContent, name::RoomNameEventContent,
+            topic::RoomTopicEventContent,
+        };
         let Some(room_id) = self.known_room(key).await? else {
             return Ok(Applied::Unmapped);
         };
         let build = |e: serde_json::Error| build_error("state::send_state_event", &e);
-        if let Some(name) = name {
+        if let Some(name) = info.name {
             let content = RoomNameEventContent::new(name.to_owned());
             let request = Request::new(room_id.clone(), &ruma::events::EmptyStateKey, &content)
                 .map_err(build)?;
             self.client.send(request, Identity::bot()).await?;
         }
-        if let Some(topic) = topic {
+        if let Some(topic) = info.topic {
             let content = RoomTopicEventContent::new(topic.to_owned());
+            let request = Request::new(room_id.clone(), &ruma::events::EmptyStateKey, &content)
+                .map_err(build)?;
+            self.client.send(request, Identity::bot()).await?;
+        }
+        if let Some(url) = info.avatar_url {
+            let mut content = RoomAvatarEventContent::new();
+            content.url = Some(url.into());
             let request = Request::new(room_id.clone(), &ruma::events::EmptyStateKey, &content)
                 .map_err(build)?;
             self.client.send(request, Identity::bot()).await?;
