@@ -78,7 +78,7 @@ pub fn enabled_bridges(config: &Config) -> Result<Vec<Arc<dyn Bridge>>, PluginCo
         let bridge: Arc<dyn Bridge> = match id.as_str() {
             #[cfg(feature = "bridge-loopback")]
             "loopback" => Arc::new(
-                switchboard_bridge_loopback::LoopbackBridge::from_settings(&section.settings)
+                switchboard_bridge_loopback::LoopbackBridge::from_section(section)
                     .map_err(PluginConfigError::Invalid)?,
             ),
             _ => {

@@ -526,6 +526,36 @@ pub struct PluginSection {
     pub settings: BTreeMap<String, Value>,
 }
 
+/// Parses a YAML document into `T` (for tests and tools; config files go through
+/// [`Config::load`]).
+pub fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> Result<T, serde_norway::Error> {
+    serde_norway::from_str(yaml)
+}
+
+impl PluginSection {
+    /// The plug-in's own settings as its typed settings struct (serde, with defaults for what
+    /// is left out). An error names the field (`bridges.<id>.<field>`), the value found and
+    /// what is expected. `section` is `bots.<id>` or `bridges.<id>`.
+    pub fn typed<T: serde::de::DeserializeOwned>(&self, section: &str) -> Result<T, ConfigError> {
+        let mapping = self
+            .settings
+            .iter()
+            .map(|(k, v)| (Value::String(k.clone()), v.clone()))
+            .collect::<serde_norway::Mapping>();
+        serde_path_to_error::deserialize(Value::Mapping(mapping)).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::Parse {
+                field: if path == "." {
+                    section.to_owned()
+                } else {
+                    format!("{section}.{path}")
+                },
+                message: e.into_inner().to_string(),
+            }
+        })
+    }
+}
+
 impl Config {
     /// The puppet display-name template of each bridge that sets one, compiled.
     pub fn displayname_templates(

@@ -27,6 +27,7 @@ pub use config::Config;
 pub use inbox::HandleError;
 pub use plugin::{Bot, BotContext, HostOptions, Plugins, RoomEvent};
 pub use ruma;
+pub use serde;
 pub use serde_json;
 pub use switchboard_registration::{Namespace, Namespaces, is_valid_localpart};
 pub use tokio_util::sync::CancellationToken;

@@ -24,9 +24,10 @@ use switchboard_framework::bridge::{
 };
 use switchboard_framework::bridge::{clean_text, html_to_text};
 use switchboard_framework::command::CommandSpec;
-use switchboard_framework::config::Value;
+use switchboard_framework::config::PluginSection;
 use switchboard_framework::permission::PermissionLevel;
 use switchboard_framework::ruma::OwnedUserId;
+use switchboard_framework::serde::Deserialize;
 
 /// The id of the one remote chat.
 const CHAT: &str = "lobby";
@@ -35,6 +36,18 @@ const ECHO: &str = "echo";
 /// Messages starting with this are refused by the "network" (to show what a bridge does with a
 /// message it can never deliver).
 const REFUSED: &str = "!drop";
+
+/// The loopback bridge's own settings (`bridges.loopback`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(crate = "switchboard_framework::serde", default, deny_unknown_fields)]
+pub struct LoopbackSettings {
+    /// Matrix users invited to the portal room.
+    pub invite: Vec<OwnedUserId>,
+    /// Whether Matrix users must log in (or be relayed) to be bridged.
+    pub require_login: bool,
+    /// While this file exists the network is down.
+    pub outage_file: Option<PathBuf>,
+}
 
 /// The loopback bridge.
 #[derive(Clone, Debug, Default)]
@@ -82,57 +95,16 @@ fn echo_text(id: RemoteMessageId, body: &str, reply_to: Option<RemoteMessageId>)
 }
 
 impl LoopbackBridge {
-    /// The bridge from its config section: `invite`, the Matrix users invited to the portal,
-    /// and `outage_file`, a path whose existence means the network is down.
-    pub fn from_settings(
-        settings: &std::collections::BTreeMap<String, Value>,
-    ) -> Result<Self, String> {
-        let invite = match settings.get("invite") {
-            None => Vec::new(),
-            Some(Value::Sequence(users)) => users
-                .iter()
-                .map(|user| {
-                    user.as_str()
-                        .and_then(|u| OwnedUserId::try_from(u).ok())
-                        .ok_or_else(|| {
-                            format!(
-                                "config field `bridges.loopback.invite` holds {user:?}, but \
-                                 Matrix user ids such as \"@you:example.org\" are expected"
-                            )
-                        })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(format!(
-                    "config field `bridges.loopback.invite` is {other:?}, but a list of Matrix \
-                     user ids is expected"
-                ));
-            }
-        };
-        let require_login = match settings.get("require_login") {
-            None => false,
-            Some(Value::Bool(required)) => *required,
-            Some(other) => {
-                return Err(format!(
-                    "config field `bridges.loopback.require_login` is {other:?}, but true or \
-                     false is expected"
-                ));
-            }
-        };
-        let outage_file = match settings.get("outage_file") {
-            None => None,
-            Some(Value::String(path)) => Some(PathBuf::from(path)),
-            Some(other) => {
-                return Err(format!(
-                    "config field `bridges.loopback.outage_file` is {other:?}, but a file path \
-                     is expected"
-                ));
-            }
-        };
+    /// The bridge from its config section (`bridges.loopback`, see [`LoopbackSettings`]); the
+    /// error names the field, the value and what is expected.
+    pub fn from_section(section: &PluginSection) -> Result<Self, String> {
+        let settings: LoopbackSettings = section
+            .typed("bridges.loopback")
+            .map_err(|e| e.to_string())?;
         Ok(Self {
-            invite,
-            require_login,
-            outage_file,
+            invite: settings.invite,
+            require_login: settings.require_login,
+            outage_file: settings.outage_file,
             down: Arc::default(),
         })
     }
@@ -633,25 +605,22 @@ mod tests {
 
     #[test]
     fn settings_name_the_field_and_what_is_expected() {
-        let parse = |invite: Value| {
-            LoopbackBridge::from_settings(&std::collections::BTreeMap::from([(
-                "invite".to_owned(),
-                invite,
-            )]))
+        let parse = |yaml: &str| {
+            let section: PluginSection =
+                switchboard_framework::config::from_yaml(yaml).expect("a section");
+            LoopbackBridge::from_section(&section)
         };
-        let user = |id: &str| Value::String(id.to_owned());
-        assert_eq!(
-            parse(Value::Sequence(vec![user("@a:x")]))
-                .expect("valid")
-                .invite,
-            [OwnedUserId::try_from("@a:x").expect("id")]
-        );
-        let err = parse(Value::Sequence(vec![user("not a user")])).expect_err("bad id");
+        let bridge = parse("invite: [\"@a:x\"]\nrequire_login: true\n").expect("valid");
+        assert_eq!(bridge.invite, [OwnedUserId::try_from("@a:x").expect("id")]);
+        assert!(bridge.require_login);
+        let err = parse("invite: [\"not a user\"]\n").expect_err("bad id");
+        assert!(err.contains("bridges.loopback.invite[0]"), "{err}");
+        let err = parse("invite: \"@a:x\"\n").expect_err("not a list");
         assert!(
-            err.contains("bridges.loopback.invite") && err.contains("not a user"),
+            err.contains("bridges.loopback.invite") && err.contains("sequence"),
             "{err}"
         );
-        let err = parse(user("@a:x")).expect_err("not a list");
-        assert!(err.contains("a list of Matrix user ids"), "{err}");
+        let err = parse("invites: []\n").expect_err("unknown field");
+        assert!(err.contains("invites"), "{err}");
     }
 }

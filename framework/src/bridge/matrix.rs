@@ -35,6 +35,14 @@ pub enum BridgeError {
         /// Why.
         reason: String,
     },
+    /// A bridge's stored data does not read as the bridge's type (it changed incompatibly).
+    #[error("the bridge's stored data about {what} does not read as expected: {reason}")]
+    StoredData {
+        /// Which portal or puppet.
+        what: String,
+        /// Why.
+        reason: String,
+    },
     /// A file is larger than the media limit.
     #[error("the file has {size} bytes, more than the {max_bytes} allowed (media.max_bytes)")]
     TooLarge {
@@ -57,6 +65,7 @@ impl From<BridgeError> for HandleError {
             BridgeError::Client(e) => e.into(),
             BridgeError::Store(e) => HandleError::Transient(e.to_string()),
             e @ (BridgeError::Id { .. }
+            | BridgeError::StoredData { .. }
             | BridgeError::StoredRoom(_)
             | BridgeError::TooLarge { .. }) => HandleError::Permanent(e.to_string()),
         }
@@ -644,6 +653,58 @@ impl MatrixSide {
         Ok(Some(redaction))
     }
 
+    /// The bridge's own data about a portal (its type, stored as JSON); the default when it
+    /// has none yet.
+    pub async fn portal_data<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        key: &PortalKey,
+    ) -> Result<T, BridgeError> {
+        let stored = self.store.portal(&self.info.id, key).await?;
+        read_data(stored.map(|p| p.data).as_deref(), || {
+            format!("portal {}", key.chat)
+        })
+    }
+
+    /// Stores the bridge's own data about a portal (created, without a room, if unknown).
+    pub async fn set_portal_data<T: serde::Serialize>(
+        &self,
+        key: &PortalKey,
+        data: &T,
+    ) -> Result<(), BridgeError> {
+        let _portal = self.portal_locks.lock(key).await;
+        let existing = self.store.portal(&self.info.id, key).await?;
+        let record = PortalRecord {
+            key: key.clone(),
+            room_id: existing.and_then(|p| p.room_id),
+            data: write_data(data, || format!("portal {}", key.chat))?,
+        };
+        self.store.put_portal(&self.info.id, &record).await?;
+        Ok(())
+    }
+
+    /// The bridge's own data about a remote user's puppet; the default when it has none yet.
+    pub async fn puppet_data<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        remote: &RemoteUserId,
+    ) -> Result<T, BridgeError> {
+        let stored = self.store.puppet_data(&self.info.id, remote).await?;
+        read_data(stored.as_deref(), || format!("puppet {remote}"))
+    }
+
+    /// Stores the bridge's own data about a remote user's puppet.
+    pub async fn set_puppet_data<T: serde::Serialize>(
+        &self,
+        remote: &RemoteUserId,
+        data: &T,
+    ) -> Result<(), BridgeError> {
+        let user_id = self.puppet_id(remote)?;
+        let data = write_data(data, || format!("puppet {remote}"))?;
+        self.store
+            .put_puppet(&self.info.id, remote, user_id.as_str(), &data)
+            .await?;
+        Ok(())
+    }
+
     /// The room of a portal, if it has one.
     pub(super) async fn known_room(
         &self,
@@ -833,6 +894,31 @@ fn text_content(message: &RemoteText) -> serde_json::Value {
     }
 }
 
+/// A bridge's stored JSON as its type (`None` or `{}`: the default).
+fn read_data<T: serde::de::DeserializeOwned + Default>(
+    stored: Option<&str>,
+    what: impl Fn() -> String,
+) -> Result<T, BridgeError> {
+    match stored {
+        None | Some("{}" | "") => Ok(T::default()),
+        Some(json) => serde_json::from_str(json).map_err(|e| BridgeError::StoredData {
+            what: what(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// A bridge's data as the JSON stored.
+fn write_data<T: serde::Serialize>(
+    data: &T,
+    what: impl Fn() -> String,
+) -> Result<String, BridgeError> {
+    serde_json::to_string(data).map_err(|e| BridgeError::StoredData {
+        what: what(),
+        reason: e.to_string(),
+    })
+}
+
 /// A request that could not be built.
 pub(super) fn build_error(endpoint: &'static str, error: &serde_json::Error) -> BridgeError {
     BridgeError::Client(ClientError::Build {
@@ -847,4 +933,60 @@ fn stored_room(portal: Option<&PortalRecord>) -> Result<Option<OwnedRoomId>, Bri
         .and_then(|p| p.room_id.as_deref())
         .map(|r| RoomId::parse(r).map_err(|_| BridgeError::StoredRoom(r.to_owned())))
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Seen {
+        last: String,
+        count: u32,
+    }
+
+    #[tokio::test]
+    async fn a_bridges_own_data_about_portals_and_puppets_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 1, crate::config::SqliteSync::Normal)
+            .await
+            .expect("store");
+        let server = ruma::server_name!("example.org");
+        let bot = OwnedUserId::try_from("@bot:example.org").expect("bot");
+        let client = HomeserverClient::new(
+            "http://127.0.0.1:9",
+            "token",
+            bot,
+            crate::config::ClientConfig::default(),
+            crate::metrics::Metrics::new(),
+            store.clone(),
+        )
+        .expect("client");
+        let info = BridgeInfo {
+            id: "xmpp".into(),
+            displayname: "XMPP".into(),
+        };
+        let naming = PuppetNaming::new("_xmpp_{{id}}", server).expect("naming");
+        let side = MatrixSide::new(info, naming, client, store);
+        let key = PortalKey::shared("room@conf");
+        assert_eq!(
+            side.portal_data::<Seen>(&key).await.expect("none"),
+            Seen::default()
+        );
+        let seen = Seen {
+            last: "m1".into(),
+            count: 2,
+        };
+        side.set_portal_data(&key, &seen).await.expect("set");
+        assert_eq!(side.portal_data::<Seen>(&key).await.expect("get"), seen);
+        let bob = RemoteUserId::from("bob");
+        side.set_puppet_data(&bob, &seen).await.expect("set");
+        assert_eq!(side.puppet_data::<Seen>(&bob).await.expect("get"), seen);
+        let err = side
+            .portal_data::<Vec<u8>>(&key)
+            .await
+            .expect_err("another type");
+        assert!(err.to_string().contains("portal room@conf"), "{err}");
+    }
 }
