@@ -137,16 +137,46 @@ pub fn mentioned_user(href: &str) -> Option<ruma::OwnedUserId> {
 /// to write a mention on its network, e.g. the remote user's name).
 #[must_use]
 pub fn html_to_text(html: &str, mention: &dyn Fn(&ruma::UserId, &str) -> String) -> String {
+    render(html, Style::Plain, mention)
+}
+
+/// Matrix HTML as Markdown, for a network whose users write Markdown: bold, italics,
+/// strike-through, code and code blocks, links `[text](url)`, lists, quotes and headings;
+/// a mention pill becomes what `mention(user, text)` says.
+#[must_use]
+pub fn html_to_markdown(html: &str, mention: &dyn Fn(&ruma::UserId, &str) -> String) -> String {
+    render(html, Style::Markdown, mention)
+}
+
+/// What HTML is rendered as.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Plain,
+    Markdown,
+}
+
+fn render(html: &str, style: Style, mention: &dyn Fn(&ruma::UserId, &str) -> String) -> String {
     let parsed = ruma::html::Html::parse(html);
     let mut text = String::new();
     for node in parsed.children() {
-        write_text(&node, &mut text, mention);
+        write_text(&node, style, &mut text, mention);
     }
     text.trim().to_owned()
 }
 
+/// The value of an element's attribute.
+fn attribute(element: &ruma::html::ElementData, name: &str) -> Option<String> {
+    element
+        .attrs
+        .borrow()
+        .iter()
+        .find(|a| &*a.name.local == name)
+        .map(|a| a.value.to_string())
+}
+
 fn write_text(
     node: &ruma::html::NodeRef,
+    style: Style,
     out: &mut String,
     mention: &dyn Fn(&ruma::UserId, &str) -> String,
 ) {
@@ -160,30 +190,38 @@ fn write_text(
     let name: &str = &element.name.local;
     let inner = |out: &mut String| {
         for child in node.children() {
-            write_text(&child, out, mention);
+            write_text(&child, style, out, mention);
         }
+    };
+    let markdown = style == Style::Markdown;
+    let wrapped = |out: &mut String, mark: &str| {
+        out.push_str(mark);
+        inner(out);
+        out.push_str(mark);
     };
     match name {
         "mx-reply" | "script" | "style" => {}
         "br" => out.push('\n'),
+        "b" | "strong" if markdown => wrapped(out, "**"),
+        "i" | "em" if markdown => wrapped(out, "_"),
+        "del" | "s" if markdown => wrapped(out, "~~"),
+        "code" if markdown && !in_code_block(node) => wrapped(out, "`"),
         "li" => {
-            out.push_str("• ");
+            out.push_str(if markdown { "- " } else { "• " });
             inner(out);
             out.push('\n');
         }
         "a" => {
-            let href = element
-                .attrs
-                .borrow()
-                .iter()
-                .find(|a| &*a.name.local == "href")
-                .map(|a| a.value.to_string());
+            let href = attribute(element, "href");
             let mut label = String::new();
             inner(&mut label);
             match href {
                 Some(href) => match mentioned_user(&href) {
                     Some(user) => out.push_str(&mention(&user, &label)),
                     None if label.is_empty() || label == href => out.push_str(&href),
+                    None if markdown => {
+                        let _ = write!(out, "[{label}]({href})");
+                    }
                     None => {
                         let _ = write!(out, "{label} ({href})");
                     }
@@ -196,10 +234,50 @@ fn write_text(
             if !out.is_empty() && !out.ends_with('\n') {
                 out.push('\n');
             }
+            if markdown {
+                write_block_markdown(name, out, inner);
+            } else {
+                inner(out);
+            }
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        _ => inner(out),
+    }
+}
+
+/// Whether `node` is the code of a code block (`<pre><code>`), fenced by its `pre`.
+fn in_code_block(node: &ruma::html::NodeRef) -> bool {
+    node.parent()
+        .and_then(|parent| parent.as_element().map(|e| &*e.name.local == "pre"))
+        .unwrap_or(false)
+}
+
+/// A block element in Markdown: headings get `#`s, quotes `> ` on each line, code blocks
+/// fences.
+fn write_block_markdown(name: &str, out: &mut String, inner: impl Fn(&mut String)) {
+    match name {
+        "blockquote" => {
+            let mut quoted = String::new();
+            inner(&mut quoted);
+            for line in quoted.trim_end().lines() {
+                let _ = writeln!(out, "> {line}");
+            }
+        }
+        "pre" => {
+            out.push_str("```\n");
             inner(out);
             if !out.ends_with('\n') {
                 out.push('\n');
             }
+            out.push_str("```");
+        }
+        heading if heading.len() == 2 && heading.starts_with('h') => {
+            let level = heading[1..].parse::<usize>().unwrap_or(1);
+            out.push_str(&"#".repeat(level));
+            out.push(' ');
+            inner(out);
         }
         _ => inner(out),
     }
@@ -249,6 +327,21 @@ mod tests {
             html_to_text(html, &mention),
             "Hi @bob, see this (https://example.org) and https://example.org/a\n• one\n• two\n\
              line\nbreak & 1 < 2"
+        );
+    }
+
+    #[test]
+    fn html_becomes_markdown_for_networks_that_write_it() {
+        let mention = |user: &ruma::UserId, label: &str| format!("@{label}<{}>", user.localpart());
+        let html = "<h2>Title</h2><p><b>bold</b>, <em>it</em>, <del>gone</del>, <code>x</code> \
+                    <a href=\"https://example.org\">link</a> \
+                    <a href=\"https://matrix.to/#/@bob:x\">Bob</a></p>\
+                    <blockquote>quoted\nlines</blockquote><pre><code>fn main() {}</code></pre>\
+                    <ol><li>one</li></ol>";
+        assert_eq!(
+            html_to_markdown(html, &mention),
+            "## Title\n**bold**, _it_, ~~gone~~, `x` [link](https://example.org) @Bob<bob>\n\
+             > quoted\n> lines\n```\nfn main() {}\n```\n- one"
         );
     }
 

@@ -15,7 +15,8 @@ pub mod remote;
 
 pub use commands::BridgeCommand;
 pub use format::{
-    clean_text, html_to_text, markdown_to_html, mentioned_user, sanitize_html, strip_reply_fallback,
+    clean_text, html_to_markdown, html_to_text, markdown_to_html, mentioned_user, sanitize_html,
+    strip_reply_fallback,
 };
 pub use from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, Mention};
 pub(crate) use host::BridgeHost;
