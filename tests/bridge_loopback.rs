@@ -1126,3 +1126,76 @@ async fn sync_brings_the_portal_up_to_date() {
     assert!(members.iter().any(|m| m == ECHO), "{members:?}");
     running.stop().await.expect("clean stop");
 }
+
+/// The room's ephemeral events of `event_type` in a full sync.
+async fn ephemeral(user: &MatrixUser, room: &str, event_type: &str) -> Vec<Value> {
+    let Ok(sync) = user.get("/sync?timeout=0").await else {
+        return Vec::new();
+    };
+    sync["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == event_type)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Typing and read receipts reach the network: echo types while alice types, and once she
+/// has read echo's answer, echo has read her message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_and_read_receipts_reach_the_network() {
+    let (_slot, _synapse, running, alice, portal) = loopback("presence", "").await;
+    let hi = alice.send_text(&portal, "hi").await.expect("sent");
+    let answer = wait_for(&alice, &portal, "echo's answer", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: hi"
+    })
+    .await;
+    let typing = format!(
+        "/rooms/{}/typing/{}",
+        encode(&portal),
+        encode(&alice.user_id)
+    );
+    alice
+        .put(&typing, &json!({ "typing": true, "timeout": 30000 }))
+        .await
+        .expect("typing");
+    wait_until(WAIT, "echo typing", || async {
+        ephemeral(&alice, &portal, "m.typing")
+            .await
+            .iter()
+            .any(|e| {
+                e["content"]["user_ids"]
+                    .as_array()
+                    .is_some_and(|u| u.iter().any(|u| u == ECHO))
+            })
+            .then_some(())
+    })
+    .await
+    .expect("echo types while alice types");
+    let answer_id = answer["event_id"].as_str().expect("id");
+    alice
+        .post(
+            &format!(
+                "/rooms/{}/receipt/m.read/{}",
+                encode(&portal),
+                encode(answer_id)
+            ),
+            &json!({}),
+        )
+        .await
+        .expect("receipt");
+    wait_until(WAIT, "echo's read receipt", || async {
+        ephemeral(&alice, &portal, "m.receipt")
+            .await
+            .iter()
+            .any(|e| !e["content"][hi.as_str()]["m.read"][ECHO].is_null())
+            .then_some(())
+    })
+    .await
+    .expect("echo has read alice's message");
+    running.stop().await.expect("clean stop");
+}

@@ -422,6 +422,9 @@ impl EventHandler for PluginHost {
         }
         let raw: Box<RawValue> = serde_json::from_str(&item.body)
             .map_err(|e| HandleError::Permanent(format!("the event is not JSON: {e}")))?;
+        if &*item.kind == list::EPHEMERAL {
+            self.bridges.handle_ephemeral(raw.get()).await;
+        }
         for (bot, ctx) in &self.bots {
             bot.on_other(ctx, &item.kind, &raw).await?;
         }

@@ -17,10 +17,10 @@ use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
     AliasHandler, Applied, Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo,
     BridgeState, Bridged, EditHandler, LoginField, LoginFlow, LoginHandler, LoginId, LoginRequest,
-    LoginStep, MatrixEdit, MatrixMedia, MatrixMessage, MatrixReaction, MatrixRedaction,
-    MediaHandler, NewLogin, PortalInfo, PortalKey, PuppetProfile, ReactionHandler,
-    RedactionHandler, RemoteChatId, RemoteEvent, RemoteMedia, RemoteMessageId, RemoteReaction,
-    RemoteText, RemoteUserId, TextKind, Via,
+    LoginStep, MatrixEdit, MatrixMedia, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction,
+    MatrixTyping, MediaHandler, NewLogin, PortalInfo, PortalKey, PresenceHandler, PuppetProfile,
+    ReactionHandler, RedactionHandler, RemoteChatId, RemoteEvent, RemoteMedia, RemoteMessageId,
+    RemoteReaction, RemoteText, RemoteUserId, TextKind, Via,
 };
 use switchboard_framework::bridge::{clean_text, html_to_text};
 use switchboard_framework::command::CommandSpec;
@@ -380,6 +380,10 @@ impl Bridge for LoopbackBridge {
         Some(self)
     }
 
+    fn presence(&self) -> Option<&dyn PresenceHandler> {
+        Some(self)
+    }
+
     fn aliases(&self) -> Option<&dyn AliasHandler> {
         Some(self)
     }
@@ -459,6 +463,42 @@ impl LoginHandler for LoopbackBridge {
 
     fn login_required(&self) -> bool {
         self.require_login
+    }
+}
+
+#[switchboard_framework::async_trait]
+impl PresenceHandler for LoopbackBridge {
+    /// Echo types while you type.
+    async fn handle_matrix_typing(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        typing: &MatrixTyping,
+    ) -> Result<(), HandleError> {
+        self.reachable()?;
+        let echo = RemoteEvent::Typing {
+            sender: RemoteUserId::from(ECHO),
+            typing: typing.typing,
+        };
+        self.echo(ctx, portal, echo).await
+    }
+
+    /// When you have read echo's answer, echo has read your message.
+    async fn handle_matrix_read(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        read: &MatrixRead,
+    ) -> Result<(), HandleError> {
+        self.reachable()?;
+        let Some(question) = read.target.as_str().strip_prefix("answer-") else {
+            return Ok(());
+        };
+        let echo = RemoteEvent::ReadUpTo {
+            sender: RemoteUserId::from(ECHO),
+            target: RemoteMessageId(format!("m-{question}")),
+        };
+        self.echo(ctx, portal, echo).await
     }
 }
 

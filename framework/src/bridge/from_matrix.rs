@@ -36,6 +36,28 @@ pub struct MatrixMessage {
     pub via: Via,
 }
 
+/// A Matrix user started or stopped typing in a portal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatrixTyping {
+    /// Who.
+    pub user_id: OwnedUserId,
+    /// Their login it concerns.
+    pub via: Via,
+    /// Typing now (`false`: stopped).
+    pub typing: bool,
+}
+
+/// A Matrix user has read a portal up to a bridged message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatrixRead {
+    /// Who.
+    pub user_id: OwnedUserId,
+    /// Their login it concerns.
+    pub via: Via,
+    /// The last message they read.
+    pub target: RemoteMessageId,
+}
+
 /// A Matrix user a message mentions, and who they are on the network when the bridge knows:
 /// a puppet's remote user, or a real user's own login.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -52,6 +52,8 @@ pub(crate) struct BridgeHost {
     store: Store,
     /// Management rooms and their users.
     management: std::sync::RwLock<HashMap<ruma::OwnedRoomId, ruma::OwnedUserId>>,
+    /// Who was typing in each portal at the last notification.
+    typing: Mutex<HashMap<ruma::OwnedRoomId, HashSet<ruma::OwnedUserId>>>,
 }
 
 /// A bridge as the host runs it.
@@ -79,6 +81,7 @@ pub(crate) struct HostedBridge {
 }
 
 mod logins;
+mod presence;
 
 /// The kind of a portal event, as a metric label.
 fn kind_label(event: &PortalEvent) -> &'static str {
@@ -163,6 +166,7 @@ impl BridgeHost {
             permissions: options.permissions.clone(),
             store: store.clone(),
             management: std::sync::RwLock::new(management),
+            typing: Mutex::default(),
         })
     }
 

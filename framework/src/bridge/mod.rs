@@ -18,7 +18,9 @@ pub use format::{
     clean_text, html_to_markdown, html_to_text, markdown_to_html, mentioned_user, sanitize_html,
     strip_reply_fallback,
 };
-pub use from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, Mention};
+pub use from_matrix::{
+    MatrixEdit, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction, MatrixTyping, Mention,
+};
 pub(crate) use host::BridgeHost;
 pub use ids::{
     LoginId, PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId, escape_localpart,
@@ -32,8 +34,8 @@ pub use matrix::{
 };
 pub use media::{MatrixMedia, MediaHandler, MediaKind, RemoteMedia};
 pub use plugin::{
-    AliasHandler, Bridge, BridgeContext, BridgeState, EditHandler, PortalRooms, ReactionHandler,
-    RedactionHandler,
+    AliasHandler, Bridge, BridgeContext, BridgeState, EditHandler, PortalRooms, PresenceHandler,
+    ReactionHandler, RedactionHandler,
 };
 pub use puppet::{PuppetNaming, TemplateError};
 pub use remote::{Applied, RemoteEvent, RemoteReaction};

@@ -9,7 +9,9 @@ use ruma::{OwnedRoomId, RoomId};
 use tokio_util::sync::CancellationToken;
 
 use super::commands::BridgeCommand;
-use super::from_matrix::{MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction};
+use super::from_matrix::{
+    MatrixEdit, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction, MatrixTyping,
+};
 use super::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId};
 use super::login::{Login, LoginHandler};
 use super::matrix::{BridgeError, BridgeInfo, MatrixSide, PortalInfo};
@@ -100,6 +102,11 @@ pub trait Bridge: Send + Sync + 'static {
         None
     }
 
+    /// Typing notifications and read receipts of Matrix users, if the network shows them.
+    fn presence(&self) -> Option<&dyn PresenceHandler> {
+        None
+    }
+
     /// Edits of Matrix messages, if the network can carry them (otherwise the sender is told
     /// that edits do not reach it).
     fn edits(&self) -> Option<&dyn EditHandler> {
@@ -128,6 +135,28 @@ pub trait AliasHandler: Send + Sync {
         ctx: &BridgeContext,
         chat: &RemoteChatId,
     ) -> Option<PortalInfo>;
+}
+
+/// A bridge whose network shows who is typing and who has read what. Only users with their
+/// own login (or any user, for a bridge that needs no login) are passed on; relayed users are
+/// not. Delivery is best effort: nothing is queued when the network cannot take it.
+#[async_trait::async_trait]
+pub trait PresenceHandler: Send + Sync {
+    /// A Matrix user started or stopped typing in a portal.
+    async fn handle_matrix_typing(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        typing: &MatrixTyping,
+    ) -> Result<(), HandleError>;
+
+    /// A Matrix user read a portal up to a bridged message.
+    async fn handle_matrix_read(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        read: &MatrixRead,
+    ) -> Result<(), HandleError>;
 }
 
 /// A bridge whose network can edit messages.
