@@ -304,6 +304,8 @@ async fn messages_sent_while_the_network_is_down_wait_in_the_outbox_across_a_res
         down.display().to_string()
     );
     let (slot, _synapse, running, alice, portal) = loopback("outbox", &extra).await;
+    // Alice's joining reached the network before it goes down (else it would wait too).
+    command_answer(&alice, &portal, &slot.bot(), "!loopback who").await;
     std::fs::write(&down, "").expect("network down");
     for body in ["one", "two", "three"] {
         alice.send_text(&portal, body).await.expect("sent");
@@ -344,9 +346,23 @@ async fn messages_sent_while_the_network_is_down_wait_in_the_outbox_across_a_res
     .expect("the network gets them once it is back");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(answers, ["echo: one", "echo: two", "echo: three"]);
+    let bot = slot.bot();
+    let conversation: Vec<String> = messages(&alice, &portal)
+        .await
+        .into_iter()
+        .filter(|(sender, body)| *sender != bot && !body.starts_with('!'))
+        .map(|(_, body)| body)
+        .collect();
     assert_eq!(
-        messages(&alice, &portal).await.len(),
-        6,
+        conversation,
+        [
+            "one",
+            "two",
+            "three",
+            "echo: one",
+            "echo: two",
+            "echo: three"
+        ],
         "each message and answer once"
     );
     let depth = slot.metric("switchboard_bridge_outbox_depth").await;
@@ -1099,7 +1115,8 @@ async fn mentions_go_both_ways(alice: &MatrixUser, portal: &str, answer: &Value)
 }
 
 /// `sync` brings the portal up to date with its chat: the chat's members (echo) join and its
-/// topic is set, through the bridge's remote events.
+/// topic and avatar are set, through the bridge's remote events; and a Matrix user's joining
+/// reached the network.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_brings_the_portal_up_to_date() {
     let (slot, _synapse, running, alice, portal) = loopback("sync", "").await;
@@ -1124,6 +1141,11 @@ async fn sync_brings_the_portal_up_to_date() {
     );
     let members = alice.joined_members(&portal).await.expect("members");
     assert!(members.iter().any(|m| m == ECHO), "{members:?}");
+    // Alice's join reached the network, which keeps its members in the portal's data.
+    assert_eq!(
+        command_answer(&alice, &portal, &slot.bot(), "!loopback who").await,
+        format!("In lobby: {}", alice.user_id)
+    );
     running.stop().await.expect("clean stop");
 }
 

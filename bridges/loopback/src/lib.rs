@@ -17,17 +17,17 @@ use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
     AliasHandler, Applied, Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo,
     BridgeState, Bridged, EditHandler, LoginField, LoginFlow, LoginHandler, LoginId, LoginRequest,
-    LoginStep, MatrixEdit, MatrixMedia, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction,
-    MatrixTyping, MediaHandler, NewLogin, PortalInfo, PortalKey, PresenceHandler, PuppetProfile,
-    ReactionHandler, RedactionHandler, RemoteChatId, RemoteEvent, RemoteMedia, RemoteMessageId,
-    RemoteReaction, RemoteText, RemoteUserId, TextKind, Via,
+    LoginStep, MatrixEdit, MatrixMedia, MatrixMembership, MatrixMessage, MatrixReaction,
+    MatrixRead, MatrixRedaction, MatrixTyping, MediaHandler, NewLogin, PortalInfo, PortalKey,
+    PresenceHandler, PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId, RemoteEvent,
+    RemoteMedia, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, TextKind, Via,
 };
 use switchboard_framework::bridge::{clean_text, html_to_text};
 use switchboard_framework::command::CommandSpec;
 use switchboard_framework::config::PluginSection;
 use switchboard_framework::permission::PermissionLevel;
 use switchboard_framework::ruma::OwnedUserId;
-use switchboard_framework::serde::Deserialize;
+use switchboard_framework::serde::{Deserialize, Serialize};
 
 /// The id of the one remote chat.
 const CHAT: &str = "lobby";
@@ -47,6 +47,13 @@ pub struct LoopbackSettings {
     pub require_login: bool,
     /// While this file exists the network is down.
     pub outage_file: Option<PathBuf>,
+}
+
+/// What the loopback network keeps about a chat: the Matrix users in it, in joining order.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(crate = "switchboard_framework::serde")]
+struct ChatMembers {
+    members: Vec<String>,
 }
 
 /// The loopback bridge.
@@ -326,6 +333,11 @@ impl Bridge for LoopbackBridge {
             .max_args(1)
             .permission(PermissionLevel::Admin),
             CommandSpec::new(
+                "who",
+                "Lists the Matrix users the network sees in this chat",
+            )
+            .max_args(0),
+            CommandSpec::new(
                 "inject",
                 "Makes echo say <text> as the network's message <id> (again, if it was before)",
             )
@@ -349,6 +361,14 @@ impl Bridge for LoopbackBridge {
         match command.invocation.name.as_str() {
             "remote-say" => return self.remote_say(ctx, command).await,
             "inject" => return self.inject(ctx, command).await,
+            "who" => {
+                let portal = command
+                    .portal
+                    .clone()
+                    .unwrap_or_else(|| PortalKey::shared(CHAT));
+                let chat: ChatMembers = ctx.matrix().portal_data(&portal).await?;
+                return Ok(format!("In {}: {}", portal.chat, chat.members.join(", ")));
+            }
             _ => {}
         }
         let down = match command.invocation.args.first().map(String::as_str) {
@@ -481,6 +501,24 @@ impl PresenceHandler for LoopbackBridge {
             typing: typing.typing,
         };
         self.echo(ctx, portal, echo).await
+    }
+
+    /// The network keeps who is in each chat (the portal's data), for `who`.
+    async fn handle_matrix_membership(
+        &self,
+        ctx: &BridgeContext,
+        portal: &PortalKey,
+        membership: &MatrixMembership,
+    ) -> Result<(), HandleError> {
+        self.reachable()?;
+        let mut chat: ChatMembers = ctx.matrix().portal_data(portal).await?;
+        let user = membership.user_id.to_string();
+        chat.members.retain(|member| *member != user);
+        if membership.joined {
+            chat.members.push(user);
+        }
+        ctx.matrix().set_portal_data(portal, &chat).await?;
+        Ok(())
     }
 
     /// When you have read echo's answer, echo has read your message.

@@ -47,6 +47,15 @@ pub struct MatrixTyping {
     pub typing: bool,
 }
 
+/// A Matrix user joined or left a portal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatrixMembership {
+    /// Who.
+    pub user_id: OwnedUserId,
+    /// Joined (`true`) or left (`false`: left, kicked or banned).
+    pub joined: bool,
+}
+
 /// A Matrix user has read a portal up to a bridged message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatrixRead {
@@ -142,6 +151,8 @@ pub(crate) enum PortalEvent {
     Reaction { target: OwnedEventId, key: String },
     /// A redaction of another event.
     Redaction { target: OwnedEventId },
+    /// A user joined or left (their own membership, `state_key` = sender... or a kick/ban).
+    Membership { user: OwnedUserId, joined: bool },
 }
 
 /// A file a Matrix message points to, before it is downloaded.
@@ -324,6 +335,15 @@ impl PortalEvent {
                     key: rel.key?,
                 })
             }
+            "m.room.member" => {
+                let user = OwnedUserId::try_from(event.state_key.as_deref()?).ok()?;
+                let joined = match event.membership()?.as_str() {
+                    "join" => true,
+                    "leave" | "ban" => false,
+                    _ => return None,
+                };
+                Some(Self::Membership { user, joined })
+            }
             "m.room.redaction" => {
                 let redaction: RedactionEvent = serde_json::from_str(raw).ok()?;
                 Some(Self::Redaction {
@@ -339,7 +359,7 @@ impl PortalEvent {
     pub(crate) fn referenced_event(&self) -> Option<&OwnedEventId> {
         match self {
             Self::Message { reply_to, .. } => reply_to.as_ref(),
-            Self::Media(_) => None,
+            Self::Media(_) | Self::Membership { .. } => None,
             Self::Edit { target, .. }
             | Self::Reaction { target, .. }
             | Self::Redaction { target } => Some(target),

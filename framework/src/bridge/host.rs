@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::commands::{BridgeCommand, command_set, may_hold_command};
 use super::from_matrix::{
-    MatrixEdit, MatrixMessage, MatrixReaction, MatrixRedaction, MediaRef, Mention, PortalEvent,
+    MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRedaction, MediaRef,
+    Mention, PortalEvent,
 };
 use super::ids::{PortalKey, RemoteChatId};
 use super::login::Via;
@@ -88,6 +89,7 @@ fn kind_label(event: &PortalEvent) -> &'static str {
     match event {
         PortalEvent::Message { .. } => "message",
         PortalEvent::Media(_) => "media",
+        PortalEvent::Membership { .. } => "membership",
         PortalEvent::Edit { .. } => "edit",
         PortalEvent::Reaction { .. } => "reaction",
         PortalEvent::Redaction { .. } => "redaction",
@@ -471,7 +473,12 @@ impl HostedBridge {
         .filter(|r| {
             matches!(read, PortalEvent::Redaction { .. }) || reaction_key(&r.part).is_none()
         });
-        let Some(via) = self.route(portal, event).await? else {
+        // A membership change is not sent with anyone's login: it is news about the room.
+        let via = if matches!(read, PortalEvent::Membership { .. }) {
+            Via::Bridge
+        } else if let Some(via) = self.route(portal, event).await? {
+            via
+        } else {
             self.count(kind, "no_login");
             return Ok(());
         };
@@ -491,6 +498,7 @@ impl HostedBridge {
                 let what = match kind {
                     "edit" => "Edits",
                     "media" => "Files",
+                    "membership" => return Ok(()),
                     _ => "Deletions",
                 };
                 let reason = format!("{what} are not carried to this network.");
@@ -558,6 +566,13 @@ impl HostedBridge {
             }
             PortalEvent::Media(media) => {
                 return self.deliver_media(portal, event, media, via).await;
+            }
+            PortalEvent::Membership { user, joined } => {
+                let membership = MatrixMembership {
+                    user_id: user,
+                    joined,
+                };
+                return self.deliver_membership(portal, &membership).await;
             }
             PortalEvent::Edit { body, html, .. } => {
                 let Some(target) = referenced else {
@@ -631,6 +646,21 @@ impl HostedBridge {
             mentions.push(Mention { user_id, remote });
         }
         Ok(mentions)
+    }
+
+    /// Tells the bridge a Matrix user joined or left a portal.
+    async fn deliver_membership(
+        &self,
+        portal: &PortalKey,
+        membership: &MatrixMembership,
+    ) -> Result<Delivered, HandleError> {
+        let Some(handler) = self.bridge.presence() else {
+            return Ok(Delivered::Unsupported);
+        };
+        handler
+            .handle_matrix_membership(&self.ctx, portal, membership)
+            .await?;
+        Ok(Delivered::Yes)
     }
 
     /// Hands a redaction to the bridge: of a reaction, or of a message.

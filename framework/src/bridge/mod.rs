@@ -19,7 +19,8 @@ pub use format::{
     strip_reply_fallback,
 };
 pub use from_matrix::{
-    MatrixEdit, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction, MatrixTyping, Mention,
+    MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction,
+    MatrixTyping, Mention,
 };
 pub(crate) use host::BridgeHost;
 pub use ids::{

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::commands::BridgeCommand;
 use super::from_matrix::{
-    MatrixEdit, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction, MatrixTyping,
+    MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction,
+    MatrixTyping,
 };
 use super::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId};
 use super::login::{Login, LoginHandler};
@@ -157,6 +158,17 @@ pub trait PresenceHandler: Send + Sync {
         portal: &PortalKey,
         read: &MatrixRead,
     ) -> Result<(), HandleError>;
+
+    /// A Matrix user joined or left a portal (ignored by default). Unlike typing, this is
+    /// delivered like a message: in order, through the outbox when the network is down.
+    async fn handle_matrix_membership(
+        &self,
+        _ctx: &BridgeContext,
+        _portal: &PortalKey,
+        _membership: &MatrixMembership,
+    ) -> Result<(), HandleError> {
+        Ok(())
+    }
 }
 
 /// A bridge whose network can edit messages.
