@@ -1221,3 +1221,39 @@ async fn typing_and_read_receipts_reach_the_network() {
     .expect("echo has read alice's message");
     running.stop().await.expect("clean stop");
 }
+
+/// A message in a thread reaches the network with its thread, and echo answers in the same
+/// thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_go_both_ways() {
+    let (_slot, _synapse, running, alice, portal) = loopback("thread", "").await;
+    let root = alice.send_text(&portal, "root").await.expect("sent");
+    wait_for(&alice, &portal, "echo's answer to the root", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: root"
+    })
+    .await;
+    let in_thread = alice
+        .send_event(
+            &portal,
+            "m.room.message",
+            &json!({
+                "msgtype": "m.text", "body": "in the thread",
+                "m.relates_to": {
+                    "rel_type": "m.thread", "event_id": root, "is_falling_back": true,
+                    "m.in_reply_to": { "event_id": root },
+                },
+            }),
+        )
+        .await
+        .expect("sent");
+    let answer = wait_for(&alice, &portal, "echo's answer in the thread", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: in the thread"
+    })
+    .await;
+    let relation = &answer["content"]["m.relates_to"];
+    assert_eq!(relation["rel_type"], "m.thread", "{answer}");
+    assert_eq!(relation["event_id"], root.as_str());
+    assert_eq!(relation["m.in_reply_to"]["event_id"], in_thread.as_str());
+    assert_eq!(relation["is_falling_back"], false);
+    running.stop().await.expect("clean stop");
+}

@@ -86,6 +86,7 @@ fn text(id: &str, sender: &str, displayname: &str, body: &str) -> RemoteText {
         sent_at_ms: None,
         reply_to: None,
         mentions: Vec::new(),
+        thread: None,
     }
 }
 

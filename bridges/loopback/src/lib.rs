@@ -98,6 +98,7 @@ fn echo_text(id: RemoteMessageId, body: &str, reply_to: Option<RemoteMessageId>)
         sent_at_ms: None,
         reply_to,
         mentions: Vec::new(),
+        thread: None,
     }
 }
 
@@ -193,6 +194,7 @@ impl LoopbackBridge {
             sent_at_ms: None,
             reply_to: None,
             mentions: Vec::new(),
+            thread: None,
         };
         self.echo(ctx, &portal, RemoteEvent::Message(said)).await?;
         Ok(format!("Said on the network as {}.", login.remote_name))
@@ -278,6 +280,11 @@ impl Bridge for LoopbackBridge {
                     text
                 }
                 Via::Relay(_) | Via::Bridge => echo_text(answer, &said, Some(id.clone())),
+            };
+            // Echo answers in the thread the message is in.
+            let text = RemoteText {
+                thread: message.thread.clone(),
+                ..text
             };
             self.echo(ctx, portal, RemoteEvent::Message(text)).await?;
         }

@@ -31,6 +31,8 @@ pub struct MatrixMessage {
     pub reply_to: Option<RemoteMessageId>,
     /// The users it mentions (`m.mentions`, or the pills of its HTML).
     pub mentions: Vec<Mention>,
+    /// The remote message whose thread it is in, if it is in a thread of a bridged message.
+    pub thread: Option<RemoteMessageId>,
     /// The login it goes to the network with (the sender's own, the portal's relay, or none
     /// for a bridge without logins).
     pub via: Via,
@@ -138,6 +140,7 @@ pub(crate) enum PortalEvent {
         html: Option<String>,
         reply_to: Option<OwnedEventId>,
         mentions: Vec<OwnedUserId>,
+        thread: Option<OwnedEventId>,
     },
     /// An edit (`m.replace`) of another event.
     Edit {
@@ -212,6 +215,9 @@ struct RelatesTo {
     key: Option<String>,
     #[serde(rename = "m.in_reply_to")]
     in_reply_to: Option<InReplyTo>,
+    /// In a thread: `true` when `m.in_reply_to` is only the fallback for clients without threads.
+    #[serde(default)]
+    is_falling_back: bool,
 }
 
 #[derive(Deserialize)]
@@ -305,7 +311,14 @@ impl PortalEvent {
                         body: new.body,
                     });
                 }
-                let reply_to = relates_to.and_then(|r| r.in_reply_to).map(|r| r.event_id);
+                let thread = relates_to
+                    .as_ref()
+                    .filter(|r| r.rel_type.as_deref() == Some("m.thread"))
+                    .and_then(|r| r.event_id.clone());
+                let reply_to = relates_to
+                    .filter(|r| !(thread.is_some() && r.is_falling_back))
+                    .and_then(|r| r.in_reply_to)
+                    .map(|r| r.event_id);
                 let body = if reply_to.is_some() {
                     strip_reply_fallback(&content.body).to_owned()
                 } else {
@@ -324,6 +337,7 @@ impl PortalEvent {
                     html,
                     reply_to,
                     mentions,
+                    thread,
                 })
             }
             "m.reaction" => {
@@ -405,8 +419,31 @@ mod tests {
                 html: Some("<b>my</b> answer".into()),
                 reply_to: Some(OwnedEventId::try_from("$earlier").expect("id")),
                 mentions: Vec::new(),
+                thread: None,
             })
         );
+    }
+
+    #[test]
+    fn a_thread_message_names_its_root_and_its_fallback_is_no_reply() {
+        let read = read(&event(
+            "m.room.message",
+            &json!({
+                "msgtype": "m.text", "body": "in thread",
+                "m.relates_to": {
+                    "rel_type": "m.thread", "event_id": "$root", "is_falling_back": true,
+                    "m.in_reply_to": { "event_id": "$last" },
+                },
+            }),
+        ));
+        let Some(PortalEvent::Message {
+            thread, reply_to, ..
+        }) = read
+        else {
+            panic!("a message");
+        };
+        assert_eq!(thread, Some(OwnedEventId::try_from("$root").expect("id")));
+        assert_eq!(reply_to, None);
     }
 
     #[test]

@@ -535,34 +535,11 @@ impl HostedBridge {
         let event_id = event.event_id.clone();
         let sender = event.sender.clone();
         match read {
-            PortalEvent::Message {
-                kind,
-                body,
-                html,
-                reply_to: _,
-                mentions,
-            } => {
-                let mentions = self.mentions(mentions).await?;
-                let (body, html) = match &via {
-                    Via::Relay(_) => self.relayed(event, &body, html.as_deref()).await?,
-                    _ => (body, html),
-                };
-                let message = MatrixMessage {
-                    via,
-                    event_id,
-                    room_id: event.room_id.clone(),
-                    sender,
-                    kind,
-                    body,
-                    html,
-                    reply_to: referenced.map(|r| r.remote_message_id),
-                    mentions,
-                };
-                let remote_id = self
-                    .bridge
-                    .handle_matrix_message(ctx, portal, &message)
-                    .await?;
-                self.record(portal, event, remote_id, String::new()).await?;
+            message @ PortalEvent::Message { .. } => {
+                let reply_to = referenced.map(|r| r.remote_message_id);
+                return self
+                    .deliver_message(portal, event, message, reply_to, via)
+                    .await;
             }
             PortalEvent::Media(media) => {
                 return self.deliver_media(portal, event, media, via).await;
@@ -646,6 +623,59 @@ impl HostedBridge {
             mentions.push(Mention { user_id, remote });
         }
         Ok(mentions)
+    }
+
+    /// Hands a Matrix message to the bridge (relayed text when it goes through the relay)
+    /// and records what it became on the network.
+    async fn deliver_message(
+        &self,
+        portal: &PortalKey,
+        event: &RoomEvent,
+        message: PortalEvent,
+        reply_to: Option<super::RemoteMessageId>,
+        via: Via,
+    ) -> Result<Delivered, HandleError> {
+        let PortalEvent::Message {
+            kind,
+            body,
+            html,
+            mentions,
+            thread,
+            ..
+        } = message
+        else {
+            return Ok(Delivered::Unmapped);
+        };
+        let mentions = self.mentions(mentions).await?;
+        let thread = match thread {
+            Some(root) => self
+                .mapped(portal, &root)
+                .await?
+                .map(|r| r.remote_message_id),
+            None => None,
+        };
+        let (body, html) = match &via {
+            Via::Relay(_) => self.relayed(event, &body, html.as_deref()).await?,
+            _ => (body, html),
+        };
+        let message = MatrixMessage {
+            via,
+            event_id: event.event_id.clone(),
+            room_id: event.room_id.clone(),
+            sender: event.sender.clone(),
+            kind,
+            body,
+            html,
+            reply_to,
+            mentions,
+            thread,
+        };
+        let remote_id = self
+            .bridge
+            .handle_matrix_message(&self.ctx, portal, &message)
+            .await?;
+        self.record(portal, event, remote_id, String::new()).await?;
+        Ok(Delivered::Yes)
     }
 
     /// Tells the bridge a Matrix user joined or left a portal.

@@ -145,6 +145,9 @@ pub struct RemoteText {
     /// The remote users it mentions (notified in Matrix: their puppets, or the Matrix users
     /// whose logins they are). Put pills in `html` with [`MatrixSide::pill`].
     pub mentions: Vec<RemoteUserId>,
+    /// The remote message whose thread it is in, if any (a Matrix thread when that message
+    /// was bridged).
+    pub thread: Option<RemoteMessageId>,
 }
 
 /// Whether a remote message was sent now or had been bridged before.
@@ -583,10 +586,29 @@ impl MatrixSide {
             }
             content["m.mentions"] = json!({ "user_ids": user_ids });
         }
-        if let Some(reply_to) = &message.reply_to
-            && let Some(replied) = self.mapped_event(key, reply_to, "").await?
-        {
-            content["m.relates_to"] = json!({ "m.in_reply_to": { "event_id": replied } });
+        let replied = match &message.reply_to {
+            Some(reply_to) => self.mapped_event(key, reply_to, "").await?,
+            None => None,
+        };
+        let root = match &message.thread {
+            Some(thread) => self.mapped_event(key, thread, "").await?,
+            None => None,
+        };
+        match (root, replied) {
+            (Some(root), replied) => {
+                // In a thread; clients without threads see a reply to the thread's last
+                // message (or to the one replied to).
+                let falling_back = replied.is_none();
+                let in_reply_to = replied.unwrap_or_else(|| root.clone());
+                content["m.relates_to"] = json!({
+                    "rel_type": "m.thread", "event_id": root, "is_falling_back": falling_back,
+                    "m.in_reply_to": { "event_id": in_reply_to },
+                });
+            }
+            (None, Some(replied)) => {
+                content["m.relates_to"] = json!({ "m.in_reply_to": { "event_id": replied } });
+            }
+            (None, None) => {}
         }
         let event_id = self
             .send_and_map(&room_id, &speaker, key, message, content)
