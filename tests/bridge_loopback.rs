@@ -1257,3 +1257,22 @@ async fn threads_go_both_ways() {
     assert_eq!(relation["is_falling_back"], false);
     running.stop().await.expect("clean stop");
 }
+
+/// A shared location reaches the network as a location, and echo shares the same place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locations_go_both_ways() {
+    let (_slot, _synapse, running, alice, portal) = loopback("geo", "").await;
+    let content =
+        json!({ "msgtype": "m.location", "body": "the office", "geo_uri": "geo:52.52,13.40" });
+    alice
+        .send_event(&portal, "m.room.message", &content)
+        .await
+        .expect("sent");
+    let answer = wait_for(&alice, &portal, "echo's location", |e| {
+        e["sender"] == ECHO && e["content"]["msgtype"] == "m.location"
+    })
+    .await;
+    assert_eq!(answer["content"]["geo_uri"], "geo:52.52,13.40");
+    assert_eq!(answer["content"]["body"], "echo: the office");
+    running.stop().await.expect("clean stop");
+}

@@ -87,6 +87,7 @@ fn text(id: &str, sender: &str, displayname: &str, body: &str) -> RemoteText {
         reply_to: None,
         mentions: Vec::new(),
         thread: None,
+        geo_uri: None,
     }
 }
 

@@ -99,6 +99,7 @@ fn echo_text(id: RemoteMessageId, body: &str, reply_to: Option<RemoteMessageId>)
         reply_to,
         mentions: Vec::new(),
         thread: None,
+        geo_uri: None,
     }
 }
 
@@ -195,6 +196,7 @@ impl LoopbackBridge {
             reply_to: None,
             mentions: Vec::new(),
             thread: None,
+            geo_uri: None,
         };
         self.echo(ctx, &portal, RemoteEvent::Message(said)).await?;
         Ok(format!("Said on the network as {}.", login.remote_name))
@@ -281,9 +283,10 @@ impl Bridge for LoopbackBridge {
                 }
                 Via::Relay(_) | Via::Bridge => echo_text(answer, &said, Some(id.clone())),
             };
-            // Echo answers in the thread the message is in.
+            // Echo answers in the thread the message is in, and a location with the same place.
             let text = RemoteText {
                 thread: message.thread.clone(),
+                geo_uri: message.geo_uri.clone(),
                 ..text
             };
             self.echo(ctx, portal, RemoteEvent::Message(text)).await?;

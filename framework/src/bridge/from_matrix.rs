@@ -33,6 +33,9 @@ pub struct MatrixMessage {
     pub mentions: Vec<Mention>,
     /// The remote message whose thread it is in, if it is in a thread of a bridged message.
     pub thread: Option<RemoteMessageId>,
+    /// A shared location (`m.location`) as a `geo:` URI; `body` then describes it, which a
+    /// network without locations can send as text.
+    pub geo_uri: Option<String>,
     /// The login it goes to the network with (the sender's own, the portal's relay, or none
     /// for a bridge without logins).
     pub via: Via,
@@ -141,6 +144,7 @@ pub(crate) enum PortalEvent {
         reply_to: Option<OwnedEventId>,
         mentions: Vec<OwnedUserId>,
         thread: Option<OwnedEventId>,
+        geo_uri: Option<String>,
     },
     /// An edit (`m.replace`) of another event.
     Edit {
@@ -184,6 +188,7 @@ struct MessageContent {
     new_content: Option<NewContent>,
     #[serde(rename = "m.mentions")]
     mentions: Option<Mentions>,
+    geo_uri: Option<String>,
     url: Option<String>,
     filename: Option<String>,
     info: Option<MediaInfo>,
@@ -296,10 +301,15 @@ impl PortalEvent {
                     }));
                 }
                 let kind = match content.msgtype.as_str() {
-                    "m.text" => TextKind::Text,
+                    "m.text" | "m.location" => TextKind::Text,
                     "m.notice" => TextKind::Notice,
                     "m.emote" => TextKind::Emote,
                     _ => return None,
+                };
+                let geo_uri = if content.msgtype == "m.location" {
+                    Some(content.geo_uri?)
+                } else {
+                    None
                 };
                 let relates_to = content.relates_to;
                 if let (Some(new), Some(rel)) = (content.new_content, &relates_to)
@@ -338,6 +348,7 @@ impl PortalEvent {
                     reply_to,
                     mentions,
                     thread,
+                    geo_uri,
                 })
             }
             "m.reaction" => {
@@ -420,6 +431,7 @@ mod tests {
                 reply_to: Some(OwnedEventId::try_from("$earlier").expect("id")),
                 mentions: Vec::new(),
                 thread: None,
+                geo_uri: None,
             })
         );
     }

@@ -641,6 +641,7 @@ impl HostedBridge {
             html,
             mentions,
             thread,
+            geo_uri,
             ..
         } = message
         else {
@@ -669,6 +670,7 @@ impl HostedBridge {
             reply_to,
             mentions,
             thread,
+            geo_uri,
         };
         let remote_id = self
             .bridge

@@ -148,6 +148,8 @@ pub struct RemoteText {
     /// The remote message whose thread it is in, if any (a Matrix thread when that message
     /// was bridged).
     pub thread: Option<RemoteMessageId>,
+    /// A shared location as a `geo:` URI (sent as `m.location`, `body` describing it).
+    pub geo_uri: Option<String>,
 }
 
 /// Whether a remote message was sent now or had been bridged before.
@@ -898,8 +900,11 @@ pub(super) struct Mapped<'a> {
     pub(super) sent_at_ms: Option<u64>,
 }
 
-/// The `m.room.message` content of a remote text (HTML sanitised).
+/// The `m.room.message` content of a remote text (HTML sanitised), or of a location.
 fn text_content(message: &RemoteText) -> serde_json::Value {
+    if let Some(geo_uri) = &message.geo_uri {
+        return json!({ "msgtype": "m.location", "body": message.body, "geo_uri": geo_uri });
+    }
     let msgtype = match message.kind {
         TextKind::Text => "m.text",
         TextKind::Notice => "m.notice",
