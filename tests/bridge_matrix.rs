@@ -10,7 +10,7 @@ use switchboard_framework::HomeserverClient;
 use switchboard_framework::Namespaces;
 use switchboard_framework::bridge::{
     BridgeInfo, Bridged, MatrixSide, PortalInfo, PortalKey, PuppetNaming, PuppetProfile,
-    RemoteMessageId, RemoteText, RemoteUserId, TextKind,
+    RemoteMessageId, RemoteText, RemoteUserId,
 };
 use switchboard_framework::config::{ClientConfig, SqliteSync};
 use switchboard_framework::metrics::Metrics;
@@ -72,23 +72,16 @@ async fn bridge_on_synapse() -> (Synapse, MatrixSide, PuppetNaming, tempfile::Te
 }
 
 fn text(id: &str, sender: &str, displayname: &str, body: &str) -> RemoteText {
-    RemoteText {
-        id: RemoteMessageId::from(id),
-        part: String::new(),
-        sender: RemoteUserId::from(sender),
-        sender_profile: PuppetProfile {
-            displayname: Some(displayname.into()),
-            avatar_url: None,
-        },
-        body: body.into(),
-        html: None,
-        kind: TextKind::Text,
-        sent_at_ms: None,
-        reply_to: None,
-        mentions: Vec::new(),
-        thread: None,
-        geo_uri: None,
-    }
+    let profile = PuppetProfile {
+        displayname: Some(displayname.into()),
+        avatar_url: None,
+    };
+    RemoteText::text(
+        RemoteMessageId::from(id),
+        RemoteUserId::from(sender),
+        profile,
+        body,
+    )
 }
 
 /// A real user `alice` who joined the portal of the shared chat `chat`.

@@ -20,7 +20,7 @@ use switchboard_framework::bridge::{
     LoginStep, MatrixEdit, MatrixMedia, MatrixMembership, MatrixMessage, MatrixReaction,
     MatrixRead, MatrixRedaction, MatrixTyping, MediaHandler, NewLogin, PortalInfo, PortalKey,
     PresenceHandler, PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId, RemoteEvent,
-    RemoteMedia, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, TextKind, Via,
+    RemoteMedia, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, Via,
 };
 use switchboard_framework::bridge::{clean_text, html_to_text};
 use switchboard_framework::command::CommandSpec;
@@ -88,18 +88,13 @@ fn echo_profile() -> PuppetProfile {
 
 fn echo_text(id: RemoteMessageId, body: &str, reply_to: Option<RemoteMessageId>) -> RemoteText {
     RemoteText {
-        id,
-        part: String::new(),
-        sender: RemoteUserId::from(ECHO),
-        sender_profile: echo_profile(),
-        body: format!("echo: {body}"),
-        html: None,
-        kind: TextKind::Text,
-        sent_at_ms: None,
         reply_to,
-        mentions: Vec::new(),
-        thread: None,
-        geo_uri: None,
+        ..RemoteText::text(
+            id,
+            RemoteUserId::from(ECHO),
+            echo_profile(),
+            format!("echo: {body}"),
+        )
     }
 }
 
@@ -151,8 +146,12 @@ impl LoopbackBridge {
             .portal
             .clone()
             .unwrap_or_else(|| PortalKey::shared(CHAT));
-        let mut said = echo_text(RemoteMessageId::from(id), "", None);
-        said.body = text.trim().to_owned();
+        let said = RemoteText::text(
+            RemoteMessageId::from(id),
+            RemoteUserId::from(ECHO),
+            echo_profile(),
+            text.trim(),
+        );
         let applied = ctx
             .matrix()
             .apply(&portal, &self.portal_info(), &RemoteEvent::Message(said))
@@ -181,23 +180,16 @@ impl LoopbackBridge {
             .portal
             .clone()
             .unwrap_or_else(|| PortalKey::shared(CHAT));
-        let said = RemoteText {
-            id: RemoteMessageId(format!("said-{}", command.event_id)),
-            part: String::new(),
-            sender: RemoteUserId(login.id.0.clone()),
-            sender_profile: PuppetProfile {
-                displayname: Some(login.remote_name.clone()),
-                avatar_url: None,
-            },
-            body: command.invocation.raw_args.clone(),
-            html: None,
-            kind: TextKind::Text,
-            sent_at_ms: None,
-            reply_to: None,
-            mentions: Vec::new(),
-            thread: None,
-            geo_uri: None,
+        let profile = PuppetProfile {
+            displayname: Some(login.remote_name.clone()),
+            avatar_url: None,
         };
+        let said = RemoteText::text(
+            RemoteMessageId(format!("said-{}", command.event_id)),
+            RemoteUserId(login.id.0.clone()),
+            profile,
+            command.invocation.raw_args.clone(),
+        );
         self.echo(ctx, &portal, RemoteEvent::Message(said)).await?;
         Ok(format!("Said on the network as {}.", login.remote_name))
     }

@@ -57,8 +57,8 @@ pub enum LoginStep {
     Complete(NewLogin),
 }
 
-/// An account a flow logged in to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// An account a flow logged in to. (`Debug` leaves `data` out: it may hold credentials.)
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewLogin {
     /// The account's id on the network.
     pub id: LoginId,
@@ -68,8 +68,9 @@ pub struct NewLogin {
     pub data: serde_json::Value,
 }
 
-/// One call of a login flow.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One call of a login flow. (`Debug` shows the fields entered, not their values: they may be
+/// passwords.)
+#[derive(Clone, PartialEq, Eq)]
 pub struct LoginRequest {
     /// Who is logging in.
     pub user: OwnedUserId,
@@ -81,8 +82,9 @@ pub struct LoginRequest {
     pub step: u32,
 }
 
-/// A login of a Matrix user, as the framework hands it to a bridge.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A login of a Matrix user, as the framework hands it to a bridge. (`Debug` leaves `data`
+/// out: it may hold credentials.)
+#[derive(Clone, PartialEq, Eq)]
 pub struct Login {
     /// The account's id on the network.
     pub id: LoginId,
@@ -92,6 +94,41 @@ pub struct Login {
     pub remote_name: String,
     /// The bridge's data about it.
     pub data: serde_json::Value,
+}
+
+/// What a login's `data` shows in logs.
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for NewLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewLogin")
+            .field("id", &self.id)
+            .field("remote_name", &self.remote_name)
+            .field("data", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("user", &self.user)
+            .field("flow", &self.flow)
+            .field("input", &self.input.keys().collect::<Vec<_>>())
+            .field("step", &self.step)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("remote_name", &self.remote_name)
+            .field("data", &REDACTED)
+            .finish()
+    }
 }
 
 /// Through which login a Matrix message goes to the network.
@@ -139,5 +176,35 @@ pub trait LoginHandler: Send + Sync {
     /// everything as the bridge itself may say no; logins then speak for their owners.
     fn login_required(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let request = LoginRequest {
+            user: OwnedUserId::try_from("@u:x").expect("user"),
+            flow: "password".into(),
+            input: BTreeMap::from([("password".to_owned(), "hunter2".to_owned())]),
+            step: 1,
+        };
+        let login = Login {
+            id: LoginId::from("me"),
+            user_id: request.user.clone(),
+            remote_name: "me".into(),
+            data: serde_json::json!({ "session": "s3cret" }),
+        };
+        let shown = format!("{request:?} {login:?} {:?}", Via::Own(login.clone()));
+        assert!(
+            shown.contains("password") && shown.contains("me"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 }

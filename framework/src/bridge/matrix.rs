@@ -152,6 +152,33 @@ pub struct RemoteText {
     pub geo_uri: Option<String>,
 }
 
+impl RemoteText {
+    /// A plain text message `id` from `sender`, in one part, with nothing else set (fill in
+    /// `html`, `reply_to`, `thread`… as the network says).
+    #[must_use]
+    pub fn text(
+        id: RemoteMessageId,
+        sender: RemoteUserId,
+        sender_profile: PuppetProfile,
+        body: impl Into<String>,
+    ) -> Self {
+        Self {
+            id,
+            part: String::new(),
+            sender,
+            sender_profile,
+            body: body.into(),
+            html: None,
+            kind: TextKind::Text,
+            sent_at_ms: None,
+            reply_to: None,
+            mentions: Vec::new(),
+            thread: None,
+            geo_uri: None,
+        }
+    }
+}
+
 /// Whether a remote message was sent now or had been bridged before.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Bridged {

@@ -20,8 +20,7 @@ use crate::inbox::HandleError;
 use crate::permission::PermissionLevel;
 use crate::store::LoginRecord;
 
-/// A login a user is in the middle of, in one room.
-#[derive(Debug)]
+/// A login a user is in the middle of, in one room (no `Debug`: it holds what they typed).
 pub(super) struct PendingLogin {
     flow: String,
     step: u32,
