@@ -32,6 +32,8 @@ pub struct Slot {
     pub metrics_port: u16,
     /// Config appended to the slot's own (e.g. a `bridges:` section).
     extra_config: String,
+    /// `appservice.max_body_bytes`, when a test needs a small one.
+    pub max_body_bytes: Option<usize>,
 }
 
 impl Slot {
@@ -56,6 +58,7 @@ impl Slot {
             as_port,
             metrics_port,
             extra_config: extra_config.to_owned(),
+            max_body_bytes: None,
         };
         slot.point_at("http://127.0.0.1:9")?;
         let out = std::process::Command::new(BINARY)
@@ -81,7 +84,7 @@ impl Slot {
         let name = &self.name;
         let yaml = format!(
             "homeserver:\n  url: {url}\n  server_name: localhost\n\
-             appservice:\n  id: sb_{name}\n  listen: 127.0.0.1:{as_port}\n  url: http://127.0.0.1:{as_port}\n  registration: registration.yaml\n  bot_localpart: bot_{name}\n\
+             appservice:\n  id: sb_{name}\n  listen: 127.0.0.1:{as_port}\n  url: http://127.0.0.1:{as_port}\n  registration: registration.yaml\n  bot_localpart: bot_{name}\n{body_limit}\
              metrics:\n  listen: 127.0.0.1:{metrics_port}\n\
              logging:\n  filter: warn,switchboard_framework=debug\n\
              client:\n  initial_backoff_ms: 100\n  max_backoff_ms: 2000\n\
@@ -90,6 +93,10 @@ impl Slot {
             as_port = self.as_port,
             metrics_port = self.metrics_port,
             extra = self.extra_config,
+            body_limit = self
+                .max_body_bytes
+                .map(|n| format!("  max_body_bytes: {n}\n"))
+                .unwrap_or_default(),
         );
         std::fs::write(&self.config_path, yaml).context("writing the slot's config")
     }
