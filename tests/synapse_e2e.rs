@@ -122,6 +122,65 @@ async fn a_real_users_ping_gets_a_pong_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_commands_are_answered_within_the_senders_permissions() {
+    let slot = Slot::with_config(
+        "botcmds",
+        "permissions:\n  localhost: user\n  \"@root:localhost\": admin\n",
+    )
+    .expect("slot");
+    let synapse = synapse_with(&[&slot]).await;
+    slot.point_at(&synapse.base_url()).expect("config");
+    let running = slot.start().await.expect("Switchboard starts");
+    let (alice, room) = user_in_room_with_bot(&synapse, &slot, "alice").await;
+    let admin = synapse.register_user("root", false).await.expect("admin");
+    alice
+        .invite(&room, "@root:localhost")
+        .await
+        .expect("admin invited");
+    admin.join(&room).await.expect("admin joins");
+    let bot = slot.bot();
+    let answer = |user: &MatrixUser, to: String| {
+        let (user, room, bot) = (user.clone(), room.clone(), bot.clone());
+        async move {
+            user.wait_for_event(&room, WAIT, |e| {
+                e["sender"] == bot.as_str()
+                    && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == to.as_str()
+            })
+            .await
+            .expect("the bot answers the command")["content"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+
+    let say = alice
+        .send_text(&room, "!echo say hi  there")
+        .await
+        .expect("sent");
+    assert_eq!(answer(&alice, say).await, "hi  there");
+    let help = alice.send_text(&room, "!echo help").await.expect("sent");
+    let text = answer(&alice, help).await;
+    assert!(text.contains("!echo say <text>"), "{text}");
+    assert!(!text.contains("rooms"), "alice may not run `rooms`: {text}");
+    let refused = alice.send_text(&room, "!echo rooms").await.expect("sent");
+    let text = answer(&alice, refused).await;
+    assert!(
+        text.contains("admin"),
+        "refused with the level needed: {text}"
+    );
+    let wrong = alice.send_text(&room, "!echo sya x").await.expect("sent");
+    let text = answer(&alice, wrong).await;
+    assert!(text.contains("!echo say"), "a suggestion: {text}");
+    let rooms = admin.send_text(&room, "!echo rooms").await.expect("sent");
+    assert_eq!(answer(&admin, rooms).await, "I am in 1 room(s).");
+    let empty = alice.send_text(&room, "!echo say").await.expect("sent");
+    let text = answer(&alice, empty).await;
+    assert!(text.contains("!echo say <text>"), "usage shown: {text}");
+    running.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_transaction_is_acknowledged_and_answered_once() {
     let slot = Slot::new("replay").expect("slot");
     let synapse = synapse_with(&[&slot]).await;

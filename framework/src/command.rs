@@ -232,6 +232,53 @@ pub struct CommandInvocation {
     pub raw_args: String,
 }
 
+/// What a command answers the sender: plain text, and HTML for clients that show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandReply {
+    /// The plain-text answer (also the fallback of `html`).
+    pub text: String,
+    /// The same answer as HTML (Matrix's allowed subset), if it has one.
+    pub html: Option<String>,
+}
+
+impl CommandReply {
+    /// An answer with HTML (tables, code blocks…) and its plain-text fallback.
+    #[must_use]
+    pub fn html(text: impl Into<String>, html: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            html: Some(html.into()),
+        }
+    }
+}
+
+impl From<String> for CommandReply {
+    fn from(text: String) -> Self {
+        Self { text, html: None }
+    }
+}
+
+impl From<&str> for CommandReply {
+    fn from(text: &str) -> Self {
+        text.to_owned().into()
+    }
+}
+
+/// Whether a message's raw content could hold a command (a string starting with `!`): a cheap
+/// test that keeps the command parser off the path of ordinary messages.
+pub(crate) fn may_hold_command(raw_content: &str) -> bool {
+    raw_content.contains("\"!")
+}
+
+/// The `help` command every command set starts with; the host answers it from the set.
+#[must_use]
+pub fn help_command() -> CommandSpec {
+    CommandSpec::new("help", "Shows the commands you can use")
+        .alias("?")
+        .max_args(0)
+        .permission(PermissionLevel::Relay)
+}
+
 /// The commands of one plug-in under one prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandSet {
@@ -556,6 +603,14 @@ fn closes(open: char, close: char) -> bool {
 mod tests {
     use super::*;
     use PermissionLevel::{Admin, Relay, User};
+
+    #[test]
+    fn only_contents_with_a_string_starting_with_a_bang_may_hold_commands() {
+        assert!(may_hold_command(
+            r#"{"body":"!lb help","msgtype":"m.text"}"#
+        ));
+        assert!(!may_hold_command(r#"{"body":"ping 1","msgtype":"m.text"}"#));
+    }
 
     fn lb() -> CommandSet {
         CommandSet::new("!lb")

@@ -96,6 +96,8 @@ pub struct Config {
     pub provisioning: ProvisioningConfig,
     /// Files bridged either way.
     pub media: MediaConfig,
+    /// Puppets kept in memory.
+    pub puppets: PuppetsConfig,
     /// Double puppeting: per server name, `as_token:<token>` of an appservice registration
     /// (without a URL) whose user namespace covers that server's real users.
     pub double_puppet: DoublePuppetConfig,
@@ -127,6 +129,7 @@ impl Default for Config {
             relay: RelayConfig::default(),
             provisioning: ProvisioningConfig::default(),
             media: MediaConfig::default(),
+            puppets: PuppetsConfig::default(),
             double_puppet: DoublePuppetConfig::default(),
             metrics: MetricsConfig::default(),
             logging: LoggingConfig::default(),
@@ -416,6 +419,21 @@ impl Default for MediaConfig {
         Self {
             max_bytes: 50 * 1024 * 1024,
         }
+    }
+}
+
+/// The puppets section: how long a bridge keeps a puppet it used in memory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PuppetsConfig {
+    /// Seconds a puppet stays in memory after its last use (its next message after that looks
+    /// it up in the store again).
+    pub idle_secs: u64,
+}
+
+impl Default for PuppetsConfig {
+    fn default() -> Self {
+        Self { idle_secs: 3600 }
     }
 }
 
@@ -773,6 +791,13 @@ impl Config {
                 "provisioning.shared_secret",
                 format!("<{secret_len} characters>"),
                 "at least 32 characters (or empty for OpenID tokens only) is expected",
+            ));
+        }
+        if self.puppets.idle_secs == 0 {
+            return Err(invalid(
+                "puppets.idle_secs",
+                0,
+                "at least 1 second is expected",
             ));
         }
         if self.outbox.retry_max_interval_secs == 0 {

@@ -25,7 +25,7 @@ pub use async_trait::async_trait;
 pub use client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 pub use config::Config;
 pub use inbox::HandleError;
-pub use plugin::{Bot, BotContext, HostOptions, Plugins, RoomEvent};
+pub use plugin::{Bot, BotCommand, BotContext, HostOptions, Plugins, RoomEvent};
 pub use ruma;
 pub use serde;
 pub use serde_json;

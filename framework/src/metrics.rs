@@ -74,6 +74,8 @@ pub struct Metrics {
     pub bridge_state: IntGaugeVec,
     /// Logins of each bridge by connection state.
     pub bridge_logins: IntGaugeVec,
+    /// Puppets each bridge keeps in memory (used within the idle time).
+    pub bridge_puppets_cached: IntGaugeVec,
     /// Seconds since the last transaction arrived (updated at scrape time).
     last_transaction_age: IntGauge,
     last_transaction_at: Arc<AtomicI64>,
@@ -159,6 +161,17 @@ impl Metrics {
                     "Logins of each bridge by the state of their connection to the network.",
                 ),
                 &["bridge", "state"],
+            )
+            .expect("valid metric"),
+        );
+        let bridge_puppets_cached = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "switchboard_bridge_puppets_cached",
+                    "Puppets each bridge keeps in memory: those used within puppets.idle_secs.",
+                ),
+                &["bridge"],
             )
             .expect("valid metric"),
         );
@@ -254,6 +267,7 @@ impl Metrics {
             bridge_outbox_depth,
             bridge_state,
             bridge_logins,
+            bridge_puppets_cached,
             last_transaction_age,
             last_transaction_at: Arc::new(AtomicI64::new(-1)),
         }

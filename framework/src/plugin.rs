@@ -22,8 +22,13 @@ use tokio_util::sync::CancellationToken;
 use crate::appservice::{QueryHandler, list};
 use crate::bridge::{Bridge, BridgeError, BridgeHost, PuppetNaming, TextKind};
 use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
+use crate::command::{
+    CommandError, CommandInvocation, CommandReply, CommandSet, CommandSpec, help_command,
+    may_hold_command,
+};
 use crate::config::OutboxConfig;
 use crate::inbox::{EventHandler, HandleError, InboxItem};
+use crate::permission::PermissionLevel;
 use crate::store::{Store, StoreError};
 
 pub use ruma;
@@ -152,6 +157,18 @@ impl BotContext {
         derive_txn_id(&[self.plugin_id, event.event_id.as_str(), purpose])
     }
 
+    /// Replies to `event` with a notice from the bot (a rich reply), with optional HTML; sent
+    /// once for each `purpose` however often the event is handled.
+    pub async fn reply_notice(
+        &self,
+        event: &RoomEvent,
+        purpose: &str,
+        text: &str,
+        html: Option<&str>,
+    ) -> Result<OwnedEventId, ClientError> {
+        send_notice_reply(&self.client, self.plugin_id, event, purpose, text, html).await
+    }
+
     /// Replies to `event` with a plain-text message from the bot (a rich reply, `m.in_reply_to`).
     pub async fn reply_text(
         &self,
@@ -176,6 +193,42 @@ impl BotContext {
     }
 }
 
+/// Sends a notice from the bot answering `event` (a rich reply, with optional HTML), once for
+/// each `plugin_id` and `purpose` however often the event is handled.
+pub(crate) async fn send_notice_reply(
+    client: &HomeserverClient,
+    plugin_id: &str,
+    event: &RoomEvent,
+    purpose: &str,
+    text: &str,
+    html: Option<&str>,
+) -> Result<OwnedEventId, ClientError> {
+    use ruma::events::relation::Reply;
+    use ruma::events::room::message::{Relation, RoomMessageEventContent};
+    let mut content = match html {
+        Some(html) => RoomMessageEventContent::notice_html(text, html),
+        None => RoomMessageEventContent::notice_plain(text),
+    };
+    content.relates_to = Some(Relation::Reply(Reply::with_event_id(
+        event.event_id.clone(),
+    )));
+    let txn_id = derive_txn_id(&[plugin_id, event.event_id.as_str(), purpose]);
+    client
+        .send_message(&event.room_id, txn_id, &content, Identity::bot(), None)
+        .await
+}
+
+/// A command a Matrix user sent to a bot.
+#[derive(Clone, Debug)]
+pub struct BotCommand {
+    /// The command, its arguments and their raw text.
+    pub invocation: CommandInvocation,
+    /// The message it came in.
+    pub event: RoomEvent,
+    /// The sender's permission level (`permissions` in the config).
+    pub level: PermissionLevel,
+}
+
 /// A bot plug-in: sees the events of the rooms the bot is in.
 #[async_trait::async_trait]
 pub trait Bot: Send + Sync + 'static {
@@ -187,9 +240,33 @@ pub trait Bot: Send + Sync + 'static {
         Namespaces::default()
     }
 
-    /// Handles a room event sent by someone other than Switchboard's own users.
+    /// Handles a room event sent by someone other than Switchboard's own users (commands for
+    /// this bot excepted: they go to [`Bot::handle_command`]).
     /// Return [`HandleError::Transient`] to have it retried (in order) later.
     async fn on_room_event(&self, ctx: &BotContext, event: &RoomEvent) -> Result<(), HandleError>;
+
+    /// The prefix of its chat commands (default `!<id>`, e.g. `!echo help`).
+    fn command_prefix(&self) -> String {
+        format!("!{}", self.id())
+    }
+
+    /// Its chat commands; none by default. The framework adds `help` (generated from these
+    /// definitions and the sender's permission level), parses messages starting with the
+    /// prefix, and answers unknown commands, missing permissions and wrong arguments itself.
+    fn commands(&self) -> Vec<CommandSpec> {
+        Vec::new()
+    }
+
+    /// Runs one of its commands (already checked: known, permitted, right number of
+    /// arguments); what it returns is the bot's answer, sent as a reply. A
+    /// [`HandleError::Permanent`] is shown to the sender.
+    async fn handle_command(
+        &self,
+        _ctx: &BotContext,
+        command: &BotCommand,
+    ) -> Result<CommandReply, HandleError> {
+        Ok(format!("`{}` does nothing yet.", command.invocation.name).into())
+    }
 
     /// Handles anything else the homeserver pushed (ephemeral, to-device, device lists…), by
     /// list name (see [`crate::appservice::list`]). Ignored by default.
@@ -213,9 +290,53 @@ pub trait Bot: Send + Sync + 'static {
     }
 }
 
+/// A bot as the host runs it.
+struct HostedBot {
+    bot: Arc<dyn Bot>,
+    ctx: BotContext,
+    /// Its chat commands with `help`, if it has any.
+    commands: Option<CommandSet>,
+}
+
+impl HostedBot {
+    /// Runs a command (or answers why it cannot run) and replies with the result.
+    async fn run_command(
+        &self,
+        commands: &CommandSet,
+        parsed: Result<CommandInvocation, CommandError>,
+        event: &RoomEvent,
+        level: PermissionLevel,
+    ) -> Result<(), HandleError> {
+        let reply = match parsed {
+            Err(error) => CommandReply::from(error.to_string()),
+            Ok(invocation) if invocation.name == "help" => CommandReply::html(
+                commands.help(level, false),
+                commands.help_html(level, false),
+            ),
+            Ok(invocation) => {
+                tracing::info!(bot = %self.bot.id(), sender = %event.sender, command = %invocation.name, "running a command");
+                let command = BotCommand {
+                    invocation,
+                    event: event.clone(),
+                    level,
+                };
+                match self.bot.handle_command(&self.ctx, &command).await {
+                    Ok(reply) => reply,
+                    Err(HandleError::Permanent(reason)) => format!("⚠️ {reason}").into(),
+                    Err(transient) => return Err(transient),
+                }
+            }
+        };
+        self.ctx
+            .reply_notice(event, "command", &reply.text, reply.html.as_deref())
+            .await?;
+        Ok(())
+    }
+}
+
 /// Hands inbox events and homeserver queries to the bots.
 pub struct PluginHost {
-    bots: Vec<(Arc<dyn Bot>, BotContext)>,
+    bots: Vec<HostedBot>,
     bridges: BridgeHost,
     client: HomeserverClient,
     namespaces: NamespaceMatcher,
@@ -271,6 +392,8 @@ pub struct HostOptions {
     pub double_puppets: std::collections::BTreeMap<String, String>,
     /// The largest file bridged either way.
     pub max_media_bytes: u64,
+    /// How long a bridge keeps a puppet it used in memory.
+    pub puppet_idle: std::time::Duration,
     /// Puppet display-name templates, by bridge id (bridges without one show remote names).
     pub displayname_templates: std::collections::BTreeMap<String, crate::template::Template>,
 }
@@ -318,7 +441,14 @@ impl PluginHost {
                     plugin_id: bot.id(),
                     client: client.clone(),
                 };
-                (bot, ctx)
+                let own = bot.commands();
+                let commands = (!own.is_empty()).then(|| {
+                    own.into_iter().fold(
+                        CommandSet::new(bot.command_prefix()).with(help_command()),
+                        CommandSet::with,
+                    )
+                });
+                HostedBot { bot, ctx, commands }
             })
             .collect();
         let bridges = BridgeHost::new(plugins.bridges, &client, &store, options, &shutdown).await?;
@@ -395,8 +525,20 @@ impl PluginHost {
             return handled;
         }
         tracing::debug!(sender = %event.sender, "handing the event to the bots");
-        for (bot, ctx) in &self.bots {
-            bot.on_room_event(ctx, event).await?;
+        let command_text = may_hold_command(event.content.get())
+            .then(|| event.text_message())
+            .flatten()
+            .filter(|(kind, _)| matches!(kind, TextKind::Text | TextKind::Notice))
+            .map(|(_, body)| body);
+        for hosted in &self.bots {
+            if let (Some(commands), Some(body)) = (&hosted.commands, &command_text) {
+                let level = self.bridges.permissions().level(&event.sender);
+                if let Some(parsed) = commands.parse(body, false, level) {
+                    hosted.run_command(commands, parsed, event, level).await?;
+                    continue;
+                }
+            }
+            hosted.bot.on_room_event(&hosted.ctx, event).await?;
         }
         Ok(())
     }
@@ -425,8 +567,8 @@ impl EventHandler for PluginHost {
         if &*item.kind == list::EPHEMERAL {
             self.bridges.handle_ephemeral(raw.get()).await;
         }
-        for (bot, ctx) in &self.bots {
-            bot.on_other(ctx, &item.kind, &raw).await?;
+        for hosted in &self.bots {
+            hosted.bot.on_other(&hosted.ctx, &item.kind, &raw).await?;
         }
         Ok(())
     }
@@ -438,7 +580,7 @@ impl QueryHandler for PluginHost {
         if !self.namespaces.is_user(user_id.as_str()) {
             return false;
         }
-        for (bot, ctx) in &self.bots {
+        for HostedBot { bot, ctx, .. } in &self.bots {
             if bot.query_user(ctx, user_id).await {
                 return true;
             }
@@ -453,7 +595,7 @@ impl QueryHandler for PluginHost {
         if self.bridges.query_alias(alias).await {
             return true;
         }
-        for (bot, ctx) in &self.bots {
+        for HostedBot { bot, ctx, .. } in &self.bots {
             if bot.query_alias(ctx, alias).await {
                 return true;
             }

@@ -322,6 +322,7 @@ pub async fn run(
                     .map_err(crate::config::ConfigError::from)?,
                 double_puppets: config.double_puppet.tokens()?,
                 max_media_bytes: config.media.max_bytes,
+                puppet_idle: std::time::Duration::from_secs(config.puppets.idle_secs),
                 displayname_templates: config.displayname_templates()?,
             },
             shutdown.clone(),

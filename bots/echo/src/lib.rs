@@ -2,13 +2,21 @@
 //! `pong <rest>`, as a reply. The smallest complete program on the framework, and the
 //! benchmark workload.
 //!
+//! Its commands: `!echo say <text>` (users) repeats the text, `!echo rooms` (admins) counts the
+//! rooms the bot is in; `!echo help` lists what the sender may run.
+//!
 //! It also owns a user namespace (`@_echo_*` by default, `bots.echo.user_prefix` in the
 //! config): when the homeserver asks about such a user (someone invites or messages it), the
 //! user is created on the spot with a display name.
 
+use switchboard_framework::command::{CommandReply, CommandSpec};
+use switchboard_framework::permission::PermissionLevel;
 use switchboard_framework::plugin::BotContext;
+use switchboard_framework::ruma::api::client::membership::joined_rooms;
 use switchboard_framework::ruma::{ServerName, UserId};
-use switchboard_framework::{Bot, HandleError, Namespace, Namespaces, RoomEvent, async_trait};
+use switchboard_framework::{
+    Bot, BotCommand, HandleError, Identity, Namespace, Namespaces, RoomEvent, async_trait,
+};
 
 /// Default localpart prefix of the users the echo bot owns.
 pub const DEFAULT_USER_PREFIX: &str = "_echo_";
@@ -88,6 +96,37 @@ impl Bot for EchoBot {
         };
         ctx.reply_text(event, &reply).await?;
         Ok(())
+    }
+
+    fn commands(&self) -> Vec<CommandSpec> {
+        vec![
+            CommandSpec::new("say", "Repeats the text")
+                .args("<text>")
+                .min_args(1),
+            CommandSpec::new("rooms", "Counts the rooms the bot is in")
+                .max_args(0)
+                .permission(PermissionLevel::Admin),
+        ]
+    }
+
+    async fn handle_command(
+        &self,
+        ctx: &BotContext,
+        command: &BotCommand,
+    ) -> Result<CommandReply, HandleError> {
+        match command.invocation.name.as_str() {
+            "say" => Ok(command.invocation.raw_args.as_str().into()),
+            "rooms" => {
+                let joined = ctx
+                    .client()
+                    .send(joined_rooms::v3::Request::new(), Identity::bot())
+                    .await?;
+                Ok(format!("I am in {} room(s).", joined.joined_rooms.len()).into())
+            }
+            other => Err(HandleError::Permanent(format!(
+                "the echo bot has no command `{other}`"
+            ))),
+        }
     }
 
     async fn query_user(&self, ctx: &BotContext, user_id: &UserId) -> bool {

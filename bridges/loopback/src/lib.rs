@@ -23,7 +23,7 @@ use switchboard_framework::bridge::{
     RemoteMedia, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, Via,
 };
 use switchboard_framework::bridge::{clean_text, html_to_text};
-use switchboard_framework::command::CommandSpec;
+use switchboard_framework::command::{CommandReply, CommandSpec};
 use switchboard_framework::config::PluginSection;
 use switchboard_framework::permission::PermissionLevel;
 use switchboard_framework::ruma::OwnedUserId;
@@ -359,17 +359,17 @@ impl Bridge for LoopbackBridge {
         &self,
         ctx: &BridgeContext,
         command: &BridgeCommand,
-    ) -> Result<String, HandleError> {
+    ) -> Result<CommandReply, HandleError> {
         match command.invocation.name.as_str() {
-            "remote-say" => return self.remote_say(ctx, command).await,
-            "inject" => return self.inject(ctx, command).await,
+            "remote-say" => return self.remote_say(ctx, command).await.map(Into::into),
+            "inject" => return self.inject(ctx, command).await.map(Into::into),
             "who" => {
                 let portal = command
                     .portal
                     .clone()
                     .unwrap_or_else(|| PortalKey::shared(CHAT));
                 let chat: ChatMembers = ctx.matrix().portal_data(&portal).await?;
-                return Ok(format!("In {}: {}", portal.chat, chat.members.join(", ")));
+                return Ok(format!("In {}: {}", portal.chat, chat.members.join(", ")).into());
             }
             _ => {}
         }
@@ -395,7 +395,8 @@ impl Bridge for LoopbackBridge {
         Ok(format!(
             "The loopback network is {} now.",
             if down { "down" } else { "up" }
-        ))
+        )
+        .into())
     }
 
     fn logins(&self) -> Option<&dyn LoginHandler> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ruma::OwnedEventId;
 use tokio_util::sync::CancellationToken;
 
-use super::commands::{BridgeCommand, command_set, may_hold_command};
+use super::commands::{BridgeCommand, command_set};
 use super::from_matrix::{
     MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRedaction, MediaRef,
     Mention, PortalEvent,
@@ -26,12 +26,12 @@ use super::plugin::{Bridge, BridgeContext, PortalRooms};
 use super::puppet::PuppetNaming;
 use super::remote::{reaction_key, reaction_part};
 use crate::RoomEvent;
-use crate::client::{HomeserverClient, Identity, derive_txn_id};
-use crate::command::{CommandError, CommandInvocation, CommandSet};
+use crate::client::HomeserverClient;
+use crate::command::{CommandError, CommandInvocation, CommandSet, may_hold_command};
 use crate::config::OutboxConfig;
 use crate::inbox::HandleError;
 use crate::permission::{PermissionLevel, Permissions};
-use crate::plugin::{HostError, HostOptions};
+use crate::plugin::{HostError, HostOptions, send_notice_reply};
 use crate::store::{MessageRecord, Store, StoreError};
 use crate::template::Template;
 
@@ -132,6 +132,7 @@ impl BridgeHost {
                 .with_portal_rooms(portal_rooms.clone())
                 .with_double_puppets(options.double_puppets.clone())
                 .with_media_limit(options.max_media_bytes)
+                .with_puppet_idle(options.puppet_idle)
                 .with_displayname_template(displayname_template);
             hosted.push(Arc::new(HostedBridge {
                 commands: command_set(
@@ -252,6 +253,7 @@ impl BridgeHost {
                     source,
                 })?;
             tokio::spawn(Arc::clone(hosted).run_outbox());
+            tokio::spawn(Arc::clone(hosted).reap_puppets());
             tracing::info!(bridge = %hosted.id(), "bridge started");
         }
         Ok(())
@@ -880,13 +882,34 @@ impl HostedBridge {
                     level,
                 };
                 match self.bridge.handle_command(&self.ctx, &command).await {
-                    Ok(text) => (text, None),
+                    Ok(reply) => (reply.text, reply.html),
                     Err(HandleError::Permanent(reason)) => (format!("⚠️ {reason}"), None),
                     Err(transient) => return Err(transient),
                 }
             }
         };
         self.reply(event, "command", &text, html.as_deref()).await
+    }
+
+    /// Forgets the puppets unused for the idle time, a few times per idle time, until
+    /// shutdown; keeps `switchboard_bridge_puppets_cached` up to date.
+    async fn reap_puppets(self: Arc<Self>) {
+        let puppets = self.ctx.matrix().puppets.clone();
+        let every = (puppets.idle() / 4).clamp(Duration::from_secs(1), Duration::from_mins(5));
+        let gauge = self
+            .client
+            .metrics()
+            .bridge_puppets_cached
+            .with_label_values(&[self.id()]);
+        let shutdown = self.ctx.shutdown().clone();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let left = puppets.reap(std::time::Instant::now());
+            gauge.set(i64::try_from(left).unwrap_or(i64::MAX));
+        }
     }
 
     /// The `bridge <chat id>` command: makes the room the portal of that chat, if the bridge
@@ -1000,19 +1023,7 @@ impl HostedBridge {
         text: &str,
         html: Option<&str>,
     ) -> Result<(), HandleError> {
-        use ruma::events::relation::Reply;
-        use ruma::events::room::message::{Relation, RoomMessageEventContent};
-        let mut content = match html {
-            Some(html) => RoomMessageEventContent::notice_html(text, html),
-            None => RoomMessageEventContent::notice_plain(text),
-        };
-        content.relates_to = Some(Relation::Reply(Reply::with_event_id(
-            event.event_id.clone(),
-        )));
-        let txn_id = derive_txn_id(&[self.id(), event.event_id.as_str(), purpose]);
-        self.client
-            .send_message(&event.room_id, txn_id, &content, Identity::bot(), None)
-            .await?;
+        send_notice_reply(&self.client, self.id(), event, purpose, text, html).await?;
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
 use super::plugin::PortalRooms;
 use super::puppet::PuppetNaming;
+use super::puppet_cache::PuppetCache;
 use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 use crate::inbox::HandleError;
 use crate::store::{MessageRecord, PortalRecord, Store, StoreError};
@@ -203,6 +204,8 @@ pub struct MatrixSide {
     pub(super) max_media_bytes: u64,
     /// How puppets are named, if not by the remote name as it is.
     displayname_template: Option<Arc<crate::template::Template>>,
+    /// The puppets used lately, with their profiles.
+    pub(super) puppets: PuppetCache,
 }
 
 /// Who says in Matrix what a remote user said.
@@ -274,7 +277,17 @@ impl MatrixSide {
             double_puppets: Arc::default(),
             max_media_bytes: crate::config::MediaConfig::default().max_bytes,
             displayname_template: None,
+            puppets: PuppetCache::new(std::time::Duration::from_secs(
+                crate::config::PuppetsConfig::default().idle_secs,
+            )),
         }
+    }
+
+    /// Keeps a puppet in memory for `idle` after its last use.
+    #[must_use]
+    pub fn with_puppet_idle(mut self, idle: std::time::Duration) -> Self {
+        self.puppets = PuppetCache::new(idle);
+        self
     }
 
     /// Names puppets with `template` (`name`, `id`, `network`); `None`: the remote name.
@@ -341,23 +354,13 @@ impl MatrixSide {
     }
 
     /// The puppet of a remote user: registered once, its profile written when it changed.
+    /// A puppet used lately with the same profile costs no request and no store lookup.
     pub async fn ensure_puppet(
         &self,
         remote: &RemoteUserId,
         profile: &PuppetProfile,
     ) -> Result<OwnedUserId, BridgeError> {
         let user_id = self.puppet_id(remote)?;
-        self.client.ensure_registered(&user_id).await?;
-        if self
-            .store
-            .puppet_data(&self.info.id, remote)
-            .await?
-            .is_none()
-        {
-            self.store
-                .put_puppet(&self.info.id, remote, user_id.as_str(), "{}")
-                .await?;
-        }
         let displayname = profile.displayname.as_deref().map(|name| {
             self.displayname_template.as_ref().map_or_else(
                 || name.to_owned(),
@@ -370,13 +373,29 @@ impl MatrixSide {
                 },
             )
         });
+        let avatar_url = profile.avatar_url.as_deref();
+        if self
+            .puppets
+            .is_current(&user_id, displayname.as_deref(), avatar_url)
+        {
+            return Ok(user_id);
+        }
+        self.client.ensure_registered(&user_id).await?;
+        if self
+            .store
+            .puppet_data(&self.info.id, remote)
+            .await?
+            .is_none()
+        {
+            self.store
+                .put_puppet(&self.info.id, remote, user_id.as_str(), "{}")
+                .await?;
+        }
         self.client
-            .ensure_profile(
-                &user_id,
-                displayname.as_deref(),
-                profile.avatar_url.as_deref(),
-            )
+            .ensure_profile(&user_id, displayname.as_deref(), avatar_url)
             .await?;
+        self.puppets
+            .remember(&user_id, displayname.as_deref(), avatar_url);
         Ok(user_id)
     }
 

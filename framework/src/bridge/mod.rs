@@ -11,6 +11,7 @@ pub mod matrix;
 pub mod media;
 pub mod plugin;
 pub mod puppet;
+mod puppet_cache;
 pub mod remote;
 
 pub use commands::BridgeCommand;

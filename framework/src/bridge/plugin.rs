@@ -17,7 +17,7 @@ use super::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId};
 use super::login::{Login, LoginHandler};
 use super::matrix::{BridgeError, BridgeInfo, MatrixSide, PortalInfo};
 use super::media::MediaHandler;
-use crate::command::CommandSpec;
+use crate::command::{CommandReply, CommandSpec};
 use crate::inbox::HandleError;
 
 /// A bridge plug-in: connects one remote network to Matrix through portals and puppets.
@@ -59,14 +59,14 @@ pub trait Bridge: Send + Sync + 'static {
     }
 
     /// Runs one of its own commands (already checked: known, permitted, right number of
-    /// arguments); the text returned is the bridge bot's answer. A
+    /// arguments); what it returns is the bridge bot's answer. A
     /// [`HandleError::Permanent`] is shown to the sender.
     async fn handle_command(
         &self,
         _ctx: &BridgeContext,
         command: &BridgeCommand,
-    ) -> Result<String, HandleError> {
-        Ok(format!("`{}` does nothing yet.", command.invocation.name))
+    ) -> Result<CommandReply, HandleError> {
+        Ok(format!("`{}` does nothing yet.", command.invocation.name).into())
     }
 
     /// Brings a portal up to date with its remote chat (the `sync` command): name, topic,
