@@ -114,7 +114,7 @@ fn is_redacted(event: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_is_answered_once_from_a_puppet_and_a_refused_one_gets_a_notice() {
-    let naming = "    displayname_template: \"{{name}} ({{network}})\"\n";
+    let naming = "    displayname_template: \"{{name}} ({{network}})\"\npuppets:\n  idle_secs: 2\n";
     let (slot, _synapse, running, alice, portal) = loopback("loop", naming).await;
     let sent = alice.send_text(&portal, "hello loop").await.expect("sent");
 
@@ -146,6 +146,27 @@ async fn a_message_is_answered_once_from_a_puppet_and_a_refused_one_gets_a_notic
     assert_eq!(
         profile["displayname"], "Loopback echo (Loopback)",
         "named by bridges.loopback.displayname_template"
+    );
+    let cached = "switchboard_bridge_puppets_cached{bridge=\"loopback\"}";
+    let kept = slot.metric(cached).await;
+    assert!(
+        (kept - 1.0).abs() < f64::EPSILON,
+        "echo's puppet is kept: {kept}"
+    );
+    wait_until(WAIT, "the idle puppet reaped", || async {
+        (slot.metric(cached).await < 0.5).then_some(())
+    })
+    .await
+    .expect("echo's puppet is forgotten after puppets.idle_secs");
+    alice.send_text(&portal, "again").await.expect("sent");
+    wait_for(&alice, &portal, "the answer after reaping", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: again"
+    })
+    .await;
+    let kept = slot.metric(cached).await;
+    assert!(
+        (kept - 1.0).abs() < f64::EPSILON,
+        "looked up and kept again: {kept}"
     );
     let refused = alice.send_text(&portal, "!drop this").await.expect("sent");
     let bot = slot.bot();

@@ -394,8 +394,14 @@ impl MatrixSide {
         self.client
             .ensure_profile(&user_id, displayname.as_deref(), avatar_url)
             .await?;
-        self.puppets
+        let known = self
+            .puppets
             .remember(&user_id, displayname.as_deref(), avatar_url);
+        self.client
+            .metrics()
+            .bridge_puppets_cached
+            .with_label_values(&[self.info.id.as_str()])
+            .set(i64::try_from(known).unwrap_or(i64::MAX));
         Ok(user_id)
     }
 

@@ -49,13 +49,14 @@ impl PuppetCache {
             && avatar_url.is_none_or(|url| entry.avatar_url.as_deref() == Some(url))
     }
 
-    /// Remembers that `user` is registered and shows this profile (`None`: unchanged).
+    /// Remembers that `user` is registered and shows this profile (`None`: unchanged);
+    /// returns how many puppets are known.
     pub(crate) fn remember(
         &self,
         user: &UserId,
         displayname: Option<&str>,
         avatar_url: Option<&str>,
-    ) {
+    ) -> usize {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = known.entry(user.to_owned()).or_insert_with(|| Known {
             displayname: None,
@@ -69,6 +70,7 @@ impl PuppetCache {
         if let Some(url) = avatar_url {
             entry.avatar_url = Some(url.to_owned());
         }
+        known.len()
     }
 
     /// Forgets the puppets unused for the idle time as of `now`; returns how many are left.
@@ -93,7 +95,7 @@ mod tests {
         let cache = PuppetCache::new(Duration::from_mins(1));
         let bob = ruma::user_id!("@_lb_bob:example.org");
         assert!(!cache.is_current(bob, None, None), "unknown at first");
-        cache.remember(bob, Some("Bob"), None);
+        assert_eq!(cache.remember(bob, Some("Bob"), None), 1);
         assert!(cache.is_current(bob, Some("Bob"), None));
         assert!(cache.is_current(bob, None, None));
         assert!(!cache.is_current(bob, Some("Robert"), None));
