@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::contract::{Homeserver, Tester};
 use common::switchboard_instance::{Running, Slot};
 use common::{MatrixUser, Synapse, wait_until};
 use reqwest::Method;
@@ -16,7 +17,7 @@ use switchboard::synapse::encode;
 use switchboard_framework::bridge::PortalKey;
 use switchboard_framework::config::SqliteSync;
 use switchboard_framework::store::Store;
-use switchboard_framework::testkit::{Contract, ContractSubject, MatrixTester, TransactionPusher};
+use switchboard_framework::testkit::{Contract, ContractSubject};
 
 const ECHO: &str = "@_loopback_echo:localhost";
 const WAIT: Duration = Duration::from_secs(30);
@@ -921,27 +922,6 @@ async fn files_go_both_ways_within_the_size_limit() {
     running.stop().await.expect("clean stop");
 }
 
-/// A user of the contract tests: alice.
-struct Tester<'a>(&'a MatrixUser);
-
-#[switchboard_framework::async_trait]
-impl MatrixTester for Tester<'_> {
-    fn user_id(&self) -> String {
-        self.0.user_id.clone()
-    }
-
-    async fn send_text(&self, room: &str, body: &str) -> Result<String, String> {
-        self.0
-            .send_text(room, body)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn timeline(&self, room: &str) -> Result<Vec<Value>, String> {
-        Ok(timeline(self.0, room).await)
-    }
-}
-
 /// The loopback network as the contract tests see it, driven by its admin's commands: what it
 /// received from Matrix is what echo answered.
 struct LoopbackNetwork<'a> {
@@ -973,27 +953,6 @@ impl ContractSubject for LoopbackNetwork<'_> {
     }
 }
 
-/// Switchboard's appservice API, pushed to as the homeserver.
-struct Homeserver {
-    url: String,
-    hs_token: String,
-}
-
-#[switchboard_framework::async_trait]
-impl TransactionPusher for Homeserver {
-    async fn push(&self, txn_id: &str, body: &Value) -> Result<u16, String> {
-        let url = format!("{}/_matrix/app/v1/transactions/{txn_id}", self.url);
-        let response = reqwest::Client::new()
-            .put(url)
-            .bearer_auth(&self.hs_token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(response.status().as_u16())
-    }
-}
-
 /// The loopback bridge passes the framework's contract tests (`switchboard_framework::testkit`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loopback_bridge_passes_the_contract_tests() {
@@ -1003,10 +962,7 @@ async fn the_loopback_bridge_passes_the_contract_tests() {
         room: portal.clone(),
         bot: slot.bot(),
     };
-    let homeserver = Homeserver {
-        url: slot.as_url(),
-        hs_token: slot.registration.hs_token.clone(),
-    };
+    let homeserver = Homeserver::of(&slot);
     let contract = Contract {
         user: &Tester(&alice),
         room: portal,

@@ -5,6 +5,7 @@
 //! binary uses every helper.
 #![allow(dead_code, unused_imports)]
 
+pub mod contract;
 pub mod postgres;
 pub mod proxy;
 pub mod switchboard_instance;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use switchboard_framework::config::Config;
-use switchboard_framework::{CancellationToken, runtime};
+use switchboard_framework::{CancellationToken, Plugins, runtime};
 use switchboard_registration::Registration;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -144,14 +144,30 @@ impl Slot {
         .await
     }
 
-    /// Runs Switchboard in this process until the returned handle is stopped.
+    /// Runs Switchboard in this process, with the plug-ins its config enables, until the
+    /// returned handle is stopped.
     pub async fn start(&self) -> anyhow::Result<Running> {
+        let plugins = switchboard::plugins::enabled_plugins(&self.config()?)?;
+        self.start_with(plugins).await
+    }
+
+    /// Regenerates the registration (tokens kept) for `plugins`, for a test whose plug-ins
+    /// are not in the config; call it before the homeserver reads the registration.
+    pub fn register(&mut self, plugins: &Plugins) -> anyhow::Result<()> {
+        let spec = runtime::registration_spec(&self.config()?, plugins);
+        let registration = Registration::generate(&spec, Some(&self.registration));
+        registration.save(&self.registration_path())?;
+        self.registration = registration;
+        Ok(())
+    }
+
+    /// Runs Switchboard in this process with `plugins` until the returned handle is stopped.
+    pub async fn start_with(&self, plugins: Plugins) -> anyhow::Result<Running> {
         let config = self.config()?;
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(&config.logging.filter))
             .with_test_writer()
             .try_init();
-        let plugins = switchboard::plugins::enabled_plugins(&config)?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(runtime::run(config, plugins, shutdown.clone()));
         self.wait_ready().await?;

@@ -44,6 +44,9 @@ pub enum BridgeError {
         /// Why.
         reason: String,
     },
+    /// The remote network failed (cannot connect, refused…).
+    #[error("the network failed: {0}")]
+    Network(String),
     /// A file is larger than the media limit.
     #[error("the file has {size} bytes, more than the {max_bytes} allowed (media.max_bytes)")]
     TooLarge {
@@ -64,7 +67,9 @@ impl From<BridgeError> for HandleError {
     fn from(error: BridgeError) -> Self {
         match error {
             BridgeError::Client(e) => e.into(),
-            BridgeError::Store(e) => HandleError::Transient(e.to_string()),
+            e @ (BridgeError::Store(_) | BridgeError::Network(_)) => {
+                HandleError::Transient(e.to_string())
+            }
             e @ (BridgeError::Id { .. }
             | BridgeError::StoredData { .. }
             | BridgeError::StoredRoom(_)
