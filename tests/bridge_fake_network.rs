@@ -8,9 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Synapse;
 use common::contract::{Homeserver, Tester};
 use common::switchboard_instance::Slot;
-use common::{Synapse, wait_until};
 use switchboard_framework::bridge::{
     Bridge, BridgeContext, BridgeError, BridgeInfo, BridgeState, MatrixMessage, PortalInfo,
     PortalKey, PuppetProfile, RemoteEvent, RemoteMessageId, RemoteText, RemoteUserId,
@@ -115,15 +115,10 @@ async fn a_bridge_on_the_fake_network_passes_the_contract_tests() {
         .start_with(plugins(&network))
         .await
         .expect("Switchboard starts");
-    let portal = wait_until(Duration::from_secs(30), "the portal invite", || async {
-        let sync = alice.get("/sync?timeout=0").await.ok()?;
-        sync["rooms"]["invite"]
-            .as_object()
-            .and_then(|rooms| rooms.keys().next().cloned())
-    })
-    .await
-    .expect("alice is invited to the portal");
-    alice.join(&portal).await.expect("alice joins");
+    let portal = alice
+        .join_invite(Duration::from_secs(30))
+        .await
+        .expect("alice is invited to the portal and joins");
 
     let chat = FakeChat {
         network: network.clone(),

@@ -47,15 +47,10 @@ async fn loopback_with(
     let alice = synapse.register_user("alice", false).await.expect("alice");
     slot.point_at(&synapse.base_url()).expect("config");
     let running = slot.start().await.expect("Switchboard starts");
-    let portal = wait_until(WAIT, "the portal invite", || async {
-        let sync = alice.get("/sync?timeout=0").await.ok()?;
-        sync["rooms"]["invite"]
-            .as_object()
-            .and_then(|rooms| rooms.keys().next().cloned())
-    })
-    .await
-    .expect("alice is invited to the portal");
-    alice.join(&portal).await.expect("alice joins");
+    let portal = alice
+        .join_invite(WAIT)
+        .await
+        .expect("alice is invited to the portal and joins");
     (slot, synapse, running, alice, portal)
 }
 

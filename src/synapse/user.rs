@@ -202,6 +202,19 @@ impl MatrixUser {
         string_field(&resp, "room_id", "/join")
     }
 
+    /// Waits up to `timeout` for an invite (the first one, if several) and joins that room;
+    /// returns its ID.
+    pub async fn join_invite(&self, timeout: Duration) -> anyhow::Result<String> {
+        let room = super::wait_until(timeout, "an invite", || async {
+            let sync = self.get("/sync?timeout=0").await.ok()?;
+            sync["rooms"]["invite"]
+                .as_object()
+                .and_then(|rooms| rooms.keys().next().cloned())
+        })
+        .await?;
+        self.join(&room).await
+    }
+
     /// Leaves a room.
     pub async fn leave(&self, room_id: &str) -> anyhow::Result<()> {
         self.post(&format!("/rooms/{}/leave", encode(room_id)), &json!({}))
