@@ -970,15 +970,37 @@ async fn the_loopback_bridge_passes_the_contract_tests() {
 }
 
 /// Joining the alias of a remote chat (`#_loopback_<chat>`) creates its portal on demand: the
-/// homeserver asks Switchboard, the bridge creates the room with that alias, and messages
-/// there reach that chat.
+/// homeserver asks Switchboard, the bridge creates the room with that alias, shows the chat's
+/// latest history first (as sent on the network, `backfill.initial_messages` of it), and
+/// messages there reach that chat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_a_chat_alias_creates_its_portal() {
-    let (_slot, _synapse, running, alice, _lobby) = loopback("alias", "").await;
+    let history = "    history: 3\nbackfill:\n  initial_messages: 2\n";
+    let (_slot, _synapse, running, alice, _lobby) = loopback("alias", history).await;
     let room = alice
         .join("#_loopback_side:localhost")
         .await
         .expect("the alias resolves to a new portal");
+    let shown: Vec<(String, i64)> = timeline(&alice, &room)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| {
+            let body = e["content"]["body"].as_str().unwrap_or_default().to_owned();
+            (body, e["origin_server_ts"].as_i64().unwrap_or_default())
+        })
+        .collect();
+    let bodies: Vec<&str> = shown.iter().map(|(b, _)| b.as_str()).collect();
+    assert_eq!(bodies, ["history 2 of 3", "history 3 of 3"], "oldest first");
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("ms");
+    let ages: Vec<i64> = shown.iter().map(|(_, ts)| (now_ms - ts) / 60_000).collect();
+    assert_eq!(ages, [2, 1], "shown as sent, minutes ago: {shown:?}");
     let name = alice
         .get(&format!("/rooms/{}/state/m.room.name/", encode(&room)))
         .await

@@ -98,6 +98,8 @@ pub struct Config {
     pub media: MediaConfig,
     /// Puppets kept in memory.
     pub puppets: PuppetsConfig,
+    /// History shown in new portal rooms.
+    pub backfill: BackfillConfig,
     /// Double puppeting: per server name, `as_token:<token>` of an appservice registration
     /// (without a URL) whose user namespace covers that server's real users.
     pub double_puppet: DoublePuppetConfig,
@@ -130,6 +132,7 @@ impl Default for Config {
             provisioning: ProvisioningConfig::default(),
             media: MediaConfig::default(),
             puppets: PuppetsConfig::default(),
+            backfill: BackfillConfig::default(),
             double_puppet: DoublePuppetConfig::default(),
             metrics: MetricsConfig::default(),
             logging: LoggingConfig::default(),
@@ -434,6 +437,22 @@ pub struct PuppetsConfig {
 impl Default for PuppetsConfig {
     fn default() -> Self {
         Self { idle_secs: 3600 }
+    }
+}
+
+/// The backfill section: history shown in new portal rooms (by bridges that can fetch it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackfillConfig {
+    /// How many of a chat's latest messages a new portal room shows first (0: none).
+    pub initial_messages: usize,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        Self {
+            initial_messages: 50,
+        }
     }
 }
 

@@ -394,6 +394,8 @@ pub struct HostOptions {
     pub max_media_bytes: u64,
     /// How long a bridge keeps a puppet it used in memory.
     pub puppet_idle: std::time::Duration,
+    /// How many messages of history new portal rooms show.
+    pub backfill_messages: usize,
     /// Puppet display-name templates, by bridge id (bridges without one show remote names).
     pub displayname_templates: std::collections::BTreeMap<String, crate::template::Template>,
 }

@@ -323,6 +323,7 @@ pub async fn run(
                 double_puppets: config.double_puppet.tokens()?,
                 max_media_bytes: config.media.max_bytes,
                 puppet_idle: std::time::Duration::from_secs(config.puppets.idle_secs),
+                backfill_messages: config.backfill.initial_messages,
                 displayname_templates: config.displayname_templates()?,
             },
             shutdown.clone(),

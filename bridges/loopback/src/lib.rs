@@ -5,6 +5,9 @@
 //! take the reaction back and so does echo; delete your message and the answer goes too. It
 //! shows a complete bridge on the framework and is what the framework's end-to-end tests drive.
 //!
+//! Each chat can have a history (`history: N`): echo's messages from before the bridge saw it,
+//! shown first in a new portal room, with the times they were sent.
+//!
 //! Two things a real network does are played on purpose: messages starting with `!drop` are
 //! refused for good, and while the file named by `outage_file` exists the network is down (so
 //! messages wait in the outbox until it is back).
@@ -15,12 +18,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
-    AliasHandler, Applied, Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo,
-    BridgeState, Bridged, EditHandler, LoginField, LoginFlow, LoginHandler, LoginId, LoginRequest,
-    LoginStep, MatrixEdit, MatrixMedia, MatrixMembership, MatrixMessage, MatrixReaction,
-    MatrixRead, MatrixRedaction, MatrixTyping, MediaHandler, NewLogin, PortalInfo, PortalKey,
-    PresenceHandler, PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId, RemoteEvent,
-    RemoteMedia, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, Via,
+    AliasHandler, Applied, BackfillHandler, Bridge, BridgeCommand, BridgeContext, BridgeError,
+    BridgeInfo, BridgeState, Bridged, EditHandler, LoginField, LoginFlow, LoginHandler, LoginId,
+    LoginRequest, LoginStep, MatrixEdit, MatrixMedia, MatrixMembership, MatrixMessage,
+    MatrixReaction, MatrixRead, MatrixRedaction, MatrixTyping, MediaHandler, NewLogin, PortalInfo,
+    PortalKey, PresenceHandler, PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId,
+    RemoteEvent, RemoteMedia, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, Via,
 };
 use switchboard_framework::bridge::{clean_text, html_to_text};
 use switchboard_framework::command::{CommandReply, CommandSpec};
@@ -47,6 +50,9 @@ pub struct LoopbackSettings {
     pub require_login: bool,
     /// While this file exists the network is down.
     pub outage_file: Option<PathBuf>,
+    /// How many messages each chat had before the bridge saw it (echo's, a minute apart,
+    /// shown when its portal room is created).
+    pub history: usize,
 }
 
 /// What the loopback network keeps about a chat: the Matrix users in it, in joining order.
@@ -63,6 +69,8 @@ pub struct LoopbackBridge {
     /// Whether Matrix users must log in (or be relayed) to be bridged.
     require_login: bool,
     outage_file: Option<PathBuf>,
+    /// Messages each chat had before the bridge saw it.
+    history: usize,
     /// Set by the `network down` command.
     down: Arc<AtomicBool>,
 }
@@ -109,6 +117,7 @@ impl LoopbackBridge {
             invite: settings.invite,
             require_login: settings.require_login,
             outage_file: settings.outage_file,
+            history: settings.history,
             down: Arc::default(),
         })
     }
@@ -415,6 +424,10 @@ impl Bridge for LoopbackBridge {
         Some(self)
     }
 
+    fn backfill(&self) -> Option<&dyn BackfillHandler> {
+        Some(self)
+    }
+
     fn edits(&self) -> Option<&dyn EditHandler> {
         Some(self)
     }
@@ -597,6 +610,35 @@ impl MediaHandler for LoopbackBridge {
             self.echo(ctx, portal, RemoteEvent::Media(back)).await?;
         }
         Ok(id)
+    }
+}
+
+/// A chat's history: `history` messages of echo's, the last one a minute ago.
+#[switchboard_framework::async_trait]
+impl BackfillHandler for LoopbackBridge {
+    async fn fetch_history(
+        &self,
+        portal: &PortalKey,
+        limit: usize,
+    ) -> Result<Vec<RemoteEvent>, BridgeError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let first = self.history.saturating_sub(limit) + 1;
+        Ok((first..=self.history)
+            .map(|n| {
+                let minutes_ago = u64::try_from(self.history - n + 1).unwrap_or(u64::MAX);
+                RemoteEvent::Message(RemoteText {
+                    sent_at_ms: Some(now_ms.saturating_sub(minutes_ago * 60_000)),
+                    ..RemoteText::text(
+                        RemoteMessageId(format!("history-{}-{n}", portal.chat)),
+                        RemoteUserId::from(ECHO),
+                        echo_profile(),
+                        format!("history {n} of {}", self.history),
+                    )
+                })
+            })
+            .collect())
     }
 }
 

@@ -133,6 +133,7 @@ impl BridgeHost {
                 .with_double_puppets(options.double_puppets.clone())
                 .with_media_limit(options.max_media_bytes)
                 .with_puppet_idle(options.puppet_idle)
+                .with_history(&bridge, options.backfill_messages)
                 .with_displayname_template(displayname_template);
             hosted.push(Arc::new(HostedBridge {
                 commands: command_set(

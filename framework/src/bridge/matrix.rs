@@ -11,6 +11,7 @@ use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use serde_json::json;
 
+use super::backfill::HistorySource;
 use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
 use super::plugin::PortalRooms;
 use super::puppet::PuppetNaming;
@@ -211,6 +212,8 @@ pub struct MatrixSide {
     displayname_template: Option<Arc<crate::template::Template>>,
     /// The puppets used lately, with their profiles.
     pub(super) puppets: PuppetCache,
+    /// Where the history of new portals comes from, if the bridge has any.
+    pub(super) history: Option<HistorySource>,
 }
 
 /// Who says in Matrix what a remote user said.
@@ -285,7 +288,23 @@ impl MatrixSide {
             puppets: PuppetCache::new(std::time::Duration::from_secs(
                 crate::config::PuppetsConfig::default().idle_secs,
             )),
+            history: None,
         }
+    }
+
+    /// Shows up to `limit` messages of a chat's history in its portal room when the room is
+    /// created, if `bridge` has a [`super::BackfillHandler`] (held weakly) and `limit` is not 0.
+    #[must_use]
+    pub fn with_history(
+        mut self,
+        bridge: &std::sync::Arc<dyn super::Bridge>,
+        limit: usize,
+    ) -> Self {
+        self.history = (limit > 0 && bridge.backfill().is_some()).then(|| HistorySource {
+            bridge: std::sync::Arc::downgrade(bridge),
+            limit,
+        });
+        self
     }
 
     /// Keeps a puppet in memory for `idle` after its last use.
@@ -481,6 +500,7 @@ impl MatrixSide {
             .await;
         self.record_room(key, &room_id, existing).await?;
         tracing::info!(bridge = %self.info.id, chat = %key.chat, %room_id, "portal room created");
+        self.backfill_locked(key, info).await;
         Ok(room_id)
     }
 
@@ -630,6 +650,16 @@ impl MatrixSide {
         message: &RemoteText,
     ) -> Result<Bridged, BridgeError> {
         let _portal = self.portal_locks.lock(key).await;
+        self.bridge_text_locked(key, portal, message).await
+    }
+
+    /// [`MatrixSide::bridge_text`] with the portal lock held.
+    pub(super) async fn bridge_text_locked(
+        &self,
+        key: &PortalKey,
+        portal: &PortalInfo,
+        message: &RemoteText,
+    ) -> Result<Bridged, BridgeError> {
         if let Some(event_id) = self.mapped_event(key, &message.id, &message.part).await? {
             return Ok(Bridged::AlreadyBridged(event_id));
         }

@@ -137,8 +137,18 @@ impl MatrixSide {
         portal: &PortalInfo,
         media: &RemoteMedia,
     ) -> Result<Bridged, BridgeError> {
-        let max_bytes = self.max_media_bytes;
         let _portal = self.portal_locks.lock(key).await;
+        self.bridge_media_locked(key, portal, media).await
+    }
+
+    /// [`MatrixSide::bridge_media`] with the portal lock held.
+    pub(super) async fn bridge_media_locked(
+        &self,
+        key: &PortalKey,
+        portal: &PortalInfo,
+        media: &RemoteMedia,
+    ) -> Result<Bridged, BridgeError> {
+        let max_bytes = self.max_media_bytes;
         if let Some(event_id) = self.mapped_event(key, &media.id, &media.part).await? {
             return Ok(Bridged::AlreadyBridged(event_id));
         }

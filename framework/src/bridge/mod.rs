@@ -1,6 +1,7 @@
 //! The bridge framework: the [`Bridge`] plug-in trait and what it builds on (remote ids,
 //! puppets, portals, the message map). Work in progress; see `docs/runtime.md`.
 
+mod backfill;
 pub mod commands;
 pub mod format;
 pub mod from_matrix;
@@ -14,6 +15,7 @@ pub mod puppet;
 mod puppet_cache;
 pub mod remote;
 
+pub use backfill::BackfillHandler;
 pub use commands::BridgeCommand;
 pub use format::{
     clean_text, html_to_markdown, html_to_text, markdown_to_html, mentioned_user, sanitize_html,

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use ruma::{OwnedRoomId, RoomId};
 use tokio_util::sync::CancellationToken;
 
+use super::backfill::BackfillHandler;
 use super::commands::BridgeCommand;
 use super::from_matrix::{
     MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction,
@@ -122,6 +123,11 @@ pub trait Bridge: Send + Sync + 'static {
     /// Redactions of Matrix messages, if the network can delete messages (otherwise the sender
     /// is told that deletions do not reach it).
     fn redactions(&self) -> Option<&dyn RedactionHandler> {
+        None
+    }
+
+    /// Its history capability: past messages shown in new portal rooms.
+    fn backfill(&self) -> Option<&dyn BackfillHandler> {
         None
     }
 }
