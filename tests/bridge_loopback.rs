@@ -1270,3 +1270,71 @@ async fn locations_go_both_ways() {
     assert_eq!(answer["content"]["body"], "echo: the office");
     running.stop().await.expect("clean stop");
 }
+
+/// The membership of `user` in `room` once it is `membership`, waited for.
+async fn membership_of(viewer: &MatrixUser, room: &str, user: &str, membership: &str) -> Value {
+    viewer
+        .wait_for_event(room, WAIT, |e| {
+            e["type"] == "m.room.member"
+                && e["state_key"] == user
+                && e["content"]["membership"] == membership
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{user} {membership} in {room}: {e}"))
+}
+
+/// Inviting a puppet starts a direct chat on the network: the puppet joins with the remote
+/// user's name, brings the bot, and the remote user answers there. Invites of an unknown
+/// remote user, by a relay-level user, and to a second chat with the same person are declined
+/// with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inviting_a_puppet_starts_a_direct_chat() {
+    let (slot, synapse, running, alice, _lobby) = loopback("dm", PERMISSIONS).await;
+    let carol = "@_loopback_carol:localhost";
+    let dm = alice
+        .create_room(
+            json!({ "is_direct": true, "preset": "trusted_private_chat", "invite": [carol] }),
+        )
+        .await
+        .expect("a direct chat with carol's puppet");
+    membership_of(&alice, &dm, carol, "join").await;
+    membership_of(&alice, &dm, &slot.bot(), "join").await;
+    let profile = alice
+        .get(&format!("/profile/{}", encode(carol)))
+        .await
+        .expect("carol's profile");
+    assert_eq!(profile["displayname"], "Loopback carol");
+    alice.send_text(&dm, "hi carol").await.expect("sent");
+    wait_for(&alice, &dm, "carol's answer", |e| {
+        e["sender"] == carol && e["content"]["body"] == "echo: hi carol"
+    })
+    .await;
+
+    let nobody = "@_loopback_nobody:localhost";
+    let room = alice
+        .create_room(json!({ "is_direct": true, "invite": [nobody] }))
+        .await
+        .expect("a chat with nobody");
+    let left = membership_of(&alice, &room, nobody, "leave").await;
+    let reason = left["content"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not a user of Loopback"), "{reason}");
+
+    let again = alice
+        .create_room(json!({ "is_direct": true, "invite": [carol] }))
+        .await
+        .expect("a second chat with carol");
+    let left = membership_of(&alice, &again, carol, "leave").await;
+    let reason = left["content"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&dm), "points at the first chat: {reason}");
+
+    let bob = synapse.register_user("bob", false).await.expect("bob");
+    let dave = "@_loopback_dave:localhost";
+    let relayed = bob
+        .create_room(json!({ "is_direct": true, "invite": [dave] }))
+        .await
+        .expect("bob's chat with dave");
+    let left = membership_of(&bob, &relayed, dave, "leave").await;
+    let reason = left["content"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("may not start chats"), "{reason}");
+    running.stop().await.expect("clean stop");
+}

@@ -582,6 +582,9 @@ impl QueryHandler for PluginHost {
         if !self.namespaces.is_user(user_id.as_str()) {
             return false;
         }
+        if self.bridges.query_user(user_id).await {
+            return true;
+        }
         for HostedBot { bot, ctx, .. } in &self.bots {
             if bot.query_user(ctx, user_id).await {
                 return true;

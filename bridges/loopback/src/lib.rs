@@ -5,6 +5,9 @@
 //! take the reaction back and so does echo; delete your message and the answer goes too. It
 //! shows a complete bridge on the framework and is what the framework's end-to-end tests drive.
 //!
+//! Inviting `@_loopback_<name>:<server>` to a room starts a direct chat with that user of the
+//! network (anyone whose name does not start with `nobody`), who answers there.
+//!
 //! Each chat can have a history (`history: N`): echo's messages from before the bridge saw it,
 //! shown first in a new portal room, with the times they were sent.
 //!
@@ -19,17 +22,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
     AliasHandler, Applied, BackfillHandler, Bridge, BridgeCommand, BridgeContext, BridgeError,
-    BridgeInfo, BridgeState, Bridged, EditHandler, LoginField, LoginFlow, LoginHandler, LoginId,
-    LoginRequest, LoginStep, MatrixEdit, MatrixMedia, MatrixMembership, MatrixMessage,
-    MatrixReaction, MatrixRead, MatrixRedaction, MatrixTyping, MediaHandler, NewLogin, PortalInfo,
-    PortalKey, PresenceHandler, PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId,
-    RemoteEvent, RemoteMedia, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, Via,
+    BridgeInfo, BridgeState, Bridged, DirectChatHandler, EditHandler, LoginField, LoginFlow,
+    LoginHandler, LoginId, LoginRequest, LoginStep, MatrixEdit, MatrixMedia, MatrixMembership,
+    MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction, MatrixTyping, MediaHandler,
+    NewLogin, PortalInfo, PortalKey, PresenceHandler, PuppetProfile, ReactionHandler,
+    RedactionHandler, RemoteChatId, RemoteEvent, RemoteMedia, RemoteMessageId, RemoteReaction,
+    RemoteText, RemoteUserId, Via,
 };
 use switchboard_framework::bridge::{clean_text, html_to_text};
 use switchboard_framework::command::{CommandReply, CommandSpec};
 use switchboard_framework::config::PluginSection;
 use switchboard_framework::permission::PermissionLevel;
-use switchboard_framework::ruma::OwnedUserId;
+use switchboard_framework::ruma::{OwnedUserId, UserId};
 use switchboard_framework::serde::{Deserialize, Serialize};
 
 /// The id of the one remote chat.
@@ -85,6 +89,26 @@ fn answer_id(message: &RemoteMessageId) -> Option<RemoteMessageId> {
         .as_str()
         .strip_prefix("m-")
         .map(|event| RemoteMessageId(format!("answer-{event}")))
+}
+
+/// The chat id prefix of direct chats.
+const DM_PREFIX: &str = "dm-";
+
+/// The other person of a direct chat.
+fn dm_partner(portal: &PortalKey) -> Option<RemoteUserId> {
+    portal
+        .chat
+        .as_str()
+        .strip_prefix(DM_PREFIX)
+        .map(RemoteUserId::from)
+}
+
+/// How a user of the loopback network other than echo looks.
+fn person_profile(remote: &RemoteUserId) -> PuppetProfile {
+    PuppetProfile {
+        displayname: Some(format!("Loopback {remote}")),
+        avatar_url: None,
+    }
 }
 
 fn echo_profile() -> PuppetProfile {
@@ -285,9 +309,16 @@ impl Bridge for LoopbackBridge {
                 Via::Relay(_) | Via::Bridge => echo_text(answer, &said, Some(id.clone())),
             };
             // Echo answers in the thread the message is in, and a location with the same place.
+            // In a direct chat, the other person answers.
+            let (sender, sender_profile) = dm_partner(portal).map_or_else(
+                || (text.sender.clone(), text.sender_profile.clone()),
+                |partner| (partner.clone(), person_profile(&partner)),
+            );
             let text = RemoteText {
                 thread: message.thread.clone(),
                 geo_uri: message.geo_uri.clone(),
+                sender,
+                sender_profile,
                 ..text
             };
             self.echo(ctx, portal, RemoteEvent::Message(text)).await?;
@@ -421,6 +452,10 @@ impl Bridge for LoopbackBridge {
     }
 
     fn media(&self) -> Option<&dyn MediaHandler> {
+        Some(self)
+    }
+
+    fn direct_chats(&self) -> Option<&dyn DirectChatHandler> {
         Some(self)
     }
 
@@ -610,6 +645,32 @@ impl MediaHandler for LoopbackBridge {
             self.echo(ctx, portal, RemoteEvent::Media(back)).await?;
         }
         Ok(id)
+    }
+}
+
+/// Anyone whose name does not start with `nobody` is a user of the loopback network, and
+/// talks back in a direct chat (`dm-<user>`, one per Matrix user).
+#[switchboard_framework::async_trait]
+impl DirectChatHandler for LoopbackBridge {
+    async fn resolve_user(
+        &self,
+        _ctx: &BridgeContext,
+        remote: &RemoteUserId,
+    ) -> Result<Option<PuppetProfile>, HandleError> {
+        Ok((!remote.as_str().starts_with("nobody")).then(|| person_profile(remote)))
+    }
+
+    async fn start_direct_chat(
+        &self,
+        _ctx: &BridgeContext,
+        requester: &UserId,
+        remote: &RemoteUserId,
+    ) -> Result<PortalKey, HandleError> {
+        self.reachable()?;
+        Ok(PortalKey {
+            chat: RemoteChatId(format!("{DM_PREFIX}{remote}")),
+            receiver: Some(RemoteUserId(requester.to_string())),
+        })
     }
 }
 

@@ -81,6 +81,7 @@ pub(crate) struct HostedBridge {
     outbound: PortalLocks,
 }
 
+mod direct;
 mod logins;
 mod presence;
 
@@ -272,6 +273,11 @@ impl BridgeHost {
             return None;
         }
         let portal = self.portal_rooms.get(&event.room_id);
+        if portal.is_none()
+            && let Some(handled) = self.handle_puppet_invite(event).await
+        {
+            return Some(handled);
+        }
         if portal.is_some() && is_double_puppeted(event) {
             // Sent by a bridge for a real user: it came from the network (loop guard).
             return Some(Ok(()));

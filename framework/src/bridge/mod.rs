@@ -38,8 +38,8 @@ pub use matrix::{
 };
 pub use media::{MatrixMedia, MediaHandler, MediaKind, RemoteMedia};
 pub use plugin::{
-    AliasHandler, Bridge, BridgeContext, BridgeState, EditHandler, PortalRooms, PresenceHandler,
-    ReactionHandler, RedactionHandler,
+    AliasHandler, Bridge, BridgeContext, BridgeState, DirectChatHandler, EditHandler, PortalRooms,
+    PresenceHandler, ReactionHandler, RedactionHandler,
 };
 pub use puppet::{PuppetNaming, TemplateError};
 pub use remote::{Applied, RemoteEvent, RemoteReaction};

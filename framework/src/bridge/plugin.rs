@@ -14,9 +14,9 @@ use super::from_matrix::{
     MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction,
     MatrixTyping,
 };
-use super::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId};
+use super::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId};
 use super::login::{Login, LoginHandler};
-use super::matrix::{BridgeError, BridgeInfo, MatrixSide, PortalInfo};
+use super::matrix::{BridgeError, BridgeInfo, MatrixSide, PortalInfo, PuppetProfile};
 use super::media::MediaHandler;
 use crate::command::{CommandReply, CommandSpec};
 use crate::inbox::HandleError;
@@ -126,6 +126,11 @@ pub trait Bridge: Send + Sync + 'static {
         None
     }
 
+    /// Chats started from Matrix by inviting a puppet, if the network allows them.
+    fn direct_chats(&self) -> Option<&dyn DirectChatHandler> {
+        None
+    }
+
     /// Its history capability: past messages shown in new portal rooms.
     fn backfill(&self) -> Option<&dyn BackfillHandler> {
         None
@@ -142,6 +147,32 @@ pub trait AliasHandler: Send + Sync {
         ctx: &BridgeContext,
         chat: &RemoteChatId,
     ) -> Option<PortalInfo>;
+}
+
+/// A bridge whose network lets Matrix users start chats: a Matrix user invites a remote
+/// user's puppet (`@_<bridge>_<remote id>:server`) to a room, usually a direct chat; the
+/// framework asks the bridge to open the chat on the network, the puppet joins, and the room
+/// becomes that chat's portal. The sender needs the `user` permission level.
+#[async_trait::async_trait]
+pub trait DirectChatHandler: Send + Sync {
+    /// Whether `remote` is a user of the network, and how their puppet looks if so. Asked
+    /// when the homeserver asks about a puppet nobody used yet (someone invites it): `None`
+    /// makes the invite fail with "unknown user".
+    async fn resolve_user(
+        &self,
+        ctx: &BridgeContext,
+        remote: &RemoteUserId,
+    ) -> Result<Option<PuppetProfile>, HandleError>;
+
+    /// Opens a chat between the Matrix user `requester` and `remote` on the network; the
+    /// key of its portal (usually per user: `receiver` set). A [`HandleError::Permanent`]
+    /// declines the invite with that reason.
+    async fn start_direct_chat(
+        &self,
+        ctx: &BridgeContext,
+        requester: &ruma::UserId,
+        remote: &RemoteUserId,
+    ) -> Result<PortalKey, HandleError>;
 }
 
 /// A bridge whose network shows who is typing and who has read what. Only users with their
