@@ -14,6 +14,8 @@ pub fn available_bots() -> Vec<&'static str> {
     [
         #[cfg(feature = "bot-echo")]
         "echo",
+        #[cfg(feature = "bot-admin")]
+        "admin",
     ]
     .to_vec()
 }
@@ -55,6 +57,14 @@ pub fn enabled_bots(config: &Config) -> Result<Vec<Arc<dyn Bot>>, PluginConfigEr
             "echo" => Arc::new(
                 switchboard_bot_echo::EchoBot::from_settings(&section.settings)
                     .map_err(PluginConfigError::Invalid)?,
+            ),
+            #[cfg(feature = "bot-admin")]
+            "admin" => Arc::new(
+                switchboard_bot_admin::AdminBot::from_section(
+                    section,
+                    &config.homeserver.server_name,
+                )
+                .map_err(PluginConfigError::Invalid)?,
             ),
             _ => {
                 return Err(PluginConfigError::Unknown {

@@ -110,7 +110,8 @@ fn is_redacted(event: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_is_answered_once_from_a_puppet_and_a_refused_one_gets_a_notice() {
-    let naming = "    displayname_template: \"{{name}} ({{network}})\"\npuppets:\n  idle_secs: 2\n";
+    let naming = "    displayname_template: \"{{name}} ({{network}})\"\n    \
+                  avatar_template: \"mxc://localhost/loopback-{{id}}\"\npuppets:\n  idle_secs: 2\n";
     let (slot, _synapse, running, alice, portal) = loopback("loop", naming).await;
     let sent = alice.send_text(&portal, "hello loop").await.expect("sent");
 
@@ -142,6 +143,10 @@ async fn a_message_is_answered_once_from_a_puppet_and_a_refused_one_gets_a_notic
     assert_eq!(
         profile["displayname"], "Loopback echo (Loopback)",
         "named by bridges.loopback.displayname_template"
+    );
+    assert_eq!(
+        profile["avatar_url"], "mxc://localhost/loopback-echo",
+        "pictured by bridges.loopback.avatar_template"
     );
     let cached = "switchboard_bridge_puppets_cached{bridge=\"loopback\"}";
     let kept = slot.metric(cached).await;

@@ -882,6 +882,68 @@ impl HomeserverClient {
     }
 }
 
+impl HomeserverClient {
+    /// Sends a JSON request to any endpoint of the homeserver, such as Synapse's Admin API,
+    /// authenticated with `token` instead of the appservice's, with the usual retries; returns
+    /// the answer's JSON (`null` for an empty body). `path` is the path and query, its
+    /// segments already escaped (see [`escape_path_segment`]); `endpoint` names the request in
+    /// metrics and errors. Error answers come back as [`ClientError::Homeserver`].
+    pub async fn request_json(
+        &self,
+        endpoint: &'static str,
+        method: http::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        token: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let body = match body {
+            Some(json) => {
+                bytes::Bytes::from(serde_json::to_vec(json).map_err(|e| ClientError::Build {
+                    endpoint,
+                    message: e.to_string(),
+                })?)
+            }
+            None => bytes::Bytes::new(),
+        };
+        let authorization = format!("Bearer {token}");
+        let response = self
+            .with_retries(endpoint, || {
+                let mut request = http::Request::builder()
+                    .method(method.clone())
+                    .uri(path)
+                    .header(http::header::AUTHORIZATION, authorization.as_str());
+                if !body.is_empty() {
+                    request = request.header(http::header::CONTENT_TYPE, "application/json");
+                }
+                let request = request.body(body.clone());
+                async move {
+                    let request = request.map_err(|e| {
+                        let error = ClientError::Build {
+                            endpoint,
+                            message: e.to_string(),
+                        };
+                        (error, None)
+                    })?;
+                    self.execute(endpoint, request, &[]).await
+                }
+            })
+            .await?;
+        if response.body().is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(response.body()).map_err(|e| ClientError::Decode {
+            endpoint,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Escapes one path segment (a user id, room id…) for [`HomeserverClient::request_json`].
+#[must_use]
+pub fn escape_path_segment(segment: &str) -> String {
+    path_segment(segment).to_string()
+}
+
 /// Endpoint name of `PUT /rooms/{roomId}/send/{eventType}/{txnId}` in metrics and errors (as
 /// ruma's requests are named).
 const SEND_EVENT: &str = "message::send_message_event";

@@ -232,7 +232,8 @@ pub struct CommandInvocation {
     pub raw_args: String,
 }
 
-/// What a command answers the sender: plain text, and HTML for clients that show it.
+/// What a command answers the sender: plain text, and HTML for clients that show it. An empty
+/// text sends nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandReply {
     /// The plain-text answer (also the fallback of `html`).
@@ -242,6 +243,15 @@ pub struct CommandReply {
 }
 
 impl CommandReply {
+    /// No answer at all (the plug-in answered some other way, e.g. with a question).
+    #[must_use]
+    pub fn none() -> Self {
+        Self {
+            text: String::new(),
+            html: None,
+        }
+    }
+
     /// An answer with HTML (tables, code blocks…) and its plain-text fallback.
     #[must_use]
     pub fn html(text: impl Into<String>, html: impl Into<String>) -> Self {
@@ -268,6 +278,92 @@ impl From<&str> for CommandReply {
 /// test that keeps the command parser off the path of ordinary messages.
 pub(crate) fn may_hold_command(raw_content: &str) -> bool {
     raw_content.contains("\"!")
+}
+
+/// A table in a command's answer: aligned columns in the plain text, a `<table>` in the HTML.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// An empty table with these column headers.
+    #[must_use]
+    pub fn new(headers: &[&str]) -> Self {
+        Self {
+            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row (cells beyond the headers are dropped, missing ones left empty).
+    pub fn row<I, S>(&mut self, cells: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut row: Vec<String> = cells.into_iter().map(Into::into).collect();
+        row.resize(self.headers.len(), String::new());
+        self.rows.push(row);
+    }
+
+    /// How many rows it has.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether it has no rows.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The answer: `title`, then the table (or `empty` when it has no rows).
+    #[must_use]
+    pub fn reply(&self, title: &str, empty: &str) -> CommandReply {
+        if self.rows.is_empty() {
+            return CommandReply::html(
+                format!("{title}\n{empty}"),
+                format!("<p>{}</p><p>{}</p>", escape_html(title), escape_html(empty)),
+            );
+        }
+        let widths: Vec<usize> = (0..self.headers.len())
+            .map(|i| {
+                std::iter::once(&self.headers[i])
+                    .chain(self.rows.iter().map(|r| &r[i]))
+                    .map(|c| c.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[String]| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            padded.join("  ").trim_end().to_owned()
+        };
+        let mut text = format!("{title}\n{}", line(&self.headers));
+        let mut html = format!("<p>{}</p><table><thead><tr>", escape_html(title));
+        for header in &self.headers {
+            let _ = write!(html, "<th>{}</th>", escape_html(header));
+        }
+        html.push_str("</tr></thead><tbody>");
+        for row in &self.rows {
+            text.push('\n');
+            text.push_str(&line(row));
+            html.push_str("<tr>");
+            for cell in row {
+                let _ = write!(html, "<td>{}</td>", escape_html(cell));
+            }
+            html.push_str("</tr>");
+        }
+        html.push_str("</tbody></table>");
+        CommandReply::html(text, html)
+    }
 }
 
 /// The `help` command every command set starts with; the host answers it from the set.
@@ -603,6 +699,28 @@ fn closes(open: char, close: char) -> bool {
 mod tests {
     use super::*;
     use PermissionLevel::{Admin, Relay, User};
+
+    #[test]
+    fn tables_align_their_columns_and_escape_their_html() {
+        let mut table = Table::new(&["user", "admin"]);
+        assert!(table.is_empty());
+        table.row(["@a:x", "yes"]);
+        table.row(["@longer<b>:x"]);
+        assert_eq!(table.len(), 2);
+        let reply = table.reply("Users", "none");
+        assert_eq!(
+            reply.text,
+            "Users\nuser          admin\n@a:x          yes\n@longer<b>:x"
+        );
+        let html = reply.html.expect("html");
+        assert!(html.contains("<th>user</th><th>admin</th>"), "{html}");
+        assert!(
+            html.contains("<td>@longer&lt;b&gt;:x</td><td></td>"),
+            "{html}"
+        );
+        let empty = Table::new(&["user"]).reply("Users", "No users.");
+        assert_eq!(empty.text, "Users\nNo users.");
+    }
 
     #[test]
     fn only_contents_with_a_string_starting_with_a_bang_may_hold_commands() {

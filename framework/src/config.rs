@@ -558,9 +558,23 @@ pub struct PluginSection {
     /// their remote id, `network` the bridge's network). Unset: the remote name as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub displayname_template: Option<String>,
+    /// Bridges only: the avatar of puppets, an `mxc://` URI (handlebars; `avatar` is the
+    /// network's picture of the user, if any, `id` and `network` as above; a result that is
+    /// not an `mxc://` URI sets none). Unset: the network's picture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_template: Option<String>,
     /// The plug-in's own settings, parsed by the plug-in.
     #[serde(flatten)]
     pub settings: BTreeMap<String, Value>,
+}
+
+/// How a bridge's puppets look, beyond what the network says (compiled templates).
+#[derive(Clone, Debug, Default)]
+pub struct PuppetTemplates {
+    /// The display name (`name`, `id`, `network`); `None`: the network's name.
+    pub displayname: Option<std::sync::Arc<crate::template::Template>>,
+    /// The avatar `mxc://` URI (`avatar`, `id`, `network`); `None`: the network's picture.
+    pub avatar: Option<std::sync::Arc<crate::template::Template>>,
 }
 
 /// Parses a YAML document into `T` (for tests and tools; config files go through
@@ -594,20 +608,29 @@ impl PluginSection {
 }
 
 impl Config {
-    /// The puppet display-name template of each bridge that sets one, compiled.
-    pub fn displayname_templates(
-        &self,
-    ) -> Result<BTreeMap<String, crate::template::Template>, ConfigError> {
+    /// The puppet templates (display name, avatar) of each bridge, compiled.
+    pub fn puppet_templates(&self) -> Result<BTreeMap<String, PuppetTemplates>, ConfigError> {
+        let compile = |id: &str, name: &str, text: &Option<String>| {
+            text.as_ref()
+                .map(|text| {
+                    crate::template::Template::new(&format!("bridges.{id}.{name}"), text)
+                        .map(std::sync::Arc::new)
+                })
+                .transpose()
+                .map_err(ConfigError::from)
+        };
         self.bridges
             .iter()
-            .filter_map(|(id, section)| {
-                let text = section.displayname_template.as_ref()?;
-                let field = format!("bridges.{id}.displayname_template");
-                Some(
-                    crate::template::Template::new(&field, text)
-                        .map(|t| (id.clone(), t))
-                        .map_err(ConfigError::from),
-                )
+            .map(|(id, section)| {
+                let templates = PuppetTemplates {
+                    displayname: compile(
+                        id,
+                        "displayname_template",
+                        &section.displayname_template,
+                    )?,
+                    avatar: compile(id, "avatar_template", &section.avatar_template)?,
+                };
+                Ok((id.clone(), templates))
             })
             .collect()
     }
@@ -802,7 +825,7 @@ impl Config {
         }
         self.permissions()?;
         self.relay.template()?;
-        self.displayname_templates()?;
+        self.puppet_templates()?;
         self.double_puppet.tokens()?;
         let secret_len = self.provisioning.shared_secret.chars().count();
         if secret_len > 0 && secret_len < 32 {

@@ -24,6 +24,7 @@ pub mod transport;
 pub use async_trait::async_trait;
 pub use client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 pub use config::Config;
+pub use http;
 pub use inbox::HandleError;
 pub use plugin::{Bot, BotCommand, BotContext, HostOptions, Plugins, RoomEvent};
 pub use ruma;

@@ -311,6 +311,52 @@ impl Metrics {
     }
 }
 
+/// One value of a metric now (a histogram gives its count of observations).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The metric's name, e.g. `switchboard_inbox_depth`.
+    pub name: String,
+    /// Its labels, e.g. `[("bridge", "loopback")]`.
+    pub labels: Vec<(String, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Metrics {
+    /// Every metric's values now, as `/metrics` shows them (for summaries such as a bot's).
+    #[must_use]
+    pub fn samples(&self) -> Vec<Sample> {
+        let at = self.last_transaction_at.load(Ordering::Relaxed);
+        self.last_transaction_age
+            .set(if at < 0 { -1 } else { unix_seconds() - at });
+        let mut samples = Vec::new();
+        for family in self.registry.gather() {
+            let kind = family.get_field_type();
+            for metric in family.get_metric() {
+                #[allow(clippy::cast_precision_loss)]
+                let value = match kind {
+                    prometheus::proto::MetricType::GAUGE => metric.get_gauge().get_value(),
+                    prometheus::proto::MetricType::COUNTER => metric.get_counter().get_value(),
+                    prometheus::proto::MetricType::HISTOGRAM => {
+                        metric.get_histogram().get_sample_count() as f64
+                    }
+                    _ => continue,
+                };
+                samples.push(Sample {
+                    name: family.name().to_owned(),
+                    labels: metric
+                        .get_label()
+                        .iter()
+                        .map(|l| (l.name().to_owned(), l.value().to_owned()))
+                        .collect(),
+                    value,
+                });
+            }
+        }
+        samples
+    }
+}
+
 fn unix_seconds() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

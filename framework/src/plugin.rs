@@ -28,7 +28,7 @@ use crate::command::{
 };
 use crate::config::OutboxConfig;
 use crate::inbox::{EventHandler, HandleError, InboxItem};
-use crate::permission::PermissionLevel;
+use crate::permission::{PermissionLevel, Permissions};
 use crate::store::{Store, StoreError};
 
 pub use ruma;
@@ -135,9 +135,101 @@ impl From<ClientError> for HandleError {
 pub struct BotContext {
     plugin_id: &'static str,
     client: HomeserverClient,
+    store: Store,
+    started_at: std::time::Instant,
 }
 
 impl BotContext {
+    /// How long Switchboard has been running.
+    #[must_use]
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started_at.elapsed()
+    }
+
+    /// The data this bot stored under `key`, if any.
+    pub async fn data<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, HandleError> {
+        let Some(stored) = self
+            .store
+            .bot_data(self.plugin_id, key)
+            .await
+            .map_err(|e| HandleError::Transient(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_str(&stored).map(Some).map_err(|e| {
+            HandleError::Permanent(format!(
+                "the stored data `{key}` of bot {} does not read as expected: {e}",
+                self.plugin_id
+            ))
+        })
+    }
+
+    /// Stores `data` under `key` for this bot (as JSON), replacing what was there.
+    pub async fn set_data<T: serde::Serialize>(
+        &self,
+        key: &str,
+        data: &T,
+    ) -> Result<(), HandleError> {
+        let json = serde_json::to_string(data)
+            .map_err(|e| HandleError::Permanent(format!("cannot store `{key}`: {e}")))?;
+        self.store
+            .put_bot_data(self.plugin_id, key, &json)
+            .await
+            .map_err(|e| HandleError::Transient(e.to_string()))
+    }
+
+    /// Writes a command run to this bot's audit log: who ran `command` (secrets left out) in
+    /// `event`'s room, and how it ended.
+    pub async fn audit(
+        &self,
+        event: &RoomEvent,
+        command: &str,
+        outcome: &str,
+    ) -> Result<(), HandleError> {
+        let at_ms = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(i64::MAX);
+        let record = crate::store::AuditRecord {
+            at_ms,
+            sender: event.sender.to_string(),
+            room_id: event.room_id.to_string(),
+            command: command.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.store
+            .add_audit(self.plugin_id, &record)
+            .await
+            .map_err(|e| HandleError::Transient(e.to_string()))
+    }
+
+    /// The latest `limit` entries of this bot's audit log, newest first.
+    pub async fn audit_log(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<crate::store::AuditRecord>, HandleError> {
+        self.store
+            .audit_log(self.plugin_id, limit)
+            .await
+            .map_err(|e| HandleError::Transient(e.to_string()))
+    }
+
+    /// Redacts `event` as the bot (e.g. a message holding a password), with `reason`. Fails
+    /// when the bot's power level does not allow it.
+    pub async fn redact(&self, event: &RoomEvent, reason: &str) -> Result<(), ClientError> {
+        let mut request = ruma::api::client::redact::redact_event::v3::Request::new(
+            event.room_id.clone(),
+            event.event_id.clone(),
+            self.txn_id_for(event, "redact"),
+        );
+        request.reason = Some(reason.to_owned());
+        self.client.send(request, Identity::bot()).await?;
+        Ok(())
+    }
+
     /// The homeserver client (acts as the bot unless told otherwise).
     #[must_use]
     pub fn client(&self) -> &HomeserverClient {
@@ -240,6 +332,17 @@ pub trait Bot: Send + Sync + 'static {
         Namespaces::default()
     }
 
+    /// Runs once Switchboard is ready (after the bridges started): set-up such as creating
+    /// the bot's rooms. An error stops Switchboard with the reason.
+    async fn start(&self, _ctx: &BotContext) -> Result<(), HandleError> {
+        Ok(())
+    }
+
+    /// Who may run this bot's commands, if not as the `permissions` section says.
+    fn permissions(&self) -> Option<&Permissions> {
+        None
+    }
+
     /// Handles a room event sent by someone other than Switchboard's own users (commands for
     /// this bot excepted: they go to [`Bot::handle_command`]).
     /// Return [`HandleError::Transient`] to have it retried (in order) later.
@@ -327,9 +430,11 @@ impl HostedBot {
                 }
             }
         };
-        self.ctx
-            .reply_notice(event, "command", &reply.text, reply.html.as_deref())
-            .await?;
+        if !reply.text.is_empty() {
+            self.ctx
+                .reply_notice(event, "command", &reply.text, reply.html.as_deref())
+                .await?;
+        }
         Ok(())
     }
 }
@@ -397,7 +502,7 @@ pub struct HostOptions {
     /// How many messages of history new portal rooms show.
     pub backfill_messages: usize,
     /// Puppet display-name templates, by bridge id (bridges without one show remote names).
-    pub displayname_templates: std::collections::BTreeMap<String, crate::template::Template>,
+    pub puppet_templates: std::collections::BTreeMap<String, crate::config::PuppetTemplates>,
 }
 
 /// A plug-in cannot be set up.
@@ -414,6 +519,14 @@ pub enum HostError {
     /// The portal rooms could not be loaded.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A bot failed to start.
+    #[error("bot {id} did not start: {reason}")]
+    BotStart {
+        /// The bot.
+        id: String,
+        /// Why.
+        reason: String,
+    },
     /// A bridge failed to start.
     #[error("bridge {id} did not start: {source}")]
     Start {
@@ -442,6 +555,8 @@ impl PluginHost {
                 let ctx = BotContext {
                     plugin_id: bot.id(),
                     client: client.clone(),
+                    store: store.clone(),
+                    started_at: std::time::Instant::now(),
                 };
                 let own = bot.commands();
                 let commands = (!own.is_empty()).then(|| {
@@ -468,9 +583,22 @@ impl PluginHost {
         &self.bridges
     }
 
-    /// Starts every bridge (connects them to their networks) and their outboxes.
-    pub async fn start_bridges(&self) -> Result<(), HostError> {
-        self.bridges.start().await
+    /// Starts every bridge (connects them to their networks) and their outboxes, then every
+    /// bot.
+    pub async fn start_plugins(&self) -> Result<(), HostError> {
+        self.bridges.start().await?;
+        for hosted in &self.bots {
+            hosted
+                .bot
+                .start(&hosted.ctx)
+                .await
+                .map_err(|e| HostError::BotStart {
+                    id: hosted.bot.id().to_owned(),
+                    reason: e.to_string(),
+                })?;
+            tracing::info!(bot = %hosted.bot.id(), "bot started");
+        }
+        Ok(())
     }
 
     fn is_ours(&self, user_id: &str) -> bool {
@@ -534,7 +662,11 @@ impl PluginHost {
             .map(|(_, body)| body);
         for hosted in &self.bots {
             if let (Some(commands), Some(body)) = (&hosted.commands, &command_text) {
-                let level = self.bridges.permissions().level(&event.sender);
+                let level = hosted
+                    .bot
+                    .permissions()
+                    .unwrap_or_else(|| self.bridges.permissions())
+                    .level(&event.sender);
                 if let Some(parsed) = commands.parse(body, false, level) {
                     hosted.run_command(commands, parsed, event, level).await?;
                     continue;

@@ -324,7 +324,7 @@ pub async fn run(
                 max_media_bytes: config.media.max_bytes,
                 puppet_idle: std::time::Duration::from_secs(config.puppets.idle_secs),
                 backfill_messages: config.backfill.initial_messages,
-                displayname_templates: config.displayname_templates()?,
+                puppet_templates: config.puppet_templates()?,
             },
             shutdown.clone(),
         )
@@ -402,7 +402,7 @@ pub async fn run(
             {
                 tracing::warn!(error = %e, "cannot set the bot's display name");
             }
-            match host.start_bridges().await {
+            match host.start_plugins().await {
                 Ok(()) => {
                     ready.set(true);
                     tracing::info!("Switchboard is running");

@@ -401,6 +401,25 @@ impl Synapse {
         MatrixUser::new(self.base_url(), field("user_id")?, field("access_token")?)
     }
 
+    /// Logs `@localpart:localhost` in with `password` (fails as the homeserver answers, e.g.
+    /// 403 for a wrong password or a deactivated user).
+    pub async fn login(&self, localpart: &str, password: &str) -> anyhow::Result<MatrixUser> {
+        let url = format!("{}/_matrix/client/v3/login", self.base_url());
+        let body = json!({
+            "type": "m.login.password",
+            "identifier": { "type": "m.id.user", "user": localpart },
+            "password": password,
+        });
+        let resp = user::json_response(self.http.post(&url).json(&body), "login").await?;
+        let field = |name: &str| {
+            resp.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .with_context(|| format!("login {localpart}: no `{name}` in {resp}"))
+        };
+        MatrixUser::new(self.base_url(), field("user_id")?, field("access_token")?)
+    }
+
     /// Spawns the homeserver process and waits for `/health`; on failure the
     /// process is killed and the error quotes the logs.
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {

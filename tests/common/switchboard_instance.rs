@@ -169,8 +169,11 @@ impl Slot {
             .with_test_writer()
             .try_init();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(runtime::run(config, plugins, shutdown.clone()));
-        self.wait_ready().await?;
+        let mut task = tokio::spawn(runtime::run(config, plugins, shutdown.clone()));
+        tokio::select! {
+            ready = self.wait_ready() => ready?,
+            ended = &mut task => anyhow::bail!("Switchboard stopped before it was ready: {ended:?}"),
+        }
         Ok(Running { shutdown, task })
     }
 

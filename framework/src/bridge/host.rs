@@ -128,14 +128,18 @@ impl BridgeHost {
                     }
                 })?;
             let waiting = store.outbox_portals(&info.id).await?.into_iter().collect();
-            let displayname_template = options.displayname_templates.get(&info.id).cloned();
+            let templates = options
+                .puppet_templates
+                .get(&info.id)
+                .cloned()
+                .unwrap_or_default();
             let matrix = MatrixSide::new(info, naming, client.clone(), store.clone())
                 .with_portal_rooms(portal_rooms.clone())
                 .with_double_puppets(options.double_puppets.clone())
                 .with_media_limit(options.max_media_bytes)
                 .with_puppet_idle(options.puppet_idle)
                 .with_history(&bridge, options.backfill_messages)
-                .with_displayname_template(displayname_template);
+                .with_puppet_templates(templates);
             hosted.push(Arc::new(HostedBridge {
                 commands: command_set(
                     &bridge.command_prefix(),
@@ -895,6 +899,9 @@ impl HostedBridge {
                 }
             }
         };
+        if text.is_empty() {
+            return Ok(());
+        }
         self.reply(event, "command", &text, html.as_deref()).await
     }
 

@@ -209,7 +209,7 @@ pub struct MatrixSide {
     /// The largest file bridged either way.
     pub(super) max_media_bytes: u64,
     /// How puppets are named, if not by the remote name as it is.
-    displayname_template: Option<Arc<crate::template::Template>>,
+    templates: crate::config::PuppetTemplates,
     /// The puppets used lately, with their profiles.
     pub(super) puppets: PuppetCache,
     /// Where the history of new portals comes from, if the bridge has any.
@@ -284,7 +284,7 @@ impl MatrixSide {
             portal_locks: PortalLocks::default(),
             double_puppets: Arc::default(),
             max_media_bytes: crate::config::MediaConfig::default().max_bytes,
-            displayname_template: None,
+            templates: crate::config::PuppetTemplates::default(),
             puppets: PuppetCache::new(std::time::Duration::from_secs(
                 crate::config::PuppetsConfig::default().idle_secs,
             )),
@@ -314,13 +314,10 @@ impl MatrixSide {
         self
     }
 
-    /// Names puppets with `template` (`name`, `id`, `network`); `None`: the remote name.
+    /// Shows puppets with `templates` (display name, avatar) instead of as the network does.
     #[must_use]
-    pub fn with_displayname_template(
-        mut self,
-        template: Option<crate::template::Template>,
-    ) -> Self {
-        self.displayname_template = template.map(Arc::new);
+    pub fn with_puppet_templates(mut self, templates: crate::config::PuppetTemplates) -> Self {
+        self.templates = templates;
         self
     }
 
@@ -386,7 +383,7 @@ impl MatrixSide {
     ) -> Result<OwnedUserId, BridgeError> {
         let user_id = self.puppet_id(remote)?;
         let displayname = profile.displayname.as_deref().map(|name| {
-            self.displayname_template.as_ref().map_or_else(
+            self.templates.displayname.as_ref().map_or_else(
                 || name.to_owned(),
                 |template| {
                     template.render(&json!({
@@ -397,7 +394,16 @@ impl MatrixSide {
                 },
             )
         });
-        let avatar_url = profile.avatar_url.as_deref();
+        let avatar_url = match &self.templates.avatar {
+            Some(template) => Some(template.render(&json!({
+                "avatar": profile.avatar_url,
+                "id": remote,
+                "network": self.info.displayname,
+            })))
+            .filter(|url| url.starts_with("mxc://")),
+            None => profile.avatar_url.clone(),
+        };
+        let avatar_url = avatar_url.as_deref();
         if self
             .puppets
             .is_current(&user_id, displayname.as_deref(), avatar_url)

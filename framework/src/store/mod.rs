@@ -66,10 +66,12 @@ macro_rules! on_pool {
     };
 }
 
+mod bot;
 mod bridge;
 mod login;
 mod outbox;
 
+pub use bot::AuditRecord;
 pub use bridge::{MessageRecord, PortalRecord};
 pub use login::LoginRecord;
 pub use outbox::OutboxEntry;
@@ -498,6 +500,48 @@ pub mod conformance {
         puppets_and_the_message_map_round_trip(store).await;
         outbox_keeps_order_per_portal_until_removed(store).await;
         logins_and_relays_round_trip(store).await;
+        bot_data_and_the_audit_log_round_trip(store).await;
+    }
+
+    /// A bot's data is replaced under its key and kept apart from other bots'; its audit log
+    /// comes back newest first, limited.
+    pub async fn bot_data_and_the_audit_log_round_trip(store: &Store) {
+        use crate::store::AuditRecord;
+        assert_eq!(store.bot_data("admin", "room").await.expect("read"), None);
+        store
+            .put_bot_data("admin", "room", r#""!a:x""#)
+            .await
+            .expect("put");
+        store
+            .put_bot_data("admin", "room", r#""!b:x""#)
+            .await
+            .expect("replace");
+        store
+            .put_bot_data("other", "room", r#""!c:x""#)
+            .await
+            .expect("put");
+        assert_eq!(
+            store
+                .bot_data("admin", "room")
+                .await
+                .expect("read")
+                .as_deref(),
+            Some(r#""!b:x""#)
+        );
+        for n in 1..=3 {
+            let record = AuditRecord {
+                at_ms: n,
+                sender: "@root:x".into(),
+                room_id: "!b:x".into(),
+                command: format!("users show {n}"),
+                outcome: "ok".into(),
+            };
+            store.add_audit("admin", &record).await.expect("audit");
+        }
+        let log = store.audit_log("admin", 2).await.expect("log");
+        let commands: Vec<&str> = log.iter().map(|r| r.command.as_str()).collect();
+        assert_eq!(commands, ["users show 3", "users show 2"]);
+        assert!(store.audit_log("other", 5).await.expect("log").is_empty());
     }
 
     /// Logins are listed per user and bridge, move with their account, and leave a portal's

@@ -1,0 +1,230 @@
+//! The admin bot against a real Synapse: it creates the admin room and invites the admin, who
+//! manages users and rooms there through the Synapse Admin API; destructive commands wait for
+//! a confirmation; everything run is in the audit log; others are refused.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::switchboard_instance::{Running, Slot};
+use common::{MatrixUser, Synapse};
+use serde_json::{Value, json};
+use switchboard::synapse::encode;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Switchboard with the admin bot for `@root:localhost` (a Synapse admin whose token the bot
+/// uses), and root in the admin room the bot created.
+struct Console {
+    slot: Slot,
+    synapse: Synapse,
+    running: Running,
+    root: MatrixUser,
+    room: String,
+    _token_dir: tempfile::TempDir,
+}
+
+async fn console(name: &str) -> Console {
+    let token_dir = tempfile::tempdir().expect("tempdir");
+    let token_file: PathBuf = token_dir.path().join("admin-token");
+    // generate-registration reads the settings: the real token comes once root exists.
+    std::fs::write(&token_file, "not-yet").expect("token file");
+    let config = format!(
+        "  admin:\n    enabled: true\n    admins: [\"@root:localhost\"]\n    \
+         admin_token_file: {}\n",
+        token_file.display()
+    );
+    let slot = Slot::with_config(name, &config).expect("slot");
+    let synapse = Synapse::start(&[slot.registration_path()])
+        .await
+        .expect("Synapse starts");
+    let root = synapse.register_user("root", true).await.expect("root");
+    std::fs::write(&token_file, &root.access_token).expect("token file");
+    slot.point_at(&synapse.base_url()).expect("config");
+    let running = slot.start().await.expect("Switchboard starts");
+    let admin_room = root
+        .join_invite(WAIT)
+        .await
+        .expect("root is invited to the admin room");
+    Console {
+        slot,
+        synapse,
+        running,
+        root,
+        room: admin_room,
+        _token_dir: token_dir,
+    }
+}
+
+impl Console {
+    /// Sends `command` as `user` in `room` and returns the bot's answer to it.
+    async fn ask_in(&self, user: &MatrixUser, room: &str, command: &str) -> Value {
+        let sent = user.send_text(room, command).await.expect("sent");
+        let bot = self.slot.bot();
+        user.wait_for_event(room, WAIT, |e| {
+            e["sender"] == bot.as_str()
+                && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("no answer to {command:?}: {e}"))
+    }
+
+    /// Root's command in the admin room; the answer's text.
+    async fn ask(&self, command: &str) -> String {
+        body(&self.ask_in(&self.root, &self.room, command).await)
+    }
+}
+
+fn body(event: &Value) -> String {
+    event["content"]["body"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Root creates a user who can then log in, resets the password, deactivates the user after
+/// confirming with a reaction; the typed passwords leave the room; the audit log and the
+/// room's audit lines show each action without the passwords.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_manages_users_from_the_admin_room() {
+    let c = console("adminusers").await;
+    let created = c
+        .ask("!admin users create dave --password first-Secret1 --displayname Dave")
+        .await;
+    assert_eq!(created, "@dave:localhost is created.");
+    let dave = c
+        .synapse
+        .login("dave", "first-Secret1")
+        .await
+        .expect("dave logs in");
+    assert_eq!(dave.user_id, "@dave:localhost");
+    let again = c.ask("!admin users create dave").await;
+    assert!(again.contains("exists already"), "{again}");
+
+    let reset = c
+        .ask("!admin users reset-password dave --password second-Secret2")
+        .await;
+    assert_eq!(reset, "The password of @dave:localhost is changed.");
+    assert!(c.synapse.login("dave", "first-Secret1").await.is_err());
+    c.synapse
+        .login("dave", "second-Secret2")
+        .await
+        .expect("the new password works");
+
+    let question = c
+        .ask_in(&c.root, &c.room, "!admin users deactivate dave")
+        .await;
+    assert!(body(&question).contains("React ✅"), "{question}");
+    let asked = question["event_id"].as_str().expect("question id");
+    let command = question["content"]["m.relates_to"]["m.in_reply_to"]["event_id"]
+        .as_str()
+        .expect("command id")
+        .to_owned();
+    assert!(
+        c.synapse.login("dave", "second-Secret2").await.is_ok(),
+        "nothing happens before the confirmation"
+    );
+    c.root
+        .send_event(
+            &c.room,
+            "m.reaction",
+            &json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": asked, "key": "✅" } }),
+        )
+        .await
+        .expect("reacted");
+    let bot = c.slot.bot();
+    let done = c
+        .root
+        .wait_for_event(&c.room, WAIT, |e| {
+            e["sender"] == bot.as_str()
+                && e["content"]["body"] == "@dave:localhost is deactivated."
+                && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == command.as_str()
+        })
+        .await;
+    done.expect("deactivated once confirmed");
+    assert!(c.synapse.login("dave", "second-Secret2").await.is_err());
+
+    let timeline = c.root.messages(&c.room, 100).await.expect("timeline");
+    let texts: Vec<String> = timeline.iter().map(body).collect();
+    assert!(
+        texts
+            .iter()
+            .all(|t| !t.contains("first-Secret1") && !t.contains("second-Secret2")),
+        "the typed passwords were removed: {texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t
+            == "📝 @root:localhost ran `users create dave --password <hidden> --displayname Dave`: done"),
+        "{texts:?}"
+    );
+    let audit = c.ask("!admin audit --limit 3").await;
+    assert!(audit.contains("users deactivate dave"), "{audit}");
+    assert!(
+        audit.contains("users reset-password dave --password <hidden>"),
+        "{audit}"
+    );
+    assert!(!audit.contains("second-Secret2"), "{audit}");
+    c.running.stop().await.expect("clean stop");
+}
+
+/// Rooms are listed; wrong arguments get clap's explanation; `--help` works at every level;
+/// someone who is not an admin is refused, and commands outside the admin room point to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_lists_rooms_explains_mistakes_and_refuses_others() {
+    let c = console("adminrooms").await;
+    let alice = c
+        .synapse
+        .register_user("alice", false)
+        .await
+        .expect("alice");
+    let garden = alice
+        .create_room(json!({ "name": "Alice's garden", "invite": [c.slot.bot()] }))
+        .await
+        .expect("alice's room");
+    let rooms = c.ask("!admin rooms list").await;
+    assert!(
+        rooms.contains(&garden) && rooms.contains("Alice's garden"),
+        "{rooms}"
+    );
+    let show = c.ask(&format!("!admin rooms show {garden}")).await;
+    assert!(show.contains("Alice's garden"), "{show}");
+
+    let missing = c.ask("!admin users create").await;
+    assert!(
+        missing.contains("<USER>"),
+        "names the missing argument: {missing}"
+    );
+    let help = c.ask("!admin users --help").await;
+    assert!(help.contains("reset-password"), "{help}");
+    let status = c.ask("!admin status").await;
+    assert!(status.contains("inbox depth"), "{status}");
+
+    // Alice shares a room with the bot, but is not an admin.
+    let bot = c.slot.bot();
+    alice
+        .wait_for_event(&garden, WAIT, |e| {
+            e["state_key"] == bot.as_str() && e["content"]["membership"] == "join"
+        })
+        .await
+        .expect("the bot joins alice's room");
+    let refused = body(&c.ask_in(&alice, &garden, "!admin users list").await);
+    assert!(
+        refused.contains("admin"),
+        "refused for her level: {refused}"
+    );
+    c.root.join(&garden).await.expect_err("private room");
+    alice
+        .invite(&garden, &c.root.user_id)
+        .await
+        .expect("root invited");
+    c.root.join(&garden).await.expect("root joins");
+    let elsewhere = body(&c.ask_in(&c.root, &garden, "!admin users list").await);
+    assert!(
+        elsewhere.contains(&c.room),
+        "points at the admin room: {elsewhere}"
+    );
+    let path = format!("/profile/{}", encode("@dave:localhost"));
+    assert!(c.root.get(&path).await.is_err(), "nothing was created");
+    c.running.stop().await.expect("clean stop");
+}
