@@ -392,11 +392,16 @@ impl Synapse {
             &format!("register {localpart}"),
         )
         .await?;
+        self.logged_in(&resp, &format!("register {localpart}"))
+    }
+
+    /// The user a registration or login answer (`user_id`, `access_token`) logged in.
+    fn logged_in(&self, resp: &Value, what: &str) -> anyhow::Result<MatrixUser> {
         let field = |name: &str| {
             resp.get(name)
                 .and_then(Value::as_str)
                 .map(str::to_owned)
-                .with_context(|| format!("register {localpart}: no `{name}` in {resp}"))
+                .with_context(|| format!("{what}: no `{name}` in {resp}"))
         };
         MatrixUser::new(self.base_url(), field("user_id")?, field("access_token")?)
     }
@@ -411,13 +416,7 @@ impl Synapse {
             "password": password,
         });
         let resp = user::json_response(self.http.post(&url).json(&body), "login").await?;
-        let field = |name: &str| {
-            resp.get(name)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .with_context(|| format!("login {localpart}: no `{name}` in {resp}"))
-        };
-        MatrixUser::new(self.base_url(), field("user_id")?, field("access_token")?)
+        self.logged_in(&resp, &format!("login {localpart}"))
     }
 
     /// Spawns the homeserver process and waits for `/health`; on failure the
@@ -670,8 +669,36 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
 ///
 /// The port is released again before this returns, so another process can
-/// in principle grab it in between; for loopback tests that race is rare.
+/// in principle grab it in between; ports are taken below the ephemeral range,
+/// which outgoing connections use, to make that rare.
 pub fn free_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Ports below the kernel's ephemeral range: the source ports of the many connections a
+    // test run makes come from that range, and could take a port between its release here
+    // and its use by a server. Handed out in turn from a random start, each checked free.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let ceiling = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768)
+        .clamp(4096, 65535);
+    let floor = ceiling.saturating_sub(12_000).max(1024);
+    let span = ceiling - floor;
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        rand::random::<u32>() % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let port = floor + NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
