@@ -26,13 +26,18 @@ struct Console {
 }
 
 async fn console(name: &str) -> Console {
+    console_with(name, "").await
+}
+
+/// Like [`console`], with more (top-level) config.
+async fn console_with(name: &str, extra: &str) -> Console {
     let token_dir = tempfile::tempdir().expect("tempdir");
     let token_file: PathBuf = token_dir.path().join("admin-token");
     // generate-registration reads the settings: the real token comes once root exists.
     std::fs::write(&token_file, "not-yet").expect("token file");
     let config = format!(
         "  admin:\n    enabled: true\n    admins: [\"@root:localhost\"]\n    \
-         admin_token_file: {}\n",
+         admin_token_file: {}\n{extra}",
         token_file.display()
     );
     let slot = Slot::with_config(name, &config).expect("slot");
@@ -226,5 +231,55 @@ async fn the_console_lists_rooms_explains_mistakes_and_refuses_others() {
     );
     let path = format!("/profile/{}", encode("@dave:localhost"));
     assert!(c.root.get(&path).await.is_err(), "nothing was created");
+    c.running.stop().await.expect("clean stop");
+}
+
+/// Switchboard's own commands: the plug-ins with the bridge's state, a portal started from
+/// Matrix and its puppet, and unbridging that portal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboards_own_commands_show_plugins_portals_and_puppets() {
+    let c = console_with("adminown", "bridges:\n  loopback:\n    enabled: true\n").await;
+    let plugins = c.ask("!admin plugins list").await;
+    for expected in [
+        "echo",
+        "admin",
+        "loopback",
+        "bridge to Loopback",
+        "connected",
+    ] {
+        assert!(plugins.contains(expected), "{expected}: {plugins}");
+    }
+    let carol = "@_loopback_carol:localhost";
+    let dm = c
+        .root
+        .create_room(json!({ "is_direct": true, "invite": [carol] }))
+        .await
+        .expect("a chat with carol");
+    c.root
+        .wait_for_event(&dm, WAIT, |e| {
+            e["state_key"] == carol && e["content"]["membership"] == "join"
+        })
+        .await
+        .expect("carol's puppet joins");
+    let portals = c.ask("!admin portals list --bridge loopback").await;
+    assert!(
+        portals.contains(&dm) && portals.contains("dm-carol"),
+        "{portals}"
+    );
+    assert!(
+        portals.contains("lobby"),
+        "the shared portal too: {portals}"
+    );
+    let puppets = c.ask("!admin puppets list").await;
+    assert!(puppets.contains(carol), "{puppets}");
+    let shown = c.ask(&format!("!admin puppets show {carol}")).await;
+    assert!(shown.contains("Loopback carol"), "{shown}");
+    let unbridged = c.ask(&format!("!admin portals unbridge {dm}")).await;
+    assert!(
+        unbridged.contains("no longer bridged to dm-carol"),
+        "{unbridged}"
+    );
+    let gone = c.ask(&format!("!admin portals show {dm}")).await;
+    assert!(gone.contains("is not a portal room"), "{gone}");
     c.running.stop().await.expect("clean stop");
 }

@@ -632,6 +632,15 @@ impl HomeserverClient {
         Ok(())
     }
 
+    /// The profile Switchboard last set for one of its users, if it set one.
+    pub async fn managed_profile(&self, user_id: &UserId) -> Option<crate::store::ManagedUser> {
+        self.store
+            .managed_user(user_id.as_str())
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Sets the display name and avatar of one of our users, only where they changed since
     /// we last set them.
     pub async fn ensure_profile(

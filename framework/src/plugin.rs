@@ -137,9 +137,16 @@ pub struct BotContext {
     client: HomeserverClient,
     store: Store,
     started_at: std::time::Instant,
+    host: crate::bridge::HostView,
 }
 
 impl BotContext {
+    /// The plug-ins hosted beside this bot: the bots, the bridges' state, portals and puppets.
+    #[must_use]
+    pub fn host(&self) -> &crate::bridge::HostView {
+        &self.host
+    }
+
     /// How long Switchboard has been running.
     #[must_use]
     pub fn uptime(&self) -> std::time::Duration {
@@ -152,7 +159,7 @@ impl BotContext {
             .store
             .bot_data(self.plugin_id, key)
             .await
-            .map_err(|e| HandleError::Transient(e.to_string()))?
+            .map_err(HandleError::from)?
         else {
             return Ok(None);
         };
@@ -175,7 +182,7 @@ impl BotContext {
         self.store
             .put_bot_data(self.plugin_id, key, &json)
             .await
-            .map_err(|e| HandleError::Transient(e.to_string()))
+            .map_err(HandleError::from)
     }
 
     /// Writes a command run to this bot's audit log: who ran `command` (secrets left out) in
@@ -203,7 +210,7 @@ impl BotContext {
         self.store
             .add_audit(self.plugin_id, &record)
             .await
-            .map_err(|e| HandleError::Transient(e.to_string()))
+            .map_err(HandleError::from)
     }
 
     /// The latest `limit` entries of this bot's audit log, newest first.
@@ -214,7 +221,7 @@ impl BotContext {
         self.store
             .audit_log(self.plugin_id, limit)
             .await
-            .map_err(|e| HandleError::Transient(e.to_string()))
+            .map_err(HandleError::from)
     }
 
     /// Redacts `event` as the bot (e.g. a message holding a password), with `reason`. Fails
@@ -442,7 +449,7 @@ impl HostedBot {
 /// Hands inbox events and homeserver queries to the bots.
 pub struct PluginHost {
     bots: Vec<HostedBot>,
-    bridges: BridgeHost,
+    bridges: Arc<BridgeHost>,
     client: HomeserverClient,
     namespaces: NamespaceMatcher,
     accept_invites: bool,
@@ -548,6 +555,10 @@ impl PluginHost {
         options: &HostOptions,
         shutdown: CancellationToken,
     ) -> Result<Self, HostError> {
+        let bridges =
+            Arc::new(BridgeHost::new(plugins.bridges, &client, &store, options, &shutdown).await?);
+        let bot_ids = plugins.bots.iter().map(|b| b.id().to_owned()).collect();
+        let view = crate::bridge::HostView::new(Arc::clone(&bridges), store.clone(), bot_ids);
         let bots = plugins
             .bots
             .into_iter()
@@ -557,6 +568,7 @@ impl PluginHost {
                     client: client.clone(),
                     store: store.clone(),
                     started_at: std::time::Instant::now(),
+                    host: view.clone(),
                 };
                 let own = bot.commands();
                 let commands = (!own.is_empty()).then(|| {
@@ -568,7 +580,6 @@ impl PluginHost {
                 HostedBot { bot, ctx, commands }
             })
             .collect();
-        let bridges = BridgeHost::new(plugins.bridges, &client, &store, options, &shutdown).await?;
         Ok(Self {
             bots,
             bridges,

@@ -32,6 +32,15 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         limit: i64,
     },
+    /// Switchboard's plug-ins.
+    #[command(subcommand)]
+    Plugins(Plugins),
+    /// The bridges' portal rooms.
+    #[command(subcommand)]
+    Portals(Portals),
+    /// The bridges' puppets (the users standing for people on other networks).
+    #[command(subcommand)]
+    Puppets(Puppets),
     /// Local users of the homeserver.
     #[command(subcommand)]
     Users(Users),
@@ -47,6 +56,47 @@ pub enum Command {
     /// Event reports (content users reported).
     #[command(subcommand)]
     Reports(Reports),
+}
+
+/// `plugins …`
+#[derive(Debug, Subcommand)]
+pub enum Plugins {
+    /// The bots and bridges that run, with each bridge's connection to its network.
+    List,
+}
+
+/// `portals …`
+#[derive(Debug, Subcommand)]
+pub enum Portals {
+    /// List portal rooms.
+    List {
+        /// Only this bridge's.
+        #[arg(long)]
+        bridge: Option<String>,
+    },
+    /// Show the portal a room is.
+    Show(RoomArg),
+    /// Stop bridging a room (the room stays; its message map and relay are forgotten).
+    Unbridge(RoomArg),
+}
+
+/// `puppets …`
+#[derive(Debug, Subcommand)]
+pub enum Puppets {
+    /// List puppets.
+    List {
+        /// Only this bridge's.
+        #[arg(long)]
+        bridge: Option<String>,
+        /// How many to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show a puppet: its bridge, remote user and profile.
+    Show {
+        /// The puppet's user id.
+        user: String,
+    },
 }
 
 /// `users …`
@@ -277,6 +327,9 @@ impl Command {
             Self::Status
                 | Self::Metrics
                 | Self::Audit { .. }
+                | Self::Plugins(_)
+                | Self::Portals(Portals::List { .. } | Portals::Show(_))
+                | Self::Puppets(_)
                 | Self::Users(Users::List { .. } | Users::Show(_) | Users::Sessions(_))
                 | Self::Rooms(Rooms::List { .. } | Rooms::Show(_) | Rooms::Members(_))
                 | Self::Tokens(Tokens::List)

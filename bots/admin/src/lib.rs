@@ -10,6 +10,7 @@
 //! (`status`, `metrics`, `audit`) work on any homeserver.
 
 pub mod cli;
+mod switchboard;
 mod synapse;
 
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ use switchboard_framework::serde::Deserialize;
 use switchboard_framework::serde_json::{self, json};
 use switchboard_framework::{Bot, BotCommand, HandleError, Identity, RoomEvent, async_trait};
 
-use cli::{Command, Console};
+use cli::{Command, Console, Plugins};
 use synapse::{AdminError, SynapseAdmin};
 
 /// The reaction that confirms a destructive command.
@@ -203,6 +204,9 @@ impl AdminBot {
             Command::Audit { limit } => audit(ctx, *limit)
                 .await
                 .map_err(|e| AdminError::Unreachable(e.to_string())),
+            Command::Plugins(Plugins::List) => Ok(plugins(ctx)),
+            Command::Portals(portals) => switchboard::portals(ctx, portals).await,
+            Command::Puppets(puppets) => switchboard::puppets(ctx, puppets).await,
             Command::Users(users) => self.synapse(ctx)?.users(users).await,
             Command::Rooms(rooms) => self.synapse(ctx)?.rooms(rooms).await,
             Command::Media(media) => self.synapse(ctx)?.media(media).await,
@@ -371,6 +375,28 @@ fn status(ctx: &BotContext) -> CommandReply {
         table.row([format!("bridge {}", label("bridge")), label("state")]);
     }
     table.reply("Switchboard status", "")
+}
+
+/// The bots and bridges that run.
+fn plugins(ctx: &BotContext) -> CommandReply {
+    let mut table = Table::new(&["plug-in", "kind", "state", "portal rooms"]);
+    for bot in ctx.host().bots() {
+        table.row([
+            bot.clone(),
+            "bot".to_owned(),
+            "running".to_owned(),
+            String::new(),
+        ]);
+    }
+    for bridge in ctx.host().bridges() {
+        table.row([
+            bridge.id,
+            format!("bridge to {}", bridge.network),
+            bridge.state.to_string(),
+            bridge.portal_rooms.to_string(),
+        ]);
+    }
+    table.reply("Plug-ins", "No plug-ins run.")
 }
 
 /// The key counters, summed over their labels.

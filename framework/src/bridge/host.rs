@@ -32,7 +32,7 @@ use crate::config::OutboxConfig;
 use crate::inbox::HandleError;
 use crate::permission::{PermissionLevel, Permissions};
 use crate::plugin::{HostError, HostOptions, send_notice_reply};
-use crate::store::{MessageRecord, Store, StoreError};
+use crate::store::{MessageRecord, Store};
 use crate::template::Template;
 
 fn now_ms() -> i64 {
@@ -198,8 +198,7 @@ impl BridgeHost {
         }
         self.store
             .put_management_room(room_id.as_str(), user.as_str())
-            .await
-            .map_err(transient)?;
+            .await?;
         if let Ok(mut rooms) = self.management.write() {
             rooms.insert(room_id.to_owned(), user.to_owned());
         }
@@ -235,6 +234,11 @@ impl BridgeHost {
             };
         }
         false
+    }
+
+    /// Every hosted bridge.
+    pub(crate) fn all(&self) -> &[Arc<HostedBridge>] {
+        &self.bridges
     }
 
     /// The hosted bridge `id`, if there is one.
@@ -434,8 +438,7 @@ impl HostedBridge {
                 first_try,
                 reason,
             )
-            .await
-            .map_err(transient)?;
+            .await?;
         self.set_waiting(portal, true);
         if queued {
             self.count_outbox("queued");
@@ -472,8 +475,7 @@ impl HostedBridge {
         if self
             .store
             .message_by_event(event.event_id.as_str())
-            .await
-            .map_err(transient)?
+            .await?
             .is_some()
         {
             return Ok(());
@@ -530,8 +532,7 @@ impl HostedBridge {
         Ok(self
             .store
             .message_by_event(event_id.as_str())
-            .await
-            .map_err(transient)?
+            .await?
             .filter(|(bridge, record)| bridge == self.id() && record.portal == *portal)
             .map(|(_, record)| record))
     }
@@ -798,8 +799,7 @@ impl HostedBridge {
                     event_id: event.event_id.to_string(),
                 },
             )
-            .await
-            .map_err(transient)?;
+            .await?;
         Ok(())
     }
 
@@ -836,11 +836,7 @@ impl HostedBridge {
                 None,
             ),
             "ping" => {
-                let waiting = self
-                    .store
-                    .outbox_count(self.id())
-                    .await
-                    .map_err(transient)?;
+                let waiting = self.store.outbox_count(self.id()).await?;
                 (
                     format!(
                         "{} is {}: {} portal room(s), {waiting} message(s) waiting in the \
@@ -997,12 +993,16 @@ impl HostedBridge {
         Ok(self
             .store
             .portals_with_rooms()
-            .await
-            .map_err(transient)?
+            .await?
             .into_iter()
             .filter(|(bridge, _)| bridge == self.id())
             .filter_map(|(_, portal)| Some((portal.key, portal.room_id?)))
             .collect())
+    }
+
+    /// How many portal rooms it has.
+    pub(crate) fn portal_room_count(&self) -> usize {
+        self.ctx.matrix().portal_rooms.count(self.id())
     }
 
     /// What the bridge says about itself.
@@ -1190,9 +1190,4 @@ enum Delivered {
     Unmapped,
     /// The bridge's network cannot carry this kind of event.
     Unsupported,
-}
-
-#[allow(clippy::needless_pass_by_value)] // used as `map_err(transient)`
-fn transient(error: StoreError) -> HandleError {
-    HandleError::Transient(error.to_string())
 }

@@ -14,6 +14,7 @@ pub mod plugin;
 pub mod puppet;
 mod puppet_cache;
 pub mod remote;
+pub mod view;
 
 pub use backfill::BackfillHandler;
 pub use commands::BridgeCommand;
@@ -43,3 +44,4 @@ pub use plugin::{
 };
 pub use puppet::{PuppetNaming, TemplateError};
 pub use remote::{Applied, RemoteEvent, RemoteReaction};
+pub use view::{BridgeSummary, HostView, PortalSummary, PuppetSummary};

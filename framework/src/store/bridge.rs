@@ -176,6 +176,29 @@ impl Store {
         })
     }
 
+    /// Every puppet as `(bridge, remote user id, Matrix user id)`, of one bridge or of all,
+    /// in order, at most `limit`.
+    pub async fn puppets(
+        &self,
+        bridge: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, String, String)>> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT bridge_id, remote_user_id, user_id FROM bridge_puppet \
+                 WHERE $1 IS NULL OR bridge_id = $1 ORDER BY bridge_id, remote_user_id LIMIT $2",
+            )
+            .bind(bridge)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
     /// The bridge's data about a remote user's puppet, if it has one.
     pub async fn puppet_data(
         &self,

@@ -116,6 +116,13 @@ pub struct ManagedUser {
     pub avatar_url: Option<String>,
 }
 
+/// A failing database is a passing condition: what needed it is retried later.
+impl From<StoreError> for crate::inbox::HandleError {
+    fn from(error: StoreError) -> Self {
+        Self::Transient(error.to_string())
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and runs the migrations.
     pub async fn connect(
@@ -501,6 +508,29 @@ pub mod conformance {
         outbox_keeps_order_per_portal_until_removed(store).await;
         logins_and_relays_round_trip(store).await;
         bot_data_and_the_audit_log_round_trip(store).await;
+        puppets_are_listed(store).await;
+    }
+
+    /// Puppets are listed per bridge or all together, in order, limited.
+    pub async fn puppets_are_listed(store: &Store) {
+        use crate::bridge::RemoteUserId;
+        for (bridge, remote) in [("lxmpp", "bob"), ("lxmpp", "alice"), ("lmqtt", "kitchen")] {
+            let user = format!("@_{bridge}_{remote}:x");
+            store
+                .put_puppet(bridge, &RemoteUserId::from(remote), &user, "{}")
+                .await
+                .expect("puppet");
+        }
+        let xmpp = store.puppets(Some("lxmpp"), 10).await.expect("list");
+        let remotes: Vec<&str> = xmpp.iter().map(|(_, r, _)| r.as_str()).collect();
+        assert_eq!(remotes, ["alice", "bob"]);
+        assert_eq!(
+            store.puppets(Some("lxmpp"), 1).await.expect("list").len(),
+            1
+        );
+        let all = store.puppets(None, 100).await.expect("list");
+        assert!(all.contains(&("lmqtt".into(), "kitchen".into(), "@_lmqtt_kitchen:x".into())));
+        assert!(all.len() >= 3);
     }
 
     /// A bot's data is replaced under its key and kept apart from other bots'; its audit log

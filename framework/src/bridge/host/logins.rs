@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use ruma::{OwnedRoomId, OwnedUserId};
 use serde_json::json;
 
-use super::{HostedBridge, now_ms, transient};
+use super::{HostedBridge, now_ms};
 use crate::RoomEvent;
 use crate::bridge::ids::PortalKey;
 use crate::bridge::login::{Login, LoginField, LoginHandler, LoginRequest, LoginStep, Via};
@@ -49,16 +49,11 @@ impl HostedBridge {
         {
             return Ok(Some(Via::Own(own)));
         }
-        if let Some(relay) = self
-            .store
-            .portal_relay(self.id(), portal)
-            .await
-            .map_err(transient)?
+        if let Some(relay) = self.store.portal_relay(self.id(), portal).await?
             && let Some(login) = self
                 .store
                 .login(self.id(), &relay)
-                .await
-                .map_err(transient)?
+                .await?
                 .and_then(login_from_record)
         {
             return Ok(Some(Via::Relay(login)));
@@ -83,8 +78,7 @@ impl HostedBridge {
         Ok(self
             .store
             .logins_of(self.id(), user.as_str())
-            .await
-            .map_err(transient)?
+            .await?
             .into_iter()
             .filter_map(login_from_record)
             .collect())
@@ -257,10 +251,7 @@ impl HostedBridge {
                 data: login.data.to_string(),
                 created_at: now_ms(),
             };
-            self.store
-                .put_login(self.id(), &record)
-                .await
-                .map_err(transient)?;
+            self.store.put_login(self.id(), &record).await?;
             tracing::info!(bridge = %self.id(), %user, login = %login.id, "logged in");
         }
         Ok(outcome)
@@ -364,8 +355,7 @@ impl HostedBridge {
         }
         self.store
             .delete_login(self.id(), login.id.as_str())
-            .await
-            .map_err(transient)?;
+            .await?;
         self.ctx.forget_login_state(&login.id);
         Ok(())
     }
@@ -380,10 +370,7 @@ impl HostedBridge {
             return Ok("This room is not a portal.".to_owned());
         };
         if !set {
-            self.store
-                .set_portal_relay(self.id(), portal, None)
-                .await
-                .map_err(transient)?;
+            self.store.set_portal_relay(self.id(), portal, None).await?;
             return Ok("This room has no relay now.".to_owned());
         }
         let Some(login) = self.logins_of(&event.sender).await?.into_iter().next() else {
@@ -394,8 +381,7 @@ impl HostedBridge {
         };
         self.store
             .set_portal_relay(self.id(), portal, Some(login.id.as_str()))
-            .await
-            .map_err(transient)?;
+            .await?;
         Ok(format!(
             "Messages of users without their own login are now relayed through {}.",
             login.remote_name
