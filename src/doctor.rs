@@ -4,6 +4,7 @@ use std::path::Path;
 
 use switchboard_framework::client::HomeserverClient;
 use switchboard_framework::config::Config;
+use switchboard_framework::doctor::{self, Severity};
 use switchboard_framework::metrics::Metrics;
 use switchboard_framework::runtime::{self, RunError};
 use switchboard_framework::store::Store;
@@ -13,7 +14,7 @@ fn ok(what: &str) {
     println!("ok    {what}");
 }
 
-/// Runs every check, printing one line per check; the first failure ends the run.
+/// Runs every check, printing one line per finding; fails if any check failed.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     ok(&format!("config {} is valid", config_path.display()));
@@ -26,18 +27,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .collect();
     ok(&format!("plug-ins enabled: {}", names.join(", ")));
     let registration = runtime::load_registration(&config, &plugins).map_err(RunError::from)?;
-    let drift = registration.drift(&runtime::registration_spec(&config, &plugins));
-    if drift.is_empty() {
-        ok(&format!(
-            "registration {} matches the config",
-            config.appservice.registration.display()
-        ));
-    } else {
-        for d in &drift {
-            println!("warn  registration {d}");
-        }
-        println!("      fix: run `switchboard generate-registration` and restart the homeserver");
-    }
+    let registration_path = config.appservice.registration.display().to_string();
+    let mut findings = doctor::registration(
+        &registration,
+        &runtime::registration_spec(&config, &plugins),
+        &registration_path,
+    );
     let store = Store::connect(
         &config.database_url(),
         config.database.max_connections,
@@ -45,12 +40,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     )
     .await
     .map_err(RunError::from)?;
-    let pending = store.inbox_depth().await.map_err(RunError::from)?;
-    let failed = store.inbox_failed_count().await.map_err(RunError::from)?;
-    ok(&format!(
-        "database ({}) opens; {pending} events waiting, {failed} failed permanently",
-        store.backend()
-    ));
+    findings.extend(doctor::database(&store).await);
     let bot = runtime::bot_user_id(&config, &registration)?;
     let client = HomeserverClient::new(
         &config.homeserver.url,
@@ -72,33 +62,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             config.appservice.listen
         )),
     }
-    let report = runtime::self_test(
-        &client,
-        &registration,
-        &config.appservice.registration.display().to_string(),
-    )
-    .await
-    .map_err(RunError::from);
+    findings.extend(doctor::homeserver(&client, &registration, &registration_path).await);
     stop.cancel();
     store.close().await;
-    let report = report?;
-    ok(&format!(
-        "homeserver {} answers (spec {})",
-        config.homeserver.url,
-        report.versions.last().map_or("?", String::as_str)
-    ));
-    ok("the homeserver accepts the as_token and knows the bot");
-    match report.ping {
-        Some(rtt) => ok(&format!(
-            "the homeserver reaches Switchboard at {} ({} ms)",
-            registration.url.as_deref().unwrap_or("?"),
-            rtt.as_millis()
-        )),
-        None => {
-            println!(
-                "warn  the homeserver has no appservice ping; cannot check that it reaches us"
-            );
+    let mut failed = 0;
+    for finding in &findings {
+        println!("{:<5} {}", finding.severity, finding.text);
+        if finding.severity == Severity::Fail {
+            failed += 1;
         }
     }
+    anyhow::ensure!(failed == 0, "{failed} check(s) failed");
     Ok(())
 }

@@ -75,6 +75,23 @@ impl Console {
         .unwrap_or_else(|e| panic!("no answer to {command:?}: {e}"))
     }
 
+    /// A direct chat root starts with carol of the loopback network, once her puppet joined.
+    async fn chat_with_carol(&self) -> (&'static str, String) {
+        let carol = "@_loopback_carol:localhost";
+        let dm = self
+            .root
+            .create_room(json!({ "is_direct": true, "invite": [carol] }))
+            .await
+            .expect("a chat with carol");
+        self.root
+            .wait_for_event(&dm, WAIT, |e| {
+                e["state_key"] == carol && e["content"]["membership"] == "join"
+            })
+            .await
+            .expect("carol's puppet joins");
+        (carol, dm)
+    }
+
     /// Root's command in the admin room; the answer's text.
     async fn ask(&self, command: &str) -> String {
         body(&self.ask_in(&self.root, &self.room, command).await)
@@ -249,18 +266,7 @@ async fn switchboards_own_commands_show_plugins_portals_and_puppets() {
     ] {
         assert!(plugins.contains(expected), "{expected}: {plugins}");
     }
-    let carol = "@_loopback_carol:localhost";
-    let dm = c
-        .root
-        .create_room(json!({ "is_direct": true, "invite": [carol] }))
-        .await
-        .expect("a chat with carol");
-    c.root
-        .wait_for_event(&dm, WAIT, |e| {
-            e["state_key"] == carol && e["content"]["membership"] == "join"
-        })
-        .await
-        .expect("carol's puppet joins");
+    let (carol, dm) = c.chat_with_carol().await;
     let portals = c.ask("!admin portals list --bridge loopback").await;
     assert!(
         portals.contains(&dm) && portals.contains("dm-carol"),
@@ -281,5 +287,86 @@ async fn switchboards_own_commands_show_plugins_portals_and_puppets() {
     );
     let gone = c.ask(&format!("!admin portals show {dm}")).await;
     assert!(gone.contains("is not a portal room"), "{gone}");
+    c.running.stop().await.expect("clean stop");
+}
+
+/// `doctor` runs the health checks; plug-ins are turned off and on (a bot then misses what
+/// came meanwhile, a bridge delivers it from its outbox); `config reload` applies the admin
+/// bot's new settings, names what needs a restart, and refuses wrong settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_plugin_switches_and_config_reload() {
+    let c = console_with("adminops", "bridges:\n  loopback:\n    enabled: true\n").await;
+    let doctor = c.ask("!admin doctor").await;
+    for expected in [
+        "matches the config",
+        "database (sqlite) answers",
+        "reaches Switchboard",
+    ] {
+        assert!(doctor.contains(expected), "{expected}: {doctor}");
+    }
+    assert!(!doctor.contains("fail"), "{doctor}");
+
+    let off = c.ask("!admin plugins disable echo").await;
+    assert!(off.contains("echo is off"), "{off}");
+    c.root.send_text(&c.room, "ping 1").await.expect("sent");
+    c.ask("!admin plugins enable echo").await;
+    let bot = c.slot.bot();
+    let refused = c.ask("!admin plugins disable admin").await;
+    assert!(refused.contains("cannot turn itself off"), "{refused}");
+
+    let (carol, dm) = c.chat_with_carol().await;
+    c.ask("!admin plugins disable loopback").await;
+    let list = c.ask("!admin plugins list").await;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("loopback") && l.contains(" off ")),
+        "{list}"
+    );
+    c.root.send_text(&dm, "while off").await.expect("sent");
+    c.ask("!admin plugins enable loopback").await;
+    c.root
+        .wait_for_event(&dm, WAIT, |e| {
+            e["sender"] == carol && e["content"]["body"] == "echo: while off"
+        })
+        .await
+        .expect("delivered from the outbox once the bridge is on");
+    c.root.send_text(&c.room, "ping 2").await.expect("sent");
+    c.root
+        .wait_for_event(&c.room, WAIT, |e| {
+            e["sender"] == bot.as_str() && e["content"]["body"] == "pong 2"
+        })
+        .await
+        .expect("echo answers again");
+    let timeline = c.root.messages(&c.room, 100).await.expect("timeline");
+    assert!(
+        !timeline.iter().any(|e| body(e) == "pong 1"),
+        "echo was off for ping 1"
+    );
+
+    let config = std::fs::read_to_string(&c.slot.config_path).expect("config");
+    let quicker = config.replace("    admins:", "    confirm_secs: 5\n    admins:");
+    let quicker = quicker.replace("filter: warn,", "filter: info,");
+    std::fs::write(&c.slot.config_path, &quicker).expect("config");
+    let reloaded = c.ask("!admin config reload").await;
+    assert!(reloaded.contains("`bots.admin` reloaded"), "{reloaded}");
+    assert!(
+        reloaded.contains("`logging` changed; it takes effect at the next restart"),
+        "{reloaded}"
+    );
+    let question = c.ask("!admin users deactivate nobody").await;
+    assert!(
+        question.contains("within 5 s"),
+        "the new setting applies: {question}"
+    );
+    std::fs::write(
+        &c.slot.config_path,
+        quicker.replace("confirm_secs: 5", "confirm_secs: soon"),
+    )
+    .expect("config");
+    let wrong = c.ask("!admin config reload").await;
+    assert!(
+        wrong.contains("bots.admin.confirm_secs") && wrong.contains("not applied"),
+        "{wrong}"
+    );
     c.running.stop().await.expect("clean stop");
 }

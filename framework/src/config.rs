@@ -116,6 +116,9 @@ pub struct Config {
     pub bots: BTreeMap<String, PluginSection>,
     /// One section per bridge plug-in, keyed by the bridge's id.
     pub bridges: BTreeMap<String, PluginSection>,
+    /// The file it was loaded from, if any (for reloads); not a setting.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -146,6 +149,7 @@ impl Default for Config {
                 },
             )]),
             bridges: BTreeMap::new(),
+            source: None,
         }
     }
 }
@@ -568,6 +572,15 @@ pub struct PluginSection {
     pub settings: BTreeMap<String, Value>,
 }
 
+/// Why a plug-in did not apply new settings of its section on a config reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReloadError {
+    /// The new settings are wrong (field, value, what is expected); the old ones stay.
+    Invalid(String),
+    /// They are fine but can only take effect at the next restart (why).
+    NeedsRestart(String),
+}
+
 /// How a bridge's puppets look, beyond what the network says (compiled templates).
 #[derive(Clone, Debug, Default)]
 pub struct PuppetTemplates {
@@ -661,6 +674,7 @@ impl Config {
         let mut config = Self::parse(&text, env)?;
         config.resolve_paths(base);
         config.validate()?;
+        config.source = Some(path.to_owned());
         Ok(config)
     }
 

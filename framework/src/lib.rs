@@ -8,6 +8,7 @@ pub mod bridge;
 pub mod client;
 pub mod command;
 pub mod config;
+pub mod doctor;
 pub mod inbox;
 pub mod metrics;
 pub mod permission;

@@ -346,8 +346,21 @@ pub trait Bot: Send + Sync + 'static {
     }
 
     /// Who may run this bot's commands, if not as the `permissions` section says.
-    fn permissions(&self) -> Option<&Permissions> {
+    fn permissions(&self) -> Option<Permissions> {
         None
+    }
+
+    /// Applies new settings from its config section (`bots.<id>`) without a restart; `Err`
+    /// says why not (wrong settings, or ones that take effect at the next restart). By
+    /// default a bot reads
+    /// its settings at start only.
+    fn reload(
+        &self,
+        _section: &crate::config::PluginSection,
+    ) -> Result<(), crate::config::ReloadError> {
+        Err(crate::config::ReloadError::NeedsRestart(
+            "this bot reads its settings at start only".to_owned(),
+        ))
     }
 
     /// Handles a room event sent by someone other than Switchboard's own users (commands for
@@ -404,6 +417,8 @@ pub trait Bot: Send + Sync + 'static {
 struct HostedBot {
     bot: Arc<dyn Bot>,
     ctx: BotContext,
+    /// Off when an admin turned the bot off: it then sees no events.
+    enabled: Arc<std::sync::atomic::AtomicBool>,
     /// Its chat commands with `help`, if it has any.
     commands: Option<CommandSet>,
 }
@@ -508,6 +523,12 @@ pub struct HostOptions {
     pub puppet_idle: std::time::Duration,
     /// How many messages of history new portal rooms show.
     pub backfill_messages: usize,
+    /// The running config, as loaded (for reloads and health checks).
+    pub config: crate::config::Config,
+    /// The registration the homeserver has.
+    pub registration: switchboard_registration::Registration,
+    /// The registration the config implies.
+    pub registration_spec: switchboard_registration::RegistrationSpec,
     /// Puppet display-name templates, by bridge id (bridges without one show remote names).
     pub puppet_templates: std::collections::BTreeMap<String, crate::config::PuppetTemplates>,
 }
@@ -557,12 +578,31 @@ impl PluginHost {
     ) -> Result<Self, HostError> {
         let bridges =
             Arc::new(BridgeHost::new(plugins.bridges, &client, &store, options, &shutdown).await?);
-        let bot_ids = plugins.bots.iter().map(|b| b.id().to_owned()).collect();
-        let view = crate::bridge::HostView::new(Arc::clone(&bridges), store.clone(), bot_ids);
+        let switches: Vec<crate::bridge::BotSwitch> = plugins
+            .bots
+            .iter()
+            .map(|bot| crate::bridge::BotSwitch {
+                id: bot.id().to_owned(),
+                enabled: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                bot: Arc::downgrade(bot),
+            })
+            .collect();
+        let view = crate::bridge::HostView::new(
+            Arc::clone(&bridges),
+            store.clone(),
+            switches.clone(),
+            crate::bridge::Diagnostics {
+                client: client.clone(),
+                registration: options.registration.clone(),
+                spec: options.registration_spec.clone(),
+                config: std::sync::RwLock::new(options.config.clone()),
+            },
+        );
         let bots = plugins
             .bots
             .into_iter()
-            .map(|bot| {
+            .zip(switches)
+            .map(|(bot, switch)| {
                 let ctx = BotContext {
                     plugin_id: bot.id(),
                     client: client.clone(),
@@ -577,7 +617,12 @@ impl PluginHost {
                         CommandSet::with,
                     )
                 });
-                HostedBot { bot, ctx, commands }
+                HostedBot {
+                    bot,
+                    ctx,
+                    enabled: switch.enabled,
+                    commands,
+                }
             })
             .collect();
         Ok(Self {
@@ -672,12 +717,14 @@ impl PluginHost {
             .filter(|(kind, _)| matches!(kind, TextKind::Text | TextKind::Notice))
             .map(|(_, body)| body);
         for hosted in &self.bots {
+            if !hosted.enabled.load(std::sync::atomic::Ordering::Relaxed) {
+                continue;
+            }
             if let (Some(commands), Some(body)) = (&hosted.commands, &command_text) {
-                let level = hosted
-                    .bot
-                    .permissions()
-                    .unwrap_or_else(|| self.bridges.permissions())
-                    .level(&event.sender);
+                let level = hosted.bot.permissions().map_or_else(
+                    || self.bridges.permissions().level(&event.sender),
+                    |own| own.level(&event.sender),
+                );
                 if let Some(parsed) = commands.parse(body, false, level) {
                     hosted.run_command(commands, parsed, event, level).await?;
                     continue;

@@ -306,6 +306,7 @@ pub async fn run(
         metrics.clone(),
         store.clone(),
     )?;
+    let spec = registration_spec(&config, &plugins);
     let host = Arc::new(
         PluginHost::new(
             plugins,
@@ -325,6 +326,9 @@ pub async fn run(
                 puppet_idle: std::time::Duration::from_secs(config.puppets.idle_secs),
                 backfill_messages: config.backfill.initial_messages,
                 puppet_templates: config.puppet_templates()?,
+                config: config.clone(),
+                registration: registration.clone(),
+                registration_spec: spec,
             },
             shutdown.clone(),
         )

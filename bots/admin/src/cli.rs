@@ -35,6 +35,11 @@ pub enum Command {
     /// Switchboard's plug-ins.
     #[command(subcommand)]
     Plugins(Plugins),
+    /// The configuration file.
+    #[command(subcommand)]
+    Config(Config),
+    /// Switchboard's health checks: registration, database, homeserver.
+    Doctor,
     /// The bridges' portal rooms.
     #[command(subcommand)]
     Portals(Portals),
@@ -61,8 +66,27 @@ pub enum Command {
 /// `plugins …`
 #[derive(Debug, Subcommand)]
 pub enum Plugins {
-    /// The bots and bridges that run, with each bridge's connection to its network.
+    /// The bots and bridges, whether they run, and each bridge's connection to its network.
     List,
+    /// Turn a plug-in on again.
+    Enable {
+        /// The plug-in's id (as in `plugins list`).
+        id: String,
+    },
+    /// Turn a plug-in off until it is enabled again or Switchboard restarts: a bot sees no
+    /// events; a bridge's Matrix messages wait in its outbox.
+    Disable {
+        /// The plug-in's id (as in `plugins list`).
+        id: String,
+    },
+}
+
+/// `config …`
+#[derive(Debug, Subcommand)]
+pub enum Config {
+    /// Read the config file again: show what is wrong with it, or apply the plug-in settings
+    /// that can change without a restart and name the rest.
+    Reload,
 }
 
 /// `portals …`
@@ -327,7 +351,8 @@ impl Command {
             Self::Status
                 | Self::Metrics
                 | Self::Audit { .. }
-                | Self::Plugins(_)
+                | Self::Doctor
+                | Self::Plugins(Plugins::List)
                 | Self::Portals(Portals::List { .. } | Portals::Show(_))
                 | Self::Puppets(_)
                 | Self::Users(Users::List { .. } | Users::Show(_) | Users::Sessions(_))

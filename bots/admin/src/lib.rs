@@ -15,12 +15,12 @@ mod synapse;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
 use switchboard_framework::command::{CommandReply, CommandSpec, Table};
-use switchboard_framework::config::PluginSection;
+use switchboard_framework::config::{PluginSection, ReloadError};
 use switchboard_framework::permission::{PermissionLevel, Permissions};
 use switchboard_framework::plugin::BotContext;
 use switchboard_framework::ruma::api::client::{membership, room, state};
@@ -32,7 +32,7 @@ use switchboard_framework::serde::Deserialize;
 use switchboard_framework::serde_json::{self, json};
 use switchboard_framework::{Bot, BotCommand, HandleError, Identity, RoomEvent, async_trait};
 
-use cli::{Command, Console, Plugins};
+use cli::{Command, Config as ConfigCommand, Console, Plugins};
 use synapse::{AdminError, SynapseAdmin};
 
 /// The reaction that confirms a destructive command.
@@ -66,34 +66,12 @@ fn default_confirm_secs() -> u64 {
     60
 }
 
-/// A destructive command waiting for its ✅.
-#[derive(Debug)]
-struct Pending {
-    sender: OwnedUserId,
-    command: Command,
-    audit_text: String,
-    asked: RoomEvent,
-    deadline: Instant,
-}
-
-/// The admin bot.
-#[derive(Debug)]
-pub struct AdminBot {
-    admins: Vec<OwnedUserId>,
-    permissions: Permissions,
-    configured_room: Option<OwnedRoomId>,
-    token: Option<String>,
-    confirm_within: Duration,
-    server_name: String,
-    room: Mutex<Option<OwnedRoomId>>,
-    /// Questions asked, by the question's event id.
-    pending: Mutex<HashMap<OwnedEventId, Pending>>,
-}
-
-impl AdminBot {
-    /// The bot from its config section; `server_name` is the homeserver's. The error names
-    /// the field, the value and what is expected.
-    pub fn from_section(section: &PluginSection, server_name: &str) -> Result<Self, String> {
+impl Active {
+    /// The settings of `section`, and the admin room it names (if any).
+    fn from_section(
+        section: &PluginSection,
+        server_name: &str,
+    ) -> Result<(Self, Option<OwnedRoomId>), String> {
         let settings: AdminSettings = section.typed("bots.admin").map_err(|e| e.to_string())?;
         if settings.admins.is_empty() {
             return Err(
@@ -125,20 +103,66 @@ impl AdminBot {
             ),
             (None, None) => None,
         };
-        Ok(Self {
+        let active = Self {
             admins: settings
                 .admins
                 .iter()
                 .filter_map(|a| UserId::parse(a.as_str()).ok())
                 .collect(),
             permissions,
-            configured_room: settings.room,
             token,
             confirm_within: Duration::from_secs(settings.confirm_secs),
+        };
+        Ok((active, settings.room))
+    }
+}
+
+/// A destructive command waiting for its ✅.
+#[derive(Debug)]
+struct Pending {
+    sender: OwnedUserId,
+    command: Command,
+    audit_text: String,
+    asked: RoomEvent,
+    deadline: Instant,
+}
+
+/// The settings that a config reload may change.
+#[derive(Debug)]
+struct Active {
+    admins: Vec<OwnedUserId>,
+    permissions: Permissions,
+    token: Option<String>,
+    confirm_within: Duration,
+}
+
+/// The admin bot.
+#[derive(Debug)]
+pub struct AdminBot {
+    active: RwLock<Arc<Active>>,
+    configured_room: Option<OwnedRoomId>,
+    server_name: String,
+    room: Mutex<Option<OwnedRoomId>>,
+    /// Questions asked, by the question's event id.
+    pending: Mutex<HashMap<OwnedEventId, Pending>>,
+}
+
+impl AdminBot {
+    /// The bot from its config section; `server_name` is the homeserver's. The error names
+    /// the field, the value and what is expected.
+    pub fn from_section(section: &PluginSection, server_name: &str) -> Result<Self, String> {
+        let (active, room) = Active::from_section(section, server_name)?;
+        Ok(Self {
+            active: RwLock::new(Arc::new(active)),
+            configured_room: room,
             server_name: server_name.to_owned(),
             room: Mutex::new(None),
             pending: Mutex::default(),
         })
+    }
+
+    fn active(&self) -> Arc<Active> {
+        Arc::clone(&self.active.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn admin_room(&self) -> Option<OwnedRoomId> {
@@ -156,7 +180,8 @@ impl AdminBot {
         request.name = Some("Switchboard admin".to_owned());
         request.topic = Some("Switchboard's console: send `!admin help`".to_owned());
         request.preset = Some(room::create_room::v3::RoomPreset::PrivateChat);
-        request.invite.clone_from(&self.admins);
+        let active = self.active();
+        request.invite.clone_from(&active.admins);
         let room_id = ctx.client().send(request, Identity::bot()).await?.room_id;
         tracing::info!(%room_id, "admin room created");
         let current = ctx
@@ -172,7 +197,7 @@ impl AdminBot {
             .await?;
         let mut levels: serde_json::Value = serde_json::from_str(current.event_or_content.get())
             .map_err(|e| HandleError::Permanent(format!("unreadable power levels: {e}")))?;
-        for admin in &self.admins {
+        for admin in &active.admins {
             levels["users"][admin.as_str()] = json!(100);
         }
         let raw = serde_json::value::to_raw_value(&levels)
@@ -191,7 +216,7 @@ impl AdminBot {
     fn synapse<'a>(&'a self, ctx: &'a BotContext) -> Result<SynapseAdmin<'a>, AdminError> {
         Ok(SynapseAdmin {
             client: ctx.client(),
-            token: self.token.as_deref().ok_or(AdminError::NoToken)?,
+            token: self.active().token.clone().ok_or(AdminError::NoToken)?,
             server_name: &self.server_name,
         })
     }
@@ -205,6 +230,27 @@ impl AdminBot {
                 .await
                 .map_err(|e| AdminError::Unreachable(e.to_string())),
             Command::Plugins(Plugins::List) => Ok(plugins(ctx)),
+            Command::Plugins(Plugins::Enable { id } | Plugins::Disable { id }) => {
+                let enable = matches!(command, Command::Plugins(Plugins::Enable { .. }));
+                if !enable && id == self.id() {
+                    return Err(AdminError::BadArgument(
+                        "the admin bot cannot turn itself off".to_owned(),
+                    ));
+                }
+                ctx.host()
+                    .set_enabled(id, enable)
+                    .map_err(AdminError::BadArgument)?;
+                let now = if enable {
+                    "on"
+                } else {
+                    "off until enabled or restarted"
+                };
+                Ok(format!("{id} is {now}.").into())
+            }
+            Command::Config(ConfigCommand::Reload) => {
+                Ok(findings("Config reload", &ctx.host().reload_config()))
+            }
+            Command::Doctor => Ok(findings("Health checks", &ctx.host().doctor().await)),
             Command::Portals(portals) => switchboard::portals(ctx, portals).await,
             Command::Puppets(puppets) => switchboard::puppets(ctx, puppets).await,
             Command::Users(users) => self.synapse(ctx)?.users(users).await,
@@ -256,10 +302,11 @@ impl AdminBot {
         command: Command,
         audit_text: String,
     ) -> Result<(), HandleError> {
+        let within = self.active().confirm_within;
         let question = format!(
             "`{audit_text}` cannot be undone. React {CONFIRM} to this message within {} s to \
              go ahead, or send the command again with --yes.",
-            self.confirm_within.as_secs()
+            within.as_secs()
         );
         let asked = ctx.reply_notice(event, "confirm", &question, None).await?;
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -271,7 +318,7 @@ impl AdminBot {
                 command,
                 audit_text,
                 asked: event.clone(),
-                deadline: Instant::now() + self.confirm_within,
+                deadline: Instant::now() + within,
             },
         );
         Ok(())
@@ -377,14 +424,16 @@ fn status(ctx: &BotContext) -> CommandReply {
     table.reply("Switchboard status", "")
 }
 
-/// The bots and bridges that run.
+/// The bots and bridges, whether they run, and the bridges' state.
 fn plugins(ctx: &BotContext) -> CommandReply {
-    let mut table = Table::new(&["plug-in", "kind", "state", "portal rooms"]);
-    for bot in ctx.host().bots() {
+    let on_off = |on: bool| if on { "on" } else { "off" }.to_owned();
+    let mut table = Table::new(&["plug-in", "kind", "on", "state", "portal rooms"]);
+    for (bot, enabled) in ctx.host().bots() {
         table.row([
-            bot.clone(),
+            bot,
             "bot".to_owned(),
-            "running".to_owned(),
+            on_off(enabled),
+            String::new(),
             String::new(),
         ]);
     }
@@ -392,11 +441,21 @@ fn plugins(ctx: &BotContext) -> CommandReply {
         table.row([
             bridge.id,
             format!("bridge to {}", bridge.network),
+            on_off(bridge.enabled),
             bridge.state.to_string(),
             bridge.portal_rooms.to_string(),
         ]);
     }
     table.reply("Plug-ins", "No plug-ins run.")
+}
+
+/// Health-check or reload findings, one row each.
+fn findings(title: &str, findings: &[switchboard_framework::doctor::Finding]) -> CommandReply {
+    let mut table = Table::new(&["", "finding"]);
+    for finding in findings {
+        table.row([finding.severity.to_string(), finding.text.clone()]);
+    }
+    table.reply(title, "Nothing to report.")
 }
 
 /// The key counters, summed over their labels.
@@ -478,7 +537,7 @@ impl Bot for AdminBot {
                         Identity::bot(),
                     )
                     .await?;
-                for admin in &self.admins {
+                for admin in &self.active().admins {
                     let invite = membership::invite_user::v3::Request::new(
                         configured.clone(),
                         membership::invite_user::v3::InviteUserId::new(admin.clone()).into(),
@@ -496,8 +555,20 @@ impl Bot for AdminBot {
         Ok(())
     }
 
-    fn permissions(&self) -> Option<&Permissions> {
-        Some(&self.permissions)
+    fn permissions(&self) -> Option<Permissions> {
+        Some(self.active().permissions.clone())
+    }
+
+    fn reload(&self, section: &PluginSection) -> Result<(), ReloadError> {
+        let (active, room) =
+            Active::from_section(section, &self.server_name).map_err(ReloadError::Invalid)?;
+        if room != self.configured_room {
+            return Err(ReloadError::NeedsRestart(
+                "the admin room (`room`) is chosen at start only".to_owned(),
+            ));
+        }
+        *self.active.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(active);
+        Ok(())
     }
 
     fn commands(&self) -> Vec<CommandSpec> {
@@ -590,7 +661,11 @@ mod tests {
             "example.org",
         )
         .expect("valid");
-        let level = |user: &str| bot.permissions.level(&UserId::parse(user).expect("id"));
+        let level = |user: &str| {
+            bot.active()
+                .permissions
+                .level(&UserId::parse(user).expect("id"))
+        };
         assert_eq!(level("@root:example.org"), PermissionLevel::Admin);
         assert_eq!(level("@anyone:ops.example.org"), PermissionLevel::Admin);
         assert_eq!(level("@bob:example.org"), PermissionLevel::None);

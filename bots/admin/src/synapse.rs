@@ -81,7 +81,7 @@ pub struct SynapseAdmin<'a> {
     /// The homeserver client (its transport, retries and metrics).
     pub client: &'a HomeserverClient,
     /// The admin token.
-    pub token: &'a str,
+    pub token: String,
     /// The homeserver's server name, for localparts.
     pub server_name: &'a str,
 }
@@ -140,7 +140,7 @@ impl SynapseAdmin<'_> {
         };
         Ok(self
             .client
-            .request_json("synapse_admin", method, path, body, self.token)
+            .request_json("synapse_admin", method, path, body, &self.token)
             .await?)
     }
 

@@ -79,6 +79,8 @@ pub(crate) struct HostedBridge {
     /// One lock per portal for what goes to the network, so a portal's events are handled
     /// one at a time, in order, whether live or from the outbox.
     outbound: PortalLocks,
+    /// Turned off by an admin: Matrix events wait in the outbox until it is on again.
+    disabled: std::sync::atomic::AtomicBool,
 }
 
 mod direct;
@@ -157,6 +159,7 @@ impl BridgeHost {
                 policy: options.outbox.clone(),
                 waiting: Mutex::new(waiting),
                 outbound: PortalLocks::default(),
+                disabled: std::sync::atomic::AtomicBool::new(false),
             }));
         }
         client
@@ -545,6 +548,12 @@ impl HostedBridge {
         referenced: Option<MessageRecord>,
         via: Via,
     ) -> Result<Delivered, HandleError> {
+        if self.is_disabled() {
+            return Err(HandleError::Transient(format!(
+                "the {} bridge is turned off by an admin",
+                self.info().displayname
+            )));
+        }
         let ctx = &self.ctx;
         let event_id = event.event_id.clone();
         let sender = event.sender.clone();
@@ -998,6 +1007,27 @@ impl HostedBridge {
             .filter(|(bridge, _)| bridge == self.id())
             .filter_map(|(_, portal)| Some((portal.key, portal.room_id?)))
             .collect())
+    }
+
+    /// Hands the bridge new settings of its config section.
+    pub(crate) fn reload(
+        &self,
+        section: &crate::config::PluginSection,
+    ) -> Result<(), crate::config::ReloadError> {
+        self.bridge.reload(section)
+    }
+
+    /// Whether an admin turned it off.
+    pub(crate) fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Turns it on or off; turned on, what waited in the outbox is delivered at once.
+    pub(crate) fn set_enabled(&self, enabled: bool) {
+        self.disabled.store(!enabled, Ordering::Relaxed);
+        if enabled {
+            self.ctx.network_restored();
+        }
     }
 
     /// How many portal rooms it has.

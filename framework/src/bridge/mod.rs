@@ -44,4 +44,5 @@ pub use plugin::{
 };
 pub use puppet::{PuppetNaming, TemplateError};
 pub use remote::{Applied, RemoteEvent, RemoteReaction};
+pub(crate) use view::{BotSwitch, Diagnostics};
 pub use view::{BridgeSummary, HostView, PortalSummary, PuppetSummary};

@@ -126,6 +126,19 @@ pub trait Bridge: Send + Sync + 'static {
         None
     }
 
+    /// Applies new settings from its config section (`bridges.<id>`) without a restart;
+    /// `Err` says why not (wrong settings, or ones that take effect at the next restart). By
+    /// default a
+    /// bridge reads its settings at start only.
+    fn reload(
+        &self,
+        _section: &crate::config::PluginSection,
+    ) -> Result<(), crate::config::ReloadError> {
+        Err(crate::config::ReloadError::NeedsRestart(
+            "this bridge reads its settings at start only".to_owned(),
+        ))
+    }
+
     /// Chats started from Matrix by inviting a puppet, if the network allows them.
     fn direct_chats(&self) -> Option<&dyn DirectChatHandler> {
         None

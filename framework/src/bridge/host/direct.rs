@@ -100,6 +100,15 @@ impl HostedBridge {
             Err(transient) => return Err(transient),
         };
         let matrix = self.ctx.matrix();
+        // The room is a portal before anyone sees the puppet join: the first message sent
+        // after it is bridged.
+        if let Err(existing) = matrix.adopt_room(&key, &event.room_id).await?
+            && existing != event.room_id
+        {
+            let reason =
+                format!("you have a chat with {remote} already: https://matrix.to/#/{existing}");
+            return self.decline(&event.room_id, puppet, &reason).await;
+        }
         matrix.ensure_puppet(remote, &profile).await?;
         self.client
             .join(
@@ -111,18 +120,8 @@ impl HostedBridge {
             .remember_membership(&event.room_id, puppet, true)
             .await;
         self.bring_bot(&event.room_id, puppet).await?;
-        match matrix.adopt_room(&key, &event.room_id).await? {
-            Err(existing) if existing != event.room_id => {
-                let reason = format!(
-                    "you have a chat with {remote} already: https://matrix.to/#/{existing}"
-                );
-                self.decline(&event.room_id, puppet, &reason).await
-            }
-            _ => {
-                tracing::info!(bridge = %self.id(), requester = %event.sender, %remote, room_id = %event.room_id, "direct chat started from Matrix");
-                Ok(())
-            }
-        }
+        tracing::info!(bridge = %self.id(), requester = %event.sender, %remote, room_id = %event.room_id, "direct chat started from Matrix");
+        Ok(())
     }
 
     /// The puppet invites the bridge bot, which joins (for commands and notices).

@@ -1,0 +1,148 @@
+//! Health checks of a configured Switchboard in plain language, shared by `switchboard doctor`
+//! and admin tools running inside Switchboard (the admin bot's `doctor`).
+
+use switchboard_registration::{Registration, RegistrationSpec};
+
+use crate::client::HomeserverClient;
+use crate::runtime;
+use crate::store::Store;
+
+/// How a check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// As it should be.
+    Ok,
+    /// Works, but something should be fixed.
+    Warn,
+    /// Broken.
+    Fail,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Self::Ok => "ok",
+            Self::Warn => "warn",
+            Self::Fail => "fail",
+        })
+    }
+}
+
+/// One finding: how a check came out, and what it found (with the fix, if any).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// How it came out.
+    pub severity: Severity,
+    /// What was found.
+    pub text: String,
+}
+
+impl Finding {
+    fn new(severity: Severity, text: impl Into<String>) -> Self {
+        Self {
+            severity,
+            text: text.into(),
+        }
+    }
+}
+
+/// Whether the registration on disk (`path`) still matches what the config implies.
+#[must_use]
+pub fn registration(
+    registration: &Registration,
+    spec: &RegistrationSpec,
+    path: &str,
+) -> Vec<Finding> {
+    let drift = registration.drift(spec);
+    if drift.is_empty() {
+        return vec![Finding::new(
+            Severity::Ok,
+            format!("registration {path} matches the config"),
+        )];
+    }
+    drift
+        .iter()
+        .map(|d| {
+            Finding::new(
+                Severity::Warn,
+                format!(
+                    "registration {d}; fix: run `switchboard generate-registration` and \
+                     restart the homeserver"
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Whether the database answers, and what waits or failed in the inbox.
+pub async fn database(store: &Store) -> Vec<Finding> {
+    let counts = async {
+        Ok::<_, crate::store::StoreError>((
+            store.inbox_depth().await?,
+            store.inbox_failed_count().await?,
+        ))
+    };
+    match counts.await {
+        Ok((pending, failed)) => {
+            let severity = if failed > 0 {
+                Severity::Warn
+            } else {
+                Severity::Ok
+            };
+            vec![Finding::new(
+                severity,
+                format!(
+                    "database ({}) answers; {pending} event(s) waiting, {failed} given up",
+                    store.backend()
+                ),
+            )]
+        }
+        Err(e) => vec![Finding::new(
+            Severity::Fail,
+            format!("the database does not answer: {e}"),
+        )],
+    }
+}
+
+/// Whether the homeserver answers, accepts our token, knows the bot and reaches our
+/// appservice API (the start-up checks). Our appservice API must be listening.
+pub async fn homeserver(
+    client: &HomeserverClient,
+    registration: &Registration,
+    path: &str,
+) -> Vec<Finding> {
+    match runtime::self_test(client, registration, path).await {
+        Ok(report) => {
+            let mut findings = vec![
+                Finding::new(
+                    Severity::Ok,
+                    format!(
+                        "homeserver {} answers (spec {})",
+                        client.base_url(),
+                        report.versions.last().map_or("?", String::as_str)
+                    ),
+                ),
+                Finding::new(
+                    Severity::Ok,
+                    "the homeserver accepts the as_token and knows the bot",
+                ),
+            ];
+            findings.push(match report.ping {
+                Some(rtt) => Finding::new(
+                    Severity::Ok,
+                    format!(
+                        "the homeserver reaches Switchboard at {} ({} ms)",
+                        registration.url.as_deref().unwrap_or("?"),
+                        rtt.as_millis()
+                    ),
+                ),
+                None => Finding::new(
+                    Severity::Warn,
+                    "the homeserver has no appservice ping; cannot check that it reaches us",
+                ),
+            });
+            findings
+        }
+        Err(e) => vec![Finding::new(Severity::Fail, e.to_string())],
+    }
+}
