@@ -370,3 +370,114 @@ async fn doctor_plugin_switches_and_config_reload() {
     );
     c.running.stop().await.expect("clean stop");
 }
+
+/// The other homeserver commands against the real Admin API: registration tokens, locking,
+/// admin rights, sessions, force-join, blocking rooms, event reports and quarantined media.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_locks_reports_and_media_through_the_admin_api() {
+    let c = console("adminmore").await;
+    let created = c
+        .ask("!admin tokens create --token garden-key --uses 2")
+        .await;
+    assert_eq!(created, "New registration token: garden-key");
+    let tokens = c.ask("!admin tokens list").await;
+    assert!(tokens.contains("garden-key"), "{tokens}");
+    c.ask("!admin tokens delete garden-key").await;
+    assert!(!c.ask("!admin tokens list").await.contains("garden-key"));
+
+    let erin = c
+        .synapse
+        .register_user_with_password("erin", "erin-Secret1", false)
+        .await
+        .expect("erin");
+    assert_eq!(
+        c.ask("!admin users lock erin").await,
+        "@erin:localhost is locked."
+    );
+    assert!(
+        c.synapse.login("erin", "erin-Secret1").await.is_err(),
+        "locked out"
+    );
+    c.ask("!admin users unlock erin").await;
+    c.synapse
+        .login("erin", "erin-Secret1")
+        .await
+        .expect("unlocked");
+    c.ask("!admin users make-admin erin").await;
+    let shown = c.ask("!admin users show erin").await;
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("admin") && l.contains("true")),
+        "{shown}"
+    );
+    let sessions = c.ask("!admin users sessions erin").await;
+    assert!(
+        sessions.contains("Sessions of @erin:localhost"),
+        "{sessions}"
+    );
+
+    let public = erin
+        .create_room(json!({ "preset": "public_chat", "name": "Erin's hall" }))
+        .await
+        .expect("erin's room");
+    let joined = c
+        .ask(&format!("!admin users force-join root {public}"))
+        .await;
+    assert_eq!(joined, format!("@root:localhost joined {public}."));
+    let members = c.ask(&format!("!admin rooms members {public}")).await;
+    assert!(members.contains("@root:localhost"), "{members}");
+    assert!(
+        c.ask(&format!("!admin rooms block {public}"))
+            .await
+            .ends_with("is blocked.")
+    );
+    c.ask(&format!("!admin rooms unblock {public}")).await;
+
+    let reported = erin
+        .send_text(&public, "something rude")
+        .await
+        .expect("sent");
+    c.root
+        .post(
+            &format!("/rooms/{}/report/{}", encode(&public), encode(&reported)),
+            &json!({ "reason": "rude" }),
+        )
+        .await
+        .expect("reported");
+    let reports = c.ask("!admin reports list").await;
+    assert!(
+        reports.contains("rude") && reports.contains(&public),
+        "{reports}"
+    );
+    let id = reports
+        .lines()
+        .find(|l| l.contains("rude"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a report id")
+        .to_owned();
+    let report = c.ask(&format!("!admin reports show {id}")).await;
+    assert!(report.contains("something rude"), "{report}");
+    c.ask(&format!("!admin reports resolve {id}")).await;
+    assert!(c.ask("!admin reports list").await.contains("No reports."));
+
+    let mxc = erin
+        .upload(b"not nice".to_vec(), "text/plain", "rude.txt")
+        .await
+        .expect("uploaded");
+    assert!(
+        c.ask(&format!("!admin media quarantine {mxc}"))
+            .await
+            .ends_with("is quarantined.")
+    );
+    assert!(
+        erin.download(&mxc).await.is_err(),
+        "quarantined media cannot be downloaded"
+    );
+    let suspended = c.ask("!admin users suspend erin").await;
+    assert!(
+        suspended == "@erin:localhost is suspended." || suspended.contains("does not offer"),
+        "either done or said plainly: {suspended}"
+    );
+    c.running.stop().await.expect("clean stop");
+}
