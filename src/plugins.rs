@@ -26,6 +26,8 @@ pub fn available_bridges() -> Vec<&'static str> {
     [
         #[cfg(feature = "bridge-loopback")]
         "loopback",
+        #[cfg(feature = "bridge-mqtt")]
+        "mqtt",
     ]
     .to_vec()
 }
@@ -89,6 +91,11 @@ pub fn enabled_bridges(config: &Config) -> Result<Vec<Arc<dyn Bridge>>, PluginCo
             #[cfg(feature = "bridge-loopback")]
             "loopback" => Arc::new(
                 switchboard_bridge_loopback::LoopbackBridge::from_section(section)
+                    .map_err(PluginConfigError::Invalid)?,
+            ),
+            #[cfg(feature = "bridge-mqtt")]
+            "mqtt" => Arc::new(
+                switchboard_bridge_mqtt::MqttBridge::from_section(section)
                     .map_err(PluginConfigError::Invalid)?,
             ),
             _ => {

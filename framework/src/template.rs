@@ -45,6 +45,11 @@ impl Template {
     pub fn render(&self, data: &serde_json::Value) -> String {
         self.registry.render(NAME, data).unwrap_or_default()
     }
+
+    /// The text for `data`, or why it cannot be rendered (a helper failing on the data).
+    pub fn try_render(&self, data: &serde_json::Value) -> Result<String, String> {
+        self.registry.render(NAME, data).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,493 @@
+//! The MQTT bridge: each configured mapping is a portal room tied to topic filters. What
+//! devices publish appears in the room from the device's puppet (a topic level names the
+//! device), rendered by the mapping's template; what people say in the room is published to
+//! the mapping's topic, with MQTT 5 user properties naming the sender and the event.
+//!
+//! The bridge keeps a persistent session at the broker (clean start off, QoS 1 by default)
+//! and acknowledges a message only once it is in Matrix, so nothing published while
+//! Switchboard was down is lost; it reconnects with backoff and reports its connection
+//! through the bridge status.
+
+mod settings;
+mod topic;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use switchboard_framework::HandleError;
+use switchboard_framework::bridge::{
+    Bridge, BridgeContext, BridgeError, BridgeInfo, BridgeState, MatrixMessage, MediaKind,
+    PortalInfo, PortalKey, PuppetProfile, RemoteEvent, RemoteMedia, RemoteMessageId, RemoteText,
+    RemoteUserId,
+};
+use switchboard_framework::config::PluginSection;
+use switchboard_framework::serde_json::{self, Value, json};
+
+use settings::{Broker, Mapping};
+pub use settings::{Direction, MappingSettings, MqttSettings};
+
+/// The longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The MQTT bridge.
+#[derive(Debug)]
+pub struct MqttBridge {
+    settings: MqttSettings,
+    broker: Broker,
+    mappings: Arc<Vec<Mapping>>,
+    client: OnceLock<AsyncClient>,
+    connected: Arc<AtomicBool>,
+}
+
+fn qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        2 => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
+    }
+}
+
+impl MqttBridge {
+    /// The bridge from its config section (`bridges.mqtt`); the error names the field, the
+    /// value and what is expected.
+    pub fn from_section(section: &PluginSection) -> Result<Self, String> {
+        let (settings, broker, mappings) = settings::parse(section)?;
+        Ok(Self {
+            settings,
+            broker,
+            mappings: Arc::new(mappings),
+            client: OnceLock::new(),
+            connected: Arc::default(),
+        })
+    }
+
+    fn portal_info(&self, mapping: &MappingSettings) -> PortalInfo {
+        PortalInfo {
+            name: Some(format!("MQTT {}", mapping.name)),
+            topic: Some(format!("MQTT topics: {}", mapping.topics.join(", "))),
+            invite: self.settings.invite.clone(),
+            ..PortalInfo::default()
+        }
+    }
+
+    fn options(&self) -> MqttOptions {
+        let mut options = MqttOptions::new(
+            self.settings.client_id.clone(),
+            self.broker.host.clone(),
+            self.broker.port,
+        );
+        options
+            .set_keep_alive(Duration::from_secs(30))
+            .set_clean_start(false)
+            // Keep the session (subscriptions, queued QoS 1 messages) for a week offline.
+            .set_session_expiry_interval(Some(7 * 24 * 3600))
+            .set_manual_acks(true);
+        if let Some(username) = &self.settings.username {
+            options.set_credentials(
+                username.clone(),
+                self.settings.password.clone().unwrap_or_default(),
+            );
+        }
+        options
+    }
+}
+
+#[switchboard_framework::async_trait]
+impl Bridge for MqttBridge {
+    fn info(&self) -> BridgeInfo {
+        BridgeInfo {
+            id: "mqtt".to_owned(),
+            displayname: "MQTT".to_owned(),
+        }
+    }
+
+    async fn start(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+        for mapping in self.mappings.iter() {
+            ctx.matrix()
+                .ensure_portal(
+                    &PortalKey::shared(mapping.settings.name.as_str()),
+                    &self.portal_info(&mapping.settings),
+                )
+                .await?;
+        }
+        let (client, events) = AsyncClient::new(self.options(), 64);
+        self.client
+            .set(client.clone())
+            .map_err(|_| BridgeError::Network("the MQTT bridge was started twice".to_owned()))?;
+        ctx.set_state(BridgeState::Connecting);
+        let inbound = Inbound {
+            ctx,
+            mappings: Arc::clone(&self.mappings),
+            infos: self
+                .mappings
+                .iter()
+                .map(|m| (m.settings.name.clone(), self.portal_info(&m.settings)))
+                .collect(),
+            max_payload_bytes: self.settings.max_payload_bytes,
+            ids: Mutex::default(),
+            sequence: AtomicU64::new(0),
+        };
+        tokio::spawn(run(inbound, events, client, Arc::clone(&self.connected)));
+        Ok(())
+    }
+
+    async fn handle_matrix_message(
+        &self,
+        _ctx: &BridgeContext,
+        portal: &PortalKey,
+        message: &MatrixMessage,
+    ) -> Result<RemoteMessageId, HandleError> {
+        let Some(mapping) = self
+            .mappings
+            .iter()
+            .find(|m| m.settings.name == portal.chat.as_str())
+        else {
+            return Err(HandleError::Permanent(format!(
+                "no MQTT mapping is named {}",
+                portal.chat
+            )));
+        };
+        let settings = &mapping.settings;
+        let Some(topic) = settings
+            .publish_to
+            .as_ref()
+            .filter(|_| settings.direction.outbound())
+        else {
+            return Err(HandleError::Permanent(
+                "this room only receives from MQTT".to_owned(),
+            ));
+        };
+        let (Some(client), true) = (self.client.get(), self.connected.load(Ordering::Relaxed))
+        else {
+            return Err(HandleError::Transient(
+                "the MQTT broker is not reachable".to_owned(),
+            ));
+        };
+        let payload = if settings.envelope {
+            json!({
+                "sender": message.sender,
+                "room": message.room_id,
+                "event_id": message.event_id,
+                "body": message.body,
+            })
+            .to_string()
+        } else {
+            message.body.clone()
+        };
+        let properties = PublishProperties {
+            user_properties: vec![
+                ("sender".to_owned(), message.sender.to_string()),
+                ("event_id".to_owned(), message.event_id.to_string()),
+            ],
+            content_type: Some(
+                if settings.envelope {
+                    "application/json"
+                } else {
+                    "text/plain"
+                }
+                .to_owned(),
+            ),
+            ..PublishProperties::default()
+        };
+        client
+            .publish_with_properties(
+                topic.clone(),
+                qos(settings.qos),
+                settings.retain,
+                payload,
+                properties,
+            )
+            .await
+            .map_err(|e| HandleError::Transient(format!("cannot publish: {e}")))?;
+        Ok(RemoteMessageId(format!("pub-{}", message.event_id)))
+    }
+}
+
+/// What the connection task needs to bring MQTT messages into Matrix.
+struct Inbound {
+    ctx: BridgeContext,
+    mappings: Arc<Vec<Mapping>>,
+    infos: HashMap<String, PortalInfo>,
+    max_payload_bytes: usize,
+    /// The id given to each unacknowledged message, by packet id, so that a redelivery
+    /// (`dup`) is recognised.
+    ids: Mutex<HashMap<u16, String>>,
+    sequence: AtomicU64,
+}
+
+/// Runs the connection until shutdown: reconnects with backoff, (re)subscribes when the broker
+/// lost the session, and brings each message into Matrix before acknowledging it.
+async fn run(
+    inbound: Inbound,
+    mut events: EventLoop,
+    client: AsyncClient,
+    connected: Arc<AtomicBool>,
+) {
+    let shutdown = inbound.ctx.shutdown().clone();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                connected.store(true, Ordering::Relaxed);
+                backoff = Duration::from_secs(1);
+                inbound.ctx.set_state(BridgeState::Connected);
+                inbound.ctx.network_restored();
+                if !ack.session_present {
+                    subscribe(&client, &inbound.mappings).await;
+                }
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the MQTT broker"
+                );
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if inbound.bring_in(&publish).await
+                    && let Err(e) = client.ack(&publish).await
+                {
+                    tracing::warn!(error = %e, "cannot acknowledge an MQTT message");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                connected.store(false, Ordering::Relaxed);
+                inbound
+                    .ctx
+                    .set_state(BridgeState::TransientDisconnect(e.to_string()));
+                tracing::warn!(error = %e, pause = ?backoff, "MQTT connection lost; reconnecting");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+async fn subscribe(client: &AsyncClient, mappings: &[Mapping]) {
+    for mapping in mappings.iter().filter(|m| m.settings.direction.inbound()) {
+        for filter in &mapping.settings.topics {
+            if let Err(e) = client
+                .subscribe(filter.clone(), qos(mapping.settings.qos))
+                .await
+            {
+                tracing::warn!(filter, error = %e, "cannot subscribe");
+            }
+        }
+    }
+}
+
+impl Inbound {
+    /// The id of a message: new, or the one it had when first delivered (a redelivery).
+    fn message_id(&self, publish: &Publish, topic: &str) -> String {
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        if publish.dup
+            && let Some(id) = ids.get(&publish.pkid)
+        {
+            return id.clone();
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let id = format!(
+            "{topic}@{now_ms}-{}",
+            self.sequence.fetch_add(1, Ordering::Relaxed)
+        );
+        if publish.pkid != 0 {
+            ids.insert(publish.pkid, id.clone());
+        }
+        id
+    }
+
+    /// Brings one message into the rooms whose filters match it; `false` when it should not
+    /// be acknowledged yet (Matrix could not take it: the broker delivers it again).
+    async fn bring_in(&self, publish: &Publish) -> bool {
+        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+            tracing::warn!("skipped an MQTT message whose topic is not UTF-8");
+            return true;
+        };
+        let matching: Vec<&Mapping> = self
+            .mappings
+            .iter()
+            .filter(|m| {
+                m.settings.direction.inbound()
+                    && m.settings.topics.iter().any(|f| topic::matches(f, topic))
+            })
+            .collect();
+        if matching.is_empty() {
+            return true;
+        }
+        if publish.payload.len() > self.max_payload_bytes {
+            tracing::warn!(
+                topic,
+                bytes = publish.payload.len(),
+                limit = self.max_payload_bytes,
+                "skipped an MQTT message larger than max_payload_bytes"
+            );
+            return true;
+        }
+        let id = self.message_id(publish, topic);
+        self.ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&publish.pkid);
+        let mut delivered = true;
+        for mapping in matching {
+            let event = event_for(mapping, topic, publish, RemoteMessageId(id.clone()));
+            let key = PortalKey::shared(mapping.settings.name.as_str());
+            let info = self
+                .infos
+                .get(&mapping.settings.name)
+                .cloned()
+                .unwrap_or_default();
+            if let Err(e) = self.ctx.matrix().apply(&key, &info, &event).await {
+                tracing::warn!(topic, error = %e, "cannot bring an MQTT message into Matrix; the broker will deliver it again");
+                delivered = false;
+            }
+        }
+        delivered
+    }
+}
+
+/// The Matrix event for one MQTT message in one mapping: text (templated) or, for a payload
+/// that is not UTF-8, a file.
+fn event_for(
+    mapping: &Mapping,
+    topic: &str,
+    publish: &Publish,
+    id: RemoteMessageId,
+) -> RemoteEvent {
+    let settings = &mapping.settings;
+    let levels: Vec<&str> = topic.split('/').collect();
+    let device = settings
+        .device_level
+        .and_then(|level| levels.get(level).copied())
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&settings.name)
+        .to_owned();
+    let sender = RemoteUserId(device.clone());
+    let profile = PuppetProfile {
+        displayname: Some(device.clone()),
+        avatar_url: None,
+    };
+    let Ok(text) = std::str::from_utf8(&publish.payload) else {
+        return RemoteEvent::Media(RemoteMedia {
+            id,
+            part: String::new(),
+            sender,
+            sender_profile: profile,
+            kind: MediaKind::File,
+            filename: format!("{}.bin", levels.last().copied().unwrap_or("payload")),
+            mimetype: publish
+                .properties
+                .as_ref()
+                .and_then(|p| p.content_type.clone())
+                .unwrap_or_else(|| "application/octet-stream".to_owned()),
+            data: publish.payload.clone(),
+            sent_at_ms: None,
+        });
+    };
+    let body = render(mapping, topic, &levels, text, &device);
+    RemoteEvent::Message(RemoteText::text(id, sender, profile, body))
+}
+
+/// The text of a message: the mapping's template with the payload (parsed JSON, or the text),
+/// or the text itself. A template that fails on this payload is logged and the text shown.
+fn render(mapping: &Mapping, topic: &str, levels: &[&str], text: &str, device: &str) -> String {
+    let Some(template) = &mapping.template else {
+        return text.to_owned();
+    };
+    let payload =
+        serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+    let data = json!({
+        "payload": payload,
+        "text": text,
+        "topic": levels,
+        "topic_name": topic,
+        "device": device,
+    });
+    match template.try_render(&data) {
+        Ok(rendered) if !rendered.trim().is_empty() => rendered,
+        Ok(_) => text.to_owned(),
+        Err(e) => {
+            tracing::warn!(mapping = %mapping.settings.name, topic, error = %e, "the mapping's template failed on a message; showing its text");
+            text.to_owned()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(yaml: &str) -> Mapping {
+        let section: PluginSection = switchboard_framework::config::from_yaml(&format!(
+            "broker: mqtt://x\nmappings:\n  - {yaml}\n"
+        ))
+        .expect("yaml");
+        settings::parse(&section)
+            .expect("valid")
+            .2
+            .into_iter()
+            .next()
+            .expect("a mapping")
+    }
+
+    fn publish(topic: &str, payload: &[u8]) -> Publish {
+        Publish::new(topic, QoS::AtLeastOnce, payload.to_vec(), None)
+    }
+
+    fn text_of(event: &RemoteEvent) -> (String, String) {
+        match event {
+            RemoteEvent::Message(text) => (text.sender.to_string(), text.body.clone()),
+            other => panic!("not a text: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_fields_and_topic_levels_fill_the_template_and_a_level_names_the_device() {
+        let m = mapping(
+            "{name: sensors, topics: [\"sensors/+/temp\"], direction: in, device_level: 1, \
+             template: \"{{payload.temperature}} °C in {{topic.[1]}}\"}",
+        );
+        let p = publish("sensors/kitchen/temp", br#"{"temperature": 21.5}"#);
+        let event = event_for(&m, "sensors/kitchen/temp", &p, RemoteMessageId::from("1"));
+        assert_eq!(
+            text_of(&event),
+            ("kitchen".into(), "21.5 °C in kitchen".into())
+        );
+    }
+
+    #[test]
+    fn without_a_template_the_text_is_shown_and_binary_becomes_a_file() {
+        let m = mapping("{name: alerts, topics: [\"ci/#\"], direction: in}");
+        let p = publish("ci/build", b"build 42 failed");
+        let event = event_for(&m, "ci/build", &p, RemoteMessageId::from("1"));
+        assert_eq!(text_of(&event), ("alerts".into(), "build 42 failed".into()));
+        let binary = publish("ci/build", &[0xff, 0xfe, 0x00]);
+        match event_for(&m, "ci/build", &binary, RemoteMessageId::from("2")) {
+            RemoteEvent::Media(media) => {
+                assert_eq!(media.filename, "build.bin");
+                assert_eq!(&media.data[..], &[0xff, 0xfe, 0x00]);
+            }
+            other => panic!("not a file: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_template_that_renders_nothing_shows_the_text() {
+        let m = mapping("{name: a, topics: [a], direction: in, template: \"{{payload.missing}}\"}");
+        let p = publish("a", b"plain words");
+        let event = event_for(&m, "a", &p, RemoteMessageId::from("1"));
+        assert_eq!(text_of(&event).1, "plain words");
+    }
+}

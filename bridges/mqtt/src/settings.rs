@@ -1,0 +1,262 @@
+//! The MQTT bridge's settings (`bridges.mqtt`) and their validation.
+
+use switchboard_framework::config::PluginSection;
+use switchboard_framework::ruma::OwnedUserId;
+use switchboard_framework::serde::Deserialize;
+use switchboard_framework::template::Template;
+
+use crate::topic::is_valid_filter;
+
+/// Which way a mapping bridges.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(crate = "switchboard_framework::serde", rename_all = "lowercase")]
+pub enum Direction {
+    /// MQTT → Matrix only.
+    In,
+    /// Matrix → MQTT only.
+    Out,
+    /// Both ways.
+    #[default]
+    Both,
+}
+
+impl Direction {
+    /// Whether MQTT messages reach the room.
+    #[must_use]
+    pub fn inbound(self) -> bool {
+        self != Self::Out
+    }
+
+    /// Whether room messages are published.
+    #[must_use]
+    pub fn outbound(self) -> bool {
+        self != Self::In
+    }
+}
+
+/// One room ↔ topics mapping, as written in the config.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(crate = "switchboard_framework::serde", deny_unknown_fields)]
+pub struct MappingSettings {
+    /// The mapping's name: the id of its portal (one room per mapping).
+    pub name: String,
+    /// Topic filters whose messages reach the room (`+` and `#` allowed).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Which way it bridges.
+    #[serde(default)]
+    pub direction: Direction,
+    /// The topic room messages are published to (needed unless `direction: in`).
+    #[serde(default)]
+    pub publish_to: Option<String>,
+    /// QoS of the subscriptions and publications (0, 1 or 2).
+    #[serde(default = "default_qos")]
+    pub qos: u8,
+    /// Whether publications are retained by the broker.
+    #[serde(default)]
+    pub retain: bool,
+    /// How an MQTT message is shown (handlebars with `payload` (JSON or text), `text`,
+    /// `topic` (the levels), `topic_name` and `device`); unset: the text, or the JSON.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Which topic level (0 is the first) names the device that speaks; unset: the mapping.
+    #[serde(default)]
+    pub device_level: Option<usize>,
+    /// Publish a JSON envelope (`sender`, `room`, `event_id`, `body`) instead of the body.
+    #[serde(default)]
+    pub envelope: bool,
+}
+
+fn default_qos() -> u8 {
+    1
+}
+
+/// The bridge's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(crate = "switchboard_framework::serde", deny_unknown_fields)]
+pub struct MqttSettings {
+    /// The broker: `mqtt://host:port` (port 1883 if left out).
+    pub broker: String,
+    /// The client id, which names the broker's persistent session for the bridge.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Username for the broker, if it needs one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for the broker.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Matrix users invited to every mapping's room.
+    #[serde(default)]
+    pub invite: Vec<OwnedUserId>,
+    /// The largest payload bridged to Matrix, in bytes; larger ones are skipped with a log line.
+    #[serde(default = "default_max_payload")]
+    pub max_payload_bytes: usize,
+    /// The mappings.
+    pub mappings: Vec<MappingSettings>,
+}
+
+fn default_client_id() -> String {
+    "switchboard".to_owned()
+}
+
+fn default_max_payload() -> usize {
+    64 * 1024
+}
+
+/// A mapping, checked and with its template compiled.
+#[derive(Debug)]
+pub struct Mapping {
+    /// As configured.
+    pub settings: MappingSettings,
+    /// The compiled template.
+    pub template: Option<Template>,
+}
+
+/// The broker's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broker {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// Parses `mqtt://host[:port]`.
+fn broker(url: &str) -> Result<Broker, String> {
+    let invalid = |why: &str| {
+        format!(
+            "config field `bridges.mqtt.broker` is {url:?}, but mqtt://host[:port] is expected \
+             ({why})"
+        )
+    };
+    let rest = url
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| invalid("only mqtt:// is supported so far"))?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().map_err(|_| invalid("bad port"))?),
+        None => (rest, 1883),
+    };
+    if host.is_empty() {
+        return Err(invalid("no host"));
+    }
+    Ok(Broker {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// The settings of `section`, checked: the broker address, unique mapping names, valid topic
+/// filters, a publish topic where one is needed, QoS 0–2 and templates that compile. The
+/// error names the field, the value and what is expected.
+pub fn parse(section: &PluginSection) -> Result<(MqttSettings, Broker, Vec<Mapping>), String> {
+    let settings: MqttSettings = section.typed("bridges.mqtt").map_err(|e| e.to_string())?;
+    let broker = broker(&settings.broker)?;
+    let mut mappings = Vec::with_capacity(settings.mappings.len());
+    for (i, mapping) in settings.mappings.iter().enumerate() {
+        let field = |name: &str| format!("bridges.mqtt.mappings[{i}].{name}");
+        if mapping.name.is_empty()
+            || settings.mappings[..i]
+                .iter()
+                .any(|m| m.name == mapping.name)
+        {
+            return Err(format!(
+                "config field `{}` is {:?}, but a name no other mapping has is expected",
+                field("name"),
+                mapping.name
+            ));
+        }
+        if let Some(bad) = mapping.topics.iter().find(|t| !is_valid_filter(t)) {
+            return Err(format!(
+                "config field `{}` holds {bad:?}, but topic filters with `+` and `#` only as \
+                 whole levels (`#` last) are expected",
+                field("topics")
+            ));
+        }
+        if mapping.direction.inbound() && mapping.topics.is_empty() {
+            return Err(format!(
+                "config field `{}` is empty, but a mapping that bridges MQTT to Matrix needs \
+                 at least one topic filter",
+                field("topics")
+            ));
+        }
+        if mapping.direction.outbound()
+            && mapping
+                .publish_to
+                .as_ref()
+                .is_none_or(|t| t.is_empty() || t.contains(['+', '#']))
+        {
+            return Err(format!(
+                "config field `{}` is {:?}, but a topic without wildcards is expected for a \
+                 mapping that publishes (or `direction: in`)",
+                field("publish_to"),
+                mapping.publish_to
+            ));
+        }
+        if mapping.qos > 2 {
+            return Err(format!(
+                "config field `{}` is {}, but 0, 1 or 2 is expected",
+                field("qos"),
+                mapping.qos
+            ));
+        }
+        let template = mapping
+            .template
+            .as_deref()
+            .map(|text| Template::new(&field("template"), text))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        mappings.push(Mapping {
+            settings: mapping.clone(),
+            template,
+        });
+    }
+    Ok((settings, broker, mappings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(yaml: &str) -> PluginSection {
+        switchboard_framework::config::from_yaml(yaml).expect("yaml")
+    }
+
+    fn error(yaml: &str) -> String {
+        parse(&section(yaml)).expect_err("invalid")
+    }
+
+    #[test]
+    fn a_valid_section_parses_with_defaults() {
+        let (settings, broker, mappings) = parse(&section(
+            "broker: mqtt://127.0.0.1:18883\nmappings:\n  - name: sensors\n    topics: \
+             [\"sensors/+/temp\"]\n    publish_to: commands\n",
+        ))
+        .expect("valid");
+        assert_eq!(broker.port, 18883);
+        assert_eq!(settings.client_id, "switchboard");
+        assert_eq!(mappings[0].settings.qos, 1);
+        assert_eq!(mappings[0].settings.direction, Direction::Both);
+    }
+
+    #[test]
+    fn mistakes_name_the_field_and_what_is_expected() {
+        let bad_broker = error("broker: http://x\nmappings: []\n");
+        assert!(bad_broker.contains("bridges.mqtt.broker"), "{bad_broker}");
+        let bad_filter = error(
+            "broker: mqtt://x\nmappings:\n  - name: a\n    topics: [\"a/#/b\"]\n    direction: in\n",
+        );
+        assert!(bad_filter.contains("mappings[0].topics"), "{bad_filter}");
+        let no_target = error("broker: mqtt://x\nmappings:\n  - name: a\n    topics: [a]\n");
+        assert!(no_target.contains("mappings[0].publish_to"), "{no_target}");
+        let twice = error(
+            "broker: mqtt://x\nmappings:\n  - {name: a, topics: [a], direction: in}\n  - {name: a, topics: [b], direction: in}\n",
+        );
+        assert!(twice.contains("mappings[1].name"), "{twice}");
+        let template = error(
+            "broker: mqtt://x\nmappings:\n  - {name: a, topics: [a], direction: in, template: \"{{#if}}\"}\n",
+        );
+        assert!(template.contains("mappings[0].template"), "{template}");
+    }
+}
