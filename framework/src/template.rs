@@ -40,6 +40,14 @@ impl Template {
         Ok(Self { registry })
     }
 
+    /// Like [`Template::new`], but a value the template names and the data lacks is an error
+    /// of [`Template::try_render`] instead of empty text.
+    pub fn strict(field: &str, text: &str) -> Result<Self, TemplateError> {
+        let mut template = Self::new(field, text)?;
+        template.registry.set_strict_mode(true);
+        Ok(template)
+    }
+
     /// The text for `data` (a missing value renders empty).
     #[must_use]
     pub fn render(&self, data: &serde_json::Value) -> String {
@@ -68,5 +76,16 @@ mod tests {
         assert_eq!(template.render(&json!({ "body": "x" })), ": x");
         let err = Template::new("relay.message_template", "{{#if}}").expect_err("broken");
         assert!(err.to_string().contains("relay.message_template"), "{err}");
+        let strict = Template::strict("t", "{{a.b}} and {{c}}").expect("compiles");
+        assert_eq!(
+            strict
+                .try_render(&json!({ "a": { "b": 1 }, "c": 2 }))
+                .as_deref(),
+            Ok("1 and 2")
+        );
+        assert!(
+            strict.try_render(&json!({ "c": 2 })).is_err(),
+            "a.b is missing"
+        );
     }
 }

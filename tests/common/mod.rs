@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod contract;
+pub mod mosquitto;
 pub mod postgres;
 pub mod proxy;
 pub mod switchboard_instance;

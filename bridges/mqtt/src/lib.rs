@@ -230,6 +230,9 @@ async fn run(
 ) {
     let shutdown = inbound.ctx.shutdown().clone();
     let mut backoff = Duration::from_secs(1);
+    // Subscriptions sent and not yet acknowledged: the bridge counts as connected once the
+    // broker confirmed them all.
+    let mut awaiting_subacks = 0_usize;
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -239,15 +242,25 @@ async fn run(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 connected.store(true, Ordering::Relaxed);
                 backoff = Duration::from_secs(1);
-                inbound.ctx.set_state(BridgeState::Connected);
                 inbound.ctx.network_restored();
-                if !ack.session_present {
-                    subscribe(&client, &inbound.mappings).await;
+                awaiting_subacks = if ack.session_present {
+                    0
+                } else {
+                    subscribe(&client, &inbound.mappings).await
+                };
+                if awaiting_subacks == 0 {
+                    inbound.ctx.set_state(BridgeState::Connected);
                 }
                 tracing::info!(
                     session_present = ack.session_present,
                     "connected to the MQTT broker"
                 );
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) if awaiting_subacks > 0 => {
+                awaiting_subacks -= 1;
+                if awaiting_subacks == 0 {
+                    inbound.ctx.set_state(BridgeState::Connected);
+                }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 if inbound.bring_in(&publish).await
@@ -273,17 +286,21 @@ async fn run(
     }
 }
 
-async fn subscribe(client: &AsyncClient, mappings: &[Mapping]) {
+/// Subscribes to every inbound filter; returns how many subscriptions were sent.
+async fn subscribe(client: &AsyncClient, mappings: &[Mapping]) -> usize {
+    let mut sent = 0;
     for mapping in mappings.iter().filter(|m| m.settings.direction.inbound()) {
         for filter in &mapping.settings.topics {
-            if let Err(e) = client
+            match client
                 .subscribe(filter.clone(), qos(mapping.settings.qos))
                 .await
             {
-                tracing::warn!(filter, error = %e, "cannot subscribe");
+                Ok(()) => sent += 1,
+                Err(e) => tracing::warn!(filter, error = %e, "cannot subscribe"),
             }
         }
     }
+    sent
 }
 
 impl Inbound {
@@ -484,8 +501,10 @@ mod tests {
     }
 
     #[test]
-    fn a_template_that_renders_nothing_shows_the_text() {
-        let m = mapping("{name: a, topics: [a], direction: in, template: \"{{payload.missing}}\"}");
+    fn a_template_naming_a_missing_value_shows_the_text() {
+        let m = mapping(
+            "{name: a, topics: [a], direction: in, template: \"{{payload.missing}} degrees\"}",
+        );
         let p = publish("a", b"plain words");
         let event = event_for(&m, "a", &p, RemoteMessageId::from("1"));
         assert_eq!(text_of(&event).1, "plain words");

@@ -56,7 +56,8 @@ pub struct MappingSettings {
     #[serde(default)]
     pub retain: bool,
     /// How an MQTT message is shown (handlebars with `payload` (JSON or text), `text`,
-    /// `topic` (the levels), `topic_name` and `device`); unset: the text, or the JSON.
+    /// `topic` (the levels), `topic_name` and `device`); unset, or when the message lacks a
+    /// value the template names: the text as it is.
     #[serde(default)]
     pub template: Option<String>,
     /// Which topic level (0 is the first) names the device that speaks; unset: the mapping.
@@ -204,7 +205,7 @@ pub fn parse(section: &PluginSection) -> Result<(MqttSettings, Broker, Vec<Mappi
         let template = mapping
             .template
             .as_deref()
-            .map(|text| Template::new(&field("template"), text))
+            .map(|text| Template::strict(&field("template"), text))
             .transpose()
             .map_err(|e| e.to_string())?;
         mappings.push(Mapping {

@@ -1,0 +1,175 @@
+//! The MQTT bridge against a real Mosquitto and a real Synapse: what a device publishes
+//! appears in the room from the device's puppet, templated; what a Matrix user says is
+//! published with the right payload and MQTT 5 user properties; nothing published while the
+//! broker restarts or while Switchboard is down is lost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::mosquitto::Mosquitto;
+use common::switchboard_instance::{Running, Slot};
+use common::{MatrixUser, Synapse};
+use serde_json::Value;
+use switchboard::synapse::encode;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Switchboard with an MQTT bridge on `broker` whose mapping `sensors` takes
+/// `sensors/+/temp` (the second level names the device) and publishes to `commands/sensors`,
+/// and alice in its room.
+async fn bridged(name: &str, broker: &Mosquitto) -> (Slot, Synapse, Running, MatrixUser, String) {
+    let credentials = broker
+        .credentials
+        .as_ref()
+        .map_or_else(String::new, |(u, p)| {
+            format!("    username: {u}\n    password: {p}\n")
+        });
+    let config = format!(
+        "bridges:\n  mqtt:\n    enabled: true\n    broker: {url}\n    client_id: sb-{name}\n\
+         {credentials}    invite: [\"@alice:localhost\"]\n    mappings:\n      - name: sensors\n        \
+         topics: [\"sensors/+/temp\"]\n        device_level: 1\n        \
+         template: \"{{{{payload.temperature}}}} °C in {{{{topic.[1]}}}}\"\n        \
+         publish_to: commands/sensors\n        envelope: true\n",
+        url = broker.url(),
+    );
+    let slot = Slot::with_config(name, &config).expect("slot");
+    let synapse = Synapse::start(&[slot.registration_path()])
+        .await
+        .expect("Synapse starts");
+    let alice = synapse.register_user("alice", false).await.expect("alice");
+    slot.point_at(&synapse.base_url()).expect("config");
+    let running = slot.start().await.expect("Switchboard starts");
+    let room = alice
+        .join_invite(WAIT)
+        .await
+        .expect("alice is invited to the mapping's room");
+    connected(&slot).await;
+    (slot, synapse, running, alice, room)
+}
+
+/// Waits until the bridge reports itself connected (its subscriptions confirmed).
+async fn connected(slot: &Slot) {
+    common::wait_until(WAIT, "the MQTT bridge connected", || async {
+        let state = slot
+            .metric("switchboard_bridge_state{bridge=\"mqtt\",state=\"connected\"}")
+            .await;
+        (state > 0.5).then_some(())
+    })
+    .await
+    .expect("connected to the broker");
+}
+
+/// Waits for a message with `body` in `room`; returns it.
+async fn message(user: &MatrixUser, room: &str, body: &str) -> Value {
+    user.wait_for_event(room, WAIT, |e| e["content"]["body"] == body)
+        .await
+        .unwrap_or_else(|e| panic!("{body:?} in the room: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_come_from_device_puppets_and_room_messages_are_published() {
+    let broker = Mosquitto::start().expect("mosquitto");
+    let (slot, _synapse, running, alice, room) = bridged("mqttflow", &broker).await;
+
+    broker
+        .publish("sensors/kitchen/temp", r#"{"temperature": 21.5}"#, &[])
+        .expect("published");
+    let reading = message(&alice, &room, "21.5 °C in kitchen").await;
+    let kitchen = "@_mqtt_kitchen:localhost";
+    assert_eq!(
+        reading["sender"], kitchen,
+        "the device speaks as its puppet"
+    );
+    let profile = alice
+        .get(&format!("/profile/{}", encode(kitchen)))
+        .await
+        .expect("profile");
+    assert_eq!(profile["displayname"], "kitchen");
+    broker
+        .publish("sensors/hall/humidity", "not mapped", &[])
+        .expect("published");
+    broker
+        .publish("sensors/hall/temp", "not json", &[])
+        .expect("published");
+    let plain = message(&alice, &room, "not json").await;
+    assert_eq!(
+        plain["sender"], "@_mqtt_hall:localhost",
+        "no JSON: the text as it is"
+    );
+
+    let mut listener = broker
+        .subscribe("commands/sensors", "%p|%P")
+        .await
+        .expect("mosquitto_sub");
+    let sent = alice
+        .send_text(&room, "open the window")
+        .await
+        .expect("sent");
+    let line = listener
+        .wait_for(WAIT, |l| l.contains("open the window"))
+        .await
+        .expect("published to commands/sensors");
+    let (payload, properties) = line.split_once('|').expect("payload|properties");
+    let envelope: Value = serde_json::from_str(payload).expect("a JSON envelope");
+    assert_eq!(envelope["sender"], "@alice:localhost");
+    assert_eq!(envelope["event_id"], sent.as_str());
+    assert_eq!(envelope["room"], room.as_str());
+    assert!(
+        properties.contains("sender:@alice:localhost"),
+        "{properties}"
+    );
+    assert!(
+        properties.contains(&format!("event_id:{sent}")),
+        "{properties}"
+    );
+    let timeline = alice.messages(&room, 50).await.expect("timeline");
+    assert!(
+        !timeline
+            .iter()
+            .any(|e| e["content"]["body"] == "not mapped"),
+        "only mapped topics reach the room"
+    );
+    drop(slot);
+    running.stop().await.expect("clean stop");
+}
+
+/// QoS 1 with a persistent session: messages published while Switchboard is down, and while
+/// the broker restarts, all arrive, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_published_during_a_restart_is_lost() {
+    let mut broker = Mosquitto::start_with_password("bridge", "bridge-pass").expect("mosquitto");
+    let (slot, _synapse, running, alice, room) = bridged("mqttrestart", &broker).await;
+    broker
+        .publish("sensors/a/temp", r#"{"temperature": 1}"#, &[])
+        .expect("published");
+    message(&alice, &room, "1 °C in a").await;
+
+    running.stop().await.expect("stopped");
+    for n in 2..=4 {
+        broker
+            .publish("sensors/a/temp", &format!(r#"{{"temperature": {n}}}"#), &[])
+            .expect("published while Switchboard is down");
+    }
+    let running = slot.start().await.expect("Switchboard starts again");
+    for n in 2..=4 {
+        message(&alice, &room, &format!("{n} °C in a")).await;
+    }
+
+    broker.restart().expect("the broker restarts");
+    connected(&slot).await;
+    broker
+        .publish("sensors/a/temp", r#"{"temperature": 5}"#, &[])
+        .expect("published after the broker restarted");
+    message(&alice, &room, "5 °C in a").await;
+    let timeline = alice.messages(&room, 100).await.expect("timeline");
+    for n in 1..=5 {
+        let body = format!("{n} °C in a");
+        let copies = timeline
+            .iter()
+            .filter(|e| e["content"]["body"] == body.as_str())
+            .count();
+        assert_eq!(copies, 1, "{body} shown once");
+    }
+    running.stop().await.expect("clean stop");
+}

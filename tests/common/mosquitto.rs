@@ -1,0 +1,241 @@
+//! A private Mosquitto broker for the MQTT tests: started as a plain process on a free
+//! loopback port with its own config (anonymous, or with a password file), stopped when
+//! dropped; plus `mosquitto_pub` / `mosquitto_sub` as a device and a listener would use them.
+
+use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::free_port;
+
+/// The broker binary (Debian's `mosquitto` package).
+fn binary() -> PathBuf {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("mosquitto"))
+}
+
+/// A running broker; dropping it stops it.
+pub struct Mosquitto {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    /// The user and password it requires, if any.
+    pub credentials: Option<(String, String)>,
+}
+
+impl Mosquitto {
+    /// A broker that lets anyone in.
+    pub fn start() -> anyhow::Result<Self> {
+        Self::launch(None)
+    }
+
+    /// A broker that requires `user` with `password`.
+    pub fn start_with_password(user: &str, password: &str) -> anyhow::Result<Self> {
+        Self::launch(Some((user.to_owned(), password.to_owned())))
+    }
+
+    fn launch(credentials: Option<(String, String)>) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("sb-mosquitto-").tempdir()?;
+        let mut broker = Self {
+            child: None,
+            port: free_port()?,
+            dir,
+            credentials,
+        };
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    /// Writes the config and starts the process; waits until it accepts connections.
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let dir = self.dir.path();
+        let mut config = format!(
+            "user root\nper_listener_settings false\nlistener {port} 127.0.0.1\n\
+             persistence true\npersistence_location {dir}/\nautosave_interval 1\n\
+             log_dest file {dir}/mosquitto.log\nlog_type all\n",
+            port = self.port,
+            dir = dir.display(),
+        );
+        match &self.credentials {
+            None => config.push_str("allow_anonymous true\n"),
+            Some((user, password)) => {
+                let passwd = dir.join("passwd");
+                let status = Command::new("mosquitto_passwd")
+                    .args(["-c", "-b"])
+                    .arg(&passwd)
+                    .args([user, password])
+                    .status()
+                    .context("mosquitto_passwd (Debian package mosquitto)")?;
+                anyhow::ensure!(status.success(), "mosquitto_passwd failed");
+                let _ = writeln!(
+                    config,
+                    "allow_anonymous false\npassword_file {}",
+                    passwd.display()
+                );
+            }
+        }
+        let path = dir.join("mosquitto.conf");
+        std::fs::write(&path, config)?;
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting mosquitto (Debian package mosquitto)")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {} within 10 s: {}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Stops the broker (its persisted state stays) and starts it again on the same port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    /// Stops the broker.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM lets it save its persistence file.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// The broker's URL for the bridge's config.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Its log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    fn client_args(&self, command: &mut Command) {
+        command.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-V",
+            "mqttv5",
+        ]);
+        if let Some((user, password)) = &self.credentials {
+            command.args(["-u", user, "-P", password]);
+        }
+    }
+
+    /// `mosquitto_pub` of `payload` to `topic` at QoS 1, with `extra` arguments (e.g. `-r`).
+    pub fn publish(&self, topic: &str, payload: &str, extra: &[&str]) -> anyhow::Result<()> {
+        let mut command = Command::new("mosquitto_pub");
+        self.client_args(&mut command);
+        let out = command
+            .args(["-q", "1", "-t", topic, "-m", payload])
+            .args(extra)
+            .output()
+            .context("mosquitto_pub (Debian package mosquitto-clients)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "mosquitto_pub failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// A `mosquitto_sub` on `topic` printing `format` (see its `-F`) for each message, once
+    /// its subscription is acknowledged.
+    pub async fn subscribe(&self, topic: &str, format: &str) -> anyhow::Result<Subscriber> {
+        // Line-buffered, so that each line arrives as it is printed.
+        let mut command = Command::new("stdbuf");
+        command.args(["-oL", "mosquitto_sub"]);
+        self.client_args(&mut command);
+        let mut child = command
+            .args(["-d", "-q", "1", "-t", topic, "-F", format])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("mosquitto_sub (Debian package mosquitto-clients)")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (lines, received) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut subscriber = Subscriber { child, received };
+        subscriber
+            .wait_for(Duration::from_secs(10), |l| l.contains("received SUBACK"))
+            .await?;
+        Ok(subscriber)
+    }
+
+    /// Where its files are.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A running `mosquitto_sub`; stopped when dropped.
+pub struct Subscriber {
+    child: Child,
+    received: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Subscriber {
+    /// Waits up to `timeout` for an output line for which `check` holds; returns it.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.received.recv())
+                .await
+                .ok()
+                .flatten()
+                .context("mosquitto_sub printed nothing matching in time")?;
+            if check(&line) {
+                return Ok(line);
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
