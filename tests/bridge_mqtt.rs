@@ -30,7 +30,7 @@ async fn bridged(name: &str, broker: &Mosquitto) -> (Slot, Synapse, Running, Mat
          {credentials}    invite: [\"@alice:localhost\"]\n    mappings:\n      - name: sensors\n        \
          topics: [\"sensors/+/temp\"]\n        device_level: 1\n        \
          template: \"{{{{payload.temperature}}}} °C in {{{{topic.[1]}}}}\"\n        \
-         publish_to: commands/sensors\n        envelope: true\n",
+         publish_to: commands/sensors\n        envelope: true\n        offline_payload: offline\n",
         url = broker.url(),
     );
     let slot = Slot::with_config(name, &config).expect("slot");
@@ -70,7 +70,21 @@ async fn message(user: &MatrixUser, room: &str, body: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_come_from_device_puppets_and_room_messages_are_published() {
     let broker = Mosquitto::start().expect("mosquitto");
+    broker
+        .publish("sensors/garage/temp", r#"{"temperature": 3}"#, &["-r"])
+        .expect("a retained value before the bridge subscribes");
     let (slot, _synapse, running, alice, room) = bridged("mqttflow", &broker).await;
+    let state = format!(
+        "/rooms/{}/state/org.switchboard.mqtt.retained/{}",
+        encode(&room),
+        encode("sensors/garage/temp")
+    );
+    let retained = common::wait_until(WAIT, "the retained value in the room state", || async {
+        alice.get(&state).await.ok()
+    })
+    .await
+    .expect("retained value as state");
+    assert_eq!(retained["text"], "3 °C in garage");
 
     broker
         .publish("sensors/kitchen/temp", r#"{"temperature": 21.5}"#, &[])
@@ -99,7 +113,7 @@ async fn readings_come_from_device_puppets_and_room_messages_are_published() {
     );
 
     let mut listener = broker
-        .subscribe("commands/sensors", "%p|%P")
+        .subscribe("commands/sensors", "%p|%P", &[])
         .await
         .expect("mosquitto_sub");
     let sent = alice
@@ -123,13 +137,32 @@ async fn readings_come_from_device_puppets_and_room_messages_are_published() {
         properties.contains(&format!("event_id:{sent}")),
         "{properties}"
     );
+    let porch = broker
+        .subscribe(
+            "porch/inbox",
+            "%p",
+            &[
+                "--will-topic",
+                "sensors/porch/temp",
+                "--will-payload",
+                "offline",
+                "--will-qos",
+                "1",
+            ],
+        )
+        .await
+        .expect("a device with a last will");
+    drop(porch);
+    let offline = message(&alice, &room, "porch went offline").await;
+    assert_eq!(offline["content"]["msgtype"], "m.notice");
+    assert_eq!(offline["sender"], "@_mqtt_porch:localhost");
     let timeline = alice.messages(&room, 50).await.expect("timeline");
-    assert!(
-        !timeline
-            .iter()
-            .any(|e| e["content"]["body"] == "not mapped"),
-        "only mapped topics reach the room"
-    );
+    for absent in ["not mapped", "3 °C in garage"] {
+        assert!(
+            !timeline.iter().any(|e| e["content"]["body"] == absent),
+            "{absent:?} is not in the timeline"
+        );
+    }
     drop(slot);
     running.stop().await.expect("clean stop");
 }

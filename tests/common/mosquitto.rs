@@ -162,15 +162,22 @@ impl Mosquitto {
         Ok(())
     }
 
-    /// A `mosquitto_sub` on `topic` printing `format` (see its `-F`) for each message, once
-    /// its subscription is acknowledged.
-    pub async fn subscribe(&self, topic: &str, format: &str) -> anyhow::Result<Subscriber> {
+    /// A `mosquitto_sub` on `topic` printing `format` (see its `-F`) for each message, with
+    /// `extra` arguments (e.g. a last will), once its subscription is acknowledged. Dropping
+    /// it kills it, as a device that loses power (its last will is published).
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        format: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Subscriber> {
         // Line-buffered, so that each line arrives as it is printed.
         let mut command = Command::new("stdbuf");
         command.args(["-oL", "mosquitto_sub"]);
         self.client_args(&mut command);
         let mut child = command
             .args(["-d", "-q", "1", "-t", topic, "-F", format])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -3,6 +3,11 @@
 //! device), rendered by the mapping's template; what people say in the room is published to
 //! the mapping's topic, with MQTT 5 user properties naming the sender and the event.
 //!
+//! A retained message (the latest value of a topic, delivered when the bridge subscribes)
+//! becomes a state event of the room (`org.switchboard.mqtt.retained`, keyed by topic) instead
+//! of a timeline message; a mapping's `offline_payload` (what devices set as their last will)
+//! is shown as a notice that the device went offline.
+//!
 //! The bridge keeps a persistent session at the broker (clean start off, QoS 1 by default)
 //! and acknowledges a message only once it is in Matrix, so nothing published while
 //! Switchboard was down is lost; it reconnects with backoff and reports its connection
@@ -23,13 +28,16 @@ use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
     Bridge, BridgeContext, BridgeError, BridgeInfo, BridgeState, MatrixMessage, MediaKind,
     PortalInfo, PortalKey, PuppetProfile, RemoteEvent, RemoteMedia, RemoteMessageId, RemoteText,
-    RemoteUserId,
+    RemoteUserId, TextKind,
 };
 use switchboard_framework::config::PluginSection;
 use switchboard_framework::serde_json::{self, Value, json};
 
 use settings::{Broker, Mapping};
 pub use settings::{Direction, MappingSettings, MqttSettings};
+
+/// The state event type holding a topic's retained value (state key: the topic).
+pub const RETAINED_EVENT: &str = "org.switchboard.mqtt.retained";
 
 /// The longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -413,7 +421,22 @@ fn event_for(
             sent_at_ms: None,
         });
     };
+    if settings.offline_payload.as_deref() == Some(text) {
+        return RemoteEvent::Message(RemoteText {
+            kind: TextKind::Notice,
+            ..RemoteText::text(id, sender, profile, format!("{device} went offline"))
+        });
+    }
     let body = render(mapping, topic, &levels, text, &device);
+    if publish.retain {
+        // A retained value is the topic's latest state, not news: it goes into the room's
+        // state (one event per topic) instead of the timeline.
+        return RemoteEvent::State {
+            event_type: RETAINED_EVENT.to_owned(),
+            state_key: topic.to_owned(),
+            content: json!({ "topic": topic, "device": device, "text": body, "payload": text }),
+        };
+    }
     RemoteEvent::Message(RemoteText::text(id, sender, profile, body))
 }
 
@@ -497,6 +520,35 @@ mod tests {
                 assert_eq!(&media.data[..], &[0xff, 0xfe, 0x00]);
             }
             other => panic!("not a file: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn retained_values_become_state_and_the_last_will_a_notice() {
+        let m = mapping(
+            "{name: s, topics: [\"s/+\"], direction: in, device_level: 1, offline_payload: offline}",
+        );
+        let mut retained = publish("s/garage", b"3");
+        retained.retain = true;
+        match event_for(&m, "s/garage", &retained, RemoteMessageId::from("1")) {
+            RemoteEvent::State {
+                event_type,
+                state_key,
+                content,
+            } => {
+                assert_eq!(event_type, RETAINED_EVENT);
+                assert_eq!(state_key, "s/garage");
+                assert_eq!(content["text"], "3");
+            }
+            other => panic!("not state: {other:?}"),
+        }
+        let will = publish("s/porch", b"offline");
+        match event_for(&m, "s/porch", &will, RemoteMessageId::from("2")) {
+            RemoteEvent::Message(text) => {
+                assert_eq!(text.kind, TextKind::Notice);
+                assert_eq!(text.body, "porch went offline");
+            }
+            other => panic!("not a notice: {other:?}"),
         }
     }
 

@@ -63,6 +63,10 @@ pub struct MappingSettings {
     /// Which topic level (0 is the first) names the device that speaks; unset: the mapping.
     #[serde(default)]
     pub device_level: Option<usize>,
+    /// The payload that means a device went offline (what devices set as their last will,
+    /// e.g. `offline`): such a message is shown as a notice "<device> went offline".
+    #[serde(default)]
+    pub offline_payload: Option<String>,
     /// Publish a JSON envelope (`sender`, `room`, `event_id`, `body`) instead of the body.
     #[serde(default)]
     pub envelope: bool,

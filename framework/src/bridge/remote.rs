@@ -82,6 +82,17 @@ pub enum RemoteEvent {
         /// The new avatar (`mxc://`, uploaded with [`MatrixSide::upload`]).
         avatar_url: Option<String>,
     },
+    /// A piece of state the network keeps for the chat (e.g. the latest value of a topic),
+    /// set in the room by the bridge bot as a state event, replacing the one with the same
+    /// type and key. Use a namespaced event type (`org.example.*`).
+    State {
+        /// The state event's type.
+        event_type: String,
+        /// Its state key.
+        state_key: String,
+        /// Its content.
+        content: serde_json::Value,
+    },
     /// A remote user's name or avatar changed.
     Profile {
         /// Who.
@@ -190,6 +201,14 @@ impl MatrixSide {
             RemoteEvent::Profile { sender, profile } => {
                 self.ensure_puppet(sender, profile).await?;
                 Ok(Applied::Done)
+            }
+            RemoteEvent::State {
+                event_type,
+                state_key,
+                content,
+            } => {
+                self.bridge_state_event(key, event_type, state_key, content)
+                    .await
             }
         }
     }
@@ -354,6 +373,29 @@ impl MatrixSide {
     }
 
     /// Renames the portal room or changes its topic, as the bridge bot.
+    async fn bridge_state_event(
+        &self,
+        key: &PortalKey,
+        event_type: &str,
+        state_key: &str,
+        content: &serde_json::Value,
+    ) -> Result<Applied, BridgeError> {
+        use ruma::api::client::state::send_state_event::v3::Request;
+        let Some(room_id) = self.known_room(key).await? else {
+            return Ok(Applied::Unmapped);
+        };
+        let raw = serde_json::value::to_raw_value(content)
+            .map_err(|e| build_error("state::send_state_event", &e))?;
+        let request = Request::new_raw(
+            room_id,
+            event_type.into(),
+            state_key.to_owned(),
+            ruma::serde::Raw::from_json(raw),
+        );
+        self.client.send(request, Identity::bot()).await?;
+        Ok(Applied::Done)
+    }
+
     async fn bridge_chat_info(
         &self,
         key: &PortalKey,
