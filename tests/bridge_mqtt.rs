@@ -19,6 +19,15 @@ const WAIT: Duration = Duration::from_secs(30);
 /// `sensors/+/temp` (the second level names the device) and publishes to `commands/sensors`,
 /// and alice in its room.
 async fn bridged(name: &str, broker: &Mosquitto) -> (Slot, Synapse, Running, MatrixUser, String) {
+    bridged_with(name, broker, "").await
+}
+
+/// Like [`bridged`], with more settings for the mapping (each line indented 8 spaces).
+async fn bridged_with(
+    name: &str,
+    broker: &Mosquitto,
+    mapping: &str,
+) -> (Slot, Synapse, Running, MatrixUser, String) {
     let credentials = broker
         .credentials
         .as_ref()
@@ -30,7 +39,7 @@ async fn bridged(name: &str, broker: &Mosquitto) -> (Slot, Synapse, Running, Mat
          {credentials}    invite: [\"@alice:localhost\"]\n    mappings:\n      - name: sensors\n        \
          topics: [\"sensors/+/temp\"]\n        device_level: 1\n        \
          template: \"{{{{payload.temperature}}}} °C in {{{{topic.[1]}}}}\"\n        \
-         publish_to: commands/sensors\n        envelope: true\n        offline_payload: offline\n",
+         publish_to: commands/sensors\n        envelope: true\n        offline_payload: offline\n{mapping}",
         url = broker.url(),
     );
     let slot = Slot::with_config(name, &config).expect("slot");
@@ -204,5 +213,81 @@ async fn nothing_published_during_a_restart_is_lost() {
             .count();
         assert_eq!(copies, 1, "{body} shown once");
     }
+    running.stop().await.expect("clean stop");
+}
+
+/// Room commands: the room's topics, the last value of one of them (not of others), and a
+/// publication; only the configured publishers may publish, from messages or commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_commands_and_who_may_publish() {
+    let broker = Mosquitto::start().expect("mosquitto");
+    let only_alice = "        publishers: [\"@alice:localhost\"]\n        \
+                      publish_allow: [\"commands/#\"]\n";
+    let (slot, synapse, running, alice, room) = bridged_with("mqttcmds", &broker, only_alice).await;
+    let bot = slot.bot();
+    let answer = |user: MatrixUser, command: &'static str| {
+        let (room, bot) = (room.clone(), bot.clone());
+        async move {
+            let sent = user.send_text(&room, command).await.expect("sent");
+            let reply = user
+                .wait_for_event(&room, WAIT, |e| {
+                    e["sender"] == bot.as_str()
+                        && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"]
+                            == sent.as_str()
+                })
+                .await
+                .unwrap_or_else(|e| panic!("no answer to {command}: {e}"));
+            reply["content"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    let topics = answer(alice.clone(), "!mqtt topics").await;
+    assert!(
+        topics.contains("sensors/+/temp") && topics.contains("commands/sensors"),
+        "{topics}"
+    );
+    broker
+        .publish("sensors/attic/temp", r#"{"temperature": 30}"#, &[])
+        .expect("published");
+    message(&alice, &room, "30 °C in attic").await;
+    let last = answer(alice.clone(), "!mqtt last sensors/attic/temp").await;
+    assert_eq!(last, r#"sensors/attic/temp: {"temperature": 30}"#);
+    let elsewhere = answer(alice.clone(), "!mqtt last secrets/door").await;
+    assert!(
+        elsewhere.contains("not one of this room's topics"),
+        "{elsewhere}"
+    );
+
+    let mut listener = broker
+        .subscribe("commands/#", "%t %p", &[])
+        .await
+        .expect("mosquitto_sub");
+    let published = answer(alice.clone(), "!mqtt publish commands/fan on full").await;
+    assert_eq!(published, "Published to commands/fan.");
+    listener
+        .wait_for(WAIT, |l| l == "commands/fan on full")
+        .await
+        .expect("the command's publication");
+    let outside = answer(alice.clone(), "!mqtt publish secrets/door open").await;
+    assert!(outside.contains("may not publish"), "{outside}");
+
+    let bob = synapse.register_user("bob", false).await.expect("bob");
+    alice
+        .invite(&room, &bob.user_id)
+        .await
+        .expect("bob invited");
+    bob.join(&room).await.expect("bob joins");
+    let refused = bob.send_text(&room, "let me in").await.expect("sent");
+    let notice = bob
+        .wait_for_event(&room, WAIT, |e| {
+            e["sender"] == bot.as_str()
+                && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == refused.as_str()
+        })
+        .await
+        .expect("bob is told");
+    let text = notice["content"]["body"].as_str().unwrap_or_default();
+    assert!(text.contains("@bob:localhost may not publish"), "{text}");
     running.stop().await.expect("clean stop");
 }

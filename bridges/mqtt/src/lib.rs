@@ -26,10 +26,11 @@ use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
-    Bridge, BridgeContext, BridgeError, BridgeInfo, BridgeState, MatrixMessage, MediaKind,
-    PortalInfo, PortalKey, PuppetProfile, RemoteEvent, RemoteMedia, RemoteMessageId, RemoteText,
-    RemoteUserId, TextKind,
+    Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, MatrixMessage,
+    MediaKind, PortalInfo, PortalKey, PuppetProfile, RemoteEvent, RemoteMedia, RemoteMessageId,
+    RemoteText, RemoteUserId, TextKind,
 };
+use switchboard_framework::command::{CommandReply, CommandSpec};
 use switchboard_framework::config::PluginSection;
 use switchboard_framework::serde_json::{self, Value, json};
 
@@ -50,6 +51,8 @@ pub struct MqttBridge {
     mappings: Arc<Vec<Mapping>>,
     client: OnceLock<AsyncClient>,
     connected: Arc<AtomicBool>,
+    /// The latest text seen on each topic (for `!mqtt last`).
+    last: Arc<Mutex<HashMap<String, String>>>,
 }
 
 fn qos(level: u8) -> QoS {
@@ -61,6 +64,37 @@ fn qos(level: u8) -> QoS {
 }
 
 impl MqttBridge {
+    /// The mapping named `name`.
+    fn mapping(&self, name: &str) -> Option<&Mapping> {
+        self.mappings.iter().find(|m| m.settings.name == name)
+    }
+
+    /// Publishes with the mapping's QoS and retain flag; transient while the broker is away.
+    async fn publish(
+        &self,
+        mapping: &Mapping,
+        topic: &str,
+        payload: String,
+        properties: PublishProperties,
+    ) -> Result<(), HandleError> {
+        let (Some(client), true) = (self.client.get(), self.connected.load(Ordering::Relaxed))
+        else {
+            return Err(HandleError::Transient(
+                "the MQTT broker is not reachable".to_owned(),
+            ));
+        };
+        client
+            .publish_with_properties(
+                topic.to_owned(),
+                qos(mapping.settings.qos),
+                mapping.settings.retain,
+                payload,
+                properties,
+            )
+            .await
+            .map_err(|e| HandleError::Transient(format!("cannot publish: {e}")))
+    }
+
     /// The bridge from its config section (`bridges.mqtt`); the error names the field, the
     /// value and what is expected.
     pub fn from_section(section: &PluginSection) -> Result<Self, String> {
@@ -71,6 +105,7 @@ impl MqttBridge {
             mappings: Arc::new(mappings),
             client: OnceLock::new(),
             connected: Arc::default(),
+            last: Arc::default(),
         })
     }
 
@@ -139,6 +174,7 @@ impl Bridge for MqttBridge {
             max_payload_bytes: self.settings.max_payload_bytes,
             ids: Mutex::default(),
             sequence: AtomicU64::new(0),
+            last: Arc::clone(&self.last),
         };
         tokio::spawn(run(inbound, events, client, Arc::clone(&self.connected)));
         Ok(())
@@ -170,12 +206,12 @@ impl Bridge for MqttBridge {
                 "this room only receives from MQTT".to_owned(),
             ));
         };
-        let (Some(client), true) = (self.client.get(), self.connected.load(Ordering::Relaxed))
-        else {
-            return Err(HandleError::Transient(
-                "the MQTT broker is not reachable".to_owned(),
-            ));
-        };
+        if !mapping.may_publish(&message.sender) {
+            return Err(HandleError::Permanent(format!(
+                "{} may not publish to {topic}",
+                message.sender
+            )));
+        }
         let payload = if settings.envelope {
             json!({
                 "sender": message.sender,
@@ -202,17 +238,88 @@ impl Bridge for MqttBridge {
             ),
             ..PublishProperties::default()
         };
-        client
-            .publish_with_properties(
-                topic.clone(),
-                qos(settings.qos),
-                settings.retain,
-                payload,
-                properties,
-            )
-            .await
-            .map_err(|e| HandleError::Transient(format!("cannot publish: {e}")))?;
+        self.publish(mapping, topic, payload, properties).await?;
         Ok(RemoteMessageId(format!("pub-{}", message.event_id)))
+    }
+
+    fn commands(&self) -> Vec<CommandSpec> {
+        vec![
+            CommandSpec::new("topics", "Shows the topics this room is mapped to").max_args(0),
+            CommandSpec::new(
+                "last",
+                "Shows the latest value seen on one of this room's topics",
+            )
+            .args("<topic>")
+            .min_args(1)
+            .max_args(1),
+            CommandSpec::new(
+                "publish",
+                "Publishes a payload to a topic this room may publish to",
+            )
+            .args("<topic> <payload>")
+            .min_args(2),
+        ]
+    }
+
+    async fn handle_command(
+        &self,
+        _ctx: &BridgeContext,
+        command: &BridgeCommand,
+    ) -> Result<CommandReply, HandleError> {
+        let Some(mapping) = command
+            .portal
+            .as_ref()
+            .and_then(|p| self.mapping(p.chat.as_str()))
+        else {
+            return Ok("This room is not mapped to MQTT topics.".into());
+        };
+        let settings = &mapping.settings;
+        let topic = command.invocation.args.first().cloned().unwrap_or_default();
+        match command.invocation.name.as_str() {
+            "topics" => Ok(format!(
+                "{}: from {} ({:?}); room messages go to {}.",
+                settings.name,
+                settings.topics.join(", "),
+                settings.direction,
+                settings.publish_to.as_deref().unwrap_or("nowhere")
+            )
+            .into()),
+            "last" => {
+                if !settings.topics.iter().any(|f| topic::matches(f, &topic)) {
+                    return Err(HandleError::Permanent(format!(
+                        "{topic} is not one of this room's topics"
+                    )));
+                }
+                let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(last
+                    .get(&topic)
+                    .map_or_else(
+                        || format!("Nothing seen on {topic} since the start."),
+                        |value| format!("{topic}: {value}"),
+                    )
+                    .into())
+            }
+            _ => {
+                if !mapping.may_publish(&command.sender) || !mapping.may_publish_to(&topic) {
+                    return Err(HandleError::Permanent(format!(
+                        "{} may not publish to {topic} from this room",
+                        command.sender
+                    )));
+                }
+                let payload = command
+                    .invocation
+                    .raw_args
+                    .split_once(char::is_whitespace)
+                    .map(|(_, rest)| rest.trim().to_owned())
+                    .unwrap_or_default();
+                let properties = PublishProperties {
+                    user_properties: vec![("sender".to_owned(), command.sender.to_string())],
+                    ..PublishProperties::default()
+                };
+                self.publish(mapping, &topic, payload, properties).await?;
+                Ok(format!("Published to {topic}.").into())
+            }
+        }
     }
 }
 
@@ -226,6 +333,8 @@ struct Inbound {
     /// (`dup`) is recognised.
     ids: Mutex<HashMap<u16, String>>,
     sequence: AtomicU64,
+    /// The latest text seen on each topic.
+    last: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// Runs the connection until shutdown: reconnects with backoff, (re)subscribes when the broker
@@ -359,6 +468,12 @@ impl Inbound {
                 "skipped an MQTT message larger than max_payload_bytes"
             );
             return true;
+        }
+        if let Ok(text) = std::str::from_utf8(&publish.payload) {
+            self.last
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(topic.to_owned(), text.to_owned());
         }
         let id = self.message_id(publish, topic);
         self.ids

@@ -1,6 +1,7 @@
 //! The MQTT bridge's settings (`bridges.mqtt`) and their validation.
 
 use switchboard_framework::config::PluginSection;
+use switchboard_framework::permission::{PermissionLevel, Permissions};
 use switchboard_framework::ruma::OwnedUserId;
 use switchboard_framework::serde::Deserialize;
 use switchboard_framework::template::Template;
@@ -63,6 +64,14 @@ pub struct MappingSettings {
     /// Which topic level (0 is the first) names the device that speaks; unset: the mapping.
     #[serde(default)]
     pub device_level: Option<usize>,
+    /// Who may publish from the room (messages and `!mqtt publish`): user ids or server
+    /// names; empty: everyone the bridge serves (`permissions`, level `user`).
+    #[serde(default)]
+    pub publishers: Vec<String>,
+    /// Topic filters `!mqtt publish <topic> <payload>` may publish to; empty: only
+    /// `publish_to`.
+    #[serde(default)]
+    pub publish_allow: Vec<String>,
     /// The payload that means a device went offline (what devices set as their last will,
     /// e.g. `offline`): such a message is shown as a notice "<device> went offline".
     #[serde(default)]
@@ -109,13 +118,38 @@ fn default_max_payload() -> usize {
     64 * 1024
 }
 
-/// A mapping, checked and with its template compiled.
+/// A mapping, checked and with its template and publishers compiled.
 #[derive(Debug)]
 pub struct Mapping {
     /// As configured.
     pub settings: MappingSettings,
     /// The compiled template.
     pub template: Option<Template>,
+    /// Who may publish, if restricted.
+    pub publishers: Option<Permissions>,
+}
+
+impl Mapping {
+    /// Whether `user` may publish from the room.
+    #[must_use]
+    pub fn may_publish(&self, user: &switchboard_framework::ruma::UserId) -> bool {
+        self.publishers
+            .as_ref()
+            .is_none_or(|p| p.level(user) >= PermissionLevel::User)
+    }
+
+    /// Whether `!mqtt publish` may publish to `topic`.
+    #[must_use]
+    pub fn may_publish_to(&self, topic: &str) -> bool {
+        if self.settings.publish_allow.is_empty() {
+            self.settings.publish_to.as_deref() == Some(topic)
+        } else {
+            self.settings
+                .publish_allow
+                .iter()
+                .any(|filter| crate::topic::matches(filter, topic))
+        }
+    }
 }
 
 /// The broker's address.
@@ -212,9 +246,30 @@ pub fn parse(section: &PluginSection) -> Result<(MqttSettings, Broker, Vec<Mappi
             .map(|text| Template::strict(&field("template"), text))
             .transpose()
             .map_err(|e| e.to_string())?;
+        if let Some(bad) = mapping.publish_allow.iter().find(|t| !is_valid_filter(t)) {
+            return Err(format!(
+                "config field `{}` holds {bad:?}, but topic filters are expected",
+                field("publish_allow")
+            ));
+        }
+        let publishers = if mapping.publishers.is_empty() {
+            None
+        } else {
+            let rules = mapping
+                .publishers
+                .iter()
+                .map(|p| (p.clone(), PermissionLevel::User))
+                .collect();
+            // The server name only matters for an empty rule set, which this is not.
+            Some(
+                Permissions::new(rules, "localhost")
+                    .map_err(|e| format!("config field `{}`: {e}", field("publishers")))?,
+            )
+        };
         mappings.push(Mapping {
             settings: mapping.clone(),
             template,
+            publishers,
         });
     }
     Ok((settings, broker, mappings))
