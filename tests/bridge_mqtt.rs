@@ -291,3 +291,51 @@ async fn room_commands_and_who_may_publish() {
     assert!(text.contains("@bob:localhost may not publish"), "{text}");
     running.stop().await.expect("clean stop");
 }
+
+/// A payload over the size limit and one the template cannot show are reported in the room
+/// (once a minute per reason) and counted; the messages around them arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_are_reported_and_their_neighbours_arrive() {
+    let broker = Mosquitto::start().expect("mosquitto");
+    let (slot, _synapse, running, alice, room) = bridged("mqttbad", &broker).await;
+    let big = format!(r#"{{"temperature": 1, "pad": "{}"}}"#, "x".repeat(70_000));
+    broker
+        .publish("sensors/big/temp", &big, &[])
+        .expect("published");
+    broker
+        .publish("sensors/ok/temp", r#"{"temperature": 2}"#, &[])
+        .expect("published");
+    message(&alice, &room, "2 °C in ok").await;
+    let bot = slot.bot();
+    let too_large = alice
+        .wait_for_event(&room, WAIT, |e| {
+            e["sender"] == bot.as_str()
+                && e["content"]["body"].as_str().is_some_and(|b| {
+                    b.starts_with("⚠️ A message on sensors/big/temp was not shown")
+                })
+        })
+        .await
+        .expect("the oversized message is reported");
+    assert_eq!(too_large["content"]["msgtype"], "m.notice");
+    broker
+        .publish("sensors/odd/temp", r#"{"humidity": 40}"#, &[])
+        .expect("published");
+    message(&alice, &room, r#"{"humidity": 40}"#).await;
+    alice
+        .wait_for_event(&room, WAIT, |e| {
+            e["sender"] == bot.as_str()
+                && e["content"]["body"]
+                    .as_str()
+                    .is_some_and(|b| b.contains("The template of sensors failed"))
+        })
+        .await
+        .expect("the template failure is reported");
+    let skipped = slot
+        .metric("switchboard_bridge_remote_skipped_total{bridge=\"mqtt\",reason=\"too_large\"}")
+        .await;
+    assert!(
+        (skipped - 1.0).abs() < f64::EPSILON,
+        "counted once: {skipped}"
+    );
+    running.stop().await.expect("clean stop");
+}

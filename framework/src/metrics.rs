@@ -76,6 +76,8 @@ pub struct Metrics {
     pub bridge_logins: IntGaugeVec,
     /// Puppets each bridge keeps in memory (used within the idle time).
     pub bridge_puppets_cached: IntGaugeVec,
+    /// What a network sent that a bridge could not bring into Matrix, by bridge and reason.
+    pub bridge_remote_skipped: IntCounterVec,
     /// Seconds since the last transaction arrived (updated at scrape time).
     last_transaction_age: IntGauge,
     last_transaction_at: Arc<AtomicI64>,
@@ -163,6 +165,11 @@ impl Metrics {
                 &["bridge", "state"],
             )
             .expect("valid metric"),
+        );
+        let bridge_remote_skipped = counter_vec(
+            "switchboard_bridge_remote_skipped_total",
+            "What a network sent that a bridge could not bring into Matrix, by reason.",
+            &["bridge", "reason"],
         );
         let bridge_puppets_cached = register(
             &registry,
@@ -268,6 +275,7 @@ impl Metrics {
             bridge_state,
             bridge_logins,
             bridge_puppets_cached,
+            bridge_remote_skipped,
             last_transaction_age,
             last_transaction_at: Arc::new(AtomicI64::new(-1)),
         }

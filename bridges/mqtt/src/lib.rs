@@ -55,6 +55,14 @@ pub struct MqttBridge {
     last: Arc<Mutex<HashMap<String, String>>>,
 }
 
+/// The largest packet the bridge accepts from the broker: four times `max_payload_bytes`, at
+/// least 1 MiB.
+fn receive_limit(max_payload_bytes: usize) -> u32 {
+    u32::try_from(max_payload_bytes.saturating_mul(4))
+        .unwrap_or(u32::MAX)
+        .max(1 << 20)
+}
+
 fn qos(level: u8) -> QoS {
     match level {
         0 => QoS::AtMostOnce,
@@ -129,7 +137,10 @@ impl MqttBridge {
             .set_clean_start(false)
             // Keep the session (subscriptions, queued QoS 1 messages) for a week offline.
             .set_session_expiry_interval(Some(7 * 24 * 3600))
-            .set_manual_acks(true);
+            .set_manual_acks(true)
+            // Read packets well over max_payload_bytes, so that an oversized message is
+            // reported (not a broken connection); the broker drops bigger ones.
+            .set_max_packet_size(Some(receive_limit(self.settings.max_payload_bytes)));
         if let Some(username) = &self.settings.username {
             options.set_credentials(
                 username.clone(),
@@ -329,8 +340,8 @@ struct Inbound {
     mappings: Arc<Vec<Mapping>>,
     infos: HashMap<String, PortalInfo>,
     max_payload_bytes: usize,
-    /// The id given to each unacknowledged message, by packet id, so that a redelivery
-    /// (`dup`) is recognised.
+    /// The id given to the latest message of each packet id, so that a redelivery (`dup`,
+    /// e.g. when an acknowledgement was lost in a broker restart) is recognised.
     ids: Mutex<HashMap<u16, String>>,
     sequence: AtomicU64,
     /// The latest text seen on each topic.
@@ -461,12 +472,19 @@ impl Inbound {
             return true;
         }
         if publish.payload.len() > self.max_payload_bytes {
-            tracing::warn!(
-                topic,
-                bytes = publish.payload.len(),
-                limit = self.max_payload_bytes,
-                "skipped an MQTT message larger than max_payload_bytes"
+            let detail = format!(
+                "A message on {topic} was not shown: its {} bytes are more than \
+                 max_payload_bytes ({}).",
+                publish.payload.len(),
+                self.max_payload_bytes
             );
+            for mapping in matching {
+                let key = PortalKey::shared(mapping.settings.name.as_str());
+                self.ctx
+                    .matrix()
+                    .report_skipped(&key, "too_large", &detail)
+                    .await;
+            }
             return true;
         }
         if let Ok(text) = std::str::from_utf8(&publish.payload) {
@@ -476,14 +494,21 @@ impl Inbound {
                 .insert(topic.to_owned(), text.to_owned());
         }
         let id = self.message_id(publish, topic);
-        self.ids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&publish.pkid);
         let mut delivered = true;
         for mapping in matching {
-            let event = event_for(mapping, topic, publish, RemoteMessageId(id.clone()));
+            let (event, problem) = event_for(mapping, topic, publish, RemoteMessageId(id.clone()));
             let key = PortalKey::shared(mapping.settings.name.as_str());
+            if let Some(problem) = problem {
+                let detail = format!(
+                    "The template of {} failed on a message on {topic} ({problem}); it is \
+                     shown as sent.",
+                    mapping.settings.name
+                );
+                self.ctx
+                    .matrix()
+                    .report_skipped(&key, "template", &detail)
+                    .await;
+            }
             let info = self
                 .infos
                 .get(&mapping.settings.name)
@@ -499,13 +524,13 @@ impl Inbound {
 }
 
 /// The Matrix event for one MQTT message in one mapping: text (templated) or, for a payload
-/// that is not UTF-8, a file.
+/// that is not UTF-8, a file; and why the template could not be used, if it could not.
 fn event_for(
     mapping: &Mapping,
     topic: &str,
     publish: &Publish,
     id: RemoteMessageId,
-) -> RemoteEvent {
+) -> (RemoteEvent, Option<String>) {
     let settings = &mapping.settings;
     let levels: Vec<&str> = topic.split('/').collect();
     let device = settings
@@ -520,7 +545,7 @@ fn event_for(
         avatar_url: None,
     };
     let Ok(text) = std::str::from_utf8(&publish.payload) else {
-        return RemoteEvent::Media(RemoteMedia {
+        let file = RemoteEvent::Media(RemoteMedia {
             id,
             part: String::new(),
             sender,
@@ -535,31 +560,44 @@ fn event_for(
             data: publish.payload.clone(),
             sent_at_ms: None,
         });
+        return (file, None);
     };
     if settings.offline_payload.as_deref() == Some(text) {
-        return RemoteEvent::Message(RemoteText {
+        let notice = RemoteEvent::Message(RemoteText {
             kind: TextKind::Notice,
             ..RemoteText::text(id, sender, profile, format!("{device} went offline"))
         });
+        return (notice, None);
     }
-    let body = render(mapping, topic, &levels, text, &device);
+    let (body, problem) = match render(mapping, topic, &levels, text, &device) {
+        Ok(body) => (body, None),
+        Err(problem) => (text.to_owned(), Some(problem)),
+    };
     if publish.retain {
         // A retained value is the topic's latest state, not news: it goes into the room's
         // state (one event per topic) instead of the timeline.
-        return RemoteEvent::State {
+        let state = RemoteEvent::State {
             event_type: RETAINED_EVENT.to_owned(),
             state_key: topic.to_owned(),
             content: json!({ "topic": topic, "device": device, "text": body, "payload": text }),
         };
+        return (state, problem);
     }
-    RemoteEvent::Message(RemoteText::text(id, sender, profile, body))
+    let message = RemoteEvent::Message(RemoteText::text(id, sender, profile, body));
+    (message, problem)
 }
 
 /// The text of a message: the mapping's template with the payload (parsed JSON, or the text),
-/// or the text itself. A template that fails on this payload is logged and the text shown.
-fn render(mapping: &Mapping, topic: &str, levels: &[&str], text: &str, device: &str) -> String {
+/// or the text itself; `Err` says why the template failed on this payload.
+fn render(
+    mapping: &Mapping,
+    topic: &str,
+    levels: &[&str],
+    text: &str,
+    device: &str,
+) -> Result<String, String> {
     let Some(template) = &mapping.template else {
-        return text.to_owned();
+        return Ok(text.to_owned());
     };
     let payload =
         serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_owned()));
@@ -571,12 +609,9 @@ fn render(mapping: &Mapping, topic: &str, levels: &[&str], text: &str, device: &
         "device": device,
     });
     match template.try_render(&data) {
-        Ok(rendered) if !rendered.trim().is_empty() => rendered,
-        Ok(_) => text.to_owned(),
-        Err(e) => {
-            tracing::warn!(mapping = %mapping.settings.name, topic, error = %e, "the mapping's template failed on a message; showing its text");
-            text.to_owned()
-        }
+        Ok(rendered) if !rendered.trim().is_empty() => Ok(rendered),
+        Ok(_) => Ok(text.to_owned()),
+        Err(e) => Err(e),
     }
 }
 
@@ -615,7 +650,7 @@ mod tests {
              template: \"{{payload.temperature}} °C in {{topic.[1]}}\"}",
         );
         let p = publish("sensors/kitchen/temp", br#"{"temperature": 21.5}"#);
-        let event = event_for(&m, "sensors/kitchen/temp", &p, RemoteMessageId::from("1"));
+        let (event, _) = event_for(&m, "sensors/kitchen/temp", &p, RemoteMessageId::from("1"));
         assert_eq!(
             text_of(&event),
             ("kitchen".into(), "21.5 °C in kitchen".into())
@@ -626,10 +661,10 @@ mod tests {
     fn without_a_template_the_text_is_shown_and_binary_becomes_a_file() {
         let m = mapping("{name: alerts, topics: [\"ci/#\"], direction: in}");
         let p = publish("ci/build", b"build 42 failed");
-        let event = event_for(&m, "ci/build", &p, RemoteMessageId::from("1"));
+        let (event, _) = event_for(&m, "ci/build", &p, RemoteMessageId::from("1"));
         assert_eq!(text_of(&event), ("alerts".into(), "build 42 failed".into()));
         let binary = publish("ci/build", &[0xff, 0xfe, 0x00]);
-        match event_for(&m, "ci/build", &binary, RemoteMessageId::from("2")) {
+        match event_for(&m, "ci/build", &binary, RemoteMessageId::from("2")).0 {
             RemoteEvent::Media(media) => {
                 assert_eq!(media.filename, "build.bin");
                 assert_eq!(&media.data[..], &[0xff, 0xfe, 0x00]);
@@ -645,7 +680,7 @@ mod tests {
         );
         let mut retained = publish("s/garage", b"3");
         retained.retain = true;
-        match event_for(&m, "s/garage", &retained, RemoteMessageId::from("1")) {
+        match event_for(&m, "s/garage", &retained, RemoteMessageId::from("1")).0 {
             RemoteEvent::State {
                 event_type,
                 state_key,
@@ -658,7 +693,7 @@ mod tests {
             other => panic!("not state: {other:?}"),
         }
         let will = publish("s/porch", b"offline");
-        match event_for(&m, "s/porch", &will, RemoteMessageId::from("2")) {
+        match event_for(&m, "s/porch", &will, RemoteMessageId::from("2")).0 {
             RemoteEvent::Message(text) => {
                 assert_eq!(text.kind, TextKind::Notice);
                 assert_eq!(text.body, "porch went offline");
@@ -673,7 +708,11 @@ mod tests {
             "{name: a, topics: [a], direction: in, template: \"{{payload.missing}} degrees\"}",
         );
         let p = publish("a", b"plain words");
-        let event = event_for(&m, "a", &p, RemoteMessageId::from("1"));
+        let (event, problem) = event_for(&m, "a", &p, RemoteMessageId::from("1"));
         assert_eq!(text_of(&event).1, "plain words");
+        assert!(
+            problem.is_some_and(|p| p.contains("missing")),
+            "the failure is reported"
+        );
     }
 }

@@ -16,6 +16,7 @@ use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
 use super::plugin::PortalRooms;
 use super::puppet::PuppetNaming;
 use super::puppet_cache::PuppetCache;
+use super::skipped::SkipNotices;
 use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 use crate::inbox::HandleError;
 use crate::store::{MessageRecord, PortalRecord, Store, StoreError};
@@ -214,6 +215,8 @@ pub struct MatrixSide {
     pub(super) puppets: PuppetCache,
     /// Where the history of new portals comes from, if the bridge has any.
     pub(super) history: Option<HistorySource>,
+    /// When portals were last told about bad input from the network.
+    pub(super) skip_notices: SkipNotices,
 }
 
 /// Who says in Matrix what a remote user said.
@@ -289,6 +292,7 @@ impl MatrixSide {
                 crate::config::PuppetsConfig::default().idle_secs,
             )),
             history: None,
+            skip_notices: SkipNotices::default(),
         }
     }
 

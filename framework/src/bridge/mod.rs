@@ -14,6 +14,7 @@ pub mod plugin;
 pub mod puppet;
 mod puppet_cache;
 pub mod remote;
+mod skipped;
 pub mod view;
 
 pub use backfill::BackfillHandler;
