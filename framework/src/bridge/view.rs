@@ -196,11 +196,15 @@ impl HostView {
                 format!("{} is valid; nothing changed", path.display()),
             ));
         }
-        *self
-            .diagnostics
-            .config
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = new;
+        // With a section refused, the next reload compares against the old file again, so
+        // that the fixed section is applied then.
+        if findings.iter().all(|f| f.severity != Severity::Fail) {
+            *self
+                .diagnostics
+                .config
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = new;
+        }
         findings
     }
 
