@@ -69,6 +69,22 @@ async fn connected(slot: &Slot) {
     .expect("connected to the broker");
 }
 
+/// Sends `command` as `user` in `room`; the bot's answer.
+async fn answer(user: &MatrixUser, room: &str, bot: &str, command: &str) -> String {
+    let sent = user.send_text(room, command).await.expect("sent");
+    let reply = user
+        .wait_for_event(room, WAIT, |e| {
+            e["sender"] == bot
+                && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("no answer to {command}: {e}"));
+    reply["content"]["body"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Waits for a message with `body` in `room`; returns it.
 async fn message(user: &MatrixUser, room: &str, body: &str) -> Value {
     user.wait_for_event(room, WAIT, |e| e["content"]["body"] == body)
@@ -225,25 +241,7 @@ async fn room_commands_and_who_may_publish() {
                       publish_allow: [\"commands/#\"]\n";
     let (slot, synapse, running, alice, room) = bridged_with("mqttcmds", &broker, only_alice).await;
     let bot = slot.bot();
-    let answer = |user: MatrixUser, command: &'static str| {
-        let (room, bot) = (room.clone(), bot.clone());
-        async move {
-            let sent = user.send_text(&room, command).await.expect("sent");
-            let reply = user
-                .wait_for_event(&room, WAIT, |e| {
-                    e["sender"] == bot.as_str()
-                        && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"]
-                            == sent.as_str()
-                })
-                .await
-                .unwrap_or_else(|e| panic!("no answer to {command}: {e}"));
-            reply["content"]["body"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        }
-    };
-    let topics = answer(alice.clone(), "!mqtt topics").await;
+    let topics = answer(&alice, &room, &bot, "!mqtt topics").await;
     assert!(
         topics.contains("sensors/+/temp") && topics.contains("commands/sensors"),
         "{topics}"
@@ -252,9 +250,9 @@ async fn room_commands_and_who_may_publish() {
         .publish("sensors/attic/temp", r#"{"temperature": 30}"#, &[])
         .expect("published");
     message(&alice, &room, "30 °C in attic").await;
-    let last = answer(alice.clone(), "!mqtt last sensors/attic/temp").await;
+    let last = answer(&alice, &room, &bot, "!mqtt last sensors/attic/temp").await;
     assert_eq!(last, r#"sensors/attic/temp: {"temperature": 30}"#);
-    let elsewhere = answer(alice.clone(), "!mqtt last secrets/door").await;
+    let elsewhere = answer(&alice, &room, &bot, "!mqtt last secrets/door").await;
     assert!(
         elsewhere.contains("not one of this room's topics"),
         "{elsewhere}"
@@ -264,13 +262,13 @@ async fn room_commands_and_who_may_publish() {
         .subscribe("commands/#", "%t %p", &[])
         .await
         .expect("mosquitto_sub");
-    let published = answer(alice.clone(), "!mqtt publish commands/fan on full").await;
+    let published = answer(&alice, &room, &bot, "!mqtt publish commands/fan on full").await;
     assert_eq!(published, "Published to commands/fan.");
     listener
         .wait_for(WAIT, |l| l == "commands/fan on full")
         .await
         .expect("the command's publication");
-    let outside = answer(alice.clone(), "!mqtt publish secrets/door open").await;
+    let outside = answer(&alice, &room, &bot, "!mqtt publish secrets/door open").await;
     assert!(outside.contains("may not publish"), "{outside}");
 
     let bob = synapse.register_user("bob", false).await.expect("bob");
@@ -336,6 +334,55 @@ async fn bad_messages_are_reported_and_their_neighbours_arrive() {
     assert!(
         (skipped - 1.0).abs() < f64::EPSILON,
         "counted once: {skipped}"
+    );
+    running.stop().await.expect("clean stop");
+}
+
+/// A room subscribes to more topics within its allow-list, keeps them across a restart, and
+/// unsubscribes; it cannot take what the config does not allow or drop configured filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_subscribes_within_its_allow_list() {
+    let broker = Mosquitto::start().expect("mosquitto");
+    let allow = "        subscribe_allow: [\"garden/#\"]\n";
+    let (slot, _synapse, running, alice, room) = bridged_with("mqttsub", &broker, allow).await;
+    let bot = slot.bot();
+    let outside = answer(&alice, &room, &bot, "!mqtt subscribe secrets/#").await;
+    assert!(
+        outside.contains("outside the topics this room may subscribe to"),
+        "{outside}"
+    );
+    let added = answer(&alice, &room, &bot, "!mqtt subscribe garden/+/moisture").await;
+    assert_eq!(added, "This room now receives garden/+/moisture.");
+    broker
+        .publish("garden/bed1/moisture", r#"{"temperature": 9}"#, &[])
+        .expect("published");
+    message(&alice, &room, "9 °C in bed1").await;
+
+    running.stop().await.expect("stopped");
+    let running = slot.start().await.expect("Switchboard starts again");
+    connected(&slot).await;
+    broker
+        .publish("garden/bed2/moisture", r#"{"temperature": 8}"#, &[])
+        .expect("published");
+    message(&alice, &room, "8 °C in bed2").await;
+
+    let configured = answer(&alice, &room, &bot, "!mqtt unsubscribe sensors/+/temp").await;
+    assert!(configured.contains("is in the config"), "{configured}");
+    let removed = answer(&alice, &room, &bot, "!mqtt unsubscribe garden/+/moisture").await;
+    assert_eq!(removed, "This room no longer receives garden/+/moisture.");
+    broker
+        .publish("garden/bed3/moisture", r#"{"temperature": 7}"#, &[])
+        .expect("published");
+    broker
+        .publish("sensors/marker/temp", r#"{"temperature": 6}"#, &[])
+        .expect("published");
+    message(&alice, &room, "6 °C in marker").await;
+    let timeline = alice.messages(&room, 100).await.expect("timeline");
+    assert!(
+        !timeline
+            .iter()
+            .any(|e| e["content"]["body"] == "7 °C in bed3"),
+        "unsubscribed topics stay out"
     );
     running.stop().await.expect("clean stop");
 }

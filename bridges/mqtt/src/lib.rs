@@ -53,6 +53,41 @@ pub struct MqttBridge {
     connected: Arc<AtomicBool>,
     /// The latest text seen on each topic (for `!mqtt last`).
     last: Arc<Mutex<HashMap<String, String>>>,
+    /// Filters rooms subscribed to by command, by mapping (kept in the portal's data).
+    extra: Extra,
+}
+
+/// Filters rooms subscribed to by command, by mapping name.
+type Extra = Arc<std::sync::RwLock<HashMap<String, Vec<String>>>>;
+
+/// What the bridge keeps in a portal's data.
+#[derive(
+    Debug,
+    Default,
+    switchboard_framework::serde::Deserialize,
+    switchboard_framework::serde::Serialize,
+)]
+#[serde(crate = "switchboard_framework::serde")]
+struct RoomTopics {
+    /// Filters added with `!mqtt subscribe`.
+    topics: Vec<String>,
+}
+
+/// Every filter a mapping's room receives: the configured ones and those added by command.
+fn filters_of(mapping: &Mapping, extra: &Extra) -> Vec<String> {
+    let added = extra
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&mapping.settings.name)
+        .cloned()
+        .unwrap_or_default();
+    mapping
+        .settings
+        .topics
+        .iter()
+        .cloned()
+        .chain(added)
+        .collect()
 }
 
 /// The largest packet the bridge accepts from the broker: four times `max_payload_bytes`, at
@@ -72,6 +107,97 @@ fn qos(level: u8) -> QoS {
 }
 
 impl MqttBridge {
+    /// `!mqtt subscribe <filter>`: adds a filter the mapping's `subscribe_allow` covers.
+    async fn subscribe_room(
+        &self,
+        ctx: &BridgeContext,
+        mapping: &Mapping,
+        filter: String,
+    ) -> Result<CommandReply, HandleError> {
+        let settings = &mapping.settings;
+        let refuse = |why: String| Err(HandleError::Permanent(why));
+        if !topic::is_valid_filter(&filter) {
+            return refuse(format!("{filter:?} is not a topic filter"));
+        }
+        if !settings.direction.inbound() {
+            return refuse("this room only publishes to MQTT".to_owned());
+        }
+        if !settings
+            .subscribe_allow
+            .iter()
+            .any(|allow| topic::matches(allow, &filter))
+        {
+            return refuse(format!(
+                "{filter} is outside the topics this room may subscribe to"
+            ));
+        }
+        if filters_of(mapping, &self.extra).contains(&filter) {
+            return Ok(format!("This room receives {filter} already.").into());
+        }
+        self.change_extra(ctx, mapping, |topics| topics.push(filter.clone()))
+            .await?;
+        if let Some(client) = self.client.get() {
+            client
+                .subscribe(filter.clone(), qos(settings.qos))
+                .await
+                .map_err(|e| HandleError::Transient(format!("cannot subscribe: {e}")))?;
+        }
+        Ok(format!("This room now receives {filter}.").into())
+    }
+
+    /// `!mqtt unsubscribe <filter>`: removes a filter added by command.
+    async fn unsubscribe_room(
+        &self,
+        ctx: &BridgeContext,
+        mapping: &Mapping,
+        filter: String,
+    ) -> Result<CommandReply, HandleError> {
+        if mapping.settings.topics.contains(&filter) {
+            return Err(HandleError::Permanent(format!(
+                "{filter} is in the config; remove it there"
+            )));
+        }
+        if !filters_of(mapping, &self.extra).contains(&filter) {
+            return Err(HandleError::Permanent(format!(
+                "this room is not subscribed to {filter}"
+            )));
+        }
+        self.change_extra(ctx, mapping, |topics| topics.retain(|t| *t != filter))
+            .await?;
+        let still_used = self
+            .mappings
+            .iter()
+            .any(|m| filters_of(m, &self.extra).contains(&filter));
+        if !still_used && let Some(client) = self.client.get() {
+            client
+                .unsubscribe(filter.clone())
+                .await
+                .map_err(|e| HandleError::Transient(format!("cannot unsubscribe: {e}")))?;
+        }
+        Ok(format!("This room no longer receives {filter}.").into())
+    }
+
+    /// Changes the filters a mapping's room added by command, in memory and in the portal's
+    /// data (so they survive a restart).
+    async fn change_extra(
+        &self,
+        ctx: &BridgeContext,
+        mapping: &Mapping,
+        change: impl FnOnce(&mut Vec<String>),
+    ) -> Result<(), HandleError> {
+        let topics = {
+            let mut extra = self.extra.write().unwrap_or_else(PoisonError::into_inner);
+            let topics = extra.entry(mapping.settings.name.clone()).or_default();
+            change(topics);
+            topics.clone()
+        };
+        let key = PortalKey::shared(mapping.settings.name.as_str());
+        ctx.matrix()
+            .set_portal_data(&key, &RoomTopics { topics })
+            .await?;
+        Ok(())
+    }
+
     /// The mapping named `name`.
     fn mapping(&self, name: &str) -> Option<&Mapping> {
         self.mappings.iter().find(|m| m.settings.name == name)
@@ -114,6 +240,7 @@ impl MqttBridge {
             client: OnceLock::new(),
             connected: Arc::default(),
             last: Arc::default(),
+            extra: Arc::default(),
         })
     }
 
@@ -162,12 +289,15 @@ impl Bridge for MqttBridge {
 
     async fn start(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
         for mapping in self.mappings.iter() {
+            let key = PortalKey::shared(mapping.settings.name.as_str());
             ctx.matrix()
-                .ensure_portal(
-                    &PortalKey::shared(mapping.settings.name.as_str()),
-                    &self.portal_info(&mapping.settings),
-                )
+                .ensure_portal(&key, &self.portal_info(&mapping.settings))
                 .await?;
+            let added: RoomTopics = ctx.matrix().portal_data(&key).await?;
+            self.extra
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(mapping.settings.name.clone(), added.topics);
         }
         let (client, events) = AsyncClient::new(self.options(), 64);
         self.client
@@ -186,6 +316,7 @@ impl Bridge for MqttBridge {
             ids: Mutex::default(),
             sequence: AtomicU64::new(0),
             last: Arc::clone(&self.last),
+            extra: Arc::clone(&self.extra),
         };
         tokio::spawn(run(inbound, events, client, Arc::clone(&self.connected)));
         Ok(())
@@ -264,6 +395,20 @@ impl Bridge for MqttBridge {
             .min_args(1)
             .max_args(1),
             CommandSpec::new(
+                "subscribe",
+                "Makes this room receive a topic filter it may take",
+            )
+            .args("<filter>")
+            .min_args(1)
+            .max_args(1),
+            CommandSpec::new(
+                "unsubscribe",
+                "Stops this room receiving a filter it subscribed to",
+            )
+            .args("<filter>")
+            .min_args(1)
+            .max_args(1),
+            CommandSpec::new(
                 "publish",
                 "Publishes a payload to a topic this room may publish to",
             )
@@ -274,7 +419,7 @@ impl Bridge for MqttBridge {
 
     async fn handle_command(
         &self,
-        _ctx: &BridgeContext,
+        ctx: &BridgeContext,
         command: &BridgeCommand,
     ) -> Result<CommandReply, HandleError> {
         let Some(mapping) = command
@@ -290,13 +435,18 @@ impl Bridge for MqttBridge {
             "topics" => Ok(format!(
                 "{}: from {} ({:?}); room messages go to {}.",
                 settings.name,
-                settings.topics.join(", "),
+                filters_of(mapping, &self.extra).join(", "),
                 settings.direction,
                 settings.publish_to.as_deref().unwrap_or("nowhere")
             )
             .into()),
+            "subscribe" => self.subscribe_room(ctx, mapping, topic).await,
+            "unsubscribe" => self.unsubscribe_room(ctx, mapping, topic).await,
             "last" => {
-                if !settings.topics.iter().any(|f| topic::matches(f, &topic)) {
+                if !filters_of(mapping, &self.extra)
+                    .iter()
+                    .any(|f| topic::matches(f, &topic))
+                {
                     return Err(HandleError::Permanent(format!(
                         "{topic} is not one of this room's topics"
                     )));
@@ -346,6 +496,8 @@ struct Inbound {
     sequence: AtomicU64,
     /// The latest text seen on each topic.
     last: Arc<Mutex<HashMap<String, String>>>,
+    /// Filters rooms subscribed to by command.
+    extra: Extra,
 }
 
 /// Runs the connection until shutdown: reconnects with backoff, (re)subscribes when the broker
@@ -374,7 +526,7 @@ async fn run(
                 awaiting_subacks = if ack.session_present {
                     0
                 } else {
-                    subscribe(&client, &inbound.mappings).await
+                    subscribe(&client, &inbound.mappings, &inbound.extra).await
                 };
                 if awaiting_subacks == 0 {
                     inbound.ctx.set_state(BridgeState::Connected);
@@ -415,10 +567,10 @@ async fn run(
 }
 
 /// Subscribes to every inbound filter; returns how many subscriptions were sent.
-async fn subscribe(client: &AsyncClient, mappings: &[Mapping]) -> usize {
+async fn subscribe(client: &AsyncClient, mappings: &[Mapping], extra: &Extra) -> usize {
     let mut sent = 0;
     for mapping in mappings.iter().filter(|m| m.settings.direction.inbound()) {
-        for filter in &mapping.settings.topics {
+        for filter in &filters_of(mapping, extra) {
             match client
                 .subscribe(filter.clone(), qos(mapping.settings.qos))
                 .await
@@ -465,7 +617,9 @@ impl Inbound {
             .iter()
             .filter(|m| {
                 m.settings.direction.inbound()
-                    && m.settings.topics.iter().any(|f| topic::matches(f, topic))
+                    && filters_of(m, &self.extra)
+                        .iter()
+                        .any(|f| topic::matches(f, topic))
             })
             .collect();
         if matching.is_empty() {

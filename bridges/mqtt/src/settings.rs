@@ -72,6 +72,10 @@ pub struct MappingSettings {
     /// `publish_to`.
     #[serde(default)]
     pub publish_allow: Vec<String>,
+    /// Topic filters `!mqtt subscribe <filter>` may add to the room (a filter is allowed when
+    /// it is covered by one of these); empty: the room cannot subscribe to more.
+    #[serde(default)]
+    pub subscribe_allow: Vec<String>,
     /// The payload that means a device went offline (what devices set as their last will,
     /// e.g. `offline`): such a message is shown as a notice "<device> went offline".
     #[serde(default)]
@@ -246,6 +250,12 @@ pub fn parse(section: &PluginSection) -> Result<(MqttSettings, Broker, Vec<Mappi
             .map(|text| Template::strict(&field("template"), text))
             .transpose()
             .map_err(|e| e.to_string())?;
+        if let Some(bad) = mapping.subscribe_allow.iter().find(|t| !is_valid_filter(t)) {
+            return Err(format!(
+                "config field `{}` holds {bad:?}, but topic filters are expected",
+                field("subscribe_allow")
+            ));
+        }
         if let Some(bad) = mapping.publish_allow.iter().find(|t| !is_valid_filter(t)) {
             return Err(format!(
                 "config field `{}` holds {bad:?}, but topic filters are expected",
