@@ -386,3 +386,54 @@ async fn a_room_subscribes_within_its_allow_list() {
     );
     running.stop().await.expect("clean stop");
 }
+
+/// A reply to a device's message that named a response topic (MQTT 5) goes to that topic,
+/// with the device's correlation data, instead of the mapping's publish topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_goes_to_the_devices_response_topic() {
+    let broker = Mosquitto::start().expect("mosquitto");
+    let (_slot, _synapse, running, alice, room) = bridged("mqttreply", &broker).await;
+    broker
+        .publish(
+            "sensors/boiler/temp",
+            r#"{"temperature": 80}"#,
+            &[
+                "-D",
+                "publish",
+                "response-topic",
+                "replies/boiler",
+                "-D",
+                "publish",
+                "correlation-data",
+                "req-7",
+            ],
+        )
+        .expect("published with a response topic");
+    let asked = message(&alice, &room, "80 °C in boiler").await;
+    let mut replies = broker
+        .subscribe("#", "%t|%D|%p", &[])
+        .await
+        .expect("mosquitto_sub");
+    let reply = alice
+        .send_event(
+            &room,
+            "m.room.message",
+            &serde_json::json!({
+                "msgtype": "m.text",
+                "body": "turn it down",
+                "m.relates_to": { "m.in_reply_to": { "event_id": asked["event_id"] } },
+            }),
+        )
+        .await
+        .expect("replied");
+    let line = replies
+        .wait_for(WAIT, |l| l.contains("turn it down"))
+        .await
+        .expect("the reply is published");
+    let mut parts = line.splitn(3, '|');
+    assert_eq!(parts.next(), Some("replies/boiler"), "{line}");
+    assert_eq!(parts.next(), Some("req-7"), "{line}");
+    let envelope: Value = serde_json::from_str(parts.next().unwrap_or_default()).expect("JSON");
+    assert_eq!(envelope["event_id"], reply.as_str());
+    running.stop().await.expect("clean stop");
+}

@@ -55,10 +55,19 @@ pub struct MqttBridge {
     last: Arc<Mutex<HashMap<String, String>>>,
     /// Filters rooms subscribed to by command, by mapping (kept in the portal's data).
     extra: Extra,
+    /// Response topics of recent device messages.
+    responses: Responses,
 }
 
 /// Filters rooms subscribed to by command, by mapping name.
 type Extra = Arc<std::sync::RwLock<HashMap<String, Vec<String>>>>;
+
+/// Where replies to a device's message go: the response topic and correlation data the
+/// device gave (MQTT 5), by the message's remote id; the latest [`RESPONSES_KEPT`] only.
+type Responses = Arc<Mutex<std::collections::VecDeque<(String, String, Option<bytes::Bytes>)>>>;
+
+/// How many messages' response topics are remembered.
+const RESPONSES_KEPT: usize = 1000;
 
 /// What the bridge keeps in a portal's data.
 #[derive(
@@ -241,6 +250,7 @@ impl MqttBridge {
             connected: Arc::default(),
             last: Arc::default(),
             extra: Arc::default(),
+            responses: Arc::default(),
         })
     }
 
@@ -317,6 +327,7 @@ impl Bridge for MqttBridge {
             sequence: AtomicU64::new(0),
             last: Arc::clone(&self.last),
             extra: Arc::clone(&self.extra),
+            responses: Arc::clone(&self.responses),
         };
         tokio::spawn(run(inbound, events, client, Arc::clone(&self.connected)));
         Ok(())
@@ -339,11 +350,21 @@ impl Bridge for MqttBridge {
             )));
         };
         let settings = &mapping.settings;
-        let Some(topic) = settings
-            .publish_to
-            .as_ref()
-            .filter(|_| settings.direction.outbound())
-        else {
+        // A reply to a device's message that named a response topic goes there.
+        let response = message.reply_to.as_ref().and_then(|id| {
+            self.responses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .find(|(known, _, _)| known == id.as_str())
+                .map(|(_, topic, correlation)| (topic.clone(), correlation.clone()))
+        });
+        let Some(topic) = response.as_ref().map(|(topic, _)| topic).or_else(|| {
+            settings
+                .publish_to
+                .as_ref()
+                .filter(|_| settings.direction.outbound())
+        }) else {
             return Err(HandleError::Permanent(
                 "this room only receives from MQTT".to_owned(),
             ));
@@ -366,6 +387,7 @@ impl Bridge for MqttBridge {
             message.body.clone()
         };
         let properties = PublishProperties {
+            correlation_data: response.as_ref().and_then(|(_, c)| c.clone()),
             user_properties: vec![
                 ("sender".to_owned(), message.sender.to_string()),
                 ("event_id".to_owned(), message.event_id.to_string()),
@@ -498,6 +520,8 @@ struct Inbound {
     last: Arc<Mutex<HashMap<String, String>>>,
     /// Filters rooms subscribed to by command.
     extra: Extra,
+    /// Response topics of recent device messages.
+    responses: Responses,
 }
 
 /// Runs the connection until shutdown: reconnects with backoff, (re)subscribes when the broker
@@ -648,6 +672,24 @@ impl Inbound {
                 .insert(topic.to_owned(), text.to_owned());
         }
         let id = self.message_id(publish, topic);
+        if let Some(response_topic) = publish
+            .properties
+            .as_ref()
+            .and_then(|p| p.response_topic.clone())
+        {
+            let correlation = publish
+                .properties
+                .as_ref()
+                .and_then(|p| p.correlation_data.clone());
+            let mut responses = self
+                .responses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if responses.len() >= RESPONSES_KEPT {
+                responses.pop_front();
+            }
+            responses.push_back((id.clone(), response_topic, correlation));
+        }
         let mut delivered = true;
         for mapping in matching {
             let (event, problem) = event_for(mapping, topic, publish, RemoteMessageId(id.clone()));
