@@ -437,3 +437,56 @@ async fn a_reply_goes_to_the_devices_response_topic() {
     assert_eq!(envelope["event_id"], reply.as_str());
     running.stop().await.expect("clean stop");
 }
+
+/// With `on_edit: publish` and `on_redaction: publish`, an edit is published with what it
+/// replaces and a deletion as `{"redacts"}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_deletions_are_published_when_configured() {
+    let broker = Mosquitto::start().expect("mosquitto");
+    let changes = "        on_edit: publish\n        on_redaction: publish\n";
+    let (_slot, _synapse, running, alice, room) = bridged_with("mqttedit", &broker, changes).await;
+    let mut listener = broker
+        .subscribe("commands/sensors", "%p", &[])
+        .await
+        .expect("mosquitto_sub");
+    let original = alice.send_text(&room, "heat to 20").await.expect("sent");
+    listener
+        .wait_for(WAIT, |l| l.contains("heat to 20"))
+        .await
+        .expect("the message");
+    let edit = alice
+        .send_event(
+            &room,
+            "m.room.message",
+            &serde_json::json!({
+                "msgtype": "m.text",
+                "body": "* heat to 21",
+                "m.new_content": { "msgtype": "m.text", "body": "heat to 21" },
+                "m.relates_to": { "rel_type": "m.replace", "event_id": original },
+            }),
+        )
+        .await
+        .expect("edited");
+    let line = listener
+        .wait_for(WAIT, |l| l.contains("heat to 21"))
+        .await
+        .expect("the edit is published");
+    let edited: Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(edited["replaces"], original.as_str());
+    assert_eq!(edited["event_id"], edit.as_str());
+    alice
+        .put(
+            &format!("/rooms/{}/redact/{}/t1", encode(&room), encode(&original)),
+            &serde_json::json!({ "reason": "wrong" }),
+        )
+        .await
+        .expect("redacted");
+    let line = listener
+        .wait_for(WAIT, |l| l.contains("redacts"))
+        .await
+        .expect("the deletion is published");
+    let deleted: Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(deleted["redacts"], original.as_str());
+    assert_eq!(deleted["sender"], "@alice:localhost");
+    running.stop().await.expect("clean stop");
+}

@@ -26,16 +26,17 @@ use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
-    Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, MatrixMessage,
-    MediaKind, PortalInfo, PortalKey, PuppetProfile, RemoteEvent, RemoteMedia, RemoteMessageId,
-    RemoteText, RemoteUserId, TextKind,
+    Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, EditHandler,
+    MatrixEdit, MatrixMessage, MatrixRedaction, MediaKind, PortalInfo, PortalKey, PuppetProfile,
+    RedactionHandler, RemoteEvent, RemoteMedia, RemoteMessageId, RemoteText, RemoteUserId,
+    TextKind,
 };
 use switchboard_framework::command::{CommandReply, CommandSpec};
 use switchboard_framework::config::PluginSection;
 use switchboard_framework::serde_json::{self, Value, json};
 
 use settings::{Broker, Mapping};
-pub use settings::{Direction, MappingSettings, MqttSettings};
+pub use settings::{Change, Direction, MappingSettings, MqttSettings};
 
 /// The state event type holding a topic's retained value (state key: the topic).
 pub const RETAINED_EVENT: &str = "org.switchboard.mqtt.retained";
@@ -439,6 +440,14 @@ impl Bridge for MqttBridge {
         ]
     }
 
+    fn edits(&self) -> Option<&dyn EditHandler> {
+        Some(self)
+    }
+
+    fn redactions(&self) -> Option<&dyn RedactionHandler> {
+        Some(self)
+    }
+
     async fn handle_command(
         &self,
         ctx: &BridgeContext,
@@ -503,6 +512,101 @@ impl Bridge for MqttBridge {
                 Ok(format!("Published to {topic}.").into())
             }
         }
+    }
+}
+
+/// The Matrix event a remote id of a published message stands for (`pub-<event id>`).
+fn published_event(id: &RemoteMessageId) -> &str {
+    id.as_str().strip_prefix("pub-").unwrap_or(id.as_str())
+}
+
+/// Edits are published when the mapping says so (`on_edit: publish`), else ignored.
+#[switchboard_framework::async_trait]
+impl EditHandler for MqttBridge {
+    async fn handle_matrix_edit(
+        &self,
+        _ctx: &BridgeContext,
+        portal: &PortalKey,
+        edit: &MatrixEdit,
+    ) -> Result<(), HandleError> {
+        let Some(mapping) = self.mapping(portal.chat.as_str()) else {
+            return Ok(());
+        };
+        let settings = &mapping.settings;
+        let Some(topic) = settings
+            .publish_to
+            .as_ref()
+            .filter(|_| settings.on_edit == Change::Publish)
+        else {
+            return Ok(());
+        };
+        if !mapping.may_publish(&edit.sender) {
+            return Err(HandleError::Permanent(format!(
+                "{} may not publish to {topic}",
+                edit.sender
+            )));
+        }
+        let replaces = published_event(&edit.target);
+        let payload = if settings.envelope {
+            json!({
+                "sender": edit.sender,
+                "event_id": edit.event_id,
+                "replaces": replaces,
+                "body": edit.body,
+            })
+            .to_string()
+        } else {
+            edit.body.clone()
+        };
+        let properties = PublishProperties {
+            user_properties: vec![
+                ("sender".to_owned(), edit.sender.to_string()),
+                ("event_id".to_owned(), edit.event_id.to_string()),
+                ("replaces".to_owned(), replaces.to_owned()),
+            ],
+            ..PublishProperties::default()
+        };
+        self.publish(mapping, topic, payload, properties).await
+    }
+}
+
+/// Deletions are published when the mapping says so (`on_redaction: publish`), else ignored.
+#[switchboard_framework::async_trait]
+impl RedactionHandler for MqttBridge {
+    async fn handle_matrix_redaction(
+        &self,
+        _ctx: &BridgeContext,
+        portal: &PortalKey,
+        redaction: &MatrixRedaction,
+    ) -> Result<(), HandleError> {
+        let Some(mapping) = self.mapping(portal.chat.as_str()) else {
+            return Ok(());
+        };
+        let settings = &mapping.settings;
+        let Some(topic) = settings
+            .publish_to
+            .as_ref()
+            .filter(|_| settings.on_redaction == Change::Publish && redaction.reaction.is_none())
+        else {
+            return Ok(());
+        };
+        if !mapping.may_publish(&redaction.sender) {
+            return Err(HandleError::Permanent(format!(
+                "{} may not publish to {topic}",
+                redaction.sender
+            )));
+        }
+        let redacts = published_event(&redaction.target);
+        let payload = json!({ "redacts": redacts, "sender": redaction.sender }).to_string();
+        let properties = PublishProperties {
+            user_properties: vec![
+                ("sender".to_owned(), redaction.sender.to_string()),
+                ("redacts".to_owned(), redacts.to_owned()),
+            ],
+            content_type: Some("application/json".to_owned()),
+            ..PublishProperties::default()
+        };
+        self.publish(mapping, topic, payload, properties).await
     }
 }
 

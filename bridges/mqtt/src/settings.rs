@@ -35,6 +35,17 @@ impl Direction {
     }
 }
 
+/// What happens to a change (edit, deletion) of a room message.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(crate = "switchboard_framework::serde", rename_all = "lowercase")]
+pub enum Change {
+    /// Nothing reaches MQTT.
+    #[default]
+    Ignore,
+    /// It is published to the mapping's topic.
+    Publish,
+}
+
 /// One room ↔ topics mapping, as written in the config.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(crate = "switchboard_framework::serde", deny_unknown_fields)]
@@ -80,6 +91,14 @@ pub struct MappingSettings {
     /// e.g. `offline`): such a message is shown as a notice "<device> went offline".
     #[serde(default)]
     pub offline_payload: Option<String>,
+    /// What happens to edits of room messages: `ignore`, or `publish` the new text (with
+    /// `replaces`).
+    #[serde(default)]
+    pub on_edit: Change,
+    /// What happens to deletions of room messages: `ignore`, or `publish` a JSON
+    /// `{"redacts", "sender"}`.
+    #[serde(default)]
+    pub on_redaction: Change,
     /// Publish a JSON envelope (`sender`, `room`, `event_id`, `body`) instead of the body.
     #[serde(default)]
     pub envelope: bool,
