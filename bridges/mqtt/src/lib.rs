@@ -117,6 +117,34 @@ fn qos(level: u8) -> QoS {
 }
 
 impl MqttBridge {
+    /// Where a change (edit, deletion) of a room message in `portal` is published: `None`
+    /// when the mapping ignores such changes (`which` picks the setting), `Err` when `sender`
+    /// may not publish.
+    fn change_target(
+        &self,
+        portal: &PortalKey,
+        which: impl Fn(&MappingSettings) -> Change,
+        sender: &switchboard_framework::ruma::UserId,
+    ) -> Result<Option<(&Mapping, &String)>, HandleError> {
+        let Some(mapping) = self.mapping(portal.chat.as_str()) else {
+            return Ok(None);
+        };
+        let Some(topic) = mapping
+            .settings
+            .publish_to
+            .as_ref()
+            .filter(|_| which(&mapping.settings) == Change::Publish)
+        else {
+            return Ok(None);
+        };
+        if !mapping.may_publish(sender) {
+            return Err(HandleError::Permanent(format!(
+                "{sender} may not publish to {topic}"
+            )));
+        }
+        Ok(Some((mapping, topic)))
+    }
+
     /// `!mqtt subscribe <filter>`: adds a filter the mapping's `subscribe_allow` covers.
     async fn subscribe_room(
         &self,
@@ -529,23 +557,11 @@ impl EditHandler for MqttBridge {
         portal: &PortalKey,
         edit: &MatrixEdit,
     ) -> Result<(), HandleError> {
-        let Some(mapping) = self.mapping(portal.chat.as_str()) else {
-            return Ok(());
-        };
-        let settings = &mapping.settings;
-        let Some(topic) = settings
-            .publish_to
-            .as_ref()
-            .filter(|_| settings.on_edit == Change::Publish)
+        let Some((mapping, topic)) = self.change_target(portal, |s| s.on_edit, &edit.sender)?
         else {
             return Ok(());
         };
-        if !mapping.may_publish(&edit.sender) {
-            return Err(HandleError::Permanent(format!(
-                "{} may not publish to {topic}",
-                edit.sender
-            )));
-        }
+        let settings = &mapping.settings;
         let replaces = published_event(&edit.target);
         let payload = if settings.envelope {
             json!({
@@ -579,23 +595,14 @@ impl RedactionHandler for MqttBridge {
         portal: &PortalKey,
         redaction: &MatrixRedaction,
     ) -> Result<(), HandleError> {
-        let Some(mapping) = self.mapping(portal.chat.as_str()) else {
+        if redaction.reaction.is_some() {
             return Ok(());
-        };
-        let settings = &mapping.settings;
-        let Some(topic) = settings
-            .publish_to
-            .as_ref()
-            .filter(|_| settings.on_redaction == Change::Publish && redaction.reaction.is_none())
+        }
+        let Some((mapping, topic)) =
+            self.change_target(portal, |s| s.on_redaction, &redaction.sender)?
         else {
             return Ok(());
         };
-        if !mapping.may_publish(&redaction.sender) {
-            return Err(HandleError::Permanent(format!(
-                "{} may not publish to {topic}",
-                redaction.sender
-            )));
-        }
         let redacts = published_event(&redaction.target);
         let payload = json!({ "redacts": redacts, "sender": redaction.sender }).to_string();
         let properties = PublishProperties {
