@@ -760,7 +760,9 @@ impl EventHandler for PluginHost {
             self.bridges.handle_ephemeral(raw.get()).await;
         }
         for hosted in &self.bots {
-            hosted.bot.on_other(&hosted.ctx, &item.kind, &raw).await?;
+            if hosted.enabled.load(std::sync::atomic::Ordering::Relaxed) {
+                hosted.bot.on_other(&hosted.ctx, &item.kind, &raw).await?;
+            }
         }
         Ok(())
     }
