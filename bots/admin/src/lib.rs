@@ -40,8 +40,8 @@ const CONFIRM: &str = "✅";
 /// The key under which the admin room is stored.
 const ROOM_KEY: &str = "admin_room";
 
-/// The admin bot's settings (`bots.admin`).
-#[derive(Debug, Deserialize)]
+/// The admin bot's settings (`bots.admin`). `Debug` leaves the token out.
+#[derive(Deserialize)]
 #[serde(crate = "switchboard_framework::serde", deny_unknown_fields)]
 pub struct AdminSettings {
     /// Who may run commands: user ids (`@root:example.org`) or whole servers (`example.org`).
@@ -117,6 +117,31 @@ impl Active {
     }
 }
 
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("admins", &self.admins)
+            .field("room", &self.room)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("admin_token_file", &self.admin_token_file)
+            .field("confirm_secs", &self.confirm_secs)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Active {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Active")
+            .field("admins", &self.admins)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("confirm_within", &self.confirm_within)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A destructive command waiting for its ✅.
 #[derive(Debug)]
 struct Pending {
@@ -127,8 +152,7 @@ struct Pending {
     deadline: Instant,
 }
 
-/// The settings that a config reload may change.
-#[derive(Debug)]
+/// The settings that a config reload may change. `Debug` leaves the token out.
 struct Active {
     admins: Vec<OwnedUserId>,
     permissions: Permissions,
@@ -669,6 +693,20 @@ mod tests {
         assert_eq!(level("@root:example.org"), PermissionLevel::Admin);
         assert_eq!(level("@anyone:ops.example.org"), PermissionLevel::Admin);
         assert_eq!(level("@bob:example.org"), PermissionLevel::None);
+    }
+
+    #[test]
+    fn the_admin_token_never_shows_in_debug_output() {
+        let bot = AdminBot::from_section(
+            &section("enabled: true\nadmins: [\"@root:example.org\"]\nadmin_token: s3cr3t-t0ken\n"),
+            "example.org",
+        )
+        .expect("valid");
+        let shown = format!("{bot:?}");
+        assert!(
+            !shown.contains("s3cr3t-t0ken") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -108,8 +108,8 @@ fn default_qos() -> u8 {
     1
 }
 
-/// The bridge's settings.
-#[derive(Clone, Debug, Deserialize)]
+/// The bridge's settings. `Debug` leaves the password out.
+#[derive(Clone, Deserialize)]
 #[serde(crate = "switchboard_framework::serde", deny_unknown_fields)]
 pub struct MqttSettings {
     /// The broker: `mqtt://host:port` (port 1883 if left out).
@@ -131,6 +131,20 @@ pub struct MqttSettings {
     pub max_payload_bytes: usize,
     /// The mappings.
     pub mappings: Vec<MappingSettings>,
+}
+
+impl std::fmt::Debug for MqttSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSettings")
+            .field("broker", &self.broker)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("invite", &self.invite)
+            .field("max_payload_bytes", &self.max_payload_bytes)
+            .field("mappings", &self.mappings)
+            .finish()
+    }
 }
 
 fn default_client_id() -> String {
@@ -327,6 +341,19 @@ mod tests {
         assert_eq!(settings.client_id, "switchboard");
         assert_eq!(mappings[0].settings.qos, 1);
         assert_eq!(mappings[0].settings.direction, Direction::Both);
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let (settings, _, _) = parse(&section(
+            "broker: mqtt://x\npassword: s3cr3t-pass\nmappings: []\n",
+        ))
+        .expect("valid");
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("s3cr3t-pass") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 
     #[test]
