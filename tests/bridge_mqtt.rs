@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::mosquitto::Mosquitto;
+use common::proxy::{Proxy, SendMode};
 use common::switchboard_instance::{Running, Slot};
 use common::{MatrixUser, Synapse};
 use serde_json::Value;
@@ -28,21 +29,7 @@ async fn bridged_with(
     broker: &Mosquitto,
     mapping: &str,
 ) -> (Slot, Synapse, Running, MatrixUser, String) {
-    let credentials = broker
-        .credentials
-        .as_ref()
-        .map_or_else(String::new, |(u, p)| {
-            format!("    username: {u}\n    password: {p}\n")
-        });
-    let config = format!(
-        "bridges:\n  mqtt:\n    enabled: true\n    broker: {url}\n    client_id: sb-{name}\n\
-         {credentials}    invite: [\"@alice:localhost\"]\n    mappings:\n      - name: sensors\n        \
-         topics: [\"sensors/+/temp\"]\n        device_level: 1\n        \
-         template: \"{{{{payload.temperature}}}} °C in {{{{topic.[1]}}}}\"\n        \
-         publish_to: commands/sensors\n        envelope: true\n        offline_payload: offline\n{mapping}",
-        url = broker.url(),
-    );
-    let slot = Slot::with_config(name, &config).expect("slot");
+    let slot = Slot::with_config(name, &mqtt_config(name, broker, mapping)).expect("slot");
     let synapse = Synapse::start(&[slot.registration_path()])
         .await
         .expect("Synapse starts");
@@ -55,6 +42,37 @@ async fn bridged_with(
         .expect("alice is invited to the mapping's room");
     connected(&slot).await;
     (slot, synapse, running, alice, room)
+}
+
+/// The config of an MQTT bridge on `broker` with the `sensors` mapping of [`bridged`] and
+/// more `mapping` settings.
+fn mqtt_config(name: &str, broker: &Mosquitto, mapping: &str) -> String {
+    let credentials = broker
+        .credentials
+        .as_ref()
+        .map_or_else(String::new, |(u, p)| {
+            format!("    username: {u}\n    password: {p}\n")
+        });
+    format!(
+        "bridges:\n  mqtt:\n    enabled: true\n    broker: {url}\n    client_id: sb-{name}\n\
+         {credentials}    invite: [\"@alice:localhost\"]\n    mappings:\n      - name: sensors\n        \
+         topics: [\"sensors/+/temp\"]\n        device_level: 1\n        \
+         template: \"{{{{payload.temperature}}}} °C in {{{{topic.[1]}}}}\"\n        \
+         publish_to: commands/sensors\n        envelope: true\n        offline_payload: offline\n{mapping}",
+        url = broker.url(),
+    )
+}
+
+/// Asserts that each of `bodies` is shown exactly once in `room`.
+async fn shown_once(user: &MatrixUser, room: &str, bodies: &[String]) {
+    let timeline = user.messages(room, 100).await.expect("timeline");
+    for body in bodies {
+        let copies = timeline
+            .iter()
+            .filter(|e| e["content"]["body"] == body.as_str())
+            .count();
+        assert_eq!(copies, 1, "{body} shown once");
+    }
 }
 
 /// Waits until the bridge reports itself connected (its subscriptions confirmed).
@@ -220,16 +238,56 @@ async fn nothing_published_during_a_restart_is_lost() {
         .publish("sensors/a/temp", r#"{"temperature": 5}"#, &[])
         .expect("published after the broker restarted");
     message(&alice, &room, "5 °C in a").await;
-    let timeline = alice.messages(&room, 100).await.expect("timeline");
-    for n in 1..=5 {
-        let body = format!("{n} °C in a");
-        let copies = timeline
-            .iter()
-            .filter(|e| e["content"]["body"] == body.as_str())
-            .count();
-        assert_eq!(copies, 1, "{body} shown once");
-    }
+    let bodies: Vec<String> = (1..=5).map(|n| format!("{n} °C in a")).collect();
+    shown_once(&alice, &room, &bodies).await;
     running.stop().await.expect("clean stop");
+}
+
+/// Switchboard killed after a message was shown in the room but before the broker was told:
+/// the broker delivers it again after the restart, and it is still shown once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_showing_and_acknowledging_shows_the_message_once() {
+    let broker = Mosquitto::start().expect("mosquitto");
+    let slot =
+        Slot::with_config("mqttcrash", &mqtt_config("mqttcrash", &broker, "")).expect("slot");
+    let synapse = Synapse::start(&[slot.registration_path()])
+        .await
+        .expect("Synapse starts");
+    let alice = synapse.register_user("alice", false).await.expect("alice");
+    let proxy = Proxy::start(&synapse.base_url()).await.expect("proxy");
+    slot.point_at(proxy.url()).expect("config");
+    let mut child = slot.spawn_process().await.expect("switchboard runs");
+    let room = alice.join_invite(WAIT).await.expect("invited");
+    connected(&slot).await;
+    broker
+        .publish("sensors/a/temp", r#"{"temperature": 1}"#, &[])
+        .expect("published");
+    message(&alice, &room, "1 °C in a").await;
+
+    // The homeserver shows the message, but its answer is lost: not acknowledged to the broker.
+    proxy.set_send_mode(SendMode::ForwardThenFail);
+    let before = proxy.sends_seen();
+    broker
+        .publish("sensors/a/temp", r#"{"temperature": 2}"#, &[])
+        .expect("published");
+    message(&alice, &room, "2 °C in a").await;
+    common::wait_until(WAIT, "the send whose answer is lost", || async {
+        (proxy.sends_seen() > before).then_some(())
+    })
+    .await
+    .expect("sent");
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    proxy.set_send_mode(SendMode::Pass);
+
+    let _child = slot.spawn_process().await.expect("switchboard restarts");
+    connected(&slot).await;
+    broker
+        .publish("sensors/a/temp", r#"{"temperature": 3}"#, &[])
+        .expect("published after the restart");
+    message(&alice, &room, "3 °C in a").await;
+    let bodies: Vec<String> = (1..=3).map(|n| format!("{n} °C in a")).collect();
+    shown_once(&alice, &room, &bodies).await;
 }
 
 /// Room commands: the room's topics, the last value of one of them (not of others), and a

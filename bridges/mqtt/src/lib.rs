@@ -352,7 +352,6 @@ impl Bridge for MqttBridge {
                 .map(|m| (m.settings.name.clone(), self.portal_info(&m.settings)))
                 .collect(),
             max_payload_bytes: self.settings.max_payload_bytes,
-            ids: Mutex::default(),
             sequence: AtomicU64::new(0),
             last: Arc::clone(&self.last),
             extra: Arc::clone(&self.extra),
@@ -617,15 +616,22 @@ impl RedactionHandler for MqttBridge {
     }
 }
 
+/// A message being brought in under a packet id, as stored until the packet id is reused.
+#[derive(switchboard_framework::serde::Deserialize, switchboard_framework::serde::Serialize)]
+#[serde(crate = "switchboard_framework::serde")]
+struct InFlight {
+    /// The message's remote id.
+    id: String,
+    /// Its topic (a redelivery on another topic is another message).
+    topic: String,
+}
+
 /// What the connection task needs to bring MQTT messages into Matrix.
 struct Inbound {
     ctx: BridgeContext,
     mappings: Arc<Vec<Mapping>>,
     infos: HashMap<String, PortalInfo>,
     max_payload_bytes: usize,
-    /// The id given to the latest message of each packet id, so that a redelivery (`dup`,
-    /// e.g. when an acknowledgement was lost in a broker restart) is recognised.
-    ids: Mutex<HashMap<u16, String>>,
     sequence: AtomicU64,
     /// The latest text seen on each topic.
     last: Arc<Mutex<HashMap<String, String>>>,
@@ -719,13 +725,26 @@ async fn subscribe(client: &AsyncClient, mappings: &[Mapping], extra: &Extra) ->
 }
 
 impl Inbound {
-    /// The id of a message: new, or the one it had when first delivered (a redelivery).
-    fn message_id(&self, publish: &Publish, topic: &str) -> String {
-        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
-        if publish.dup
-            && let Some(id) = ids.get(&publish.pkid)
-        {
-            return id.clone();
+    /// The id of a message: new, or the one it had when first delivered if this is a
+    /// redelivery (`dup`: its acknowledgement was lost in a broker restart, or Switchboard
+    /// stopped between showing and acknowledging it). The id of each packet id's latest
+    /// message is stored before the message is shown, so the redelivery after a crash is
+    /// shown once.
+    async fn message_id(&self, publish: &Publish, topic: &str) -> String {
+        let key = format!("in-flight/{}", publish.pkid);
+        if publish.dup && publish.pkid != 0 {
+            match self
+                .ctx
+                .matrix()
+                .bridge_data::<Option<InFlight>>(&key)
+                .await
+            {
+                Ok(Some(known)) if known.topic == topic => return known.id,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the id of a redelivered MQTT message");
+                }
+            }
         }
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -735,7 +754,18 @@ impl Inbound {
             self.sequence.fetch_add(1, Ordering::Relaxed)
         );
         if publish.pkid != 0 {
-            ids.insert(publish.pkid, id.clone());
+            let in_flight = InFlight {
+                id: id.clone(),
+                topic: topic.to_owned(),
+            };
+            if let Err(e) = self
+                .ctx
+                .matrix()
+                .set_bridge_data(&key, &Some(in_flight))
+                .await
+            {
+                tracing::warn!(error = %e, "cannot record an MQTT message as in flight; a redelivery after a crash may show it twice");
+            }
         }
         id
     }
@@ -782,7 +812,7 @@ impl Inbound {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(topic.to_owned(), text.to_owned());
         }
-        let id = self.message_id(publish, topic);
+        let id = self.message_id(publish, topic).await;
         if let Some(response_topic) = publish
             .properties
             .as_ref()

@@ -826,6 +826,36 @@ impl MatrixSide {
         Ok(())
     }
 
+    /// The bridge's own data stored under `key`, tied to no portal or puppet (for example
+    /// what a network's delivery state needs to survive a crash); the default when it has
+    /// none yet.
+    pub async fn bridge_data<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<T, BridgeError> {
+        let stored = self.store.bot_data(&self.data_owner(), key).await?;
+        read_data(stored.as_deref(), || format!("bridge data {key}"))
+    }
+
+    /// Stores the bridge's own data under `key`, replacing what was there.
+    pub async fn set_bridge_data<T: serde::Serialize>(
+        &self,
+        key: &str,
+        data: &T,
+    ) -> Result<(), BridgeError> {
+        let data = write_data(data, || format!("bridge data {key}"))?;
+        self.store
+            .put_bot_data(&self.data_owner(), key, &data)
+            .await?;
+        Ok(())
+    }
+
+    /// Whose rows the bridge's own data are in the plug-in data table, which bots share under
+    /// their plain ids.
+    fn data_owner(&self) -> String {
+        format!("bridge:{}", self.info.id)
+    }
+
     /// The room of a portal, if it has one.
     pub(super) async fn known_room(
         &self,
