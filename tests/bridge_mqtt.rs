@@ -290,6 +290,51 @@ async fn a_crash_between_showing_and_acknowledging_shows_the_message_once() {
     shown_once(&alice, &room, &bodies).await;
 }
 
+/// A mapping that takes a power level to publish: alice, at 0, is told why her message was
+/// not published; raised to 50 by the room's admin (the bridge bot), she publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_takes_the_power_level_the_mapping_asks_for() {
+    let broker = Mosquitto::start().expect("mosquitto");
+    let (slot, synapse, running, alice, room) =
+        bridged_with("mqttpower", &broker, "        publish_power_level: 50\n").await;
+    let bot_id = slot.bot();
+    let mut listener = broker
+        .subscribe("commands/sensors", "%p", &[])
+        .await
+        .expect("mosquitto_sub");
+    let refused = alice.send_text(&room, "open the door").await.expect("sent");
+    let notice = alice
+        .wait_for_event(&room, WAIT, |e| {
+            e["sender"] == bot_id.as_str()
+                && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == refused.as_str()
+        })
+        .await
+        .expect("alice is told");
+    let text = notice["content"]["body"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("it takes power level 50 in this room, and they have 0"),
+        "{text}"
+    );
+
+    let bot = MatrixUser::new(synapse.base_url(), &bot_id, &slot.registration.as_token)
+        .expect("the bot's client");
+    let path = format!("/rooms/{}/state/m.room.power_levels/", encode(&room));
+    let mut levels = bot.get(&path).await.expect("power levels");
+    levels["users"][alice.user_id.as_str()] = 50.into();
+    bot.put(&path, &levels).await.expect("alice raised to 50");
+    alice
+        .send_text(&room, "close the door")
+        .await
+        .expect("sent");
+    // The first door message on the topic is the second one: the refused one never came.
+    let first = listener
+        .wait_for(WAIT, |l| l.contains("the door"))
+        .await
+        .expect("published once alice has the power level");
+    assert!(first.contains(r#""body":"close the door""#), "{first}");
+    running.stop().await.expect("clean stop");
+}
+
 /// Room commands: the room's topics, the last value of one of them (not of others), and a
 /// publication; only the configured publishers may publish, from messages or commands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -736,6 +736,48 @@ impl HomeserverClient {
             .unwrap_or_else(|| user_id.localpart().to_owned())
     }
 
+    /// The power level of `user_id` in `room_id` (`m.room.power_levels`: their entry in
+    /// `users`, else `users_default`), read as the bot.
+    pub async fn power_level(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<i64, ClientError> {
+        use ruma::api::client::state::get_state_event_for_key::v3::Request;
+        #[derive(Deserialize)]
+        struct PowerLevels {
+            #[serde(default)]
+            users: std::collections::HashMap<String, serde_json::Value>,
+            #[serde(default)]
+            users_default: Option<serde_json::Value>,
+        }
+        let request = Request::new(
+            room_id.to_owned(),
+            ruma::events::StateEventType::RoomPowerLevels,
+            String::new(),
+        );
+        let response = self.send(request, Identity::bot()).await?;
+        let levels: PowerLevels =
+            serde_json::from_str(response.event_or_content.get()).map_err(|e| {
+                ClientError::Decode {
+                    endpoint: "get_state_event",
+                    message: format!("m.room.power_levels: {e}"),
+                }
+            })?;
+        // Old rooms may hold levels as strings ("50").
+        let level = |value: &serde_json::Value| {
+            value
+                .as_i64()
+                .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+        };
+        Ok(levels
+            .users
+            .get(user_id.as_str())
+            .and_then(level)
+            .or_else(|| levels.users_default.as_ref().and_then(level))
+            .unwrap_or(0))
+    }
+
     /// Joins `room` as `user_id`. If the homeserver refuses (not invited), the bot invites the
     /// user and the join is tried once more. Remembered in the store.
     pub async fn ensure_joined(

@@ -33,6 +33,7 @@ use switchboard_framework::bridge::{
 };
 use switchboard_framework::command::{CommandReply, CommandSpec};
 use switchboard_framework::config::PluginSection;
+use switchboard_framework::ruma::UserId;
 use switchboard_framework::serde_json::{self, Value, json};
 
 use settings::{Broker, Mapping};
@@ -58,6 +59,32 @@ pub struct MqttBridge {
     extra: Extra,
     /// Response topics of recent device messages.
     responses: Responses,
+}
+
+/// Refuses `sender` unless they may publish from `mapping`'s room to `topic`: one of its
+/// `publishers`, with the `publish_power_level` it asks for (read from the room now).
+async fn may_publish(
+    ctx: &BridgeContext,
+    mapping: &Mapping,
+    sender: &UserId,
+    topic: &str,
+) -> Result<(), HandleError> {
+    if !mapping.may_publish(sender) {
+        return Err(HandleError::Permanent(format!(
+            "{sender} may not publish to {topic}"
+        )));
+    }
+    if let Some(needed) = mapping.settings.publish_power_level {
+        let key = PortalKey::shared(mapping.settings.name.as_str());
+        let level = ctx.matrix().power_level(&key, sender).await?;
+        if level < needed {
+            return Err(HandleError::Permanent(format!(
+                "{sender} may not publish to {topic}: it takes power level {needed} in this \
+                 room, and they have {level}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Filters rooms subscribed to by command, by mapping name.
@@ -120,11 +147,12 @@ impl MqttBridge {
     /// Where a change (edit, deletion) of a room message in `portal` is published: `None`
     /// when the mapping ignores such changes (`which` picks the setting), `Err` when `sender`
     /// may not publish.
-    fn change_target(
+    async fn change_target(
         &self,
+        ctx: &BridgeContext,
         portal: &PortalKey,
         which: impl Fn(&MappingSettings) -> Change,
-        sender: &switchboard_framework::ruma::UserId,
+        sender: &UserId,
     ) -> Result<Option<(&Mapping, &String)>, HandleError> {
         let Some(mapping) = self.mapping(portal.chat.as_str()) else {
             return Ok(None);
@@ -137,11 +165,7 @@ impl MqttBridge {
         else {
             return Ok(None);
         };
-        if !mapping.may_publish(sender) {
-            return Err(HandleError::Permanent(format!(
-                "{sender} may not publish to {topic}"
-            )));
-        }
+        may_publish(ctx, mapping, sender, topic).await?;
         Ok(Some((mapping, topic)))
     }
 
@@ -363,7 +387,7 @@ impl Bridge for MqttBridge {
 
     async fn handle_matrix_message(
         &self,
-        _ctx: &BridgeContext,
+        ctx: &BridgeContext,
         portal: &PortalKey,
         message: &MatrixMessage,
     ) -> Result<RemoteMessageId, HandleError> {
@@ -397,12 +421,7 @@ impl Bridge for MqttBridge {
                 "this room only receives from MQTT".to_owned(),
             ));
         };
-        if !mapping.may_publish(&message.sender) {
-            return Err(HandleError::Permanent(format!(
-                "{} may not publish to {topic}",
-                message.sender
-            )));
-        }
+        may_publish(ctx, mapping, &message.sender, topic).await?;
         let payload = if settings.envelope {
             json!({
                 "sender": message.sender,
@@ -519,12 +538,13 @@ impl Bridge for MqttBridge {
                     .into())
             }
             _ => {
-                if !mapping.may_publish(&command.sender) || !mapping.may_publish_to(&topic) {
+                if !mapping.may_publish_to(&topic) {
                     return Err(HandleError::Permanent(format!(
                         "{} may not publish to {topic} from this room",
                         command.sender
                     )));
                 }
+                may_publish(ctx, mapping, &command.sender, &topic).await?;
                 let payload = command
                     .invocation
                     .raw_args
@@ -552,11 +572,13 @@ fn published_event(id: &RemoteMessageId) -> &str {
 impl EditHandler for MqttBridge {
     async fn handle_matrix_edit(
         &self,
-        _ctx: &BridgeContext,
+        ctx: &BridgeContext,
         portal: &PortalKey,
         edit: &MatrixEdit,
     ) -> Result<(), HandleError> {
-        let Some((mapping, topic)) = self.change_target(portal, |s| s.on_edit, &edit.sender)?
+        let Some((mapping, topic)) = self
+            .change_target(ctx, portal, |s| s.on_edit, &edit.sender)
+            .await?
         else {
             return Ok(());
         };
@@ -590,15 +612,16 @@ impl EditHandler for MqttBridge {
 impl RedactionHandler for MqttBridge {
     async fn handle_matrix_redaction(
         &self,
-        _ctx: &BridgeContext,
+        ctx: &BridgeContext,
         portal: &PortalKey,
         redaction: &MatrixRedaction,
     ) -> Result<(), HandleError> {
         if redaction.reaction.is_some() {
             return Ok(());
         }
-        let Some((mapping, topic)) =
-            self.change_target(portal, |s| s.on_redaction, &redaction.sender)?
+        let Some((mapping, topic)) = self
+            .change_target(ctx, portal, |s| s.on_redaction, &redaction.sender)
+            .await?
         else {
             return Ok(());
         };

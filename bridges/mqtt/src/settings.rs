@@ -79,6 +79,10 @@ pub struct MappingSettings {
     /// names; empty: everyone the bridge serves (`permissions`, level `user`).
     #[serde(default)]
     pub publishers: Vec<String>,
+    /// The power level a room member needs to publish as well (messages, edits, deletions
+    /// and `!mqtt publish`), read from the room when they do; unset: none needed.
+    #[serde(default)]
+    pub publish_power_level: Option<i64>,
     /// Topic filters `!mqtt publish <topic> <payload>` may publish to; empty: only
     /// `publish_to`.
     #[serde(default)]

@@ -826,6 +826,20 @@ impl MatrixSide {
         Ok(())
     }
 
+    /// The power level of `user_id` in the room of the portal `key`, as the room's
+    /// `m.room.power_levels` says now (for a bridge that lets only moderators act); 0 when
+    /// the portal has no room.
+    pub async fn power_level(
+        &self,
+        key: &PortalKey,
+        user_id: &ruma::UserId,
+    ) -> Result<i64, BridgeError> {
+        match self.known_room(key).await? {
+            Some(room_id) => Ok(self.client.power_level(&room_id, user_id).await?),
+            None => Ok(0),
+        }
+    }
+
     /// The bridge's own data stored under `key`, tied to no portal or puppet (for example
     /// what a network's delivery state needs to survive a crash); the default when it has
     /// none yet.
