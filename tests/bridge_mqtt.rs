@@ -335,6 +335,54 @@ async fn publishing_takes_the_power_level_the_mapping_asks_for() {
     running.stop().await.expect("clean stop");
 }
 
+/// A throttled mapping shows the first reading of a topic at once and, of those that come
+/// within the interval, only the newest, at its end; every other topic has its own interval.
+/// The readings in between are acknowledged: they do not come back after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chatty_topic_is_coalesced_to_its_latest_reading() {
+    let broker = Mosquitto::start().expect("mosquitto");
+    let throttle = "        throttle: {interval_secs: 2}\n";
+    let (slot, _synapse, running, alice, room) =
+        bridged_with("mqttthrottle", &broker, throttle).await;
+    for n in 1..=4 {
+        broker
+            .publish("sensors/a/temp", &format!(r#"{{"temperature": {n}}}"#), &[])
+            .expect("published");
+    }
+    broker
+        .publish("sensors/b/temp", r#"{"temperature": 9}"#, &[])
+        .expect("published");
+    message(&alice, &room, "9 °C in b").await;
+    let latest = message(&alice, &room, "4 °C in a").await;
+    let first = message(&alice, &room, "1 °C in a").await;
+    let waited = latest["origin_server_ts"].as_u64().unwrap_or_default()
+        - first["origin_server_ts"].as_u64().unwrap_or_default();
+    assert!(
+        (1500..10_000).contains(&waited),
+        "the newest reading came at the end of the interval, {waited} ms after the first"
+    );
+
+    running.stop().await.expect("stopped");
+    let running = slot.start().await.expect("Switchboard starts again");
+    connected(&slot).await;
+    broker
+        .publish("sensors/a/temp", r#"{"temperature": 5}"#, &[])
+        .expect("published after the restart");
+    message(&alice, &room, "5 °C in a").await;
+    let timeline = alice.messages(&room, 100).await.expect("timeline");
+    for dropped in ["2 °C in a", "3 °C in a"] {
+        assert!(
+            !timeline.iter().any(|e| e["content"]["body"] == dropped),
+            "{dropped} was coalesced away, also after the restart"
+        );
+    }
+    let shown: Vec<String> = ["1 °C in a", "4 °C in a", "9 °C in b", "5 °C in a"]
+        .map(str::to_owned)
+        .to_vec();
+    shown_once(&alice, &room, &shown).await;
+    running.stop().await.expect("clean stop");
+}
+
 /// Room commands: the room's topics, the last value of one of them (not of others), and a
 /// publication; only the configured publishers may publish, from messages or commands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

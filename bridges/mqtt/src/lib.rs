@@ -14,6 +14,7 @@
 //! through the bridge status.
 
 mod settings;
+mod throttle;
 mod topic;
 
 use std::collections::HashMap;
@@ -38,6 +39,8 @@ use switchboard_framework::serde_json::{self, Value, json};
 
 use settings::{Broker, Mapping};
 pub use settings::{Change, Direction, MappingSettings, MqttSettings};
+use throttle::{Admission, Throttles};
+pub use throttle::{Throttle, TooSoon};
 
 /// The state event type holding a topic's retained value (state key: the topic).
 pub const RETAINED_EVENT: &str = "org.switchboard.mqtt.retained";
@@ -380,6 +383,7 @@ impl Bridge for MqttBridge {
             last: Arc::clone(&self.last),
             extra: Arc::clone(&self.extra),
             responses: Arc::clone(&self.responses),
+            throttles: Mutex::default(),
         };
         tokio::spawn(run(inbound, events, client, Arc::clone(&self.connected)));
         Ok(())
@@ -649,6 +653,20 @@ struct InFlight {
     topic: String,
 }
 
+/// A message from the broker on its way into Matrix: acknowledged when the last mapping is
+/// done with it (shown, dropped or replaced by a newer one), unless one could not show it.
+struct Pending {
+    publish: Publish,
+    /// A mapping could not show it: it must not be acknowledged.
+    failed: AtomicBool,
+}
+
+/// A message held by a throttle: the message and its remote id.
+type Held = (Arc<Pending>, String);
+
+/// How long a held message that could not be shown waits before the next try.
+const HELD_RETRY: Duration = Duration::from_secs(5);
+
 /// What the connection task needs to bring MQTT messages into Matrix.
 struct Inbound {
     ctx: BridgeContext,
@@ -662,6 +680,8 @@ struct Inbound {
     extra: Extra,
     /// Response topics of recent device messages.
     responses: Responses,
+    /// The throttles of chatty topics, with the messages they hold.
+    throttles: Mutex<Throttles<Held>>,
 }
 
 /// Runs the connection until shutdown: reconnects with backoff, (re)subscribes when the broker
@@ -678,8 +698,15 @@ async fn run(
     // broker confirmed them all.
     let mut awaiting_subacks = 0_usize;
     loop {
+        let next_due = inbound.next_due();
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
+            () = sleep_until_due(next_due) => {
+                for done in inbound.show_due().await {
+                    release(&client, done).await;
+                }
+                continue;
+            }
             event = events.poll() => event,
         };
         match event {
@@ -707,10 +734,8 @@ async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if inbound.bring_in(&publish).await
-                    && let Err(e) = client.ack(&publish).await
-                {
-                    tracing::warn!(error = %e, "cannot acknowledge an MQTT message");
+                for done in inbound.bring_in(publish).await {
+                    release(&client, done).await;
                 }
             }
             Ok(_) => {}
@@ -727,6 +752,28 @@ async fn run(
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+/// Sleeps until `due`; forever when nothing is due.
+async fn sleep_until_due(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Lets go of a message: once no mapping holds it any more, it is acknowledged to the broker,
+/// unless a mapping could not show it (then the broker delivers it again).
+async fn release(client: &AsyncClient, message: Arc<Pending>) {
+    let Some(message) = Arc::into_inner(message) else {
+        return;
+    };
+    if message.failed.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = client.ack(&message.publish).await {
+        tracing::warn!(error = %e, "cannot acknowledge an MQTT message");
     }
 }
 
@@ -793,12 +840,17 @@ impl Inbound {
         id
     }
 
-    /// Brings one message into the rooms whose filters match it; `false` when it should not
-    /// be acknowledged yet (Matrix could not take it: the broker delivers it again).
-    async fn bring_in(&self, publish: &Publish) -> bool {
+    /// Brings one message into the rooms whose filters match it, or hands it to their
+    /// throttles; returns the messages this is done with, to be released.
+    async fn bring_in(&self, publish: Publish) -> Vec<Arc<Pending>> {
+        let message = Arc::new(Pending {
+            publish,
+            failed: AtomicBool::new(false),
+        });
+        let publish = &message.publish;
         let Ok(topic) = std::str::from_utf8(&publish.topic) else {
             tracing::warn!("skipped an MQTT message whose topic is not UTF-8");
-            return true;
+            return vec![message];
         };
         let matching: Vec<&Mapping> = self
             .mappings
@@ -811,7 +863,7 @@ impl Inbound {
             })
             .collect();
         if matching.is_empty() {
-            return true;
+            return vec![message];
         }
         if publish.payload.len() > self.max_payload_bytes {
             let detail = format!(
@@ -827,15 +879,72 @@ impl Inbound {
                     .report_skipped(&key, "too_large", &detail)
                     .await;
             }
-            return true;
+            return vec![message];
         }
+        let id = self.message_id(publish, topic).await;
+        self.remember(publish, topic, &id);
+        let mut released = Vec::new();
+        for mapping in matching {
+            let throttle = mapping.settings.throttle.filter(|_| {
+                // A last will always shows.
+                mapping
+                    .settings
+                    .offline_payload
+                    .as_deref()
+                    .map(str::as_bytes)
+                    != Some(&publish.payload[..])
+            });
+            let Some(throttle) = throttle else {
+                if !self.show(mapping, topic, publish, &id).await {
+                    message.failed.store(true, Ordering::Relaxed);
+                }
+                continue;
+            };
+            let admission = self
+                .throttles
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admit(
+                    &mapping.settings.name,
+                    throttle,
+                    topic,
+                    tokio::time::Instant::now(),
+                    (Arc::clone(&message), id.clone()),
+                );
+            match admission {
+                Admission::Show(_) => {
+                    if !self.show(mapping, topic, publish, &id).await {
+                        message.failed.store(true, Ordering::Relaxed);
+                    }
+                }
+                Admission::Held { replaced } => released.extend(replaced.map(|(old, _)| old)),
+                Admission::Drop(_) => {
+                    let detail = format!(
+                        "Messages on {topic} come more often than once every {} s, the \
+                         throttle of {}: those in between are not shown.",
+                        throttle.interval_secs, mapping.settings.name
+                    );
+                    let key = PortalKey::shared(mapping.settings.name.as_str());
+                    self.ctx
+                        .matrix()
+                        .report_skipped(&key, "rate_limited", &detail)
+                        .await;
+                }
+            }
+        }
+        released.push(message);
+        released
+    }
+
+    /// Remembers the latest text of the message's topic (for `!mqtt last`) and where replies
+    /// to it go (the MQTT 5 response topic and correlation data it gave, if any).
+    fn remember(&self, publish: &Publish, topic: &str, id: &str) {
         if let Ok(text) = std::str::from_utf8(&publish.payload) {
             self.last
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(topic.to_owned(), text.to_owned());
         }
-        let id = self.message_id(publish, topic).await;
         if let Some(response_topic) = publish
             .properties
             .as_ref()
@@ -852,34 +961,79 @@ impl Inbound {
             if responses.len() >= RESPONSES_KEPT {
                 responses.pop_front();
             }
-            responses.push_back((id.clone(), response_topic, correlation));
+            responses.push_back((id.to_owned(), response_topic, correlation));
         }
-        let mut delivered = true;
-        for mapping in matching {
-            let (event, problem) = event_for(mapping, topic, publish, RemoteMessageId(id.clone()));
-            let key = PortalKey::shared(mapping.settings.name.as_str());
-            if let Some(problem) = problem {
-                let detail = format!(
-                    "The template of {} failed on a message on {topic} ({problem}); it is \
-                     shown as sent.",
-                    mapping.settings.name
-                );
-                self.ctx
-                    .matrix()
-                    .report_skipped(&key, "template", &detail)
-                    .await;
-            }
-            let info = self
-                .infos
-                .get(&mapping.settings.name)
-                .cloned()
-                .unwrap_or_default();
-            if let Err(e) = self.ctx.matrix().apply(&key, &info, &event).await {
-                tracing::warn!(topic, error = %e, "cannot bring an MQTT message into Matrix; the broker will deliver it again");
-                delivered = false;
+    }
+
+    /// When the next message held by a throttle is due.
+    fn next_due(&self) -> Option<tokio::time::Instant> {
+        self.throttles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_due()
+    }
+
+    /// Shows the held messages whose interval ended (one that cannot be shown is held a while
+    /// longer); returns those shown, to be released.
+    async fn show_due(&self) -> Vec<Arc<Pending>> {
+        let now = tokio::time::Instant::now();
+        let due = self
+            .throttles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take_due(now, |name| {
+                self.mapping(name)
+                    .and_then(|m| m.settings.throttle)
+                    .map_or(Duration::ZERO, |t| Duration::from_secs(t.interval_secs))
+            });
+        let mut released = Vec::with_capacity(due.len());
+        for (name, topic, (message, id)) in due {
+            let shown = match self.mapping(&name) {
+                Some(mapping) => self.show(mapping, &topic, &message.publish, &id).await,
+                None => true,
+            };
+            if shown {
+                released.push(message);
+            } else {
+                self.throttles
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .hold_again(name, topic, now + HELD_RETRY, (message, id));
             }
         }
-        delivered
+        released
+    }
+
+    /// The mapping called `name`.
+    fn mapping(&self, name: &str) -> Option<&Mapping> {
+        self.mappings.iter().find(|m| m.settings.name == name)
+    }
+
+    /// Shows one message in `mapping`'s room; `false` when Matrix could not take it.
+    async fn show(&self, mapping: &Mapping, topic: &str, publish: &Publish, id: &str) -> bool {
+        let (event, problem) = event_for(mapping, topic, publish, RemoteMessageId(id.to_owned()));
+        let key = PortalKey::shared(mapping.settings.name.as_str());
+        if let Some(problem) = problem {
+            let detail = format!(
+                "The template of {} failed on a message on {topic} ({problem}); it is \
+                 shown as sent.",
+                mapping.settings.name
+            );
+            self.ctx
+                .matrix()
+                .report_skipped(&key, "template", &detail)
+                .await;
+        }
+        let info = self
+            .infos
+            .get(&mapping.settings.name)
+            .cloned()
+            .unwrap_or_default();
+        if let Err(e) = self.ctx.matrix().apply(&key, &info, &event).await {
+            tracing::warn!(topic, error = %e, "cannot bring an MQTT message into Matrix; the broker will deliver it again");
+            return false;
+        }
+        true
     }
 }
 

@@ -6,6 +6,7 @@ use switchboard_framework::ruma::OwnedUserId;
 use switchboard_framework::serde::Deserialize;
 use switchboard_framework::template::Template;
 
+use crate::throttle::Throttle;
 use crate::topic::is_valid_filter;
 
 /// Which way a mapping bridges.
@@ -106,6 +107,10 @@ pub struct MappingSettings {
     /// Publish a JSON envelope (`sender`, `room`, `event_id`, `body`) instead of the body.
     #[serde(default)]
     pub envelope: bool,
+    /// Slows down chatty topics: at most one message per topic per interval is shown (last
+    /// wills always are); unset: every message is.
+    #[serde(default)]
+    pub throttle: Option<Throttle>,
 }
 
 fn default_qos() -> u8 {
@@ -299,6 +304,15 @@ pub fn parse(section: &PluginSection) -> Result<(MqttSettings, Broker, Vec<Mappi
                 field("publish_allow")
             ));
         }
+        if let Some(throttle) = mapping.throttle
+            && !(1..=86_400).contains(&throttle.interval_secs)
+        {
+            return Err(format!(
+                "config field `{}` is {}, but a number of seconds from 1 to 86400 is expected",
+                field("throttle.interval_secs"),
+                throttle.interval_secs
+            ));
+        }
         let publishers = if mapping.publishers.is_empty() {
             None
         } else {
@@ -378,5 +392,12 @@ mod tests {
             "broker: mqtt://x\nmappings:\n  - {name: a, topics: [a], direction: in, template: \"{{#if}}\"}\n",
         );
         assert!(template.contains("mappings[0].template"), "{template}");
+        let throttle = error(
+            "broker: mqtt://x\nmappings:\n  - {name: a, topics: [a], direction: in, throttle: {interval_secs: 0}}\n",
+        );
+        assert!(
+            throttle.contains("mappings[0].throttle.interval_secs` is 0"),
+            "{throttle}"
+        );
     }
 }
