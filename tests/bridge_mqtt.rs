@@ -52,6 +52,14 @@ fn mqtt_config(name: &str, broker: &Mosquitto, mapping: &str) -> String {
         .as_ref()
         .map_or_else(String::new, |(u, p)| {
             format!("    username: {u}\n    password: {p}\n")
+        })
+        + &broker.tls.as_ref().map_or_else(String::new, |(_, files)| {
+            format!(
+                "    ca_file: {}\n    client_cert_file: {}\n    client_key_file: {}\n",
+                files.ca.display(),
+                files.client_cert.display(),
+                files.client_key.display()
+            )
         });
     format!(
         "bridges:\n  mqtt:\n    enabled: true\n    broker: {url}\n    client_id: sb-{name}\n\
@@ -380,6 +388,32 @@ async fn a_chatty_topic_is_coalesced_to_its_latest_reading() {
         .map(str::to_owned)
         .to_vec();
     shown_once(&alice, &room, &shown).await;
+    running.stop().await.expect("clean stop");
+}
+
+/// Over TLS (`mqtts://`) with a client certificate, to a broker that requires one: readings
+/// arrive and room messages are published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_a_client_certificate() {
+    let broker = Mosquitto::start_tls().expect("mosquitto with TLS");
+    let (_slot, _synapse, running, alice, room) = bridged("mqtttls", &broker).await;
+    broker
+        .publish("sensors/vault/temp", r#"{"temperature": 12}"#, &[])
+        .expect("published");
+    message(&alice, &room, "12 °C in vault").await;
+    let mut listener = broker
+        .subscribe("commands/sensors", "%p", &[])
+        .await
+        .expect("mosquitto_sub");
+    alice.send_text(&room, "lock it").await.expect("sent");
+    listener
+        .wait_for(WAIT, |l| l.contains(r#""body":"lock it""#))
+        .await
+        .expect("published over TLS");
+    assert!(
+        broker.log().contains("sb-mqtttls"),
+        "the bridge's session is at the broker"
+    );
     running.stop().await.expect("clean stop");
 }
 

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -18,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use switchboard_framework::testkit::TestCertificates;
 use switchboard_framework::transport::{self, FullResponse, Transport, TransportError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -464,93 +464,12 @@ fn make_certificates(
     CertificateDer<'static>,
     PrivateKeyDer<'static>,
 ) {
-    let openssl = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            output.status.success(),
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=Switchboard test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req", "-new"][..],
-            &ec,
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n\
-         basicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature\n\
-         extendedKeyUsage=serverAuth\n",
-    )
-    .expect("write the extensions file");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-set_serial",
-        "0x5b0a7d31",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "server.pem",
-    ]);
-    let mut roots = transport::load_pem_certificates(&dir.join("ca.pem")).expect("the CA file");
+    let files = TestCertificates::issue(dir).expect("certificates");
+    let mut roots = transport::load_pem_certificates(&files.ca).expect("the CA file");
     assert_eq!(roots.len(), 1);
     let ca = roots.remove(0);
-    let cert =
-        CertificateDer::from_pem_file(dir.join("server.pem")).expect("the server certificate");
-    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("the server key");
+    let cert = CertificateDer::from_pem_file(&files.server_cert).expect("the server certificate");
+    let key = PrivateKeyDer::from_pem_file(&files.server_key).expect("the server key");
     (ca, cert, key)
 }
 

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use switchboard_framework::testkit::TestCertificates;
+
 use super::free_port;
 
 /// The broker binary (Debian's `mosquitto` package).
@@ -28,6 +30,8 @@ pub struct Mosquitto {
     dir: tempfile::TempDir,
     /// The user and password it requires, if any.
     pub credentials: Option<(String, String)>,
+    /// With a TLS listener: its port and the certificates (the client must present one).
+    pub tls: Option<(u16, TestCertificates)>,
 }
 
 impl Mosquitto {
@@ -41,6 +45,22 @@ impl Mosquitto {
         Self::launch(Some((user.to_owned(), password.to_owned())))
     }
 
+    /// A broker that also listens with TLS (see [`Mosquitto::url`]), requiring a client
+    /// certificate signed by its CA there; the test tools use the plain listener.
+    pub fn start_tls() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("sb-mosquitto-").tempdir()?;
+        let certificates = TestCertificates::issue(dir.path()).map_err(anyhow::Error::msg)?;
+        let mut broker = Self {
+            child: None,
+            port: free_port()?,
+            dir,
+            credentials: None,
+            tls: Some((free_port()?, certificates)),
+        };
+        broker.spawn()?;
+        Ok(broker)
+    }
+
     fn launch(credentials: Option<(String, String)>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("sb-mosquitto-").tempdir()?;
         let mut broker = Self {
@@ -48,6 +68,7 @@ impl Mosquitto {
             port: free_port()?,
             dir,
             credentials,
+            tls: None,
         };
         broker.spawn()?;
         Ok(broker)
@@ -80,6 +101,16 @@ impl Mosquitto {
                     passwd.display()
                 );
             }
+        }
+        if let Some((port, certificates)) = &self.tls {
+            let _ = writeln!(
+                config,
+                "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n\
+                 require_certificate true",
+                certificates.ca.display(),
+                certificates.server_cert.display(),
+                certificates.server_key.display(),
+            );
         }
         let path = dir.join("mosquitto.conf");
         std::fs::write(&path, config)?;
@@ -121,9 +152,12 @@ impl Mosquitto {
         }
     }
 
-    /// The broker's URL for the bridge's config.
+    /// The broker's URL for the bridge's config: the TLS listener's when it has one.
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        match &self.tls {
+            Some((port, _)) => format!("mqtts://127.0.0.1:{port}"),
+            None => format!("mqtt://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Its log.

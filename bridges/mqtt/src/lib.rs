@@ -25,6 +25,7 @@ use std::time::Duration;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
     Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, EditHandler,
@@ -334,6 +335,11 @@ impl MqttBridge {
             // Read packets well over max_payload_bytes, so that an oversized message is
             // reported (not a broken connection); the broker drops bigger ones.
             .set_max_packet_size(Some(receive_limit(self.settings.max_payload_bytes)));
+        if let Some(tls) = &self.broker.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::clone(tls),
+            )));
+        }
         if let Some(username) = &self.settings.username {
             options.set_credentials(
                 username.clone(),

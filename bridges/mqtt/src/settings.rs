@@ -1,10 +1,16 @@
 //! The MQTT bridge's settings (`bridges.mqtt`) and their validation.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
 use switchboard_framework::config::PluginSection;
 use switchboard_framework::permission::{PermissionLevel, Permissions};
 use switchboard_framework::ruma::OwnedUserId;
 use switchboard_framework::serde::Deserialize;
 use switchboard_framework::template::Template;
+use switchboard_framework::transport::{
+    TlsClientConfig, load_pem_certificates, load_pem_private_key, tls_client_config,
+};
 
 use crate::throttle::Throttle;
 use crate::topic::is_valid_filter;
@@ -132,6 +138,15 @@ pub struct MqttSettings {
     /// Password for the broker.
     #[serde(default)]
     pub password: Option<String>,
+    /// With `mqtts://`: a PEM file of CA certificates trusted besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// With `mqtts://`: a PEM file with the client certificate (chain) to present.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// With `mqtts://`: the PEM file with the client certificate's private key.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
     /// Matrix users invited to every mapping's room.
     #[serde(default)]
     pub invite: Vec<OwnedUserId>,
@@ -149,6 +164,9 @@ impl std::fmt::Debug for MqttSettings {
             .field("client_id", &self.client_id)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
             .field("invite", &self.invite)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("mappings", &self.mappings)
@@ -198,38 +216,98 @@ impl Mapping {
     }
 }
 
-/// The broker's address.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The broker's address, and the TLS settings for `mqtts://`.
+#[derive(Clone, Debug)]
 pub struct Broker {
     /// Host name or address.
     pub host: String,
     /// Port.
     pub port: u16,
+    /// TLS settings, for `mqtts://`.
+    pub tls: Option<Arc<TlsClientConfig>>,
 }
 
-/// Parses `mqtt://host[:port]`.
-fn broker(url: &str) -> Result<Broker, String> {
+/// Parses `mqtt://host[:port]` or `mqtts://host[:port]` and, for the latter, reads the TLS
+/// files of `settings`.
+fn broker(settings: &MqttSettings) -> Result<Broker, String> {
+    let url = &settings.broker;
     let invalid = |why: &str| {
         format!(
-            "config field `bridges.mqtt.broker` is {url:?}, but mqtt://host[:port] is expected \
-             ({why})"
+            "config field `bridges.mqtt.broker` is {url:?}, but mqtt://host[:port] or \
+             mqtts://host[:port] is expected ({why})"
         )
     };
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| invalid("only mqtt:// is supported so far"))?;
+    let (rest, default_port, tls) = if let Some(rest) = url.strip_prefix("mqtt://") {
+        (rest, 1883, false)
+    } else if let Some(rest) = url.strip_prefix("mqtts://") {
+        (rest, 8883, true)
+    } else {
+        return Err(invalid("an unknown scheme"));
+    };
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         Some((host, port)) => (host, port.parse().map_err(|_| invalid("bad port"))?),
-        None => (rest, 1883),
+        None => (rest, default_port),
     };
     if host.is_empty() {
         return Err(invalid("no host"));
     }
+    let tls = if tls {
+        Some(Arc::new(tls_settings(settings)?))
+    } else {
+        if let Some(field) = [
+            ("ca_file", &settings.ca_file),
+            ("client_cert_file", &settings.client_cert_file),
+            ("client_key_file", &settings.client_key_file),
+        ]
+        .into_iter()
+        .find_map(|(name, value)| value.as_ref().map(|_| name))
+        {
+            return Err(format!(
+                "config field `bridges.mqtt.{field}` is set, but the broker {url:?} is not \
+                 mqtts://: TLS files need an mqtts:// broker"
+            ));
+        }
+        None
+    };
     Ok(Broker {
         host: host.to_owned(),
         port,
+        tls,
     })
+}
+
+/// The TLS client settings: the platform's roots plus `ca_file`, and the client certificate
+/// when both `client_cert_file` and `client_key_file` are given.
+fn tls_settings(settings: &MqttSettings) -> Result<TlsClientConfig, String> {
+    let file_error = |field: &str, path: &Path, why: String| {
+        format!(
+            "config field `bridges.mqtt.{field}` is {}, but {why}",
+            path.display()
+        )
+    };
+    let roots = match &settings.ca_file {
+        Some(path) => {
+            load_pem_certificates(path).map_err(|why| file_error("ca_file", path, why))?
+        }
+        None => Vec::new(),
+    };
+    let client = match (&settings.client_cert_file, &settings.client_key_file) {
+        (Some(cert), Some(key)) => Some((
+            load_pem_certificates(cert).map_err(|why| file_error("client_cert_file", cert, why))?,
+            load_pem_private_key(key).map_err(|why| file_error("client_key_file", key, why))?,
+        )),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(
+                "config fields `bridges.mqtt.client_cert_file` and `client_key_file` go \
+                 together: set both for a client certificate, or neither"
+                    .to_owned(),
+            );
+        }
+    };
+    tls_client_config(roots, client)
+        .map_err(|why| format!("config field `bridges.mqtt.broker`: TLS cannot be set up: {why}"))
 }
 
 /// The settings of `section`, checked: the broker address, unique mapping names, valid topic
@@ -237,7 +315,7 @@ fn broker(url: &str) -> Result<Broker, String> {
 /// error names the field, the value and what is expected.
 pub fn parse(section: &PluginSection) -> Result<(MqttSettings, Broker, Vec<Mapping>), String> {
     let settings: MqttSettings = section.typed("bridges.mqtt").map_err(|e| e.to_string())?;
-    let broker = broker(&settings.broker)?;
+    let broker = broker(&settings)?;
     let mut mappings = Vec::with_capacity(settings.mappings.len());
     for (i, mapping) in settings.mappings.iter().enumerate() {
         let field = |name: &str| format!("bridges.mqtt.mappings[{i}].{name}");
@@ -349,6 +427,21 @@ mod tests {
     }
 
     #[test]
+    fn mqtts_defaults_to_port_8883_with_tls() {
+        let (_, broker, _) =
+            parse(&section("broker: mqtts://broker.example\nmappings: []\n")).expect("valid");
+        assert_eq!(
+            (broker.host.as_str(), broker.port),
+            ("broker.example", 8883)
+        );
+        assert!(broker.tls.is_some());
+        let (_, broker, _) =
+            parse(&section("broker: mqtt://broker.example\nmappings: []\n")).expect("valid");
+        assert_eq!(broker.port, 1883);
+        assert!(broker.tls.is_none());
+    }
+
+    #[test]
     fn a_valid_section_parses_with_defaults() {
         let (settings, broker, mappings) = parse(&section(
             "broker: mqtt://127.0.0.1:18883\nmappings:\n  - name: sensors\n    topics: \
@@ -392,6 +485,22 @@ mod tests {
             "broker: mqtt://x\nmappings:\n  - {name: a, topics: [a], direction: in, template: \"{{#if}}\"}\n",
         );
         assert!(template.contains("mappings[0].template"), "{template}");
+        let plain_with_tls_files =
+            error("broker: mqtt://x\nca_file: /etc/ssl/ca.pem\nmappings: []\n");
+        assert!(
+            plain_with_tls_files.contains("`bridges.mqtt.ca_file` is set")
+                && plain_with_tls_files.contains("mqtts://"),
+            "{plain_with_tls_files}"
+        );
+        let missing_ca = error("broker: mqtts://x\nca_file: /nonexistent/ca.pem\nmappings: []\n");
+        assert!(
+            missing_ca
+                .contains("`bridges.mqtt.ca_file` is /nonexistent/ca.pem, but cannot read it"),
+            "{missing_ca}"
+        );
+        let half_identity =
+            error("broker: mqtts://x\nclient_cert_file: /etc/ssl/c.pem\nmappings: []\n");
+        assert!(half_identity.contains("go together"), "{half_identity}");
         let throttle = error(
             "broker: mqtt://x\nmappings:\n  - {name: a, topics: [a], direction: in, throttle: {interval_secs: 0}}\n",
         );
