@@ -29,7 +29,12 @@ async fn bridged_with(
     broker: &Mosquitto,
     mapping: &str,
 ) -> (Slot, Synapse, Running, MatrixUser, String) {
-    let slot = Slot::with_config(name, &mqtt_config(name, broker, mapping)).expect("slot");
+    bridged_by(name, &mqtt_config(name, broker, "", mapping)).await
+}
+
+/// Switchboard with `config` (see [`mqtt_config`]), and alice in the mapping's room.
+async fn bridged_by(name: &str, config: &str) -> (Slot, Synapse, Running, MatrixUser, String) {
+    let slot = Slot::with_config(name, config).expect("slot");
     let synapse = Synapse::start(&[slot.registration_path()])
         .await
         .expect("Synapse starts");
@@ -44,9 +49,9 @@ async fn bridged_with(
     (slot, synapse, running, alice, room)
 }
 
-/// The config of an MQTT bridge on `broker` with the `sensors` mapping of [`bridged`] and
-/// more `mapping` settings.
-fn mqtt_config(name: &str, broker: &Mosquitto, mapping: &str) -> String {
+/// The config of an MQTT bridge on `broker` with more `bridge` settings (each line indented 4
+/// spaces) and the `sensors` mapping of [`bridged`] with more `mapping` settings.
+fn mqtt_config(name: &str, broker: &Mosquitto, bridge: &str, mapping: &str) -> String {
     let credentials = broker
         .credentials
         .as_ref()
@@ -63,7 +68,7 @@ fn mqtt_config(name: &str, broker: &Mosquitto, mapping: &str) -> String {
         });
     format!(
         "bridges:\n  mqtt:\n    enabled: true\n    broker: {url}\n    client_id: sb-{name}\n\
-         {credentials}    invite: [\"@alice:localhost\"]\n    mappings:\n      - name: sensors\n        \
+         {credentials}{bridge}    invite: [\"@alice:localhost\"]\n    mappings:\n      - name: sensors\n        \
          topics: [\"sensors/+/temp\"]\n        device_level: 1\n        \
          template: \"{{{{payload.temperature}}}} °C in {{{{topic.[1]}}}}\"\n        \
          publish_to: commands/sensors\n        envelope: true\n        offline_payload: offline\n{mapping}",
@@ -257,7 +262,7 @@ async fn nothing_published_during_a_restart_is_lost() {
 async fn a_crash_between_showing_and_acknowledging_shows_the_message_once() {
     let broker = Mosquitto::start().expect("mosquitto");
     let slot =
-        Slot::with_config("mqttcrash", &mqtt_config("mqttcrash", &broker, "")).expect("slot");
+        Slot::with_config("mqttcrash", &mqtt_config("mqttcrash", &broker, "", "")).expect("slot");
     let synapse = Synapse::start(&[slot.registration_path()])
         .await
         .expect("Synapse starts");
@@ -414,6 +419,41 @@ async fn over_tls_with_a_client_certificate() {
         broker.log().contains("sb-mqtttls"),
         "the bridge's session is at the broker"
     );
+    running.stop().await.expect("clean stop");
+}
+
+/// With MQTT 3.1.1 (no properties): readings arrive, room messages are published, and the
+/// persistent session keeps what is published while Switchboard is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_1_bridges_both_ways_and_keeps_its_session() {
+    let broker = Mosquitto::start().expect("mosquitto");
+    let config = mqtt_config("mqtt311", &broker, "    protocol: \"3.1.1\"\n", "");
+    let (slot, _synapse, running, alice, room) = bridged_by("mqtt311", &config).await;
+    broker
+        .publish("sensors/cellar/temp", r#"{"temperature": 8}"#, &[])
+        .expect("published");
+    message(&alice, &room, "8 °C in cellar").await;
+    let mut listener = broker
+        .subscribe("commands/sensors", "%p", &[])
+        .await
+        .expect("mosquitto_sub");
+    alice.send_text(&room, "heat on").await.expect("sent");
+    listener
+        .wait_for(WAIT, |l| l.contains(r#""body":"heat on""#))
+        .await
+        .expect("published with MQTT 3.1.1");
+    assert!(
+        broker.log().contains("as sb-mqtt311 (p2,"),
+        "the bridge connected with MQTT 3.1.1 (protocol level 4 shows as p2 in the log): {}",
+        broker.log()
+    );
+
+    running.stop().await.expect("stopped");
+    broker
+        .publish("sensors/cellar/temp", r#"{"temperature": 7}"#, &[])
+        .expect("published while Switchboard is down");
+    let running = slot.start().await.expect("Switchboard starts again");
+    message(&alice, &room, "7 °C in cellar").await;
     running.stop().await.expect("clean stop");
 }
 

@@ -13,6 +13,7 @@
 //! Switchboard was down is lost; it reconnects with backoff and reports its connection
 //! through the bridge status.
 
+mod link;
 mod settings;
 mod throttle;
 mod topic;
@@ -22,10 +23,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
-use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
-use rumqttc::{TlsConfiguration, Transport};
 use switchboard_framework::HandleError;
 use switchboard_framework::bridge::{
     Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, EditHandler,
@@ -38,6 +35,8 @@ use switchboard_framework::config::PluginSection;
 use switchboard_framework::ruma::UserId;
 use switchboard_framework::serde_json::{self, Value, json};
 
+pub use link::Protocol;
+use link::{Client, ConnectOptions, Events, Incoming, LinkEvent, Properties};
 use settings::{Broker, Mapping};
 pub use settings::{Change, Direction, MappingSettings, MqttSettings};
 use throttle::{Admission, Throttles};
@@ -55,7 +54,7 @@ pub struct MqttBridge {
     settings: MqttSettings,
     broker: Broker,
     mappings: Arc<Vec<Mapping>>,
-    client: OnceLock<AsyncClient>,
+    client: OnceLock<Client>,
     connected: Arc<AtomicBool>,
     /// The latest text seen on each topic (for `!mqtt last`).
     last: Arc<Mutex<HashMap<String, String>>>,
@@ -139,14 +138,6 @@ fn receive_limit(max_payload_bytes: usize) -> u32 {
         .max(1 << 20)
 }
 
-fn qos(level: u8) -> QoS {
-    match level {
-        0 => QoS::AtMostOnce,
-        2 => QoS::ExactlyOnce,
-        _ => QoS::AtLeastOnce,
-    }
-}
-
 impl MqttBridge {
     /// Where a change (edit, deletion) of a room message in `portal` is published: `None`
     /// when the mapping ignores such changes (`which` picks the setting), `Err` when `sender`
@@ -204,7 +195,7 @@ impl MqttBridge {
             .await?;
         if let Some(client) = self.client.get() {
             client
-                .subscribe(filter.clone(), qos(settings.qos))
+                .subscribe(filter.clone(), settings.qos)
                 .await
                 .map_err(|e| HandleError::Transient(format!("cannot subscribe: {e}")))?;
         }
@@ -275,7 +266,7 @@ impl MqttBridge {
         mapping: &Mapping,
         topic: &str,
         payload: String,
-        properties: PublishProperties,
+        properties: Properties,
     ) -> Result<(), HandleError> {
         let (Some(client), true) = (self.client.get(), self.connected.load(Ordering::Relaxed))
         else {
@@ -284,11 +275,11 @@ impl MqttBridge {
             ));
         };
         client
-            .publish_with_properties(
+            .publish(
                 topic.to_owned(),
-                qos(mapping.settings.qos),
+                mapping.settings.qos,
                 mapping.settings.retain,
-                payload,
+                bytes::Bytes::from(payload),
                 properties,
             )
             .await
@@ -320,33 +311,22 @@ impl MqttBridge {
         }
     }
 
-    fn options(&self) -> MqttOptions {
-        let mut options = MqttOptions::new(
-            self.settings.client_id.clone(),
-            self.broker.host.clone(),
-            self.broker.port,
-        );
-        options
-            .set_keep_alive(Duration::from_secs(30))
-            .set_clean_start(false)
-            // Keep the session (subscriptions, queued QoS 1 messages) for a week offline.
-            .set_session_expiry_interval(Some(7 * 24 * 3600))
-            .set_manual_acks(true)
+    fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            protocol: self.settings.protocol,
+            client_id: self.settings.client_id.clone(),
+            host: self.broker.host.clone(),
+            port: self.broker.port,
+            credentials: self
+                .settings
+                .username
+                .clone()
+                .map(|user| (user, self.settings.password.clone().unwrap_or_default())),
+            tls: self.broker.tls.clone(),
             // Read packets well over max_payload_bytes, so that an oversized message is
             // reported (not a broken connection); the broker drops bigger ones.
-            .set_max_packet_size(Some(receive_limit(self.settings.max_payload_bytes)));
-        if let Some(tls) = &self.broker.tls {
-            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                Arc::clone(tls),
-            )));
+            max_packet_bytes: receive_limit(self.settings.max_payload_bytes),
         }
-        if let Some(username) = &self.settings.username {
-            options.set_credentials(
-                username.clone(),
-                self.settings.password.clone().unwrap_or_default(),
-            );
-        }
-        options
     }
 }
 
@@ -371,7 +351,7 @@ impl Bridge for MqttBridge {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(mapping.settings.name.clone(), added.topics);
         }
-        let (client, events) = AsyncClient::new(self.options(), 64);
+        let (client, events) = link::connect(self.connect_options());
         self.client
             .set(client.clone())
             .map_err(|_| BridgeError::Network("the MQTT bridge was started twice".to_owned()))?;
@@ -443,9 +423,9 @@ impl Bridge for MqttBridge {
         } else {
             message.body.clone()
         };
-        let properties = PublishProperties {
+        let properties = Properties {
             correlation_data: response.as_ref().and_then(|(_, c)| c.clone()),
-            user_properties: vec![
+            user: vec![
                 ("sender".to_owned(), message.sender.to_string()),
                 ("event_id".to_owned(), message.event_id.to_string()),
             ],
@@ -457,7 +437,6 @@ impl Bridge for MqttBridge {
                 }
                 .to_owned(),
             ),
-            ..PublishProperties::default()
         };
         self.publish(mapping, topic, payload, properties).await?;
         Ok(RemoteMessageId(format!("pub-{}", message.event_id)))
@@ -561,9 +540,9 @@ impl Bridge for MqttBridge {
                     .split_once(char::is_whitespace)
                     .map(|(_, rest)| rest.trim().to_owned())
                     .unwrap_or_default();
-                let properties = PublishProperties {
-                    user_properties: vec![("sender".to_owned(), command.sender.to_string())],
-                    ..PublishProperties::default()
+                let properties = Properties {
+                    user: vec![("sender".to_owned(), command.sender.to_string())],
+                    ..Properties::default()
                 };
                 self.publish(mapping, &topic, payload, properties).await?;
                 Ok(format!("Published to {topic}.").into())
@@ -605,13 +584,13 @@ impl EditHandler for MqttBridge {
         } else {
             edit.body.clone()
         };
-        let properties = PublishProperties {
-            user_properties: vec![
+        let properties = Properties {
+            user: vec![
                 ("sender".to_owned(), edit.sender.to_string()),
                 ("event_id".to_owned(), edit.event_id.to_string()),
                 ("replaces".to_owned(), replaces.to_owned()),
             ],
-            ..PublishProperties::default()
+            ..Properties::default()
         };
         self.publish(mapping, topic, payload, properties).await
     }
@@ -637,13 +616,13 @@ impl RedactionHandler for MqttBridge {
         };
         let redacts = published_event(&redaction.target);
         let payload = json!({ "redacts": redacts, "sender": redaction.sender }).to_string();
-        let properties = PublishProperties {
-            user_properties: vec![
+        let properties = Properties {
+            user: vec![
                 ("sender".to_owned(), redaction.sender.to_string()),
                 ("redacts".to_owned(), redacts.to_owned()),
             ],
             content_type: Some("application/json".to_owned()),
-            ..PublishProperties::default()
+            ..Properties::default()
         };
         self.publish(mapping, topic, payload, properties).await
     }
@@ -662,7 +641,7 @@ struct InFlight {
 /// A message from the broker on its way into Matrix: acknowledged when the last mapping is
 /// done with it (shown, dropped or replaced by a newer one), unless one could not show it.
 struct Pending {
-    publish: Publish,
+    publish: Incoming,
     /// A mapping could not show it: it must not be acknowledged.
     failed: AtomicBool,
 }
@@ -692,12 +671,7 @@ struct Inbound {
 
 /// Runs the connection until shutdown: reconnects with backoff, (re)subscribes when the broker
 /// lost the session, and brings each message into Matrix before acknowledging it.
-async fn run(
-    inbound: Inbound,
-    mut events: EventLoop,
-    client: AsyncClient,
-    connected: Arc<AtomicBool>,
-) {
+async fn run(inbound: Inbound, mut events: Events, client: Client, connected: Arc<AtomicBool>) {
     let shutdown = inbound.ctx.shutdown().clone();
     let mut backoff = Duration::from_secs(1);
     // Subscriptions sent and not yet acknowledged: the bridge counts as connected once the
@@ -716,11 +690,11 @@ async fn run(
             event = events.poll() => event,
         };
         match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+            Ok(LinkEvent::Connected { session_present }) => {
                 connected.store(true, Ordering::Relaxed);
                 backoff = Duration::from_secs(1);
                 inbound.ctx.network_restored();
-                awaiting_subacks = if ack.session_present {
+                awaiting_subacks = if session_present {
                     0
                 } else {
                     subscribe(&client, &inbound.mappings, &inbound.extra).await
@@ -728,18 +702,15 @@ async fn run(
                 if awaiting_subacks == 0 {
                     inbound.ctx.set_state(BridgeState::Connected);
                 }
-                tracing::info!(
-                    session_present = ack.session_present,
-                    "connected to the MQTT broker"
-                );
+                tracing::info!(session_present, "connected to the MQTT broker");
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) if awaiting_subacks > 0 => {
+            Ok(LinkEvent::Subscribed) if awaiting_subacks > 0 => {
                 awaiting_subacks -= 1;
                 if awaiting_subacks == 0 {
                     inbound.ctx.set_state(BridgeState::Connected);
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
+            Ok(LinkEvent::Message(publish)) => {
                 for done in inbound.bring_in(publish).await {
                     release(&client, done).await;
                 }
@@ -749,7 +720,7 @@ async fn run(
                 connected.store(false, Ordering::Relaxed);
                 inbound
                     .ctx
-                    .set_state(BridgeState::TransientDisconnect(e.to_string()));
+                    .set_state(BridgeState::TransientDisconnect(e.clone()));
                 tracing::warn!(error = %e, pause = ?backoff, "MQTT connection lost; reconnecting");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -771,7 +742,7 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
 
 /// Lets go of a message: once no mapping holds it any more, it is acknowledged to the broker,
 /// unless a mapping could not show it (then the broker delivers it again).
-async fn release(client: &AsyncClient, message: Arc<Pending>) {
+async fn release(client: &Client, message: Arc<Pending>) {
     let Some(message) = Arc::into_inner(message) else {
         return;
     };
@@ -784,14 +755,11 @@ async fn release(client: &AsyncClient, message: Arc<Pending>) {
 }
 
 /// Subscribes to every inbound filter; returns how many subscriptions were sent.
-async fn subscribe(client: &AsyncClient, mappings: &[Mapping], extra: &Extra) -> usize {
+async fn subscribe(client: &Client, mappings: &[Mapping], extra: &Extra) -> usize {
     let mut sent = 0;
     for mapping in mappings.iter().filter(|m| m.settings.direction.inbound()) {
         for filter in &filters_of(mapping, extra) {
-            match client
-                .subscribe(filter.clone(), qos(mapping.settings.qos))
-                .await
-            {
+            match client.subscribe(filter.clone(), mapping.settings.qos).await {
                 Ok(()) => sent += 1,
                 Err(e) => tracing::warn!(filter, error = %e, "cannot subscribe"),
             }
@@ -806,7 +774,7 @@ impl Inbound {
     /// stopped between showing and acknowledging it). The id of each packet id's latest
     /// message is stored before the message is shown, so the redelivery after a crash is
     /// shown once.
-    async fn message_id(&self, publish: &Publish, topic: &str) -> String {
+    async fn message_id(&self, publish: &Incoming, topic: &str) -> String {
         let key = format!("in-flight/{}", publish.pkid);
         if publish.dup && publish.pkid != 0 {
             match self
@@ -848,7 +816,7 @@ impl Inbound {
 
     /// Brings one message into the rooms whose filters match it, or hands it to their
     /// throttles; returns the messages this is done with, to be released.
-    async fn bring_in(&self, publish: Publish) -> Vec<Arc<Pending>> {
+    async fn bring_in(&self, publish: Incoming) -> Vec<Arc<Pending>> {
         let message = Arc::new(Pending {
             publish,
             failed: AtomicBool::new(false),
@@ -944,22 +912,15 @@ impl Inbound {
 
     /// Remembers the latest text of the message's topic (for `!mqtt last`) and where replies
     /// to it go (the MQTT 5 response topic and correlation data it gave, if any).
-    fn remember(&self, publish: &Publish, topic: &str, id: &str) {
+    fn remember(&self, publish: &Incoming, topic: &str, id: &str) {
         if let Ok(text) = std::str::from_utf8(&publish.payload) {
             self.last
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(topic.to_owned(), text.to_owned());
         }
-        if let Some(response_topic) = publish
-            .properties
-            .as_ref()
-            .and_then(|p| p.response_topic.clone())
-        {
-            let correlation = publish
-                .properties
-                .as_ref()
-                .and_then(|p| p.correlation_data.clone());
+        if let Some(response_topic) = publish.response_topic.clone() {
+            let correlation = publish.correlation_data.clone();
             let mut responses = self
                 .responses
                 .lock()
@@ -1016,7 +977,7 @@ impl Inbound {
     }
 
     /// Shows one message in `mapping`'s room; `false` when Matrix could not take it.
-    async fn show(&self, mapping: &Mapping, topic: &str, publish: &Publish, id: &str) -> bool {
+    async fn show(&self, mapping: &Mapping, topic: &str, publish: &Incoming, id: &str) -> bool {
         let (event, problem) = event_for(mapping, topic, publish, RemoteMessageId(id.to_owned()));
         let key = PortalKey::shared(mapping.settings.name.as_str());
         if let Some(problem) = problem {
@@ -1048,7 +1009,7 @@ impl Inbound {
 fn event_for(
     mapping: &Mapping,
     topic: &str,
-    publish: &Publish,
+    publish: &Incoming,
     id: RemoteMessageId,
 ) -> (RemoteEvent, Option<String>) {
     let settings = &mapping.settings;
@@ -1073,9 +1034,8 @@ fn event_for(
             kind: MediaKind::File,
             filename: format!("{}.bin", levels.last().copied().unwrap_or("payload")),
             mimetype: publish
-                .properties
-                .as_ref()
-                .and_then(|p| p.content_type.clone())
+                .content_type
+                .clone()
                 .unwrap_or_else(|| "application/octet-stream".to_owned()),
             data: publish.payload.clone(),
             sent_at_ms: None,
@@ -1152,8 +1112,18 @@ mod tests {
             .expect("a mapping")
     }
 
-    fn publish(topic: &str, payload: &[u8]) -> Publish {
-        Publish::new(topic, QoS::AtLeastOnce, payload.to_vec(), None)
+    fn publish(topic: &str, payload: &[u8]) -> Incoming {
+        Incoming {
+            topic: bytes::Bytes::copy_from_slice(topic.as_bytes()),
+            payload: bytes::Bytes::copy_from_slice(payload),
+            retain: false,
+            dup: false,
+            pkid: 1,
+            qos: 1,
+            content_type: None,
+            response_topic: None,
+            correlation_data: None,
+        }
     }
 
     fn text_of(event: &RemoteEvent) -> (String, String) {

@@ -12,6 +12,7 @@ use switchboard_framework::transport::{
     TlsClientConfig, load_pem_certificates, load_pem_private_key, tls_client_config,
 };
 
+use crate::link::Protocol;
 use crate::throttle::Throttle;
 use crate::topic::is_valid_filter;
 
@@ -129,6 +130,9 @@ fn default_qos() -> u8 {
 pub struct MqttSettings {
     /// The broker: `mqtt://host:port` (port 1883 if left out).
     pub broker: String,
+    /// The MQTT version spoken: `5` (default) or `"3.1.1"`.
+    #[serde(default)]
+    pub protocol: Protocol,
     /// The client id, which names the broker's persistent session for the bridge.
     #[serde(default = "default_client_id")]
     pub client_id: String,
@@ -161,6 +165,7 @@ impl std::fmt::Debug for MqttSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MqttSettings")
             .field("broker", &self.broker)
+            .field("protocol", &self.protocol)
             .field("client_id", &self.client_id)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
