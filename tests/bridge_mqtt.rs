@@ -457,6 +457,34 @@ async fn mqtt_3_1_1_bridges_both_ways_and_keeps_its_session() {
     running.stop().await.expect("clean stop");
 }
 
+/// Without a broker of its own the bridge starts the embedded one: a device publishing there
+/// (MQTT 3.1.1) reaches the room, and room messages reach its subscribers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_broker_the_embedded_one_serves() {
+    let port = common::free_port().expect("a free port");
+    let clients = Mosquitto::clients_for(port).expect("the test's MQTT clients");
+    let config = mqtt_config("mqttembedded", &clients, "", "").replace(
+        &format!("broker: {}", clients.url()),
+        &format!("embedded_listen: 127.0.0.1:{port}"),
+    );
+    assert!(!config.contains("broker:"), "{config}");
+    let (_slot, _synapse, running, alice, room) = bridged_by("mqttembedded", &config).await;
+    clients
+        .publish("sensors/porch/temp", r#"{"temperature": 15}"#, &[])
+        .expect("published to the embedded broker");
+    message(&alice, &room, "15 °C in porch").await;
+    let mut listener = clients
+        .subscribe("commands/sensors", "%p", &[])
+        .await
+        .expect("mosquitto_sub");
+    alice.send_text(&room, "lights on").await.expect("sent");
+    listener
+        .wait_for(WAIT, |l| l.contains(r#""body":"lights on""#))
+        .await
+        .expect("published through the embedded broker");
+    running.stop().await.expect("clean stop");
+}
+
 /// Room commands: the room's topics, the last value of one of them (not of others), and a
 /// publication; only the configured publishers may publish, from messages or commands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

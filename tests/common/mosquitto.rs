@@ -32,6 +32,8 @@ pub struct Mosquitto {
     pub credentials: Option<(String, String)>,
     /// With a TLS listener: its port and the certificates (the client must present one).
     pub tls: Option<(u16, TestCertificates)>,
+    /// The protocol version `mosquitto_pub` / `mosquitto_sub` speak (`-V`).
+    version: &'static str,
 }
 
 impl Mosquitto {
@@ -56,6 +58,7 @@ impl Mosquitto {
             dir,
             credentials: None,
             tls: Some((free_port()?, certificates)),
+            version: "mqttv5",
         };
         broker.spawn()?;
         Ok(broker)
@@ -69,9 +72,25 @@ impl Mosquitto {
             dir,
             credentials,
             tls: None,
+            version: "mqttv5",
         };
         broker.spawn()?;
         Ok(broker)
+    }
+
+    /// Not a broker of its own: `mosquitto_pub` / `mosquitto_sub` (MQTT 3.1.1) for another
+    /// broker on loopback `port` (the embedded one).
+    pub fn clients_for(port: u16) -> anyhow::Result<Self> {
+        Ok(Self {
+            child: None,
+            port,
+            dir: tempfile::Builder::new()
+                .prefix("sb-mqtt-clients-")
+                .tempdir()?,
+            credentials: None,
+            tls: None,
+            version: "mqttv311",
+        })
     }
 
     /// Writes the config and starts the process; waits until it accepts connections.
@@ -172,7 +191,7 @@ impl Mosquitto {
             "-p",
             &self.port.to_string(),
             "-V",
-            "mqttv5",
+            self.version,
         ]);
         if let Some((user, password)) = &self.credentials {
             command.args(["-u", user, "-P", password]);

@@ -13,6 +13,7 @@
 //! Switchboard was down is lost; it reconnects with backoff and reports its connection
 //! through the bridge status.
 
+mod embedded;
 mod link;
 mod settings;
 mod throttle;
@@ -313,7 +314,7 @@ impl MqttBridge {
 
     fn connect_options(&self) -> ConnectOptions {
         ConnectOptions {
-            protocol: self.settings.protocol,
+            protocol: self.broker.protocol,
             client_id: self.settings.client_id.clone(),
             host: self.broker.host.clone(),
             port: self.broker.port,
@@ -340,6 +341,11 @@ impl Bridge for MqttBridge {
     }
 
     async fn start(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+        if let Some(listen) = self.broker.embedded {
+            embedded::start(listen, self.settings.max_payload_bytes)
+                .await
+                .map_err(BridgeError::Network)?;
+        }
         for mapping in self.mappings.iter() {
             let key = PortalKey::shared(mapping.settings.name.as_str());
             ctx.matrix()

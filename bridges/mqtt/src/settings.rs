@@ -1,5 +1,6 @@
 //! The MQTT bridge's settings (`bridges.mqtt`) and their validation.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -128,11 +129,17 @@ fn default_qos() -> u8 {
 #[derive(Clone, Deserialize)]
 #[serde(crate = "switchboard_framework::serde", deny_unknown_fields)]
 pub struct MqttSettings {
-    /// The broker: `mqtt://host:port` (port 1883 if left out).
+    /// The broker: `mqtt://host[:port]` (1883), `mqtts://host[:port]` (8883), or `embedded`
+    /// (the default): a broker inside Switchboard on `embedded_listen`.
+    #[serde(default = "default_broker")]
     pub broker: String,
-    /// The MQTT version spoken: `5` (default) or `"3.1.1"`.
+    /// Where the embedded broker listens (a loopback address: it has no authentication).
+    #[serde(default = "default_embedded_listen")]
+    pub embedded_listen: SocketAddr,
+    /// The MQTT version spoken: `5` or `"3.1.1"`; unset: 5, or 3.1.1 with the embedded
+    /// broker (which speaks only that).
     #[serde(default)]
-    pub protocol: Protocol,
+    pub protocol: Option<Protocol>,
     /// The client id, which names the broker's persistent session for the bridge.
     #[serde(default = "default_client_id")]
     pub client_id: String,
@@ -165,6 +172,7 @@ impl std::fmt::Debug for MqttSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MqttSettings")
             .field("broker", &self.broker)
+            .field("embedded_listen", &self.embedded_listen)
             .field("protocol", &self.protocol)
             .field("client_id", &self.client_id)
             .field("username", &self.username)
@@ -178,6 +186,17 @@ impl std::fmt::Debug for MqttSettings {
             .finish()
     }
 }
+
+fn default_broker() -> String {
+    EMBEDDED.to_owned()
+}
+
+fn default_embedded_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1883))
+}
+
+/// The `broker` value that asks for the embedded broker.
+const EMBEDDED: &str = "embedded";
 
 fn default_client_id() -> String {
     "switchboard".to_owned()
@@ -230,16 +249,23 @@ pub struct Broker {
     pub port: u16,
     /// TLS settings, for `mqtts://`.
     pub tls: Option<Arc<TlsClientConfig>>,
+    /// The protocol version to speak.
+    pub protocol: Protocol,
+    /// Where to start the embedded broker, when it is the one.
+    pub embedded: Option<SocketAddr>,
 }
 
 /// Parses `mqtt://host[:port]` or `mqtts://host[:port]` and, for the latter, reads the TLS
 /// files of `settings`.
 fn broker(settings: &MqttSettings) -> Result<Broker, String> {
     let url = &settings.broker;
+    if url == EMBEDDED {
+        return embedded_broker(settings);
+    }
     let invalid = |why: &str| {
         format!(
-            "config field `bridges.mqtt.broker` is {url:?}, but mqtt://host[:port] or \
-             mqtts://host[:port] is expected ({why})"
+            "config field `bridges.mqtt.broker` is {url:?}, but mqtt://host[:port], \
+             mqtts://host[:port] or embedded is expected ({why})"
         )
     };
     let (rest, default_port, tls) = if let Some(rest) = url.strip_prefix("mqtt://") {
@@ -279,6 +305,48 @@ fn broker(settings: &MqttSettings) -> Result<Broker, String> {
         host: host.to_owned(),
         port,
         tls,
+        protocol: settings.protocol.unwrap_or_default(),
+        embedded: None,
+    })
+}
+
+/// The embedded broker on `embedded_listen`: loopback only, MQTT 3.1.1, no TLS.
+fn embedded_broker(settings: &MqttSettings) -> Result<Broker, String> {
+    let listen = settings.embedded_listen;
+    if !listen.ip().is_loopback() {
+        return Err(format!(
+            "config field `bridges.mqtt.embedded_listen` is {listen}, but a loopback address \
+             (127.0.0.1:port) is expected: the embedded broker has no authentication; for \
+             devices on other machines, run a broker such as Mosquitto and set `broker`"
+        ));
+    }
+    if settings.protocol == Some(Protocol::V5) {
+        return Err(
+            "config field `bridges.mqtt.protocol` is 5, but the embedded broker speaks MQTT \
+             3.1.1 only: leave `protocol` out, or set `broker` to a broker with MQTT 5"
+                .to_owned(),
+        );
+    }
+    if let Some(field) = [
+        ("ca_file", settings.ca_file.is_some()),
+        ("client_cert_file", settings.client_cert_file.is_some()),
+        ("client_key_file", settings.client_key_file.is_some()),
+        ("username", settings.username.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(name, set)| set.then_some(name))
+    {
+        return Err(format!(
+            "config field `bridges.mqtt.{field}` is set, but the embedded broker (`broker` \
+             left out or `embedded`) has no TLS and no accounts"
+        ));
+    }
+    Ok(Broker {
+        host: listen.ip().to_string(),
+        port: listen.port(),
+        tls: None,
+        protocol: Protocol::V311,
+        embedded: Some(listen),
     })
 }
 
@@ -429,6 +497,28 @@ mod tests {
 
     fn error(yaml: &str) -> String {
         parse(&section(yaml)).expect_err("invalid")
+    }
+
+    #[test]
+    fn without_a_broker_the_embedded_one_listens_on_loopback_with_3_1_1() {
+        let (_, broker, _) = parse(&section("mappings: []\n")).expect("valid");
+        assert_eq!(
+            broker.embedded,
+            Some(SocketAddr::from(([127, 0, 0, 1], 1883)))
+        );
+        assert_eq!(broker.protocol, Protocol::V311);
+        let outside = error("embedded_listen: 0.0.0.0:1883\nmappings: []\n");
+        assert!(
+            outside.contains("`bridges.mqtt.embedded_listen` is 0.0.0.0:1883, but a loopback"),
+            "{outside}"
+        );
+        let v5 = error("broker: embedded\nprotocol: 5\nmappings: []\n");
+        assert!(v5.contains("speaks MQTT 3.1.1 only"), "{v5}");
+        let bad_version = error("broker: mqtt://x\nprotocol: 3\nmappings: []\n");
+        assert!(
+            bad_version.contains("5 or \"3.1.1\" is expected"),
+            "{bad_version}"
+        );
     }
 
     #[test]
