@@ -1,7 +1,9 @@
 //! `switchboard demo`: everything on this machine, nothing to configure. Installs Synapse into a
 //! venv (once), starts it on a free loopback port with a freshly generated registration, runs
-//! Switchboard with the echo bot, creates a demo user who sends `ping hello`, prints the reply,
-//! then stays up and says how to log in with any Matrix client.
+//! Switchboard with the echo bot (and the MQTT bridge on its embedded broker), creates a demo
+//! user who sends `ping hello`, prints the reply, publishes a sensor reading over MQTT and
+//! prints how it appears in Matrix, then stays up and says how to log in with any Matrix
+//! client.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use switchboard_framework::config::Config;
 use switchboard_framework::{CancellationToken, runtime, telemetry};
 use switchboard_registration::Registration;
 
-use crate::synapse::{Synapse, free_port};
+use crate::synapse::{MatrixUser, Synapse, free_port};
 
 fn step(text: &str) {
     println!("==> {text}");
@@ -38,6 +40,14 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     config.metrics.listen = ([127, 0, 0, 1], metrics_port).into();
     config.data_dir = work.path().join("data");
     "warn".clone_into(&mut config.logging.filter);
+    #[cfg(feature = "bridge-mqtt")]
+    let mqtt_port = {
+        let port = free_port()?;
+        config
+            .bridges
+            .insert("mqtt".to_owned(), mqtt::section(port, &config)?);
+        port
+    };
     let plugins = crate::plugins::enabled_plugins(&config)?;
     let registration = Registration::generate(&runtime::registration_spec(&config, &plugins), None);
     registration.save(&config.appservice.registration)?;
@@ -47,11 +57,24 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     config.homeserver.url = synapse.base_url();
     config.validate()?;
     telemetry::init(&config.logging);
+    step("creating user @demo:localhost");
+    let user = synapse
+        .register_user_with_password("demo", PASSWORD, false)
+        .await?;
 
-    step("starting Switchboard with the echo bot");
+    step("starting Switchboard with the echo bot and the MQTT bridge (embedded broker)");
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(runtime::run(config.clone(), plugins, shutdown.clone()));
-    let outcome = talk_to_the_bot(&synapse, &config, &registration, once).await;
+    let outcome = async {
+        talk_to_the_bot(&user, &config, &registration).await?;
+        #[cfg(feature = "bridge-mqtt")]
+        mqtt::show_a_reading(&user, mqtt_port).await?;
+        if !once {
+            stay_up(&synapse, &config, &registration).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
     shutdown.cancel();
     let stopped = running.await.context("Switchboard's task failed")?;
     outcome?;
@@ -59,21 +82,24 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn talk_to_the_bot(
-    synapse: &Synapse,
-    config: &Config,
-    registration: &Registration,
-    once: bool,
-) -> anyhow::Result<()> {
-    let bot = format!(
+/// The demo user's password.
+const PASSWORD: &str = "demo-password";
+
+/// The bot's user id.
+fn bot_of(config: &Config, registration: &Registration) -> String {
+    format!(
         "@{}:{}",
         registration.sender_localpart, config.homeserver.server_name
-    );
-    let password = "demo-password";
-    step("creating user @demo:localhost and a room, and inviting the echo bot");
-    let user = synapse
-        .register_user_with_password("demo", password, false)
-        .await?;
+    )
+}
+
+async fn talk_to_the_bot(
+    user: &MatrixUser,
+    config: &Config,
+    registration: &Registration,
+) -> anyhow::Result<()> {
+    let bot = bot_of(config, registration);
+    step("creating a room and inviting the echo bot");
     let room = user
         .create_room(serde_json::json!({ "name": "Switchboard demo", "invite": [bot] }))
         .await?;
@@ -100,12 +126,19 @@ async fn talk_to_the_bot(
         "\n    {bot} replied: {}\n",
         reply["content"]["body"].as_str().unwrap_or("?")
     );
-    if once {
-        return Ok(());
-    }
+    Ok(())
+}
+
+/// Says how to log in, and waits for Ctrl-C.
+async fn stay_up(
+    synapse: &Synapse,
+    config: &Config,
+    registration: &Registration,
+) -> anyhow::Result<()> {
+    let bot = bot_of(config, registration);
     println!(
         "Switchboard and Synapse keep running. Log in with any Matrix client (e.g. Element):\n\
-         \x20   homeserver: {}\n    user:       demo\n    password:   {password}\n\
+         \x20   homeserver: {}\n    user:       demo\n    password:   {PASSWORD}\n\
          and write `ping <anything>` in the room \"Switchboard demo\" (or invite {bot} elsewhere).\n\
          Metrics: http://{}/metrics  — press Ctrl-C to stop.",
         synapse.base_url(),
@@ -114,4 +147,84 @@ async fn talk_to_the_bot(
     tokio::signal::ctrl_c().await?;
     step("stopping");
     Ok(())
+}
+
+/// The demo's MQTT part: readings published on the embedded broker appear in the room
+/// "MQTT demo", each device speaking as its own puppet.
+#[cfg(feature = "bridge-mqtt")]
+mod mqtt {
+    use std::time::Duration;
+
+    use anyhow::{Context, bail};
+    use switchboard_framework::config::{Config, PluginSection};
+
+    use super::{MatrixUser, step};
+
+    /// The bridge's config: the embedded broker on `port`, one mapping `demo`.
+    pub fn section(port: u16, config: &Config) -> anyhow::Result<PluginSection> {
+        let yaml = format!(
+            "enabled: true\nembedded_listen: 127.0.0.1:{port}\nclient_id: switchboard-demo\n\
+             invite: [\"@demo:{server}\"]\nmappings:\n  - name: demo\n    \
+             topics: [\"demo/+/temp\"]\n    device_level: 1\n    \
+             template: \"{{{{payload.temperature}}}} °C in the {{{{topic.[1]}}}}\"\n    \
+             publish_to: demo/commands\n",
+            server = config.homeserver.server_name,
+        );
+        Ok(switchboard_framework::config::from_yaml(&yaml)?)
+    }
+
+    /// Joins the bridge's room, publishes a reading as a device would, and prints how it
+    /// appears.
+    pub async fn show_a_reading(user: &MatrixUser, port: u16) -> anyhow::Result<()> {
+        let room = user
+            .join_invite(Duration::from_secs(30))
+            .await
+            .context("no invitation to the MQTT room within 30 s")?;
+        step("publishing {\"temperature\": 21.5} to demo/kitchen/temp on the embedded MQTT broker");
+        publish(port, "demo/kitchen/temp", r#"{"temperature": 21.5}"#).await?;
+        let reading = user
+            .wait_for_event(&room, Duration::from_secs(30), |e| {
+                e["type"] == "m.room.message" && e["sender"] != user.user_id.as_str()
+            })
+            .await
+            .context("the reading did not appear in the MQTT room within 30 s")?;
+        println!(
+            "\n    {} said in \"MQTT demo\": {}\n\n\
+             Publish more: mosquitto_pub -h 127.0.0.1 -p {port} -V mqttv311 -t demo/hall/temp \
+             -m '{{\"temperature\": 19}}'\n\
+             What you write in \"MQTT demo\" is published to demo/commands.\n",
+            reading["sender"].as_str().unwrap_or("?"),
+            reading["content"]["body"].as_str().unwrap_or("?"),
+        );
+        Ok(())
+    }
+
+    /// Publishes `payload` to `topic` at QoS 1 as a device would, and waits for the broker's
+    /// acknowledgement.
+    async fn publish(port: u16, topic: &str, payload: &str) -> anyhow::Result<()> {
+        use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+        let options = MqttOptions::new("switchboard-demo-device", "127.0.0.1", port);
+        let (client, mut events) = AsyncClient::new(options, 10);
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
+            .await?;
+        let acknowledged = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await;
+        match acknowledged {
+            Ok(Ok(())) => {
+                let _ = client.disconnect().await;
+                Ok(())
+            }
+            Ok(Err(e)) => bail!("cannot publish to the embedded broker: {e}"),
+            Err(_) => bail!("the embedded broker did not acknowledge within 10 s"),
+        }
+    }
 }

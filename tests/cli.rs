@@ -179,4 +179,8 @@ fn the_demo_answers_ping_hello() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("replied: pong hello"), "{stdout}");
+    assert!(
+        stdout.contains("@_mqtt_kitchen:localhost said in \"MQTT demo\": 21.5 °C in the kitchen"),
+        "the reading published on the embedded broker appears from the device's puppet: {stdout}"
+    );
 }

@@ -8,6 +8,32 @@ use std::time::{Duration, Instant};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
+/// Whether an MQTT broker answers on `listen`: it accepts a 3.1.1 connection (a clean session
+/// named `switchboard-probe`, closed at once).
+async fn answers(listen: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CLIENT_ID: &[u8] = b"switchboard-probe";
+    let Ok(mut stream) = tokio::net::TcpStream::connect(listen).await else {
+        return false;
+    };
+    // CONNECT: protocol "MQTT" level 4, clean session, keep-alive 60 s, the client id.
+    let mut connect = vec![0x10, 0, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0];
+    connect.push(u8::try_from(CLIENT_ID.len()).unwrap_or(u8::MAX));
+    connect.extend_from_slice(CLIENT_ID);
+    connect[1] = u8::try_from(connect.len() - 2).unwrap_or(u8::MAX);
+    let mut connack = [0_u8; 4];
+    let answered = async {
+        stream.write_all(&connect).await?;
+        // Then the connection is closed without a DISCONNECT packet: rumqttd counts that
+        // packet and the closing as two disconnections, and logs an error for the second.
+        stream.read_exact(&mut connack).await.map(drop)
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), answered).await,
+        Ok(Ok(()))
+    ) && connack == [0x20, 2, 0, 0]
+}
+
 /// How long the broker may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -64,7 +90,7 @@ pub async fn start(listen: SocketAddr, max_payload_bytes: usize) -> Result<(), S
         })
         .map_err(|e| format!("cannot start the embedded MQTT broker's thread: {e}"))?;
     let deadline = Instant::now() + START_TIMEOUT;
-    while tokio::net::TcpStream::connect(listen).await.is_err() {
+    while !answers(listen).await {
         if Instant::now() > deadline {
             return Err(format!(
                 "the embedded MQTT broker did not listen on {listen} within {} s",
