@@ -645,12 +645,19 @@ async fn a_room_subscribes_within_its_allow_list() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_goes_to_the_devices_response_topic() {
     let broker = Mosquitto::start().expect("mosquitto");
-    let (_slot, _synapse, running, alice, room) = bridged("mqttreply", &broker).await;
+    let (_slot, _synapse, running, alice, room) =
+        bridged_with("mqttreply", &broker, "        device_property: device\n").await;
+    // A user property names the device, before the topic level does.
     broker
         .publish(
             "sensors/boiler/temp",
             r#"{"temperature": 80}"#,
             &[
+                "-D",
+                "publish",
+                "user-property",
+                "device",
+                "heating",
                 "-D",
                 "publish",
                 "response-topic",
@@ -663,6 +670,7 @@ async fn a_reply_goes_to_the_devices_response_topic() {
         )
         .expect("published with a response topic");
     let asked = message(&alice, &room, "80 °C in boiler").await;
+    assert_eq!(asked["sender"], "@_mqtt_heating:localhost");
     let mut replies = broker
         .subscribe("#", "%t|%D|%p", &[])
         .await

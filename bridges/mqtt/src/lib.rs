@@ -1020,9 +1020,19 @@ fn event_for(
 ) -> (RemoteEvent, Option<String>) {
     let settings = &mapping.settings;
     let levels: Vec<&str> = topic.split('/').collect();
-    let device = settings
-        .device_level
-        .and_then(|level| levels.get(level).copied())
+    let named_by_property = settings.device_property.as_ref().and_then(|name| {
+        publish
+            .user_properties
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    });
+    let device = named_by_property
+        .or_else(|| {
+            settings
+                .device_level
+                .and_then(|level| levels.get(level).copied())
+        })
         .filter(|d| !d.is_empty())
         .unwrap_or(&settings.name)
         .to_owned();
@@ -1129,6 +1139,7 @@ mod tests {
             content_type: None,
             response_topic: None,
             correlation_data: None,
+            user_properties: Vec::new(),
         }
     }
 
@@ -1151,6 +1162,21 @@ mod tests {
             text_of(&event),
             ("kitchen".into(), "21.5 °C in kitchen".into())
         );
+    }
+
+    #[test]
+    fn a_user_property_names_the_device_before_the_topic_level() {
+        let m = mapping(
+            "{name: sensors, topics: [\"sensors/#\"], direction: in, device_level: 1, \
+             device_property: device}",
+        );
+        let mut p = publish("sensors/kitchen/temp", b"21");
+        p.user_properties = vec![("device".to_owned(), "oven".to_owned())];
+        let (event, _) = event_for(&m, "sensors/kitchen/temp", &p, RemoteMessageId::from("1"));
+        assert_eq!(text_of(&event), ("oven".into(), "21".into()));
+        p.user_properties.clear();
+        let (event, _) = event_for(&m, "sensors/kitchen/temp", &p, RemoteMessageId::from("2"));
+        assert_eq!(text_of(&event), ("kitchen".into(), "21".into()));
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub struct Incoming {
     pub response_topic: Option<String>,
     /// MQTT 5 correlation data, to be given back with answers.
     pub correlation_data: Option<Bytes>,
+    /// MQTT 5 user properties (name, value).
+    pub user_properties: Vec<(String, String)>,
 }
 
 /// What the connection reports.
@@ -298,6 +300,7 @@ impl Events {
                             content_type: properties.content_type,
                             response_topic: properties.response_topic,
                             correlation_data: properties.correlation_data,
+                            user_properties: properties.user_properties,
                         })
                     }
                     _ => LinkEvent::Other,
@@ -320,6 +323,7 @@ impl Events {
                         content_type: None,
                         response_topic: None,
                         correlation_data: None,
+                        user_properties: Vec::new(),
                     }),
                     _ => LinkEvent::Other,
                 })

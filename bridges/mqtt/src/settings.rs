@@ -84,6 +84,10 @@ pub struct MappingSettings {
     /// Which topic level (0 is the first) names the device that speaks; unset: the mapping.
     #[serde(default)]
     pub device_level: Option<usize>,
+    /// An MQTT 5 user property naming the device that speaks, when a message has it (before
+    /// `device_level`).
+    #[serde(default)]
+    pub device_property: Option<String>,
     /// Who may publish from the room (messages and `!mqtt publish`): user ids or server
     /// names; empty: everyone the bridge serves (`permissions`, level `user`).
     #[serde(default)]
