@@ -675,11 +675,15 @@ struct Inbound {
     throttles: Mutex<Throttles<Held>>,
 }
 
-/// Runs the connection until shutdown: reconnects with backoff, (re)subscribes when the broker
-/// lost the session, and brings each message into Matrix before acknowledging it.
-async fn run(inbound: Inbound, mut events: Events, client: Client, connected: Arc<AtomicBool>) {
+/// Runs the bridge's side of the connection until shutdown: (re)subscribes when the broker
+/// lost the session, brings each message into Matrix before acknowledging it, and shows the
+/// messages throttles held when they are due.
+async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<AtomicBool>) {
     let shutdown = inbound.ctx.shutdown().clone();
-    let mut backoff = Duration::from_secs(1);
+    // The connection is polled in a task of its own, so that a due throttle never cancels a
+    // poll halfway; one report at a time keeps the broker's flow control in charge.
+    let (reports, mut received) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(pump(events, reports, shutdown.clone()));
     // Subscriptions sent and not yet acknowledged: the bridge counts as connected once the
     // broker confirmed them all.
     let mut awaiting_subacks = 0_usize;
@@ -693,12 +697,14 @@ async fn run(inbound: Inbound, mut events: Events, client: Client, connected: Ar
                 }
                 continue;
             }
-            event = events.poll() => event,
+            event = received.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
         };
         match event {
             Ok(LinkEvent::Connected { session_present }) => {
                 connected.store(true, Ordering::Relaxed);
-                backoff = Duration::from_secs(1);
                 inbound.ctx.network_restored();
                 awaiting_subacks = if session_present {
                     0
@@ -724,16 +730,45 @@ async fn run(inbound: Inbound, mut events: Events, client: Client, connected: Ar
             Ok(_) => {}
             Err(e) => {
                 connected.store(false, Ordering::Relaxed);
-                inbound
-                    .ctx
-                    .set_state(BridgeState::TransientDisconnect(e.clone()));
-                tracing::warn!(error = %e, pause = ?backoff, "MQTT connection lost; reconnecting");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                inbound.ctx.set_state(BridgeState::TransientDisconnect(e));
             }
+        }
+    }
+}
+
+/// Polls the connection until shutdown and hands each report on; after a lost connection it
+/// waits (1 s, doubling to [`MAX_BACKOFF`]) before the next poll reconnects.
+async fn pump(
+    mut events: Events,
+    reports: tokio::sync::mpsc::Sender<Result<LinkEvent, String>>,
+    shutdown: switchboard_framework::CancellationToken,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.poll() => event,
+        };
+        let pause = match &event {
+            Ok(LinkEvent::Connected { .. }) => {
+                backoff = Duration::from_secs(1);
+                None
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, pause = ?backoff, "MQTT connection lost; reconnecting");
+                Some(backoff)
+            }
+        };
+        if reports.send(event).await.is_err() {
+            return;
+        }
+        if let Some(pause) = pause {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }
