@@ -256,6 +256,57 @@ async fn nothing_published_during_a_restart_is_lost() {
     running.stop().await.expect("clean stop");
 }
 
+/// A backlog of QoS 1 messages far larger than the connection's request queue (64), waiting
+/// at the broker while Switchboard is down, all arrive once it is back (the acknowledgements
+/// once blocked the connection for good after 65).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_backlog_arrives_whole() {
+    const BACKLOG: usize = 150;
+    let broker = Mosquitto::start().expect("mosquitto");
+    let (slot, _synapse, running, alice, room) = bridged("mqttbacklog", &broker).await;
+    running.stop().await.expect("stopped");
+    let readings: Vec<String> = (1..=BACKLOG)
+        .map(|n| format!(r#"{{"temperature": {n}}}"#))
+        .collect();
+    broker
+        .publish_lines("sensors/b/temp", &readings)
+        .expect("published while Switchboard is down");
+    let running = slot.start().await.expect("Switchboard starts again");
+    let last = format!("{BACKLOG} °C in b");
+    alice
+        .wait_for_event(&room, Duration::from_secs(120), |e| {
+            e["content"]["body"] == last.as_str()
+        })
+        .await
+        .expect("the last of the backlog arrives");
+    let mut shown = Vec::new();
+    let mut from = None;
+    loop {
+        let (events, next) = alice
+            .messages_page(&room, from.as_deref(), 100)
+            .await
+            .expect("timeline page");
+        if events.is_empty() {
+            break;
+        }
+        shown.extend(
+            events
+                .iter()
+                .filter_map(|e| e["content"]["body"].as_str())
+                .filter(|b| b.ends_with("°C in b"))
+                .map(str::to_owned),
+        );
+        match next {
+            Some(next) => from = Some(next),
+            None => break,
+        }
+    }
+    let distinct: std::collections::HashSet<&String> = shown.iter().collect();
+    assert_eq!(distinct.len(), BACKLOG, "every reading of the backlog");
+    assert_eq!(shown.len(), BACKLOG, "each once");
+    running.stop().await.expect("clean stop");
+}
+
 /// Switchboard killed after a message was shown in the room but before the broker was told:
 /// the broker delivers it again after the restart, and it is still shown once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

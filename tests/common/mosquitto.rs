@@ -198,6 +198,31 @@ impl Mosquitto {
         }
     }
 
+    /// `mosquitto_pub -l`: each of `lines` is one message to `topic` at QoS 1, all over one
+    /// connection.
+    pub fn publish_lines(&self, topic: &str, lines: &[String]) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let mut command = Command::new("mosquitto_pub");
+        self.client_args(&mut command);
+        let mut child = command
+            .args(["-q", "1", "-t", topic, "-l"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("mosquitto_pub (Debian package mosquitto-clients)")?;
+        let mut stdin = child.stdin.take().context("mosquitto_pub's input")?;
+        stdin.write_all(format!("{}\n", lines.join("\n")).as_bytes())?;
+        drop(stdin);
+        let out = child.wait_with_output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "mosquitto_pub -l failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
     /// `mosquitto_pub` of `payload` to `topic` at QoS 1, with `extra` arguments (e.g. `-r`).
     pub fn publish(&self, topic: &str, payload: &str, extra: &[&str]) -> anyhow::Result<()> {
         let mut command = Command::new("mosquitto_pub");

@@ -687,16 +687,19 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
     // Subscriptions sent and not yet acknowledged: the bridge counts as connected once the
     // broker confirmed them all.
     let mut awaiting_subacks = 0_usize;
+    let mut acks = UnsentAcks::default();
     loop {
+        acks.hand_over(&client);
         let next_due = inbound.next_due();
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
             () = sleep_until_due(next_due) => {
                 for done in inbound.show_due().await {
-                    release(&client, done).await;
+                    acks.release(&client, done);
                 }
                 continue;
             }
+            () = tokio::time::sleep(ACK_RETRY), if acks.waiting() => continue,
             event = received.recv() => match event {
                 Some(event) => event,
                 None => return,
@@ -724,7 +727,7 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
             }
             Ok(LinkEvent::Message(publish)) => {
                 for done in inbound.bring_in(publish).await {
-                    release(&client, done).await;
+                    acks.release(&client, done);
                 }
             }
             Ok(_) => {}
@@ -781,19 +784,45 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
     }
 }
 
-/// Lets go of a message: once no mapping holds it any more, it is acknowledged to the broker,
-/// unless a mapping could not show it (then the broker delivers it again).
-async fn release(client: &Client, message: Arc<Pending>) {
-    let Some(message) = Arc::into_inner(message) else {
-        return;
-    };
-    if message.failed.load(Ordering::Relaxed) {
-        return;
+/// Acknowledgements not yet handed to the connection (its request queue was full), oldest
+/// first.
+#[derive(Default)]
+struct UnsentAcks(std::collections::VecDeque<Incoming>);
+
+impl UnsentAcks {
+    /// Lets go of a message: once no mapping holds it any more, it is acknowledged to the
+    /// broker (after those waiting already), unless a mapping could not show it (then the
+    /// broker delivers it again).
+    fn release(&mut self, client: &Client, message: Arc<Pending>) {
+        let Some(message) = Arc::into_inner(message) else {
+            return;
+        };
+        if message.failed.load(Ordering::Relaxed) {
+            return;
+        }
+        self.0.push_back(message.publish);
+        self.hand_over(client);
     }
-    if let Err(e) = client.ack(&message.publish).await {
-        tracing::warn!(error = %e, "cannot acknowledge an MQTT message");
+
+    /// Hands the waiting acknowledgements to the connection, in order, as far as it takes
+    /// them.
+    fn hand_over(&mut self, client: &Client) {
+        while let Some(message) = self.0.front() {
+            if !client.try_ack(message) {
+                return;
+            }
+            self.0.pop_front();
+        }
+    }
+
+    /// Whether some wait.
+    fn waiting(&self) -> bool {
+        !self.0.is_empty()
     }
 }
+
+/// How long waiting acknowledgements wait before the next try.
+const ACK_RETRY: Duration = Duration::from_millis(5);
 
 /// Subscribes to every inbound filter; returns how many subscriptions were sent.
 async fn subscribe(client: &Client, mappings: &[Mapping], extra: &Extra) -> usize {

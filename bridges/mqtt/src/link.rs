@@ -134,6 +134,9 @@ pub enum Events {
     V311(Box<rumqttc::EventLoop>),
 }
 
+/// How many publications of the bridge may await the broker's acknowledgement at once.
+const OUTGOING_IN_FLIGHT: u16 = 100;
+
 /// How many requests may wait for the connection task.
 const REQUEST_CAPACITY: usize = 64;
 
@@ -152,7 +155,10 @@ pub fn connect(options: ConnectOptions) -> (Client, Events) {
                 .set_clean_start(false)
                 .set_session_expiry_interval(Some(7 * 24 * 3600))
                 .set_manual_acks(true)
-                .set_max_packet_size(Some(options.max_packet_bytes));
+                .set_max_packet_size(Some(options.max_packet_bytes))
+                // rumqttc sets aside a slot per possible packet id in flight (65,535 by
+                // default, ~14 MB); the bridge publishes one message at a time per task.
+                .set_outgoing_inflight_upper_limit(OUTGOING_IN_FLIGHT);
             if let Some(transport) = transport {
                 mqtt.set_transport(transport);
             }
@@ -168,7 +174,8 @@ pub fn connect(options: ConnectOptions) -> (Client, Events) {
             mqtt.set_keep_alive(Duration::from_secs(30))
                 .set_clean_session(false)
                 .set_manual_acks(true)
-                .set_max_packet_size(max, max);
+                .set_max_packet_size(max, max)
+                .set_inflight(OUTGOING_IN_FLIGHT);
             if let Some(transport) = transport {
                 mqtt.set_transport(transport);
             }
@@ -253,8 +260,12 @@ impl Client {
         }
     }
 
-    /// Acknowledges `message` to the broker (nothing to do at QoS 0).
-    pub async fn ack(&self, message: &Incoming) -> Result<(), String> {
+    /// Acknowledges `message` to the broker (nothing to do at QoS 0) without waiting;
+    /// `false` when the connection's request queue is full: try again once the connection
+    /// has made progress. (Waiting here could deadlock: the queue empties only while the
+    /// connection is polled, and the poll may be waiting for this message's handler.)
+    #[must_use]
+    pub fn try_ack(&self, message: &Incoming) -> bool {
         match self {
             Self::V5(client) => {
                 let mut ack = rumqttc::v5::mqttbytes::v5::Publish::new(
@@ -264,12 +275,12 @@ impl Client {
                     None,
                 );
                 ack.pkid = message.pkid;
-                client.ack(&ack).await.map_err(|e| e.to_string())
+                client.try_ack(&ack).is_ok()
             }
             Self::V311(client) => {
                 let mut ack = rumqttc::Publish::new("", qos_v311(message.qos), Vec::new());
                 ack.pkid = message.pkid;
-                client.ack(&ack).await.map_err(|e| e.to_string())
+                client.try_ack(&ack).is_ok()
             }
         }
     }
