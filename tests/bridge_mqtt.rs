@@ -274,7 +274,7 @@ async fn a_large_backlog_arrives_whole() {
     let running = slot.start().await.expect("Switchboard starts again");
     let last = format!("{BACKLOG} °C in b");
     alice
-        .wait_for_event(&room, Duration::from_secs(120), |e| {
+        .wait_for_event(&room, Duration::from_mins(2), |e| {
             e["content"]["body"] == last.as_str()
         })
         .await
