@@ -230,6 +230,10 @@ pub struct HomeserverClient {
     /// small request's parsing).
     sent: (prometheus::IntCounter, prometheus::Histogram),
     store: Store,
+    /// Memberships known to be joined (room, user), shared by the clones: a check the hot
+    /// paths make for every message costs no store lookup once seen. Kept in step with the
+    /// store by [`HomeserverClient::remember_membership`].
+    joined: Arc<std::sync::Mutex<foldhash::HashSet<(OwnedRoomId, OwnedUserId)>>>,
 }
 
 impl std::fmt::Debug for HomeserverClient {
@@ -293,6 +297,7 @@ impl HomeserverClient {
             ),
             metrics,
             store,
+            joined: Arc::default(),
         })
     }
 
@@ -785,12 +790,25 @@ impl HomeserverClient {
         room_id: &RoomId,
         user_id: &UserId,
     ) -> Result<(), ClientError> {
+        let key = (room_id.to_owned(), user_id.to_owned());
+        if self
+            .joined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&key)
+        {
+            return Ok(());
+        }
         if self
             .store
             .is_member(room_id.as_str(), user_id.as_str())
             .await
             .unwrap_or(false)
         {
+            self.joined
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key);
             return Ok(());
         }
         self.ensure_registered(user_id).await?;
@@ -839,6 +857,18 @@ impl HomeserverClient {
 
     /// Updates the membership cache (failures are logged: the cache only saves requests).
     pub async fn remember_membership(&self, room_id: &RoomId, user_id: &UserId, joined: bool) {
+        {
+            let mut known = self
+                .joined
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let key = (room_id.to_owned(), user_id.to_owned());
+            if joined {
+                known.insert(key);
+            } else {
+                known.remove(&key);
+            }
+        }
         if let Err(e) = self
             .store
             .set_member(room_id.as_str(), user_id.as_str(), joined)

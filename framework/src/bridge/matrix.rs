@@ -477,8 +477,13 @@ impl MatrixSide {
         info: &PortalInfo,
         alias: Option<String>,
     ) -> Result<OwnedRoomId, BridgeError> {
+        if let Some(room_id) = self.portal_rooms.room_of(&self.info.id, key) {
+            return Ok(room_id);
+        }
         let existing = self.store.portal(&self.info.id, key).await?;
         if let Some(room_id) = stored_room(existing.as_ref())? {
+            self.portal_rooms
+                .insert(room_id.clone(), &self.info.id, key.clone());
             return Ok(room_id);
         }
         let mut request = create_room::v3::Request::new();

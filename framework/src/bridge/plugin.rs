@@ -459,30 +459,60 @@ pub(crate) fn login_from_record(record: crate::store::LoginRecord) -> Option<Log
 }
 
 /// Which rooms are portals, of which bridge: kept in memory (loaded at start, added to when a
-/// portal room is created) so that routing an event costs no database query.
+/// portal room is created) so that routing an event, or finding a portal's room, costs no
+/// database query.
 #[derive(Clone, Debug, Default)]
 pub struct PortalRooms {
-    rooms: Arc<RwLock<HashMap<OwnedRoomId, (String, PortalKey)>>>,
+    rooms: Arc<RwLock<RoomIndex>>,
+}
+
+/// Portal rooms both ways: room → (bridge, portal), and (bridge, portal) → room.
+#[derive(Debug, Default)]
+struct RoomIndex {
+    by_room: HashMap<OwnedRoomId, (String, PortalKey)>,
+    by_portal: HashMap<(String, PortalKey), OwnedRoomId>,
 }
 
 impl PortalRooms {
     /// Records that `room_id` is the portal `key` of `bridge`.
     pub fn insert(&self, room_id: OwnedRoomId, bridge: &str, key: PortalKey) {
         if let Ok(mut rooms) = self.rooms.write() {
-            rooms.insert(room_id, (bridge.to_owned(), key));
+            rooms
+                .by_portal
+                .insert((bridge.to_owned(), key.clone()), room_id.clone());
+            if let Some((old_bridge, old_key)) = rooms
+                .by_room
+                .insert(room_id, (bridge.to_owned(), key.clone()))
+                && (old_bridge.as_str(), &old_key) != (bridge, &key)
+            {
+                rooms.by_portal.remove(&(old_bridge, old_key));
+            }
         }
     }
 
     /// The bridge and portal of `room_id`, if it is a portal.
     #[must_use]
     pub fn get(&self, room_id: &RoomId) -> Option<(String, PortalKey)> {
-        self.rooms.read().ok()?.get(room_id).cloned()
+        self.rooms.read().ok()?.by_room.get(room_id).cloned()
+    }
+
+    /// The room of `bridge`'s portal `key`, if it is known here.
+    #[must_use]
+    pub fn room_of(&self, bridge: &str, key: &PortalKey) -> Option<OwnedRoomId> {
+        self.rooms
+            .read()
+            .ok()?
+            .by_portal
+            .get(&(bridge.to_owned(), key.clone()))
+            .cloned()
     }
 
     /// Forgets that `room_id` is a portal.
     pub fn remove(&self, room_id: &RoomId) {
-        if let Ok(mut rooms) = self.rooms.write() {
-            rooms.remove(room_id);
+        if let Ok(mut rooms) = self.rooms.write()
+            && let Some(portal) = rooms.by_room.remove(room_id)
+        {
+            rooms.by_portal.remove(&portal);
         }
     }
 
@@ -490,13 +520,15 @@ impl PortalRooms {
     #[must_use]
     pub fn count(&self, bridge: &str) -> usize {
         self.rooms.read().map_or(0, |rooms| {
-            rooms.values().filter(|(b, _)| b == bridge).count()
+            rooms.by_room.values().filter(|(b, _)| b == bridge).count()
         })
     }
 
     /// Whether no room is a portal (then routing can skip the lookup).
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.rooms.read().map_or(true, |rooms| rooms.is_empty())
+        self.rooms
+            .read()
+            .map_or(true, |rooms| rooms.by_room.is_empty())
     }
 }
