@@ -477,15 +477,12 @@ impl PortalRooms {
     /// Records that `room_id` is the portal `key` of `bridge`.
     pub fn insert(&self, room_id: OwnedRoomId, bridge: &str, key: PortalKey) {
         if let Ok(mut rooms) = self.rooms.write() {
-            rooms
-                .by_portal
-                .insert((bridge.to_owned(), key.clone()), room_id.clone());
-            if let Some((old_bridge, old_key)) = rooms
-                .by_room
-                .insert(room_id, (bridge.to_owned(), key.clone()))
-                && (old_bridge.as_str(), &old_key) != (bridge, &key)
+            let portal = (bridge.to_owned(), key);
+            rooms.by_portal.insert(portal.clone(), room_id.clone());
+            if let Some(old) = rooms.by_room.insert(room_id, portal.clone())
+                && old != portal
             {
-                rooms.by_portal.remove(&(old_bridge, old_key));
+                rooms.by_portal.remove(&old);
             }
         }
     }
