@@ -1,8 +1,11 @@
-//! The fake homeserver: answers the Client-Server API calls Switchboard makes at start-up and
-//! for each reply, and records when each `ping` was answered.
+//! The fake homeserver: answers the Client-Server API calls Switchboard makes at start-up, for
+//! each reply of the echo bot, and those of the MQTT bridge (its portal room, its device
+//! puppets and their messages); and records when each measured message arrived.
 //!
-//! Event `$e<N>` of the run is slot `N` of the per-event tables: when the transaction carrying
-//! it was (first) sent, when its first reply arrived, and how many replies it got.
+//! Message `N` of the run (`$e<N>` / `ping <N>` for the echo bot, `in <N>` and `out <N>` for
+//! the MQTT bridge) is slot `N` of the per-message tables: when it was (first) sent, when it
+//! first arrived (the echo bot's reply or the device's message here, or the MQTT message at
+//! the bench's client), and how many times it arrived.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -22,6 +25,21 @@ use tokio::task::JoinHandle;
 /// Most examples of unexpected requests kept for the report.
 const MAX_SAMPLES: usize = 10;
 
+/// Which `m.room.message` sends the fake homeserver expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sends {
+    /// Replies `pong <N>` of the bot to `$e<N>` (the echo workload).
+    EchoReplies,
+    /// Messages `in <N>` from the puppet of device `dev<N mod devices>` in the portal room
+    /// (`mqtt-in`).
+    DeviceMessages {
+        /// Devices the messages are spread over.
+        devices: u64,
+    },
+    /// None: every send is unexpected (`mqtt-out`).
+    Nothing,
+}
+
 /// What the fake homeserver needs to know about the appservice.
 #[derive(Clone, Debug)]
 pub(crate) struct HomeserverSetup {
@@ -39,6 +57,8 @@ pub(crate) struct HomeserverSetup {
     pub(crate) total_events: u64,
     /// Events below this number are warm-up.
     pub(crate) warmup: u64,
+    /// The sends to expect.
+    pub(crate) sends: Sends,
 }
 
 /// Counters of everything the fake homeserver saw.
@@ -54,6 +74,16 @@ pub(crate) struct Counters {
     pub(crate) pings_failed: AtomicU64,
     /// Profile updates.
     pub(crate) profile: AtomicU64,
+    /// Rooms created.
+    pub(crate) created_rooms: AtomicU64,
+    /// State events sent.
+    pub(crate) state_events: AtomicU64,
+    /// Invitations.
+    pub(crate) invites: AtomicU64,
+    /// Joins.
+    pub(crate) joins: AtomicU64,
+    /// Users registered (`m.login.application_service`).
+    pub(crate) registrations: AtomicU64,
     /// Sends of `m.room.message`.
     pub(crate) sends: AtomicU64,
     /// Sends repeating a transaction id already seen (answered with the same event id).
@@ -62,15 +92,17 @@ pub(crate) struct Counters {
     pub(crate) auth_failures: AtomicU64,
     /// Requests to endpoints the bench does not expect.
     pub(crate) unexpected: AtomicU64,
-    /// Sends that are not a reply to one of our events.
+    /// Sends (or MQTT messages) that are not one of ours: not a reply to one of our events,
+    /// not `in <N>`, not `out <N>`.
     pub(crate) bad_replies: AtomicU64,
-    /// Replies whose body is not `pong <N>`.
+    /// Ours, but wrong: a reply whose body is not `pong <N>`, a message from the wrong sender
+    /// or in the wrong room.
     pub(crate) wrong_bodies: AtomicU64,
-    /// Replies to an event already answered (under another transaction id).
+    /// Messages that arrived again (under another transaction id, or as another MQTT message).
     pub(crate) duplicates: AtomicU64,
-    /// First replies to warm-up events.
+    /// First arrivals of warm-up messages.
     pub(crate) answered_warmup: AtomicU64,
-    /// First replies to measured events.
+    /// First arrivals of measured messages.
     pub(crate) answered_measured: AtomicU64,
 }
 
@@ -80,13 +112,17 @@ pub(crate) struct HsState {
     base: Instant,
     /// Per event: nanoseconds since `base` + 1 when its transaction was first sent (0: not yet).
     sent_at: Vec<AtomicU64>,
-    /// Per event: nanoseconds since `base` + 1 when its first reply arrived (0: not yet).
+    /// Per event: nanoseconds since `base` + 1 when it first arrived (0: not yet).
     replied_at: Vec<AtomicU64>,
-    /// Per event: replies received.
+    /// Per event: arrivals.
     reply_count: Vec<AtomicU32>,
     /// Sender and transaction id → event id, for idempotent sends like a real homeserver.
     txn_ids: Mutex<HashMap<String, String>>,
     next_event_id: AtomicU64,
+    /// Rooms created (`createRoom`), in order.
+    rooms: Mutex<Vec<String>>,
+    /// Woken at each first arrival (the MQTT publisher waits on it when its window is full).
+    arrival: tokio::sync::Notify,
     /// What was seen.
     pub(crate) counters: Counters,
     samples: Mutex<Vec<String>>,
@@ -105,6 +141,8 @@ impl HsState {
             reply_count: (0..n).map(|_| AtomicU32::new(0)).collect(),
             txn_ids: Mutex::new(HashMap::new()),
             next_event_id: AtomicU64::new(0),
+            rooms: Mutex::new(Vec::new()),
+            arrival: tokio::sync::Notify::new(),
             counters: Counters::default(),
             samples: Mutex::new(Vec::new()),
             ping_client: reqwest::Client::builder()
@@ -142,7 +180,20 @@ impl HsState {
         self.samples.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn sample(&self, what: String) {
+    /// The first room created (the MQTT bridge's portal room), once there is one.
+    pub(crate) fn first_room(&self) -> Option<String> {
+        self.rooms.lock().ok().and_then(|r| r.first().cloned())
+    }
+
+    /// Whether `room_id` is a room created here.
+    fn is_room(&self, room_id: &str) -> bool {
+        self.rooms
+            .lock()
+            .is_ok_and(|r| r.iter().any(|known| known == room_id))
+    }
+
+    /// Keeps `what` as an example of a problem for the report (the first few only).
+    pub(crate) fn sample(&self, what: String) {
         if let Ok(mut samples) = self.samples.lock()
             && samples.len() < MAX_SAMPLES
         {
@@ -178,37 +229,100 @@ impl HsState {
 
     /// Accounts a reply of `body` to event `in_reply_to`.
     fn record_reply(&self, in_reply_to: &str, body: Option<&str>, now_ns: u64) {
-        let n = in_reply_to
+        let Some(n) = in_reply_to
             .strip_prefix("$e")
             .and_then(|n| n.parse::<u64>().ok())
-            .filter(|&n| n < self.setup.total_events);
-        let Some(slot) = n.and_then(|n| usize::try_from(n).ok()) else {
+            .filter(|&n| n < self.setup.total_events)
+        else {
             self.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
             self.sample(format!("reply to an unknown event {in_reply_to:?}"));
             return;
         };
-        let n = n.unwrap_or_default();
-        let previous = self.reply_count[slot].fetch_add(1, Ordering::AcqRel);
-        if previous > 0 {
-            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-            self.sample(format!("second reply to {in_reply_to}"));
+        if !self.record_arrival(n, now_ns, &format!("reply to {in_reply_to}")) {
             return;
         }
-        self.replied_at[slot].store(now_ns, Ordering::Release);
         if body != Some(format!("pong {n}").as_str()) {
             self.counters.wrong_bodies.fetch_add(1, Ordering::Relaxed);
             self.sample(format!("reply to {in_reply_to} has body {body:?}"));
         }
-        if n < self.setup.warmup {
-            self.counters
-                .answered_warmup
-                .fetch_add(1, Ordering::Release);
+    }
+
+    /// Accounts the arrival of message `n` (`what` names it in the samples); `false` when it
+    /// is not one of the run's or arrived before (a duplicate).
+    pub(crate) fn record_arrival(&self, n: u64, now_ns: u64, what: &str) -> bool {
+        let Some(slot) = usize::try_from(n)
+            .ok()
+            .filter(|_| n < self.setup.total_events)
+        else {
+            self.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
+            self.sample(format!("{what}: number {n} is not one of the run"));
+            return false;
+        };
+        let previous = self.reply_count[slot].fetch_add(1, Ordering::AcqRel);
+        if previous > 0 {
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            self.sample(format!("{what} arrived a second time"));
+            return false;
+        }
+        self.replied_at[slot].store(now_ns, Ordering::Release);
+        let counter = if n < self.setup.warmup {
+            &self.counters.answered_warmup
         } else {
-            self.counters
-                .answered_measured
-                .fetch_add(1, Ordering::Release);
+            &self.counters.answered_measured
+        };
+        counter.fetch_add(1, Ordering::Release);
+        self.arrival.notify_one();
+        true
+    }
+
+    /// First arrivals so far, warm-up and measured.
+    pub(crate) fn arrived(&self) -> u64 {
+        self.counters.answered_warmup.load(Ordering::Acquire)
+            + self.counters.answered_measured.load(Ordering::Acquire)
+    }
+
+    /// Waits for the next first arrival (or one that happened since the last wait).
+    pub(crate) async fn next_arrival(&self) {
+        self.arrival.notified().await;
+    }
+
+    /// Accounts a device message `body` sent by `sender` into `room_id` (`mqtt-in`).
+    fn record_device_message(
+        &self,
+        room_id: &str,
+        sender: &str,
+        body: Option<&str>,
+        devices: u64,
+        now_ns: u64,
+    ) {
+        let Some(n) = body
+            .and_then(|b| b.strip_prefix("in "))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            self.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
+            self.sample(format!("message from {sender} with body {body:?}"));
+            return;
+        };
+        if !self.record_arrival(n, now_ns, &format!("device message in {n}")) {
+            return;
+        }
+        let puppet = format!(
+            "@_mqtt_dev{}:{}",
+            n % devices.max(1),
+            server_name(&self.setup.bot_user_id)
+        );
+        if sender != puppet || !self.is_room(room_id) {
+            self.counters.wrong_bodies.fetch_add(1, Ordering::Relaxed);
+            self.sample(format!(
+                "message in {n} came from {sender} in {room_id}, expected {puppet} in the portal room"
+            ));
         }
     }
+}
+
+/// The server name of a user id (`@local:server` → `server`).
+fn server_name(user_id: &str) -> &str {
+    user_id.split_once(':').map_or("", |(_, server)| server)
 }
 
 fn matrix_error(status: StatusCode, errcode: &str, error: &str) -> Response {
@@ -258,6 +372,23 @@ fn router(state: Arc<HsState>) -> Router {
             "/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}",
             put(send),
         )
+        .route("/_matrix/client/v3/register", post(register))
+        .route("/_matrix/client/v3/createRoom", post(create_room))
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/state/{event_type}",
+            put(state_event),
+        )
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/",
+            put(state_event),
+        )
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{*state_key}",
+            put(keyed_state_event),
+        )
+        .route("/_matrix/client/v3/rooms/{room_id}/invite", post(invite))
+        .route("/_matrix/client/v3/rooms/{room_id}/join", post(join))
+        .route("/_matrix/client/v3/join/{room_id}", post(join))
         .fallback(fallback)
         .with_state(state)
 }
@@ -425,29 +556,183 @@ async fn send(
         txn_ids.insert(key, id.clone());
         id
     };
-    match serde_json::from_slice::<Message>(&body) {
-        Ok(Message {
-            body: text,
-            relates_to: Some(Relation {
-                in_reply_to: Some(r),
-            }),
-        }) => s.record_reply(&r.event_id, text.as_deref(), now_ns),
-        Ok(_) => {
-            s.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
-            s.sample(format!(
-                "message that is not a reply: {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
+    check_message(&s, &room_id, sender, &body, now_ns);
+    axum::Json(json!({ "event_id": event_id })).into_response()
+}
+
+/// Accounts a sent message as the workload expects it (`Sends`).
+fn check_message(s: &HsState, room_id: &str, sender: &str, body: &[u8], now_ns: u64) {
+    let message = match serde_json::from_slice::<Message>(body) {
+        Ok(m) => m,
         Err(e) => {
             s.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
             s.sample(format!(
                 "message body does not decode ({e}): {}",
-                String::from_utf8_lossy(&body)
+                String::from_utf8_lossy(body)
+            ));
+            return;
+        }
+    };
+    match (s.setup.sends, message) {
+        (
+            Sends::EchoReplies,
+            Message {
+                body: text,
+                relates_to:
+                    Some(Relation {
+                        in_reply_to: Some(r),
+                    }),
+            },
+        ) => s.record_reply(&r.event_id, text.as_deref(), now_ns),
+        (Sends::DeviceMessages { devices }, Message { body: text, .. }) => {
+            s.record_device_message(room_id, sender, text.as_deref(), devices, now_ns);
+        }
+        (Sends::EchoReplies, _) => {
+            s.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
+            s.sample(format!(
+                "message that is not a reply: {}",
+                String::from_utf8_lossy(body)
+            ));
+        }
+        (Sends::Nothing, _) => {
+            s.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
+            s.sample(format!(
+                "message from {sender} in {room_id} (none expected): {}",
+                String::from_utf8_lossy(body)
             ));
         }
     }
-    axum::Json(json!({ "event_id": event_id })).into_response()
+}
+
+/// The body of `POST /register`.
+#[derive(Deserialize)]
+struct RegisterBody {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    username: Option<String>,
+}
+
+/// `POST /register` with `m.login.application_service`: a puppet of the bridge.
+async fn register(
+    State(s): State<Arc<HsState>>,
+    headers: HeaderMap,
+    Query(q): Params,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = s.reject(&headers, &q) {
+        return r;
+    }
+    let request = serde_json::from_slice::<RegisterBody>(&body).ok();
+    let Some(RegisterBody {
+        kind: Some(kind),
+        username: Some(username),
+    }) = request
+    else {
+        return s.unexpected(&format!(
+            "POST register with body {}",
+            String::from_utf8_lossy(&body)
+        ));
+    };
+    if kind != "m.login.application_service" {
+        return s.unexpected(&format!("POST register of type {kind}"));
+    }
+    s.counters.registrations.fetch_add(1, Ordering::Relaxed);
+    let user_id = format!("@{username}:{}", server_name(&s.setup.bot_user_id));
+    axum::Json(json!({ "user_id": user_id })).into_response()
+}
+
+/// `POST /createRoom` by the bot: a fresh room id (`!room<N>:<server>`), remembered.
+async fn create_room(
+    State(s): State<Arc<HsState>>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
+    if let Some(r) = s.reject(&headers, &q) {
+        return r;
+    }
+    if q.get("user_id").is_some_and(|u| *u != s.setup.bot_user_id) {
+        return s.unexpected("POST createRoom by another user than the bot");
+    }
+    let Ok(mut rooms) = s.rooms.lock() else {
+        return matrix_error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "poisoned");
+    };
+    let room_id = format!("!room{}:{}", rooms.len(), server_name(&s.setup.bot_user_id));
+    rooms.push(room_id.clone());
+    s.counters.created_rooms.fetch_add(1, Ordering::Relaxed);
+    axum::Json(json!({ "room_id": room_id })).into_response()
+}
+
+/// `PUT /rooms/{roomId}/state/{eventType}` (empty state key).
+async fn state_event(
+    State(s): State<Arc<HsState>>,
+    Path((room_id, event_type)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
+    put_state(&s, &room_id, &event_type, &headers, &q)
+}
+
+/// `PUT /rooms/{roomId}/state/{eventType}/{stateKey}`.
+async fn keyed_state_event(
+    State(s): State<Arc<HsState>>,
+    Path((room_id, event_type, _state_key)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
+    put_state(&s, &room_id, &event_type, &headers, &q)
+}
+
+/// A state event into a room created here: a fresh event id.
+fn put_state(
+    s: &HsState,
+    room_id: &str,
+    event_type: &str,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Response {
+    if let Some(r) = s.reject(headers, q) {
+        return r;
+    }
+    if !s.is_room(room_id) {
+        return s.unexpected(&format!("PUT state {event_type} in unknown room {room_id}"));
+    }
+    s.counters.state_events.fetch_add(1, Ordering::Relaxed);
+    let id = format!("$s{}", s.next_event_id.fetch_add(1, Ordering::Relaxed));
+    axum::Json(json!({ "event_id": id })).into_response()
+}
+
+/// `POST /rooms/{roomId}/invite` into a room created here.
+async fn invite(
+    State(s): State<Arc<HsState>>,
+    Path(room_id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
+    if let Some(r) = s.reject(&headers, &q) {
+        return r;
+    }
+    if !s.is_room(&room_id) {
+        return s.unexpected(&format!("POST invite into unknown room {room_id}"));
+    }
+    s.counters.invites.fetch_add(1, Ordering::Relaxed);
+    axum::Json(json!({})).into_response()
+}
+
+/// `POST /rooms/{roomId}/join` or `/join/{roomIdOrAlias}` of a room created here.
+async fn join(
+    State(s): State<Arc<HsState>>,
+    Path(room_id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
+    if let Some(r) = s.reject(&headers, &q) {
+        return r;
+    }
+    if !s.is_room(&room_id) {
+        return s.unexpected(&format!("POST join of unknown room {room_id}"));
+    }
+    s.counters.joins.fetch_add(1, Ordering::Relaxed);
+    axum::Json(json!({ "room_id": room_id })).into_response()
 }
 
 #[cfg(test)]
@@ -463,6 +748,7 @@ mod tests {
             as_url: "http://127.0.0.1:1".into(),
             total_events: 4,
             warmup: 2,
+            sends: Sends::EchoReplies,
         })
         .expect("state")
     }
@@ -483,5 +769,117 @@ mod tests {
         assert_eq!(s.counters.bad_replies.load(Ordering::Relaxed), 2);
         assert_eq!(s.counters.answered_measured.load(Ordering::Relaxed), 1);
         assert_eq!(s.counters.answered_warmup.load(Ordering::Relaxed), 1);
+    }
+
+    /// The calls the MQTT bridge makes at start and for a device message, against the real
+    /// router: the room it creates is the one joins and sends must name.
+    #[tokio::test]
+    async fn the_bridge_calls_are_answered_and_device_messages_counted() {
+        let state = Arc::new(
+            HsState::new(HomeserverSetup {
+                as_token: "as".into(),
+                hs_token: "hs".into(),
+                appservice_id: "switchboard".into(),
+                bot_user_id: "@bridgebot:bench.local".into(),
+                as_url: "http://127.0.0.1:1".into(),
+                total_events: 4,
+                warmup: 0,
+                sends: Sends::DeviceMessages { devices: 2 },
+            })
+            .expect("state"),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!(
+            "http://127.0.0.1:{}/_matrix/client/v3",
+            listener.local_addr().expect("address").port()
+        );
+        let _hs = FakeHomeserver::start(listener, Arc::clone(&state)).expect("start");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let call = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+            client
+                .request(method, format!("{base}{path}"))
+                .bearer_auth("as")
+                .json(&body)
+        };
+        let created: serde_json::Value = call(Method::POST, "/createRoom", json!({"name": "x"}))
+            .send()
+            .await
+            .expect("createRoom")
+            .json()
+            .await
+            .expect("JSON");
+        let room = created["room_id"].as_str().expect("room id").to_owned();
+        assert_eq!(state.first_room().as_deref(), Some(room.as_str()));
+        let registered = call(
+            Method::POST,
+            "/register",
+            json!({"type": "m.login.application_service", "username": "_mqtt_dev1"}),
+        )
+        .send()
+        .await
+        .expect("register");
+        assert_eq!(registered.status(), 200);
+        let puppet = "user_id=@_mqtt_dev1:bench.local";
+        for (method, path, body) in [
+            (
+                Method::POST,
+                format!("/rooms/{room}/join?{puppet}"),
+                json!({}),
+            ),
+            (
+                Method::PUT,
+                format!("/rooms/{room}/state/m.bridge/org.switchboard:%2F%2Fmqtt%2Fbench"),
+                json!({}),
+            ),
+            (
+                Method::PUT,
+                format!("/rooms/{room}/send/m.room.message/t1?{puppet}"),
+                json!({"msgtype": "m.text", "body": "in 3"}),
+            ),
+        ] {
+            let status = call(method, &path, body)
+                .send()
+                .await
+                .expect(&path)
+                .status();
+            assert_eq!(status, 200, "{path}");
+        }
+        let unknown = call(Method::POST, "/rooms/!nope:bench.local/join", json!({}))
+            .send()
+            .await
+            .expect("join");
+        assert_eq!(unknown.status(), 404);
+        assert_eq!(state.counters.answered_measured.load(Ordering::Relaxed), 1);
+        assert_eq!(state.counters.wrong_bodies.load(Ordering::Relaxed), 0);
+        assert_eq!(state.counters.unexpected.load(Ordering::Relaxed), 1);
+        assert_eq!(state.counters.joins.load(Ordering::Relaxed), 1);
+        assert_eq!(state.counters.registrations.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn device_messages_from_the_wrong_puppet_or_twice_are_counted() {
+        let s = HsState::new(HomeserverSetup {
+            as_token: "as".into(),
+            hs_token: "hs".into(),
+            appservice_id: "switchboard".into(),
+            bot_user_id: "@bridgebot:bench.local".into(),
+            as_url: "http://127.0.0.1:1".into(),
+            total_events: 4,
+            warmup: 1,
+            sends: Sends::DeviceMessages { devices: 2 },
+        })
+        .expect("state");
+        let puppet = |k: u64| format!("@_mqtt_dev{k}:bench.local");
+        s.record_device_message("!r:bench.local", &puppet(0), Some("in 2"), 2, 9);
+        s.record_device_message("!r:bench.local", &puppet(0), Some("in 2"), 2, 10);
+        s.record_device_message("!r:bench.local", &puppet(1), Some("hello"), 2, 11);
+        assert_eq!(s.counters.answered_measured.load(Ordering::Relaxed), 1);
+        assert_eq!(s.counters.duplicates.load(Ordering::Relaxed), 1);
+        assert_eq!(s.counters.bad_replies.load(Ordering::Relaxed), 1);
+        // Not the portal room (none was created).
+        assert_eq!(s.counters.wrong_bodies.load(Ordering::Relaxed), 1);
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct Figures {
     pub(crate) cpu_us_per_event: f64,
     /// The bench's own CPU time (fake homeserver + load) during the measured run, per event.
     pub(crate) bench_cpu_us_per_event: f64,
+    /// Mosquitto's CPU time during the measured run, per message (MQTT workloads).
+    pub(crate) broker_cpu_us_per_event: f64,
     /// `VmRSS` after start-up, MB (2^20 bytes).
     pub(crate) idle_rss_mb: f64,
     /// `VmHWM` after the run, MB.
@@ -90,145 +92,119 @@ fn count(value: u64) -> f64 {
     value as f64
 }
 
-/// Every figure, in the order printed.
-const SPECS: &[Spec] = &[
+/// A figure's spec (a `const fn`, so that the tables below stay one line per figure).
+const fn spec(
+    key: &'static str,
+    label: &'static str,
+    decimals: usize,
+    combine: Combine,
+    target: Option<Target>,
+    get: fn(&Figures) -> f64,
+) -> Spec {
     Spec {
-        key: "events",
-        label: "events (measured)",
-        decimals: 0,
-        combine: Combine::Median,
-        target: None,
-        get: |f| count(f.events),
-    },
-    Spec {
-        key: "wall_s",
-        label: "wall time (s)",
-        decimals: 3,
-        combine: Combine::Median,
-        target: None,
-        get: |f| f.wall_s,
-    },
-    Spec {
-        key: "events_per_s",
-        label: "events/s end-to-end",
-        decimals: 0,
-        combine: Combine::Median,
-        target: Some(Target::AtLeast(20_000.0)),
-        get: |f| f.events_per_s,
-    },
-    Spec {
-        key: "txn_acks_per_s",
-        label: "transaction acks/s",
-        decimals: 0,
-        combine: Combine::Median,
-        target: None,
-        get: |f| f.txn_acks_per_s,
-    },
-    Spec {
-        key: "latency_p50_ms",
-        label: "latency p50 (ms)",
-        decimals: 2,
-        combine: Combine::Median,
-        target: None,
-        get: |f| f.p50_ms,
-    },
-    Spec {
-        key: "latency_p90_ms",
-        label: "latency p90 (ms)",
-        decimals: 2,
-        combine: Combine::Median,
-        target: None,
-        get: |f| f.p90_ms,
-    },
-    Spec {
-        key: "latency_p99_ms",
-        label: "latency p99 (ms)",
-        decimals: 2,
-        combine: Combine::Median,
-        target: Some(Target::AtMost(10.0)),
-        get: |f| f.p99_ms,
-    },
-    Spec {
-        key: "latency_max_ms",
-        label: "latency max (ms)",
-        decimals: 2,
-        combine: Combine::Median,
-        target: None,
-        get: |f| f.max_ms,
-    },
-    Spec {
-        key: "cpu_us_per_event",
-        label: "CPU µs/event (switchboard)",
-        decimals: 1,
-        combine: Combine::Median,
-        target: Some(Target::AtMost(50.0)),
-        get: |f| f.cpu_us_per_event,
-    },
-    Spec {
-        key: "bench_cpu_us_per_event",
-        label: "CPU µs/event (bench itself)",
-        decimals: 1,
-        combine: Combine::Median,
-        target: None,
-        get: |f| f.bench_cpu_us_per_event,
-    },
-    Spec {
-        key: "idle_rss_mb",
-        label: "idle RSS (MB)",
-        decimals: 1,
-        combine: Combine::Median,
-        target: Some(Target::AtMost(15.0)),
-        get: |f| f.idle_rss_mb,
-    },
-    Spec {
-        key: "peak_rss_mb",
-        label: "peak RSS (MB)",
-        decimals: 1,
-        combine: Combine::Median,
-        target: Some(Target::AtMost(40.0)),
-        get: |f| f.peak_rss_mb,
-    },
-    Spec {
-        key: "duplicates",
-        label: "duplicate replies",
-        decimals: 0,
-        combine: Combine::Total,
-        target: Some(Target::AtMost(0.0)),
-        get: |f| count(f.duplicates),
-    },
-    Spec {
-        key: "missing",
-        label: "missing replies",
-        decimals: 0,
-        combine: Combine::Total,
-        target: Some(Target::AtMost(0.0)),
-        get: |f| count(f.missing),
-    },
-    Spec {
-        key: "unexpected",
-        label: "unexpected requests",
-        decimals: 0,
-        combine: Combine::Total,
-        target: Some(Target::AtMost(0.0)),
-        get: |f| count(f.unexpected),
-    },
-    Spec {
-        key: "txn_retries",
-        label: "transaction retries",
-        decimals: 0,
-        combine: Combine::Total,
-        target: None,
-        get: |f| count(f.txn_retries),
-    },
-    Spec {
-        key: "log_warnings",
-        label: "warnings in the log",
-        decimals: 0,
-        combine: Combine::Total,
-        target: None,
-        get: |f| count(f.log_warnings),
-    },
+        key,
+        label,
+        decimals,
+        combine,
+        target,
+        get,
+    }
+}
+
+use Combine::{Median, Total};
+
+/// Must be zero.
+const ZERO: Option<Target> = Some(Target::AtMost(0.0));
+
+/// The figures of the echo workload, in the order printed.
+#[rustfmt::skip]
+const ECHO: &[Spec] = &[
+    spec("events", "events (measured)", 0, Median, None, |f| count(f.events)),
+    spec("wall_s", "wall time (s)", 3, Median, None, |f| f.wall_s),
+    spec("events_per_s", "events/s end-to-end", 0, Median, Some(Target::AtLeast(20_000.0)), |f| f.events_per_s),
+    spec("txn_acks_per_s", "transaction acks/s", 0, Median, None, |f| f.txn_acks_per_s),
+    spec("latency_p50_ms", "latency p50 (ms)", 2, Median, None, |f| f.p50_ms),
+    spec("latency_p90_ms", "latency p90 (ms)", 2, Median, None, |f| f.p90_ms),
+    spec("latency_p99_ms", "latency p99 (ms)", 2, Median, Some(Target::AtMost(10.0)), |f| f.p99_ms),
+    spec("latency_max_ms", "latency max (ms)", 2, Median, None, |f| f.max_ms),
+    spec("cpu_us_per_event", "CPU µs/event (switchboard)", 1, Median, Some(Target::AtMost(50.0)), |f| f.cpu_us_per_event),
+    spec("bench_cpu_us_per_event", "CPU µs/event (bench itself)", 1, Median, None, |f| f.bench_cpu_us_per_event),
+    spec("idle_rss_mb", "idle RSS (MB)", 1, Median, Some(Target::AtMost(15.0)), |f| f.idle_rss_mb),
+    spec("peak_rss_mb", "peak RSS (MB)", 1, Median, Some(Target::AtMost(40.0)), |f| f.peak_rss_mb),
+    spec("duplicates", "duplicate replies", 0, Total, ZERO, |f| count(f.duplicates)),
+    spec("missing", "missing replies", 0, Total, ZERO, |f| count(f.missing)),
+    spec("unexpected", "unexpected requests", 0, Total, ZERO, |f| count(f.unexpected)),
+    spec("txn_retries", "transaction retries", 0, Total, None, |f| count(f.txn_retries)),
+    spec("log_warnings", "warnings in the log", 0, Total, None, |f| count(f.log_warnings)),
 ];
+
+/// The figures of `mqtt-in` (MQTT → Matrix), in the order printed. No targets were set
+/// for the bridge beyond the error counts.
+#[rustfmt::skip]
+const MQTT_IN: &[Spec] = &[
+    spec("events", "messages (measured)", 0, Median, None, |f| count(f.events)),
+    spec("wall_s", "wall time (s)", 3, Median, None, |f| f.wall_s),
+    spec("events_per_s", "messages/s end-to-end", 0, Median, None, |f| f.events_per_s),
+    spec("publish_acks_per_s", "broker acks/s (PUBACK)", 0, Median, None, |f| f.txn_acks_per_s),
+    spec("latency_p50_ms", "latency p50 (ms)", 2, Median, None, |f| f.p50_ms),
+    spec("latency_p90_ms", "latency p90 (ms)", 2, Median, None, |f| f.p90_ms),
+    spec("latency_p99_ms", "latency p99 (ms)", 2, Median, None, |f| f.p99_ms),
+    spec("latency_max_ms", "latency max (ms)", 2, Median, None, |f| f.max_ms),
+    spec("cpu_us_per_event", "CPU µs/message (switchboard)", 1, Median, None, |f| f.cpu_us_per_event),
+    spec("bench_cpu_us_per_event", "CPU µs/message (bench itself)", 1, Median, None, |f| f.bench_cpu_us_per_event),
+    spec("broker_cpu_us_per_event", "CPU µs/message (mosquitto)", 1, Median, None, |f| f.broker_cpu_us_per_event),
+    spec("idle_rss_mb", "idle RSS (MB)", 1, Median, None, |f| f.idle_rss_mb),
+    spec("peak_rss_mb", "peak RSS (MB)", 1, Median, None, |f| f.peak_rss_mb),
+    spec("duplicates", "duplicate messages", 0, Total, ZERO, |f| count(f.duplicates)),
+    spec("missing", "missing messages", 0, Total, ZERO, |f| count(f.missing)),
+    spec("unexpected", "unexpected requests/messages", 0, Total, ZERO, |f| count(f.unexpected)),
+    spec("log_warnings", "warnings in the log", 0, Total, None, |f| count(f.log_warnings)),
+];
+
+/// The figures of `mqtt-out` (Matrix → MQTT), in the order printed.
+#[rustfmt::skip]
+const MQTT_OUT: &[Spec] = &[
+    spec("events", "messages (measured)", 0, Median, None, |f| count(f.events)),
+    spec("wall_s", "wall time (s)", 3, Median, None, |f| f.wall_s),
+    spec("events_per_s", "messages/s end-to-end", 0, Median, None, |f| f.events_per_s),
+    spec("txn_acks_per_s", "transaction acks/s", 0, Median, None, |f| f.txn_acks_per_s),
+    spec("latency_p50_ms", "latency p50 (ms)", 2, Median, None, |f| f.p50_ms),
+    spec("latency_p90_ms", "latency p90 (ms)", 2, Median, None, |f| f.p90_ms),
+    spec("latency_p99_ms", "latency p99 (ms)", 2, Median, None, |f| f.p99_ms),
+    spec("latency_max_ms", "latency max (ms)", 2, Median, None, |f| f.max_ms),
+    spec("cpu_us_per_event", "CPU µs/message (switchboard)", 1, Median, None, |f| f.cpu_us_per_event),
+    spec("bench_cpu_us_per_event", "CPU µs/message (bench itself)", 1, Median, None, |f| f.bench_cpu_us_per_event),
+    spec("broker_cpu_us_per_event", "CPU µs/message (mosquitto)", 1, Median, None, |f| f.broker_cpu_us_per_event),
+    spec("idle_rss_mb", "idle RSS (MB)", 1, Median, None, |f| f.idle_rss_mb),
+    spec("peak_rss_mb", "peak RSS (MB)", 1, Median, None, |f| f.peak_rss_mb),
+    spec("duplicates", "duplicate messages", 0, Total, ZERO, |f| count(f.duplicates)),
+    spec("missing", "missing messages", 0, Total, ZERO, |f| count(f.missing)),
+    spec("unexpected", "unexpected requests/messages", 0, Total, ZERO, |f| count(f.unexpected)),
+    spec("txn_retries", "transaction retries", 0, Total, None, |f| count(f.txn_retries)),
+    spec("log_warnings", "warnings in the log", 0, Total, None, |f| count(f.log_warnings)),
+];
+
+/// Which figures a workload reports.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Table {
+    /// The echo bot.
+    Echo,
+    /// MQTT → Matrix.
+    MqttIn,
+    /// Matrix → MQTT.
+    MqttOut,
+}
+
+impl Table {
+    /// The figures, in the order printed.
+    fn specs(self) -> &'static [Spec] {
+        match self {
+            Table::Echo => ECHO,
+            Table::MqttIn => MQTT_IN,
+            Table::MqttOut => MQTT_OUT,
+        }
+    }
+}
 
 /// A figure with its value.
 struct Row {
@@ -237,8 +213,9 @@ struct Row {
 }
 
 impl Figures {
-    fn rows(&self) -> Vec<Row> {
-        SPECS
+    fn rows(&self, table: Table) -> Vec<Row> {
+        table
+            .specs()
             .iter()
             .map(|spec| Row {
                 spec,
@@ -307,8 +284,8 @@ fn json_of(rows: &[Row]) -> Map<String, Value> {
 }
 
 /// Prints one run's table, its problems, and its `RUN {json}` line.
-pub(crate) fn print_run(index: usize, of: usize, figures: &Figures) {
-    let rows = figures.rows();
+pub(crate) fn print_run(table: Table, index: usize, of: usize, figures: &Figures) {
+    let rows = figures.rows(table);
     print_table(&format!("run {index}/{of}"), &rows);
     print_problems(&figures.problems);
     let mut json = json_of(&rows);
@@ -339,9 +316,10 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// Prints the summary of all runs (medians; error counters are totals) and, last, the
 /// `RESULT {json}` line.
-pub(crate) fn print_summary(runs: &[Figures], settings: Map<String, Value>) {
-    let per_run: Vec<Vec<Row>> = runs.iter().map(Figures::rows).collect();
-    let rows: Vec<Row> = SPECS
+pub(crate) fn print_summary(table: Table, runs: &[Figures], settings: Map<String, Value>) {
+    let per_run: Vec<Vec<Row>> = runs.iter().map(|f| f.rows(table)).collect();
+    let rows: Vec<Row> = table
+        .specs()
         .iter()
         .enumerate()
         .map(|(i, spec)| {

@@ -1,33 +1,31 @@
-//! One measurement: a fresh directory, config and registration, the fake homeserver,
-//! Switchboard, warm-up, the measured run, and a graceful stop.
+//! One measurement: a fresh directory, config and registration, the broker (MQTT workloads),
+//! the fake homeserver, Switchboard, warm-up, the measured run, and a graceful stop.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::homeserver::{FakeHomeserver, HomeserverSetup, HsState};
+use crate::load::Sent;
+use crate::mosquitto::{self, Mosquitto};
 use crate::procfs::{self, Pid};
 use crate::report::Figures;
 use crate::switchboard::{self, Switchboard};
+use crate::workload::{Driver, Target, Workload};
 
 /// Server name of the fake homeserver.
-const SERVER_NAME: &str = "bench.local";
-/// Bot localpart written into the config.
-const BOT_LOCALPART: &str = "echobot";
+pub(crate) const SERVER_NAME: &str = "bench.local";
 /// How long Switchboard may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long, after the last transaction was acknowledged, replies may take to arrive.
 const ANSWER_TIMEOUT: Duration = Duration::from_mins(2);
-/// Longest the sending of one phase may take (a bound, far above any plausible run).
-const SEND_TIMEOUT: Duration = Duration::from_mins(15);
-/// Timeout of one transaction request (above Switchboard's 30 s back-pressure wait).
-const TXN_TIMEOUT: Duration = Duration::from_mins(1);
-/// Consecutive connection failures after which Switchboard is taken for dead.
-const MAX_CONNECTION_FAILURES: u32 = 5;
+/// MQTT workloads: how long the bench waits for the next arrival before it takes the bridge
+/// for stalled.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Settling time between readiness and the idle RSS reading.
 const IDLE_SETTLE: Duration = Duration::from_millis(500);
 
@@ -55,12 +53,10 @@ impl SqliteSync {
 pub(crate) struct Options {
     /// The `switchboard` binary.
     pub(crate) switchboard: PathBuf,
+    /// The workload and its settings.
+    pub(crate) workload: Workload,
     /// Measured events.
     pub(crate) events: u64,
-    /// Events per transaction.
-    pub(crate) batch: u64,
-    /// Rooms the events are spread over.
-    pub(crate) rooms: u64,
     /// Warm-up events (not measured).
     pub(crate) warmup: u64,
     /// `SQLite` durability.
@@ -69,6 +65,8 @@ pub(crate) struct Options {
     pub(crate) high_water_mark: Option<u64>,
     /// Keep the temporary directory.
     pub(crate) keep_dir: bool,
+    /// Switchboard's `logging.filter`.
+    pub(crate) log_filter: String,
     /// Clock ticks per second of `/proc/<pid>/stat`.
     pub(crate) clock_ticks: u64,
 }
@@ -92,8 +90,15 @@ fn write_config(
     hs_url: &str,
     as_port: u16,
     metrics_port: u16,
+    broker: Option<&str>,
     opts: &Options,
 ) -> Result<()> {
+    let bot = opts.workload.bot_localpart();
+    let displayname = if opts.workload.is_mqtt() {
+        "Bridge bot"
+    } else {
+        "Echo bot"
+    };
     let mut config = format!(
         "# Written by switchboard-bench.
 homeserver:
@@ -104,8 +109,8 @@ appservice:
   listen: 127.0.0.1:{as_port}
   url: http://127.0.0.1:{as_port}
   registration: registration.yaml
-  bot_localpart: {BOT_LOCALPART}
-  bot_displayname: Echo bot
+  bot_localpart: {bot}
+  bot_displayname: {displayname}
 database:
   sqlite_synchronous: {sync}
 data_dir: data
@@ -114,19 +119,25 @@ metrics:
   listen: 127.0.0.1:{metrics_port}
 logging:
   format: pretty
-  filter: warn
-bots:
-  echo:
-    enabled: true
-",
-        sync = opts.sqlite_sync.as_str()
+  filter: {filter}
+{plugins}",
+        filter = opts.log_filter,
+        sync = opts.sqlite_sync.as_str(),
+        plugins = opts.workload.config_section(broker),
     );
     if let Some(mark) = opts.high_water_mark {
-        use std::fmt::Write as _;
         let _ = write!(config, "inbox:\n  high_water_mark: {mark}\n");
     }
     let path = dir.join("config.yaml");
     std::fs::write(&path, config).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The loopback ports of a run.
+struct Ports {
+    hs: u16,
+    appservice: u16,
+    metrics: u16,
+    broker: u16,
 }
 
 /// Runs one measurement in a fresh temporary directory.
@@ -147,16 +158,81 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
 
     let hs_listener =
         std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind the fake homeserver")?;
-    let hs_port = hs_listener.local_addr()?.port();
-    let as_port = free_port(&[hs_port])?;
-    let metrics_port = free_port(&[hs_port, as_port])?;
-    let hs_url = format!("http://127.0.0.1:{hs_port}");
-    write_config(&dir, &hs_url, as_port, metrics_port, opts)?;
+    let hs = hs_listener.local_addr()?.port();
+    let appservice = free_port(&[hs])?;
+    let metrics = free_port(&[hs, appservice])?;
+    let ports = Ports {
+        hs,
+        appservice,
+        metrics,
+        broker: free_port(&[hs, appservice, metrics])?,
+    };
+    let mut broker = match opts.workload.broker_max_inflight() {
+        Some(max_inflight) => Some(Mosquitto::start(&dir, ports.broker, max_inflight).await?),
+        None => None,
+    };
+    let hs_url = format!("http://127.0.0.1:{}", ports.hs);
+    let broker_url = broker.as_ref().map(Mosquitto::url);
+    write_config(
+        &dir,
+        &hs_url,
+        ports.appservice,
+        ports.metrics,
+        broker_url.as_deref(),
+        opts,
+    )?;
 
-    let registration = switchboard::generate_registration(&opts.switchboard, &dir).await?;
-    if registration.sender_localpart != BOT_LOCALPART {
+    let (state, as_url, hs_token) = setup_homeserver(opts, &dir, ports.appservice).await?;
+    let _homeserver = FakeHomeserver::start(hs_listener, Arc::clone(&state))?;
+
+    let mut sb = Switchboard::start(&opts.switchboard, &dir)?;
+    let target = Target {
+        as_url: &as_url,
+        hs_token: &hs_token,
+        metrics_port: ports.metrics,
+        broker_port: broker.as_ref().map(Mosquitto::port),
+    };
+    let measured = measure(opts, &mut sb, broker.as_mut(), &state, &target).await;
+    let stopped = sb.stop().await;
+    let broker_stopped = match broker.as_mut() {
+        Some(b) => b.stop().await,
+        None => None,
+    };
+    let mut figures = match measured {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "  Switchboard's log ({}) ends with:\n{}",
+                sb.log_path().display(),
+                indent(&sb.log_tail())
+            );
+            return Err(e);
+        }
+    };
+    figures.problems.extend(broker_stopped);
+    if let Some(b) = &broker {
+        note_warnings(
+            &mut figures,
+            "Mosquitto's",
+            &mosquitto::warnings(&b.log_text()),
+        );
+    }
+    check_stop(&mut figures, &stopped?, &sb);
+    Ok(figures)
+}
+
+/// Generates the registration and the fake homeserver's state; the state, Switchboard's
+/// appservice URL and the `hs_token`.
+async fn setup_homeserver(
+    opts: &Options,
+    dir: &Path,
+    as_port: u16,
+) -> Result<(Arc<HsState>, String, String)> {
+    let registration = switchboard::generate_registration(&opts.switchboard, dir).await?;
+    let bot = opts.workload.bot_localpart();
+    if registration.sender_localpart != bot {
         bail!(
-            "the registration's sender_localpart is {:?}, the config says {BOT_LOCALPART:?}",
+            "the registration's sender_localpart is {:?}, the config says {bot:?}",
             registration.sender_localpart
         );
     }
@@ -172,33 +248,13 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
         as_url: as_url.clone(),
         total_events: opts.warmup + opts.events,
         warmup: opts.warmup,
+        sends: opts.workload.sends(),
     })?);
-    let _homeserver = FakeHomeserver::start(hs_listener, Arc::clone(&state))?;
+    Ok((state, as_url, registration.hs_token))
+}
 
-    let mut sb = Switchboard::start(&opts.switchboard, &dir)?;
-    let measured = measure(
-        opts,
-        &mut sb,
-        &state,
-        &as_url,
-        &registration.hs_token,
-        metrics_port,
-    )
-    .await;
-    let stopped = sb.stop().await;
-    let mut figures = match measured {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!(
-                "  Switchboard's log ({}) ends with:\n{}",
-                sb.log_path().display(),
-                indent(&sb.log_tail())
-            );
-            return Err(e);
-        }
-    };
-
-    let stopped = stopped?;
+/// Notes how Switchboard stopped and the warnings in its log.
+fn check_stop(figures: &mut Figures, stopped: &switchboard::Stopped, sb: &Switchboard) {
     eprintln!(
         "  stopped in {} ms ({})",
         stopped.took.as_millis(),
@@ -217,29 +273,51 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
     let log = sb.log_text();
     let warnings = switchboard::warnings(&log);
     figures.log_warnings = warnings.len() as u64;
-    if !warnings.is_empty() {
-        let mut text = format!(
-            "{} warning/error lines in Switchboard's log, first ones:",
-            warnings.len()
-        );
-        for line in warnings.iter().take(5) {
-            let _ = write!(text, "\n      {}", line.trim());
-        }
-        figures.problems.push(text);
+    note_warnings(figures, "Switchboard's", &warnings);
+}
+
+/// Notes the first warning lines of a log (`whose`: "Switchboard's") in the problems.
+fn note_warnings(figures: &mut Figures, whose: &str, warnings: &[&str]) {
+    if warnings.is_empty() {
+        return;
     }
-    Ok(figures)
+    let mut text = format!(
+        "{} warning/error lines in {whose} log, first ones:",
+        warnings.len()
+    );
+    for line in warnings.iter().take(5) {
+        let _ = write!(text, "\n      {}", line.trim());
+    }
+    figures.problems.push(text);
+}
+
+/// CPU time (clock ticks) of the processes at one moment.
+struct Cpu {
+    switchboard: u64,
+    bench: u64,
+    broker: u64,
+}
+
+impl Cpu {
+    /// Reads Switchboard's, the bench's and the broker's CPU time now.
+    fn read(sb: Pid, broker: Option<Pid>) -> Result<Self> {
+        Ok(Self {
+            switchboard: procfs::cpu_ticks(sb)?,
+            bench: procfs::cpu_ticks(Pid::OurSelf)?,
+            broker: broker.map(procfs::cpu_ticks).transpose()?.unwrap_or(0),
+        })
+    }
 }
 
 /// Everything between start and stop.
 async fn measure(
     opts: &Options,
     sb: &mut Switchboard,
+    broker: Option<&mut Mosquitto>,
     state: &Arc<HsState>,
-    as_url: &str,
-    hs_token: &str,
-    metrics_port: u16,
+    target: &Target<'_>,
 ) -> Result<Figures> {
-    let ready_in = sb.wait_ready(metrics_port, READY_TIMEOUT).await?;
+    let ready_in = sb.wait_ready(target.metrics_port, READY_TIMEOUT).await?;
     let pid = Pid::Id(sb.pid());
     tokio::time::sleep(IDLE_SETTLE).await;
     sb.check_alive()?;
@@ -250,38 +328,53 @@ async fn measure(
         kb_to_mb(idle_rss_kb)
     );
 
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(TXN_TIMEOUT)
-        .pool_max_idle_per_host(1)
-        .build()?;
-    let mut load = Load {
-        client,
-        url: format!("{as_url}/_matrix/app/v1/transactions/"),
-        hs_token: hs_token.to_owned(),
-        state: Arc::clone(state),
-        rooms: opts.rooms,
-        batch: opts.batch,
-        next_txn: 0,
-        retries: 0,
-        problems: Vec::new(),
-    };
+    let mut driver = Driver::start(opts.workload, state, target, sb).await?;
+    let warm_up_problem = warm_up(opts, &mut driver, state, sb).await?;
 
-    warm_up(opts, &mut load, state, sb).await?;
-
+    let broker_pid = broker.as_ref().map(|b| Pid::Id(b.pid()));
     let total = opts.warmup + opts.events;
-    let cpu_before = procfs::cpu_ticks(pid)?;
-    let own_cpu_before = procfs::cpu_ticks(Pid::OurSelf)?;
-    let retries_before = load.retries;
-    let sent = load
+    let before = Cpu::read(pid, broker_pid)?;
+    let retries_before = driver.retries();
+    let sent = driver
         .send(opts.warmup, total, sb)
         .await
         .context("measured run")?;
-    let answered = wait_answered(&state.counters.answered_measured, opts.events, sb).await?;
-    let cpu_after = procfs::cpu_ticks(pid)?;
-    let own_cpu_after = procfs::cpu_ticks(Pid::OurSelf)?;
+    let stall = opts.workload.is_mqtt().then_some(STALL_TIMEOUT);
+    let (answered, stalled) =
+        wait_answered(&state.counters.answered_measured, opts.events, stall, sb).await?;
+    let after = Cpu::read(pid, broker_pid)?;
     let peak_rss_kb = procfs::status_kb(pid, "VmHWM")?;
+    if let Some(b) = broker {
+        b.check_alive()?;
+    }
 
+    let mut figures = figures_of(opts, state, &sent, &before, &after);
+    if stalled {
+        figures.problems.push(format!(
+            "no message arrived during the last {} s: the bridge stalled (see \"Known problem\" \
+             in bench/README.md)",
+            STALL_TIMEOUT.as_secs()
+        ));
+    }
+    figures.idle_rss_mb = kb_to_mb(idle_rss_kb);
+    figures.peak_rss_mb = kb_to_mb(peak_rss_kb);
+    figures.txn_retries = driver.retries() - retries_before;
+    figures.problems.extend(warm_up_problem);
+    figures.problems.extend(driver.problems());
+    let (noun, verb) = nouns(opts.workload);
+    eprintln!(
+        "  measured: {answered}/{} {noun} {verb}, {:.0} {noun}/s",
+        opts.events, figures.events_per_s
+    );
+    check_counters(opts.workload, state, &mut figures);
+    check_metrics(target.metrics_port, &mut figures).await;
+    Ok(figures)
+}
+
+/// The figures of the measured run from the per-message tables, the counters and the CPU
+/// readings (RSS, retries and problems are filled in by the caller).
+fn figures_of(opts: &Options, state: &HsState, sent: &Sent, before: &Cpu, after: &Cpu) -> Figures {
+    let total = opts.warmup + opts.events;
     let mut latencies = Vec::with_capacity(usize::try_from(opts.events).unwrap_or(0));
     let mut last_reply = 0;
     for n in opts.warmup..total {
@@ -291,13 +384,13 @@ async fn measure(
         }
     }
     latencies.sort_unstable();
+    let answered = latencies.len() as u64;
     let wall_ns = last_reply.saturating_sub(sent.first_sent_ns).max(1);
     let ack_ns = sent.last_ack_ns.saturating_sub(sent.first_sent_ns).max(1);
     let cpu_us =
         |ticks: u64| ticks as f64 * 1e6 / opts.clock_ticks as f64 / opts.events.max(1) as f64;
-
     let c = &state.counters;
-    let mut figures = Figures {
+    Figures {
         events: opts.events,
         wall_s: wall_ns as f64 / 1e9,
         events_per_s: answered as f64 / (wall_ns as f64 / 1e9),
@@ -306,60 +399,70 @@ async fn measure(
         p90_ms: percentile_ms(&latencies, 900),
         p99_ms: percentile_ms(&latencies, 990),
         max_ms: latencies.last().map_or(0.0, |&l| l as f64 / 1e6),
-        cpu_us_per_event: cpu_us(cpu_after.saturating_sub(cpu_before)),
-        bench_cpu_us_per_event: cpu_us(own_cpu_after.saturating_sub(own_cpu_before)),
-        idle_rss_mb: kb_to_mb(idle_rss_kb),
-        peak_rss_mb: kb_to_mb(peak_rss_kb),
+        cpu_us_per_event: cpu_us(after.switchboard.saturating_sub(before.switchboard)),
+        bench_cpu_us_per_event: cpu_us(after.bench.saturating_sub(before.bench)),
+        broker_cpu_us_per_event: cpu_us(after.broker.saturating_sub(before.broker)),
         duplicates: c.duplicates.load(Ordering::Relaxed),
         missing: opts.events - answered.min(opts.events),
         unexpected: c.unexpected.load(Ordering::Relaxed)
             + c.bad_replies.load(Ordering::Relaxed)
             + c.wrong_bodies.load(Ordering::Relaxed)
             + c.auth_failures.load(Ordering::Relaxed),
-        txn_retries: load.retries - retries_before,
-        log_warnings: 0,
-        problems: std::mem::take(&mut load.problems),
-    };
-    eprintln!(
-        "  measured: {answered}/{} events answered, {:.0} events/s",
-        opts.events, figures.events_per_s
-    );
-    check_counters(state, &mut figures);
-    check_metrics(metrics_port, &mut figures).await;
-    Ok(figures)
+        ..Figures::default()
+    }
 }
 
-/// Sends the warm-up events and waits until they are answered.
+/// What the progress output calls the workload's messages, and their arrival.
+fn nouns(workload: Workload) -> (&'static str, &'static str) {
+    if workload.is_mqtt() {
+        ("messages", "arrived")
+    } else {
+        ("events", "answered")
+    }
+}
+
+/// Sends the warm-up events and waits until they are answered; a problem, if some were not.
 async fn warm_up(
     opts: &Options,
-    load: &mut Load,
+    driver: &mut Driver,
     state: &HsState,
     sb: &mut Switchboard,
-) -> Result<()> {
+) -> Result<Option<String>> {
     if opts.warmup == 0 {
-        return Ok(());
+        return Ok(None);
     }
     let started = Instant::now();
-    load.send(0, opts.warmup, sb).await.context("warm-up")?;
-    let answered = wait_answered(&state.counters.answered_warmup, opts.warmup, sb).await?;
-    if answered < opts.warmup {
-        load.problems.push(format!(
-            "{} of {} warm-up events were not answered within {} s",
-            opts.warmup - answered,
-            opts.warmup,
-            ANSWER_TIMEOUT.as_secs()
-        ));
-    }
+    driver.send(0, opts.warmup, sb).await.context("warm-up")?;
+    let stall = opts.workload.is_mqtt().then_some(STALL_TIMEOUT);
+    let (answered, stalled) =
+        wait_answered(&state.counters.answered_warmup, opts.warmup, stall, sb).await?;
+    let (noun, verb) = nouns(opts.workload);
     eprintln!(
-        "  warm-up: {answered}/{} events answered in {:.2} s",
+        "  warm-up: {answered}/{} {noun} {verb} in {:.2} s",
         opts.warmup,
         started.elapsed().as_secs_f64()
     );
-    Ok(())
+    if stalled {
+        bail!(
+            "warm-up: {} of {} messages did not arrive and none did for {} s: the bridge \
+             stalled (see \"Known problem\" in bench/README.md)",
+            opts.warmup - answered,
+            opts.warmup,
+            STALL_TIMEOUT.as_secs()
+        );
+    }
+    Ok((answered < opts.warmup).then(|| {
+        format!(
+            "{} of {} warm-up {noun} were not {verb} within {} s",
+            opts.warmup - answered,
+            opts.warmup,
+            ANSWER_TIMEOUT.as_secs()
+        )
+    }))
 }
 
 /// Notes in the problems what the fake homeserver's counters show went wrong.
-fn check_counters(state: &HsState, figures: &mut Figures) {
+fn check_counters(workload: Workload, state: &HsState, figures: &mut Figures) {
     let c = &state.counters;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut note = |count: u64, what: &str| {
@@ -367,11 +470,23 @@ fn check_counters(state: &HsState, figures: &mut Figures) {
             figures.problems.push(format!("{count} {what}"));
         }
     };
-    note(
-        figures.duplicates,
-        "duplicate replies (an event answered more than once)",
-    );
-    note(figures.missing, "measured events without a reply");
+    let (duplicates, missing, bad, wrong) = if workload.is_mqtt() {
+        (
+            "duplicate messages (a message that arrived more than once)",
+            "measured messages that never arrived",
+            "messages that are not one of the bench's",
+            "messages from the wrong sender, in the wrong room or with the wrong body",
+        )
+    } else {
+        (
+            "duplicate replies (an event answered more than once)",
+            "measured events without a reply",
+            "messages that are not a reply to a bench event",
+            "replies whose body is not `pong <N>`",
+        )
+    };
+    note(figures.duplicates, duplicates);
+    note(figures.missing, missing);
     note(
         get(&c.unexpected),
         "requests to endpoints the bench does not expect",
@@ -380,11 +495,8 @@ fn check_counters(state: &HsState, figures: &mut Figures) {
         get(&c.auth_failures),
         "requests with a missing or wrong as_token",
     );
-    note(
-        get(&c.bad_replies),
-        "messages that are not a reply to a bench event",
-    );
-    note(get(&c.wrong_bodies), "replies whose body is not `pong <N>`");
+    note(get(&c.bad_replies), bad);
+    note(get(&c.wrong_bodies), wrong);
     note(
         get(&c.repeated_txn_ids),
         "sends repeating a transaction id (retries; a homeserver de-duplicates them)",
@@ -394,12 +506,16 @@ fn check_counters(state: &HsState, figures: &mut Figures) {
         figures.txn_retries,
         "transactions not acknowledged at the first attempt",
     );
-    for (count, call) in [
+    let mut expected = vec![
         (get(&c.versions), "GET /versions"),
         (get(&c.whoami), "GET /whoami"),
         (get(&c.pings_ok), "the appservice ping"),
         (get(&c.profile), "the display-name update"),
-    ] {
+    ];
+    if workload.is_mqtt() {
+        expected.push((get(&c.created_rooms), "createRoom (the portal room)"));
+    }
+    for (count, call) in expected {
         if count == 0 {
             figures
                 .problems
@@ -411,22 +527,23 @@ fn check_counters(state: &HsState, figures: &mut Figures) {
     }
 }
 
+/// Switchboard's `/metrics` text.
+pub(crate) async fn metrics_text(metrics_port: u16) -> reqwest::Result<String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await
+}
+
 /// Reads Switchboard's own error counters from `/metrics` and notes any that are not zero.
 async fn check_metrics(metrics_port: u16, figures: &mut Figures) {
-    let text = async {
-        reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()?
-            .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await
-    }
-    .await;
-    let text = match text {
+    let text = match metrics_text(metrics_port).await {
         Ok(t) => t,
         Err(e) => {
             figures
@@ -460,6 +577,10 @@ async fn check_metrics(metrics_port: u16, figures: &mut Figures) {
             "switchboard_events_invalid_total",
             "events skipped as invalid",
         ),
+        (
+            "switchboard_bridge_remote_skipped_total",
+            "remote messages skipped by a bridge",
+        ),
     ] {
         let total = metric_sum(&text, prefix);
         if total > 0.0 {
@@ -471,7 +592,7 @@ async fn check_metrics(metrics_port: u16, figures: &mut Figures) {
 }
 
 /// Sum of the samples whose name (with labels) starts with `prefix`.
-fn metric_sum(text: &str, prefix: &str) -> f64 {
+pub(crate) fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -509,141 +630,33 @@ fn percentile_ms(sorted_ns: &[u64], per_mille: usize) -> f64 {
     sorted_ns[rank.min(sorted_ns.len()) - 1] as f64 / 1e6
 }
 
-/// Waits until `counter` reaches `target`, at most [`ANSWER_TIMEOUT`]; returns the count.
-async fn wait_answered(counter: &AtomicU64, target: u64, sb: &mut Switchboard) -> Result<u64> {
+/// Waits until `counter` reaches `target`, at most [`ANSWER_TIMEOUT`] — and, with `stall`, at
+/// most that long without progress; returns the count and whether it stopped for want of
+/// progress.
+async fn wait_answered(
+    counter: &AtomicU64,
+    target: u64,
+    stall: Option<Duration>,
+    sb: &mut Switchboard,
+) -> Result<(u64, bool)> {
     let deadline = Instant::now() + ANSWER_TIMEOUT;
     let mut checked = Instant::now();
+    let mut progress = (counter.load(Ordering::Acquire), Instant::now());
     loop {
         let answered = counter.load(Ordering::Acquire);
         if answered >= target || Instant::now() > deadline {
-            return Ok(answered);
+            return Ok((answered, false));
+        }
+        if answered != progress.0 {
+            progress = (answered, Instant::now());
+        } else if stall.is_some_and(|s| progress.1.elapsed() > s) {
+            return Ok((answered, true));
         }
         if checked.elapsed() > Duration::from_millis(200) {
             sb.check_alive()?;
             checked = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// What sending a range of events took.
-struct Sent {
-    txns: u64,
-    first_sent_ns: u64,
-    last_ack_ns: u64,
-}
-
-/// The load generator: pushes transactions one at a time, like a homeserver.
-struct Load {
-    client: reqwest::Client,
-    url: String,
-    hs_token: String,
-    state: Arc<HsState>,
-    rooms: u64,
-    batch: u64,
-    next_txn: u64,
-    retries: u64,
-    problems: Vec<String>,
-}
-
-impl Load {
-    /// The body of a transaction carrying events `from..to`.
-    fn transaction(&self, from: u64, to: u64) -> String {
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let mut body = String::with_capacity(usize::try_from(to - from).unwrap_or(0) * 200 + 16);
-        body.push_str("{\"events\":[");
-        for n in from..to {
-            let k = n % self.rooms;
-            if n > from {
-                body.push(',');
-            }
-            let _ = write!(
-                body,
-                "{{\"type\":\"m.room.message\",\"room_id\":\"!r{k}:{SERVER_NAME}\",\"event_id\":\"$e{n}\",\
-                 \"sender\":\"@user{k}:{SERVER_NAME}\",\"origin_server_ts\":{ts},\
-                 \"content\":{{\"msgtype\":\"m.text\",\"body\":\"ping {n}\"}}}}"
-            );
-        }
-        body.push_str("]}");
-        body
-    }
-
-    /// Sends events `from..to` in transactions of `batch`, each after the previous one was
-    /// acknowledged.
-    async fn send(&mut self, from: u64, to: u64, sb: &mut Switchboard) -> Result<Sent> {
-        let deadline = Instant::now() + SEND_TIMEOUT;
-        let mut sent = Sent {
-            txns: 0,
-            first_sent_ns: 0,
-            last_ack_ns: 0,
-        };
-        let mut n = from;
-        while n < to {
-            let end = (n + self.batch).min(to);
-            let body = self.transaction(n, end);
-            let txn_id = format!("bench{}", self.next_txn);
-            self.next_txn += 1;
-            let url = format!("{}{txn_id}", self.url);
-            let now = self.state.now_ns();
-            self.state.mark_sent(n..end, now);
-            if sent.txns == 0 {
-                sent.first_sent_ns = now;
-            }
-            let mut connection_failures = 0;
-            loop {
-                if Instant::now() > deadline {
-                    bail!("sending took longer than {} s", SEND_TIMEOUT.as_secs());
-                }
-                let result = self
-                    .client
-                    .put(&url)
-                    .bearer_auth(&self.hs_token)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                match result {
-                    Ok(r) if r.status() == reqwest::StatusCode::OK => {
-                        // Read the body so that the connection is reused.
-                        let _ = r.bytes().await;
-                        break;
-                    }
-                    Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
-                        let status = r.status();
-                        let text = r.text().await.unwrap_or_default();
-                        self.retry(format!("transaction {txn_id} answered {status}: {text}"));
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Ok(r) => {
-                        let status = r.status();
-                        let text = r.text().await.unwrap_or_default();
-                        bail!("Switchboard refused transaction {txn_id}: {status} {text}");
-                    }
-                    Err(e) => {
-                        sb.check_alive()?;
-                        connection_failures += 1;
-                        if connection_failures >= MAX_CONNECTION_FAILURES {
-                            return Err(e).context(format!("cannot send transaction {txn_id}"));
-                        }
-                        self.retry(format!("transaction {txn_id} failed: {e}"));
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-            sent.last_ack_ns = self.state.now_ns();
-            sent.txns += 1;
-            n = end;
-        }
-        Ok(sent)
-    }
-
-    fn retry(&mut self, what: String) {
-        self.retries += 1;
-        if self.problems.len() < 5 {
-            self.problems.push(what);
-        }
     }
 }
 
@@ -677,38 +690,5 @@ mod tests {
                 .abs()
                 < 1e-9
         );
-    }
-
-    #[test]
-    fn transactions_spread_events_over_rooms() {
-        let state = HsState::new(HomeserverSetup {
-            as_token: String::new(),
-            hs_token: String::new(),
-            appservice_id: String::new(),
-            bot_user_id: String::new(),
-            as_url: String::new(),
-            total_events: 0,
-            warmup: 0,
-        })
-        .expect("state");
-        let load = Load {
-            client: reqwest::Client::new(),
-            url: String::new(),
-            hs_token: String::new(),
-            state: Arc::new(state),
-            rooms: 2,
-            batch: 3,
-            next_txn: 0,
-            retries: 0,
-            problems: Vec::new(),
-        };
-        let body: serde_json::Value =
-            serde_json::from_str(&load.transaction(4, 7)).expect("valid JSON");
-        let events = body["events"].as_array().expect("events");
-        assert_eq!(events.len(), 3);
-        assert_eq!(events[0]["room_id"], "!r0:bench.local");
-        assert_eq!(events[1]["event_id"], "$e5");
-        assert_eq!(events[1]["sender"], "@user1:bench.local");
-        assert_eq!(events[2]["content"]["body"], "ping 6");
     }
 }
