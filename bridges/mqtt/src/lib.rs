@@ -342,7 +342,10 @@ impl Bridge for MqttBridge {
 
     async fn start(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
         if let Some(listen) = self.broker.embedded {
-            embedded::start(listen, self.settings.max_payload_bytes)
+            // The broker takes what the bridge reads, so that a message over
+            // max_payload_bytes is reported in the room rather than refused.
+            let accepted = receive_limit(self.settings.max_payload_bytes);
+            embedded::start(listen, usize::try_from(accepted).unwrap_or(usize::MAX))
                 .await
                 .map_err(BridgeError::Network)?;
         }
