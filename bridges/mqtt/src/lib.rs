@@ -11,7 +11,12 @@
 //! The bridge keeps a persistent session at the broker (clean start off, QoS 1 by default)
 //! and acknowledges a message only once it is in Matrix, so nothing published while
 //! Switchboard was down is lost; it reconnects with backoff and reports its connection
-//! through the bridge status.
+//! through the bridge status. A redelivery (also after a crash between showing and
+//! acknowledging) is shown once.
+//!
+//! It speaks MQTT 5 or 3.1.1 (module `link`), over TLS for `mqtts://`, or starts a broker of
+//! its own on loopback when none is configured (module `embedded`); chatty topics can be
+//! throttled per mapping (module `throttle`).
 
 mod embedded;
 mod link;

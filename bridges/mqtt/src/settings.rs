@@ -105,7 +105,7 @@ pub struct MappingSettings {
     #[serde(default)]
     pub subscribe_allow: Vec<String>,
     /// The payload that means a device went offline (what devices set as their last will,
-    /// e.g. `offline`): such a message is shown as a notice "<device> went offline".
+    /// e.g. `offline`): such a message is shown as a notice "`<device>` went offline".
     #[serde(default)]
     pub offline_payload: Option<String>,
     /// What happens to edits of room messages: `ignore`, or `publish` the new text (with
