@@ -148,18 +148,16 @@ impl Mosquitto {
         if let Ok(Some(status)) = self.child.try_wait() {
             return Some(format!("Mosquitto exited during the run ({status})"));
         }
-        let _ = tokio::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .await;
-        match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
-            Ok(Ok(status)) if status.success() => None,
-            Ok(Ok(status)) => Some(format!("Mosquitto exited with {status} after SIGTERM")),
-            Ok(Err(e)) => Some(format!("cannot wait for Mosquitto: {e}")),
-            Err(_) => {
-                let _ = self.child.kill().await;
+        match crate::switchboard::terminate(&mut self.child, self.pid, STOP_TIMEOUT).await {
+            Ok(stopped) if stopped.killed => {
                 Some("Mosquitto did not stop within 5 s of SIGTERM and was killed".to_owned())
             }
+            Ok(stopped) if stopped.status.success() => None,
+            Ok(stopped) => Some(format!(
+                "Mosquitto exited with {} after SIGTERM",
+                stopped.status
+            )),
+            Err(e) => Some(format!("cannot stop Mosquitto: {e:#}")),
         }
     }
 

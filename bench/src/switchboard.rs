@@ -74,8 +74,44 @@ pub(crate) struct Stopped {
     pub(crate) status: ExitStatus,
     /// Time from SIGTERM to exit.
     pub(crate) took: Duration,
-    /// Whether it had to be killed (did not stop within 15 s).
+    /// Whether it had to be killed (did not stop in time).
     pub(crate) killed: bool,
+}
+
+/// Stops the process `child` (`pid`) with SIGTERM, waiting at most `timeout` for its exit
+/// before killing it; at once when it has exited already.
+pub(crate) async fn terminate(
+    child: &mut tokio::process::Child,
+    pid: u32,
+    timeout: Duration,
+) -> Result<Stopped> {
+    let started = Instant::now();
+    if let Some(status) = child.try_wait()? {
+        return Ok(Stopped {
+            status,
+            took: Duration::ZERO,
+            killed: false,
+        });
+    }
+    let kill = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .context("cannot run `kill -TERM`")?;
+    if !kill.success() {
+        eprintln!("warning: `kill -TERM {pid}` failed ({kill})");
+    }
+    let (status, killed) = if let Ok(status) = tokio::time::timeout(timeout, child.wait()).await {
+        (status?, false)
+    } else {
+        child.kill().await.context("cannot kill the process")?;
+        (child.wait().await?, true)
+    };
+    Ok(Stopped {
+        status,
+        took: started.elapsed(),
+        killed,
+    })
 }
 
 /// A running `switchboard run`. Killed (SIGKILL) if dropped while running.
@@ -167,35 +203,8 @@ impl Switchboard {
 
     /// Sends SIGTERM and waits for the exit, at most 15 s; then kills it.
     pub(crate) async fn stop(&mut self) -> Result<Stopped> {
-        let started = Instant::now();
-        if let Some(status) = self.child.try_wait()? {
-            self.stopped = true;
-            return Ok(Stopped {
-                status,
-                took: Duration::ZERO,
-                killed: false,
-            });
-        }
-        let kill = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .context("cannot run `kill -TERM`")?;
-        if !kill.success() {
-            eprintln!("warning: `kill -TERM {}` failed ({kill})", self.pid);
-        }
-        let (status, killed) =
-            if let Ok(status) = tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
-                (status?, false)
-            } else {
-                self.child.kill().await.context("cannot kill Switchboard")?;
-                (self.child.wait().await?, true)
-            };
         self.stopped = true;
-        Ok(Stopped {
-            status,
-            took: started.elapsed(),
-            killed,
-        })
+        terminate(&mut self.child, self.pid, STOP_TIMEOUT).await
     }
 
     /// The log, without colour codes.
