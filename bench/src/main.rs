@@ -70,7 +70,8 @@ struct Common {
     /// `inbox.high_water_mark` of Switchboard (default: Switchboard's own default).
     #[arg(long, value_name = "N")]
     high_water_mark: Option<u64>,
-    /// Keep each run's temporary directory (config, registration, database, logs).
+    /// Keep each run's temporary directory (config, registration, database, logs), with
+    /// `latencies.tsv`: when each measured message was sent and answered.
     #[arg(long)]
     keep_dir: bool,
     /// Switchboard's `logging.filter` (e.g. `info,switchboard_bridge_mqtt=debug` to see what

@@ -193,6 +193,9 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
         broker_port: broker.as_ref().map(Mosquitto::port),
     };
     let measured = measure(opts, &mut sb, broker.as_mut(), &state, &target).await;
+    if opts.keep_dir && measured.is_ok() {
+        write_latency_log(&dir.join("latencies.tsv"), opts, &state)?;
+    }
     let stopped = sb.stop().await;
     let broker_stopped = match broker.as_mut() {
         Some(b) => b.stop().await,
@@ -369,6 +372,29 @@ async fn measure(
     check_counters(opts.workload, state, &mut figures);
     check_metrics(target.metrics_port, &mut figures).await;
     Ok(figures)
+}
+
+/// Writes one line per measured message to `path` (kept with `--keep-dir`), to see when the
+/// slow ones happened: its number, when it was sent and answered (ms since the first measured
+/// send) and its latency (ms).
+fn write_latency_log(path: &Path, opts: &Options, state: &HsState) -> Result<()> {
+    let total = opts.warmup + opts.events;
+    let times: Vec<(u64, u64, u64)> = (opts.warmup..total)
+        .filter_map(|n| state.sent_and_replied(n).map(|(s, r)| (n, s, r)))
+        .collect();
+    let start = times.iter().map(|&(_, sent, _)| sent).min().unwrap_or(0);
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let mut text = String::from("message\tsent_ms\tanswered_ms\tlatency_ms\n");
+    for (n, sent, replied) in times {
+        let _ = writeln!(
+            text,
+            "{n}\t{:.3}\t{:.3}\t{:.3}",
+            ms(sent - start),
+            ms(replied.saturating_sub(start)),
+            ms(replied.saturating_sub(sent))
+        );
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The figures of the measured run from the per-message tables, the counters and the CPU
