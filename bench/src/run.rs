@@ -193,8 +193,11 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
         broker_port: broker.as_ref().map(Mosquitto::port),
     };
     let measured = measure(opts, &mut sb, broker.as_mut(), &state, &target).await;
-    if opts.keep_dir && measured.is_ok() {
-        write_latency_log(&dir.join("latencies.tsv"), opts, &state)?;
+    if opts.keep_dir
+        && measured.is_ok()
+        && let Err(e) = write_latency_log(&dir.join("latencies.tsv"), opts, &state)
+    {
+        eprintln!("  {e:#}");
     }
     let stopped = sb.stop().await;
     let broker_stopped = match broker.as_mut() {
