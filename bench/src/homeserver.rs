@@ -192,8 +192,14 @@ impl HsState {
             .is_ok_and(|r| r.iter().any(|known| known == room_id))
     }
 
+    /// Counts a problem on `counter` and keeps `what` as an example of it for the report.
+    pub(crate) fn problem(&self, counter: &AtomicU64, what: String) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.sample(what);
+    }
+
     /// Keeps `what` as an example of a problem for the report (the first few only).
-    pub(crate) fn sample(&self, what: String) {
+    fn sample(&self, what: String) {
         if let Ok(mut samples) = self.samples.lock()
             && samples.len() < MAX_SAMPLES
         {
@@ -202,8 +208,10 @@ impl HsState {
     }
 
     fn unexpected(&self, what: &str) -> Response {
-        self.counters.unexpected.fetch_add(1, Ordering::Relaxed);
-        self.sample(format!("unexpected request: {what}"));
+        self.problem(
+            &self.counters.unexpected,
+            format!("unexpected request: {what}"),
+        );
         matrix_error(
             StatusCode::NOT_FOUND,
             "M_UNRECOGNIZED",
@@ -234,16 +242,20 @@ impl HsState {
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|&n| n < self.setup.total_events)
         else {
-            self.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
-            self.sample(format!("reply to an unknown event {in_reply_to:?}"));
+            self.problem(
+                &self.counters.bad_replies,
+                format!("reply to an unknown event {in_reply_to:?}"),
+            );
             return;
         };
         if !self.record_arrival(n, now_ns, &format!("reply to {in_reply_to}")) {
             return;
         }
         if body != Some(format!("pong {n}").as_str()) {
-            self.counters.wrong_bodies.fetch_add(1, Ordering::Relaxed);
-            self.sample(format!("reply to {in_reply_to} has body {body:?}"));
+            self.problem(
+                &self.counters.wrong_bodies,
+                format!("reply to {in_reply_to} has body {body:?}"),
+            );
         }
     }
 
@@ -254,14 +266,18 @@ impl HsState {
             .ok()
             .filter(|_| n < self.setup.total_events)
         else {
-            self.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
-            self.sample(format!("{what}: number {n} is not one of the run"));
+            self.problem(
+                &self.counters.bad_replies,
+                format!("{what}: number {n} is not one of the run"),
+            );
             return false;
         };
         let previous = self.reply_count[slot].fetch_add(1, Ordering::AcqRel);
         if previous > 0 {
-            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-            self.sample(format!("{what} arrived a second time"));
+            self.problem(
+                &self.counters.duplicates,
+                format!("{what} arrived a second time"),
+            );
             return false;
         }
         self.replied_at[slot].store(now_ns, Ordering::Release);
@@ -299,8 +315,10 @@ impl HsState {
             .and_then(|b| b.strip_prefix("in "))
             .and_then(|n| n.parse::<u64>().ok())
         else {
-            self.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
-            self.sample(format!("message from {sender} with body {body:?}"));
+            self.problem(
+                &self.counters.bad_replies,
+                format!("message from {sender} with body {body:?}"),
+            );
             return;
         };
         if !self.record_arrival(n, now_ns, &format!("device message in {n}")) {
@@ -312,8 +330,7 @@ impl HsState {
             server_name(&self.setup.bot_user_id)
         );
         if sender != puppet || !self.is_room(room_id) {
-            self.counters.wrong_bodies.fetch_add(1, Ordering::Relaxed);
-            self.sample(format!(
+            self.problem(&self.counters.wrong_bodies, format!(
                 "message in {n} came from {sender} in {room_id}, expected {puppet} in the portal room"
             ));
         }
@@ -438,11 +455,13 @@ async fn ping(
         return r;
     }
     if id != s.setup.appservice_id {
-        s.counters.pings_failed.fetch_add(1, Ordering::Relaxed);
-        s.sample(format!(
-            "ping for appservice id {id:?}, registration says {:?}",
-            s.setup.appservice_id
-        ));
+        s.problem(
+            &s.counters.pings_failed,
+            format!(
+                "ping for appservice id {id:?}, registration says {:?}",
+                s.setup.appservice_id
+            ),
+        );
         return matrix_error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "not your appservice");
     }
     let transaction_id = serde_json::from_slice::<PingBody>(&body)
@@ -464,10 +483,12 @@ async fn ping(
             axum::Json(json!({ "duration_ms": ms })).into_response()
         }
         Ok(r) => {
-            s.counters.pings_failed.fetch_add(1, Ordering::Relaxed);
             let status = r.status();
             let text = r.text().await.unwrap_or_default();
-            s.sample(format!("Switchboard answered the ping {status}: {text}"));
+            s.problem(
+                &s.counters.pings_failed,
+                format!("Switchboard answered the ping {status}: {text}"),
+            );
             (
                 StatusCode::BAD_GATEWAY,
                 axum::Json(json!({
@@ -480,8 +501,10 @@ async fn ping(
                 .into_response()
         }
         Err(e) => {
-            s.counters.pings_failed.fetch_add(1, Ordering::Relaxed);
-            s.sample(format!("cannot reach Switchboard for the ping: {e}"));
+            s.problem(
+                &s.counters.pings_failed,
+                format!("cannot reach Switchboard for the ping: {e}"),
+            );
             matrix_error(
                 StatusCode::BAD_GATEWAY,
                 "M_CONNECTION_FAILED",
@@ -565,11 +588,13 @@ fn check_message(s: &HsState, room_id: &str, sender: &str, body: &[u8], now_ns: 
     let message = match serde_json::from_slice::<Message>(body) {
         Ok(m) => m,
         Err(e) => {
-            s.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
-            s.sample(format!(
-                "message body does not decode ({e}): {}",
-                String::from_utf8_lossy(body)
-            ));
+            s.problem(
+                &s.counters.bad_replies,
+                format!(
+                    "message body does not decode ({e}): {}",
+                    String::from_utf8_lossy(body)
+                ),
+            );
             return;
         }
     };
@@ -588,18 +613,22 @@ fn check_message(s: &HsState, room_id: &str, sender: &str, body: &[u8], now_ns: 
             s.record_device_message(room_id, sender, text.as_deref(), devices, now_ns);
         }
         (Sends::EchoReplies, _) => {
-            s.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
-            s.sample(format!(
-                "message that is not a reply: {}",
-                String::from_utf8_lossy(body)
-            ));
+            s.problem(
+                &s.counters.bad_replies,
+                format!(
+                    "message that is not a reply: {}",
+                    String::from_utf8_lossy(body)
+                ),
+            );
         }
         (Sends::Nothing, _) => {
-            s.counters.bad_replies.fetch_add(1, Ordering::Relaxed);
-            s.sample(format!(
-                "message from {sender} in {room_id} (none expected): {}",
-                String::from_utf8_lossy(body)
-            ));
+            s.problem(
+                &s.counters.bad_replies,
+                format!(
+                    "message from {sender} in {room_id} (none expected): {}",
+                    String::from_utf8_lossy(body)
+                ),
+            );
         }
     }
 }

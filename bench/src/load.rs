@@ -208,9 +208,9 @@ mod tests {
     use super::*;
     use crate::homeserver::{HomeserverSetup, Sends};
 
-    #[test]
-    fn transactions_spread_events_over_rooms() {
-        let state = HsState::new(HomeserverSetup {
+    /// A fake homeserver's state with no run behind it, expecting `sends`.
+    fn empty_state(sends: Sends) -> HsState {
+        HsState::new(HomeserverSetup {
             as_token: String::new(),
             hs_token: String::new(),
             appservice_id: String::new(),
@@ -218,9 +218,14 @@ mod tests {
             as_url: String::new(),
             total_events: 0,
             warmup: 0,
-            sends: Sends::EchoReplies,
+            sends,
         })
-        .expect("state");
+        .expect("state")
+    }
+
+    #[test]
+    fn transactions_spread_events_over_rooms() {
+        let state = empty_state(Sends::EchoReplies);
         let rooms = vec!["!r0:bench.local".to_owned(), "!r1:bench.local".to_owned()];
         let load = Load::new("", "", Arc::new(state), rooms, 2, "ping", 3).expect("load");
         let body: serde_json::Value =
@@ -235,17 +240,7 @@ mod tests {
 
     #[test]
     fn one_room_many_senders() {
-        let state = HsState::new(HomeserverSetup {
-            as_token: String::new(),
-            hs_token: String::new(),
-            appservice_id: String::new(),
-            bot_user_id: String::new(),
-            as_url: String::new(),
-            total_events: 0,
-            warmup: 0,
-            sends: Sends::Nothing,
-        })
-        .expect("state");
+        let state = empty_state(Sends::Nothing);
         let rooms = vec!["!room0:bench.local".to_owned()];
         let load = Load::new("", "", Arc::new(state), rooms, 3, "out", 50).expect("load");
         let body: serde_json::Value =

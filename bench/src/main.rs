@@ -291,9 +291,8 @@ fn describe(opts: &Options, threads: u64, repeat: u64) -> (String, Map<String, V
             set("window", pace.window.map_or(Value::Null, Value::from));
             set("rate", pace.rate.map_or(Value::Null, Value::from));
             set("qos", Value::from(pace.qos));
-            let unlimited = || "unlimited".to_owned();
-            let rate = pace.rate.map_or_else(unlimited, |r| format!("{r}/s"));
-            let window = pace.window.map_or_else(unlimited, |w| w.to_string());
+            let rate = limit_text(pace.rate, "/s");
+            let window = limit_text(pace.window, "");
             format!(
                 "mqtt-in: {} messages at QoS {}, {devices} devices, {in_flight} in flight, \
                  window {window}, rate {rate}, {} warm-up",
@@ -311,7 +310,7 @@ fn describe(opts: &Options, threads: u64, repeat: u64) -> (String, Map<String, V
             set("batch", Value::from(batch));
             set("users", Value::from(users));
             set("rate", rate.map_or(Value::Null, Value::from));
-            let rate = rate.map_or_else(|| "unlimited".to_owned(), |r| format!("{r}/s"));
+            let rate = limit_text(rate, "/s");
             format!(
                 "mqtt-out: {} messages, {batch} per transaction, {users} users, rate {rate}, \
                  {} warm-up",
@@ -397,6 +396,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An optional limit for the run's description: `unlimited`, or the value and its unit.
+fn limit_text(limit: Option<u64>, unit: &str) -> String {
+    limit.map_or_else(|| "unlimited".to_owned(), |v| format!("{v}{unit}"))
 }
 
 #[cfg(test)]

@@ -360,14 +360,13 @@ impl Shared {
             .and_then(|id| id.strip_prefix("$e"))
             .and_then(|n| n.parse::<u64>().ok());
         let (Some(n), OUT_TOPIC) = (number, topic.as_ref()) else {
-            self.state
-                .counters
-                .bad_replies
-                .fetch_add(1, Ordering::Relaxed);
-            self.state.sample(format!(
-                "MQTT message on {topic} with event_id {:?}: {body:?}",
-                property("event_id")
-            ));
+            self.state.problem(
+                &self.state.counters.bad_replies,
+                format!(
+                    "MQTT message on {topic} with event_id {:?}: {body:?}",
+                    property("event_id")
+                ),
+            );
             return;
         };
         if !self
@@ -378,14 +377,13 @@ impl Shared {
         }
         let sender = format!("@user{}:{}", n % self.users.max(1), crate::run::SERVER_NAME);
         if body != format!("out {n}") || property("sender") != Some(sender.as_str()) {
-            self.state
-                .counters
-                .wrong_bodies
-                .fetch_add(1, Ordering::Relaxed);
-            self.state.sample(format!(
-                "MQTT message for $e{n} has body {body:?} and sender {:?}, expected {sender}",
-                property("sender")
-            ));
+            self.state.problem(
+                &self.state.counters.wrong_bodies,
+                format!(
+                    "MQTT message for $e{n} has body {body:?} and sender {:?}, expected {sender}",
+                    property("sender")
+                ),
+            );
         }
     }
 }
