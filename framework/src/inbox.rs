@@ -131,12 +131,14 @@ struct RecentIds {
 impl RecentIds {
     /// A window of `capacity` ids holding `newest_first` (as the store returns them).
     fn new(capacity: usize, newest_first: &[String]) -> Self {
+        // Sized for the full window up front: growing it while busy would rehash every id at
+        // once, a pause of a millisecond or more for the events waiting behind it.
         let mut window = Self {
             ids: HashSet::with_capacity_and_hasher(
-                newest_first.len(),
+                capacity.max(newest_first.len()),
                 foldhash::fast::RandomState::default(),
             ),
-            order: VecDeque::with_capacity(newest_first.len()),
+            order: VecDeque::with_capacity(capacity.max(newest_first.len())),
             capacity,
         };
         window.remember(newest_first.iter().rev().map(String::as_str));

@@ -173,8 +173,12 @@ impl Store {
                 .pragma("temp_store", "memory");
             // One connection: SQLite serialises writers anyway, and with several connections
             // each write invalidates the others' page caches and makes them wait on locks.
+            // No ping before each query (sqlx's default): the database is in this process, and
+            // each ping is one more round trip to the connection's thread, which on a busy
+            // machine may wait a scheduler slice to run.
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await
                 .map_err(connect_err)?;
