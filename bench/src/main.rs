@@ -7,6 +7,7 @@
 
 mod homeserver;
 mod load;
+mod machine;
 mod mosquitto;
 mod mqtt;
 mod procfs;
@@ -353,8 +354,12 @@ async fn bench(plan: Plan) -> Result<()> {
         Workload::MqttIn { .. } => Table::MqttIn,
         Workload::MqttOut { .. } => Table::MqttOut,
     };
-    let (line, settings) = describe(&opts, common.threads, common.repeat);
+    let (line, mut settings) = describe(&opts, common.threads, common.repeat);
     eprintln!("{line}");
+    settings.insert(
+        "machine_before".to_owned(),
+        probe_machine("before the runs"),
+    );
     let runs = usize::try_from(common.repeat)?;
     let mut results = Vec::with_capacity(runs);
     for i in 1..=runs {
@@ -365,8 +370,24 @@ async fn bench(plan: Plan) -> Result<()> {
         report::print_run(table, i, runs, &figures);
         results.push(figures);
     }
+    settings.insert("machine_after".to_owned(), probe_machine("after the runs"));
     report::print_summary(table, &results, settings);
     Ok(())
+}
+
+/// Probes the machine's current speed (see `machine`), prints it, and returns it for the
+/// `RESULT` line (`null` if the probe could not run, which does not stop the bench).
+fn probe_machine(when: &str) -> Value {
+    match machine::probe() {
+        Ok(speed) => {
+            eprintln!("machine {when}: {speed}");
+            serde_json::to_value(speed).unwrap_or(Value::Null)
+        }
+        Err(e) => {
+            eprintln!("machine {when}: probe failed: {e:#}");
+            Value::Null
+        }
+    }
 }
 
 fn main() -> ExitCode {
