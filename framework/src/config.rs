@@ -287,6 +287,10 @@ pub struct InboxConfig {
     pub recent_event_ids: usize,
     /// Longest pause between retries of an event whose handling failed transiently.
     pub retry_max_secs: u64,
+    /// Unhandled events that may wait in rooms whose current event has been in handling for
+    /// over 2 s (they do not count towards `high_water_mark`); above this, new transactions
+    /// wait too.
+    pub stuck_room_events_limit: usize,
 }
 
 impl Default for InboxConfig {
@@ -297,6 +301,7 @@ impl Default for InboxConfig {
             txn_retention_days: 7,
             recent_event_ids: 20_000,
             retry_max_secs: 60,
+            stuck_room_events_limit: 10_000,
         }
     }
 }

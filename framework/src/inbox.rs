@@ -6,11 +6,14 @@
 //! every one of its events is handled, so a crash at any point means the unfinished batches are
 //! handled again after the restart (at least once); the deterministic transaction ids of what
 //! handlers send make the visible effect happen once. When more than `high_water_mark` events
-//! are unhandled, new transactions wait before being acknowledged.
+//! are unhandled, new transactions wait before being acknowledged. A room whose current event
+//! has been in handling for [`STUCK_AFTER`] (retrying, or a slow plug-in) stops counting towards
+//! that mark until it has caught up, so that one stuck room does not hold back every other
+//! room; its events wait in memory up to `stuck_room_events_limit`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Mutex, Notify, mpsc};
@@ -28,6 +31,11 @@ const DONE_BATCH: usize = 1024;
 const DONE_GATHER: Duration = Duration::from_millis(10);
 /// Room actors idle for this long are stopped.
 const ACTOR_IDLE: Duration = Duration::from_secs(30);
+/// A room whose current event has been in handling this long is stuck: its events stop
+/// counting towards the high-water mark (they count towards `stuck_room_events_limit`).
+pub const STUCK_AFTER: Duration = Duration::from_secs(2);
+/// How often the router looks for stuck rooms.
+const STUCK_CHECK: Duration = Duration::from_secs(1);
 
 /// An event taken from the inbox for handling.
 #[derive(Clone, Debug)]
@@ -189,6 +197,9 @@ struct Shared {
     config: InboxConfig,
     metrics: Metrics,
     depth: AtomicUsize,
+    /// Unhandled events of stuck rooms (part of `depth`), kept up to date under each room's
+    /// [`RoomLoad`] lock.
+    stuck: AtomicUsize,
     room_for_more: Notify,
     /// Serialises insert + hand-off so that arrival order equals sequence order.
     accept_lock: Mutex<AcceptState>,
@@ -254,6 +265,7 @@ impl Inbox {
             config,
             metrics: metrics.clone(),
             depth: AtomicUsize::new(pending.len()),
+            stuck: AtomicUsize::new(0),
             room_for_more: Notify::new(),
             accept_lock: Mutex::new(AcceptState {
                 sender: item_tx.clone(),
@@ -316,7 +328,10 @@ impl Inbox {
         loop {
             let notified = shared.room_for_more.notified();
             let depth = self.depth();
-            if depth < shared.config.high_water_mark {
+            let stuck = shared.stuck.load(Ordering::Acquire);
+            if depth.saturating_sub(stuck) < shared.config.high_water_mark
+                && stuck <= shared.config.stuck_room_events_limit
+            {
                 break;
             }
             if shared.shutdown.is_cancelled() {
@@ -394,8 +409,67 @@ impl Inbox {
 
 struct RoomActor {
     tx: mpsc::UnboundedSender<InboxItem>,
-    pending: Arc<AtomicUsize>,
+    load: Arc<StdMutex<RoomLoad>>,
     last_used: Instant,
+}
+
+/// What a room has queued; shared by the router (which adds) and the room's actor (which
+/// handles).
+struct RoomLoad {
+    /// Events routed to the room and not yet handled, its current one included.
+    pending: usize,
+    /// When the current event became the room's head.
+    head_since: Instant,
+    /// Whether the room is stuck (until its queue is empty again): its pending events are
+    /// counted in `Shared::stuck`.
+    stuck: bool,
+}
+
+fn lock(load: &StdMutex<RoomLoad>) -> MutexGuard<'_, RoomLoad> {
+    // The lock is never held across anything that can panic; a poisoned one is still sound.
+    load.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Moves `count` events in or out of the stuck count (and its gauge).
+    fn add_stuck(&self, count: usize) {
+        self.stuck.fetch_add(count, Ordering::AcqRel);
+        self.metrics
+            .inbox_stuck_events
+            .add(i64::try_from(count).unwrap_or(0));
+    }
+
+    fn remove_stuck(&self, count: usize) {
+        self.stuck.fetch_sub(count, Ordering::AcqRel);
+        self.metrics
+            .inbox_stuck_events
+            .sub(i64::try_from(count).unwrap_or(0));
+    }
+}
+
+/// Marks rooms whose current event has been in handling for [`STUCK_AFTER`] as stuck, and
+/// lets waiting transactions re-check the mark if any was.
+fn mark_stuck_rooms(shared: &Shared, actors: &HashMap<Arc<str>, RoomActor>) {
+    let now = Instant::now();
+    let mut any = false;
+    for (room, actor) in actors {
+        let mut load = lock(&actor.load);
+        if !load.stuck && load.pending > 0 && now.duration_since(load.head_since) >= STUCK_AFTER {
+            load.stuck = true;
+            shared.add_stuck(load.pending);
+            any = true;
+            tracing::warn!(
+                room_id = %room,
+                waiting = load.pending,
+                "an event of this room has been in handling for over {} s; the room's events \
+                 no longer hold back acknowledgements of other rooms' events",
+                STUCK_AFTER.as_secs()
+            );
+        }
+    }
+    if any {
+        shared.room_for_more.notify_waiters();
+    }
 }
 
 /// Hands items to one actor per room, creating actors on demand and reaping idle ones.
@@ -408,6 +482,8 @@ async fn route(
     let mut actors: HashMap<Arc<str>, RoomActor> = HashMap::new();
     let no_room: Arc<str> = Arc::from("");
     let mut reap = tokio::time::interval(ACTOR_IDLE);
+    let mut stuck_check = tokio::time::interval(STUCK_CHECK);
+    stuck_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let item = tokio::select! {
             biased;
@@ -419,29 +495,47 @@ async fn route(
             _ = reap.tick() => {
                 let now = Instant::now();
                 actors.retain(|_, a| {
-                    a.pending.load(Ordering::Acquire) > 0 || now.duration_since(a.last_used) < ACTOR_IDLE
+                    lock(&a.load).pending > 0 || now.duration_since(a.last_used) < ACTOR_IDLE
                 });
+                continue;
+            }
+            _ = stuck_check.tick() => {
+                mark_stuck_rooms(&shared, &actors);
                 continue;
             }
         };
         let key = item.room_id.clone().unwrap_or_else(|| Arc::clone(&no_room));
         let actor = actors.entry(Arc::clone(&key)).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let pending = Arc::new(AtomicUsize::new(0));
+            let load = Arc::new(StdMutex::new(RoomLoad {
+                pending: 0,
+                head_since: Instant::now(),
+                stuck: false,
+            }));
             tracker.spawn(run_room(
                 Arc::clone(&shared),
                 rx,
                 Arc::clone(&handler),
-                Arc::clone(&pending),
+                Arc::clone(&load),
             ));
             RoomActor {
                 tx,
-                pending,
+                load,
                 last_used: Instant::now(),
             }
         });
-        actor.pending.fetch_add(1, Ordering::AcqRel);
-        actor.last_used = Instant::now();
+        let now = Instant::now();
+        {
+            let mut load = lock(&actor.load);
+            if load.pending == 0 {
+                load.head_since = now;
+            }
+            load.pending += 1;
+            if load.stuck {
+                shared.add_stuck(1);
+            }
+        }
+        actor.last_used = now;
         if actor.tx.send(item).is_err() {
             break;
         }
@@ -454,7 +548,7 @@ async fn run_room(
     shared: Arc<Shared>,
     mut items: mpsc::UnboundedReceiver<InboxItem>,
     handler: Arc<dyn EventHandler>,
-    pending: Arc<AtomicUsize>,
+    load: Arc<StdMutex<RoomLoad>>,
 ) {
     while let Some(item) = items.recv().await {
         if shared.shutdown.is_cancelled() {
@@ -465,7 +559,16 @@ async fn run_room(
         let finished = handle_until_settled(&shared, handler.as_ref(), &item)
             .instrument(span)
             .await;
-        pending.fetch_sub(1, Ordering::AcqRel);
+        {
+            let mut load = lock(&load);
+            load.pending = load.pending.saturating_sub(1);
+            load.head_since = Instant::now();
+            if load.stuck {
+                shared.remove_stuck(1);
+                // Caught up: from now on its events count towards the high-water mark again.
+                load.stuck = load.pending > 0;
+            }
+        }
         if !finished {
             break;
         }
@@ -635,19 +738,23 @@ mod tests {
     use super::*;
     use crate::config::SqliteSync;
 
-    /// Records what it handled; waits for a permit per event when gated.
+    /// Records what it handled; waits for a permit per event when gated (only for the events
+    /// of `gated_room`, if set).
     struct Recorder {
         seen: StdMutex<Vec<(String, String)>>,
         gate: Option<Arc<Semaphore>>,
+        gated_room: Option<&'static str>,
     }
 
     #[async_trait::async_trait]
     impl EventHandler for Recorder {
         async fn handle(&self, item: &InboxItem) -> Result<(), HandleError> {
-            if let Some(gate) = &self.gate {
+            let room = item.room_id.as_deref().unwrap_or("").to_owned();
+            if let Some(gate) = &self.gate
+                && self.gated_room.is_none_or(|gated| gated == room)
+            {
                 gate.acquire().await.expect("gate open").forget();
             }
-            let room = item.room_id.as_deref().unwrap_or("").to_owned();
             self.seen
                 .lock()
                 .expect("lock")
@@ -670,7 +777,27 @@ mod tests {
             Arc::new(Self {
                 seen: StdMutex::new(Vec::new()),
                 gate,
+                gated_room: None,
             })
+        }
+
+        /// Handles the events of `room` only as `gate` gives permits, the others at once.
+        fn gating_room(gate: Arc<Semaphore>, room: &'static str) -> Arc<Self> {
+            Arc::new(Self {
+                seen: StdMutex::new(Vec::new()),
+                gate: Some(gate),
+                gated_room: Some(room),
+            })
+        }
+
+        fn seen_in(&self, room: &str) -> Vec<String> {
+            self.seen
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|(r, _)| r == room)
+                .map(|(_, body)| body.clone())
+                .collect()
         }
     }
 
@@ -694,10 +821,18 @@ mod tests {
         high_water_mark: usize,
         recorder: Arc<Recorder>,
     ) -> (Inbox, Running) {
+        start_with(dir, config(high_water_mark), recorder).await
+    }
+
+    async fn start_with(
+        dir: &tempfile::TempDir,
+        config: InboxConfig,
+        recorder: Arc<Recorder>,
+    ) -> (Inbox, Running) {
         let shutdown = CancellationToken::new();
         let (inbox, tasks) = Inbox::start(
             store(dir).await,
-            config(high_water_mark),
+            config,
             Metrics::new(),
             recorder,
             shutdown.clone(),
@@ -823,6 +958,81 @@ mod tests {
             .expect("acknowledged once below the mark");
         assert_eq!(accepted.expect("stored"), Accepted::New);
         gate.add_permits(10);
+        running.stop(inbox).await;
+    }
+
+    #[tokio::test]
+    async fn a_stuck_room_does_not_hold_back_the_other_rooms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gate = Arc::new(Semaphore::new(0));
+        let recorder = Recorder::gating_room(Arc::clone(&gate), "!a");
+        let (inbox, running) = start(&dir, 3, Arc::clone(&recorder)).await;
+        let stuck: Vec<NewInboxEvent> = (1..=5).map(|n| event("!a", n)).collect();
+        inbox.accept("t1", "d", stuck).await.expect("accepted");
+        // 5 events of !a wait behind its first: above the mark of 3, so !b's transaction waits
+        // until !a counts as stuck (after STUCK_AFTER), then goes through.
+        let started = Instant::now();
+        let accepted = tokio::time::timeout(
+            STUCK_AFTER * 3,
+            inbox.accept("t2", "d", vec![event("!b", 1), event("!b", 2)]),
+        )
+        .await
+        .expect("acknowledged although !a is stuck");
+        assert_eq!(accepted.expect("stored"), Accepted::New);
+        assert!(
+            started.elapsed() + Duration::from_millis(100) >= STUCK_AFTER,
+            "held back until !a counted as stuck"
+        );
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while recorder.seen_in("!b").len() < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("!b's events are handled while !a is stuck");
+        assert!(recorder.seen_in("!a").is_empty());
+        assert_eq!(inbox.shared.metrics.inbox_stuck_events.get(), 5);
+        // Once !a moves on, its events are handled in order; caught up, it is no longer stuck.
+        gate.add_permits(5);
+        drained(&inbox).await;
+        assert_eq!(recorder.seen_in("!a"), ["1", "2", "3", "4", "5"]);
+        assert_eq!(inbox.shared.stuck.load(Ordering::Acquire), 0);
+        assert_eq!(inbox.shared.metrics.inbox_stuck_events.get(), 0);
+        running.stop(inbox).await;
+    }
+
+    #[tokio::test]
+    async fn stuck_rooms_hold_at_most_their_limit_in_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gate = Arc::new(Semaphore::new(0));
+        let recorder = Recorder::gating_room(Arc::clone(&gate), "!a");
+        let config = InboxConfig {
+            high_water_mark: 3,
+            backpressure_timeout_secs: 1,
+            stuck_room_events_limit: 4,
+            ..InboxConfig::default()
+        };
+        let (inbox, running) = start_with(&dir, config, Arc::clone(&recorder)).await;
+        let stuck: Vec<NewInboxEvent> = (1..=5).map(|n| event("!a", n)).collect();
+        inbox.accept("t1", "d", stuck).await.expect("accepted");
+        tokio::time::sleep(STUCK_AFTER + Duration::from_millis(1500)).await;
+        assert_eq!(inbox.shared.stuck.load(Ordering::Acquire), 5, "!a is stuck");
+        let refused = inbox.accept("t2", "d", vec![event("!b", 1)]).await;
+        assert!(
+            matches!(refused, Err(AcceptError::Busy { depth: 5 })),
+            "5 events wait in stuck rooms, over the limit of 4: {refused:?}"
+        );
+        gate.add_permits(1);
+        let accepted = tokio::time::timeout(
+            Duration::from_secs(5),
+            inbox.accept("t2", "d", vec![event("!b", 1)]),
+        )
+        .await
+        .expect("acknowledged once below both limits");
+        assert_eq!(accepted.expect("stored"), Accepted::New);
+        gate.add_permits(10);
+        drained(&inbox).await;
+        assert_eq!(recorder.seen_in("!b"), ["1"]);
         running.stop(inbox).await;
     }
 

@@ -64,6 +64,9 @@ pub struct Metrics {
     pub homeserver_retries: IntCounterVec,
     /// Events in the inbox not yet handled.
     pub inbox_depth: IntGauge,
+    /// Unhandled events of stuck rooms (part of the inbox depth, not held against the
+    /// high-water mark).
+    pub inbox_stuck_events: IntGauge,
     /// Matrix events of portals handed to bridges, by bridge, kind and outcome.
     pub bridge_matrix_events: IntCounterVec,
     /// Outbox activity by bridge and outcome (`queued`, `delivered`, `retry`, `given_up`).
@@ -248,6 +251,15 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let inbox_stuck_events = register(
+            &registry,
+            IntGauge::new(
+                "switchboard_inbox_stuck_events",
+                "Unhandled events of rooms whose current event has been in handling for over 2 s \
+                 (retrying, or a slow plug-in); they do not count towards the high-water mark.",
+            )
+            .expect("valid metric"),
+        );
         let last_transaction_age = register(
             &registry,
             IntGauge::new(
@@ -269,6 +281,7 @@ impl Metrics {
             homeserver_request_seconds,
             homeserver_retries,
             inbox_depth,
+            inbox_stuck_events,
             bridge_matrix_events,
             bridge_outbox,
             bridge_outbox_depth,
