@@ -1015,7 +1015,13 @@ mod tests {
         let (inbox, running) = start_with(&dir, config, Arc::clone(&recorder)).await;
         let stuck: Vec<NewInboxEvent> = (1..=5).map(|n| event("!a", n)).collect();
         inbox.accept("t1", "d", stuck).await.expect("accepted");
-        tokio::time::sleep(STUCK_AFTER + Duration::from_millis(1500)).await;
+        tokio::time::timeout(STUCK_AFTER * 5, async {
+            while inbox.shared.stuck.load(Ordering::Acquire) < 5 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("!a's 5 events count as stuck");
         assert_eq!(inbox.shared.stuck.load(Ordering::Acquire), 5, "!a is stuck");
         let refused = inbox.accept("t2", "d", vec![event("!b", 1)]).await;
         assert!(
