@@ -5,7 +5,6 @@ use std::path::Path;
 use switchboard_framework::client::HomeserverClient;
 use switchboard_framework::config::Config;
 use switchboard_framework::doctor::{self, Severity};
-use switchboard_framework::metrics::Metrics;
 use switchboard_framework::runtime::{self, RunError};
 use switchboard_framework::store::Store;
 use switchboard_framework::{CancellationToken, appservice};
@@ -47,8 +46,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         &registration.as_token,
         bot,
         config.client.clone(),
-        Metrics::new(),
-        store.clone(),
+        switchboard_framework::client::ClientMetrics::default(),
+        std::sync::Arc::new(store.clone()),
     )?;
     // Answer the homeserver's ping ourselves unless a running Switchboard already listens.
     let stop = CancellationToken::new();

@@ -12,7 +12,8 @@ use switchboard_framework::bridge::{
     BridgeInfo, Bridged, MatrixSide, PortalInfo, PortalKey, PuppetNaming, PuppetProfile,
     RemoteMessageId, RemoteText, RemoteUserId,
 };
-use switchboard_framework::config::{ClientConfig, SqliteSync};
+use switchboard_framework::client::{ClientConfig, ClientMetrics};
+use switchboard_framework::config::SqliteSync;
 use switchboard_framework::metrics::Metrics;
 use switchboard_framework::ruma::{self, OwnedUserId, ServerName};
 use switchboard_framework::store::Store;
@@ -55,8 +56,8 @@ async fn bridge_on_synapse() -> (Synapse, MatrixSide, PuppetNaming, tempfile::Te
         &registration.as_token,
         OwnedUserId::try_from("@loopbot:localhost").expect("bot id"),
         ClientConfig::default(),
-        Metrics::new(),
-        store.clone(),
+        ClientMetrics::default(),
+        std::sync::Arc::new(store.clone()),
     )
     .expect("client");
     let side = MatrixSide::new(
@@ -67,6 +68,7 @@ async fn bridge_on_synapse() -> (Synapse, MatrixSide, PuppetNaming, tempfile::Te
         naming.clone(),
         client,
         store,
+        Metrics::new(),
     );
     (synapse, side, naming, dir)
 }

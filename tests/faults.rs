@@ -122,8 +122,8 @@ async fn client_for(
         "as_token_for_tests_123456",
         bot,
         config,
-        metrics.clone(),
-        store,
+        metrics.client.clone(),
+        std::sync::Arc::new(store),
     )
     .expect("client");
     (client, metrics, dir)
@@ -191,7 +191,8 @@ async fn rate_limits_are_honoured_from_the_body_and_the_header() {
     );
     assert_eq!(
         metrics
-            .homeserver_retries
+            .client
+            .retries
             .with_label_values(&["message::send_message_event", "rate_limited"])
             .get(),
         2

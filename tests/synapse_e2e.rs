@@ -11,8 +11,8 @@ use common::switchboard_instance::Slot;
 use common::{MatrixUser, Synapse, wait_until};
 use serde_json::{Value, json};
 use switchboard_framework::HomeserverClient;
-use switchboard_framework::config::{ClientConfig, SqliteSync};
-use switchboard_framework::metrics::Metrics;
+use switchboard_framework::client::{ClientConfig, ClientMetrics};
+use switchboard_framework::config::SqliteSync;
 use switchboard_framework::ruma::{OwnedRoomId, OwnedUserId};
 use switchboard_framework::store::Store;
 
@@ -34,8 +34,8 @@ async fn framework_client(synapse: &Synapse, slot: &Slot) -> (HomeserverClient, 
         &slot.registration.as_token,
         bot,
         ClientConfig::default(),
-        Metrics::new(),
-        store,
+        ClientMetrics::default(),
+        std::sync::Arc::new(store),
     )
     .expect("client");
     (client, dir)

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 pub use serde_norway::Value;
+pub use switchboard_client::ClientConfig;
 
 /// The example configuration shipped at the repository root; kept in sync by a test.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../example-config.yaml");
@@ -465,35 +466,6 @@ impl Default for BackfillConfig {
     }
 }
 
-/// The homeserver client section.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClientConfig {
-    /// Retries of one request after 429, 5xx or a connection error, before giving up.
-    pub max_retries: u32,
-    /// First backoff pause, in milliseconds; doubled on every retry, with jitter.
-    pub initial_backoff_ms: u64,
-    /// Longest backoff pause, in milliseconds.
-    pub max_backoff_ms: u64,
-    /// Timeout of one request, in seconds.
-    pub request_timeout_secs: u64,
-    /// PEM file of CA certificates trusted for an `https` homeserver URL besides the system's
-    /// (a private CA); relative to the config file. Empty: the system's only.
-    pub tls_ca_file: String,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        Self {
-            max_retries: 10,
-            initial_backoff_ms: 250,
-            max_backoff_ms: 30_000,
-            request_timeout_secs: 60,
-            tls_ca_file: String::new(),
-        }
-    }
-}
-
 /// The metrics section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -770,15 +742,14 @@ impl Config {
             ));
         }
         if !self.client.tls_ca_file.is_empty() {
-            crate::transport::load_pem_certificates(Path::new(&self.client.tls_ca_file)).map_err(
-                |reason| {
+            switchboard_client::tls::load_pem_certificates(Path::new(&self.client.tls_ca_file))
+                .map_err(|reason| {
                     invalid(
                         "client.tls_ca_file",
                         &self.client.tls_ca_file,
                         &format!("a readable PEM file of CA certificates is expected ({reason})"),
                     )
-                },
-            )?;
+                })?;
         }
         let asv = &self.appservice;
         if asv.id.is_empty() {

@@ -5,7 +5,6 @@
 
 pub mod appservice;
 pub mod bridge;
-pub mod client;
 pub mod command;
 pub mod config;
 pub mod doctor;
@@ -20,7 +19,6 @@ pub mod telemetry;
 pub mod template;
 #[cfg(feature = "testkit")]
 pub mod testkit;
-pub mod transport;
 
 pub use async_trait::async_trait;
 pub use client::{ClientError, HomeserverClient, Identity, derive_txn_id};
@@ -31,5 +29,7 @@ pub use plugin::{Bot, BotCommand, BotContext, HostOptions, Plugins, RoomEvent};
 pub use ruma;
 pub use serde;
 pub use serde_json;
+pub use switchboard_client as client;
+pub use switchboard_client::tls;
 pub use switchboard_registration::{Namespace, Namespaces, is_valid_localpart};
 pub use tokio_util::sync::CancellationToken;

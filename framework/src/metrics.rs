@@ -11,9 +11,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+use switchboard_client::ClientMetrics;
 use tokio_util::sync::CancellationToken;
 
 /// Event types counted under their own label; anything else is counted as `other` so that a
@@ -56,12 +57,8 @@ pub struct Metrics {
     pub events_failed: IntCounter,
     /// Handling attempts that failed for a passing reason and will be retried.
     pub handling_retries: IntCounter,
-    /// Client-Server API calls by endpoint and HTTP status (`error` for no response).
-    pub homeserver_requests: IntCounterVec,
-    /// Client-Server API call duration by endpoint.
-    pub homeserver_request_seconds: HistogramVec,
-    /// Client-Server API retries by endpoint and reason.
-    pub homeserver_retries: IntCounterVec,
+    /// The homeserver client's: Client-Server API calls, durations and retries.
+    pub client: ClientMetrics,
     /// Events in the inbox not yet handled.
     pub inbox_depth: IntGauge,
     /// Unhandled events of stuck rooms (part of the inbox depth, not held against the
@@ -84,6 +81,12 @@ pub struct Metrics {
     /// Seconds since the last transaction arrived (updated at scrape time).
     last_transaction_age: IntGauge,
     last_transaction_at: Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -127,16 +130,7 @@ impl Metrics {
             "Events that did not decode and were skipped, by list.",
             &["list"],
         );
-        let homeserver_requests = counter_vec(
-            "switchboard_homeserver_requests_total",
-            "Client-Server API calls, by endpoint and HTTP status.",
-            &["endpoint", "status"],
-        );
-        let homeserver_retries = counter_vec(
-            "switchboard_homeserver_retries_total",
-            "Client-Server API retries, by endpoint and reason.",
-            &["endpoint", "reason"],
-        );
+        let client = ClientMetrics::register(&registry);
         let bridge_matrix_events = counter_vec(
             "switchboard_bridge_matrix_events_total",
             "Matrix events of portals handed to bridges, by bridge, kind and outcome.",
@@ -207,18 +201,6 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
-        let homeserver_request_seconds = register(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "switchboard_homeserver_request_seconds",
-                    "Client-Server API call duration, by endpoint.",
-                )
-                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
-                &["endpoint"],
-            )
-            .expect("valid metric"),
-        );
         let events_failed = register(
             &registry,
             IntCounter::new(
@@ -277,9 +259,7 @@ impl Metrics {
             handling_seconds,
             events_failed,
             handling_retries,
-            homeserver_requests,
-            homeserver_request_seconds,
-            homeserver_retries,
+            client,
             inbox_depth,
             inbox_stuck_events,
             bridge_matrix_events,

@@ -28,6 +28,7 @@ use crate::command::{
 };
 use crate::config::OutboxConfig;
 use crate::inbox::{EventHandler, HandleError, InboxItem};
+use crate::metrics::Metrics;
 use crate::permission::{PermissionLevel, Permissions};
 use crate::store::{Store, StoreError};
 
@@ -136,6 +137,7 @@ pub struct BotContext {
     plugin_id: &'static str,
     client: HomeserverClient,
     store: Store,
+    metrics: Metrics,
     started_at: std::time::Instant,
     host: crate::bridge::HostView,
 }
@@ -145,6 +147,12 @@ impl BotContext {
     #[must_use]
     pub fn host(&self) -> &crate::bridge::HostView {
         &self.host
+    }
+
+    /// Switchboard's metrics (as `/metrics` shows them).
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// How long Switchboard has been running.
@@ -572,12 +580,22 @@ impl PluginHost {
         plugins: Plugins,
         client: HomeserverClient,
         store: Store,
+        metrics: Metrics,
         namespaces: NamespaceMatcher,
         options: &HostOptions,
         shutdown: CancellationToken,
     ) -> Result<Self, HostError> {
-        let bridges =
-            Arc::new(BridgeHost::new(plugins.bridges, &client, &store, options, &shutdown).await?);
+        let bridges = Arc::new(
+            BridgeHost::new(
+                plugins.bridges,
+                &client,
+                &store,
+                &metrics,
+                options,
+                &shutdown,
+            )
+            .await?,
+        );
         let switches: Vec<crate::bridge::BotSwitch> = plugins
             .bots
             .iter()
@@ -607,6 +625,7 @@ impl PluginHost {
                     plugin_id: bot.id(),
                     client: client.clone(),
                     store: store.clone(),
+                    metrics: metrics.clone(),
                     started_at: std::time::Instant::now(),
                     host: view.clone(),
                 };

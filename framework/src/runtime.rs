@@ -303,8 +303,8 @@ pub async fn run(
         &registration.as_token,
         bot_user.clone(),
         config.client.clone(),
-        metrics.clone(),
-        store.clone(),
+        metrics.client.clone(),
+        std::sync::Arc::new(store.clone()),
     )?;
     let spec = registration_spec(&config, &plugins);
     let host = Arc::new(
@@ -312,6 +312,7 @@ pub async fn run(
             plugins,
             client.clone(),
             store.clone(),
+            metrics.clone(),
             matcher,
             &HostOptions {
                 accept_invites: config.appservice.accept_invites,

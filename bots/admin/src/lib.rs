@@ -399,7 +399,7 @@ impl AdminBot {
 
 /// Switchboard's health, from its metrics.
 fn status(ctx: &BotContext) -> CommandReply {
-    let samples = ctx.client().metrics().samples();
+    let samples = ctx.metrics().samples();
     let value = |name: &str| {
         samples
             .iter()
@@ -504,7 +504,7 @@ fn metrics(ctx: &BotContext) -> CommandReply {
         ("switchboard_bridge_outbox_total", "outbox activity"),
         ("switchboard_inbox_depth", "inbox depth"),
     ];
-    let samples = ctx.client().metrics().samples();
+    let samples = ctx.metrics().samples();
     let mut table = Table::new(&["counter", "value"]);
     for (name, label) in SHOWN {
         let total: f64 = samples

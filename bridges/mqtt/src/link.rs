@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rumqttc::{TlsConfiguration, Transport};
 use switchboard_framework::serde::Deserialize;
-use switchboard_framework::transport::TlsClientConfig;
+use switchboard_framework::tls::TlsClientConfig;
 
 /// The protocol version spoken with the broker: `5` or `"3.1.1"` in the config.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use switchboard_framework::permission::{PermissionLevel, Permissions};
 use switchboard_framework::ruma::OwnedUserId;
 use switchboard_framework::serde::Deserialize;
 use switchboard_framework::template::Template;
-use switchboard_framework::transport::{
+use switchboard_framework::tls::{
     TlsClientConfig, load_pem_certificates, load_pem_private_key, tls_client_config,
 };
 

@@ -30,6 +30,7 @@ use crate::client::HomeserverClient;
 use crate::command::{CommandError, CommandInvocation, CommandSet, may_hold_command};
 use crate::config::OutboxConfig;
 use crate::inbox::HandleError;
+use crate::metrics::Metrics;
 use crate::permission::{PermissionLevel, Permissions};
 use crate::plugin::{HostError, HostOptions, send_notice_reply};
 use crate::store::{MessageRecord, Store};
@@ -106,6 +107,7 @@ impl BridgeHost {
         bridges: Vec<Arc<dyn Bridge>>,
         client: &HomeserverClient,
         store: &Store,
+        metrics: &Metrics,
         options: &HostOptions,
         shutdown: &CancellationToken,
     ) -> Result<Self, HostError> {
@@ -135,13 +137,14 @@ impl BridgeHost {
                 .get(&info.id)
                 .cloned()
                 .unwrap_or_default();
-            let matrix = MatrixSide::new(info, naming, client.clone(), store.clone())
-                .with_portal_rooms(portal_rooms.clone())
-                .with_double_puppets(options.double_puppets.clone())
-                .with_media_limit(options.max_media_bytes)
-                .with_puppet_idle(options.puppet_idle)
-                .with_history(&bridge, options.backfill_messages)
-                .with_puppet_templates(templates);
+            let matrix =
+                MatrixSide::new(info, naming, client.clone(), store.clone(), metrics.clone())
+                    .with_portal_rooms(portal_rooms.clone())
+                    .with_double_puppets(options.double_puppets.clone())
+                    .with_media_limit(options.max_media_bytes)
+                    .with_puppet_idle(options.puppet_idle)
+                    .with_history(&bridge, options.backfill_messages)
+                    .with_puppet_templates(templates);
             hosted.push(Arc::new(HostedBridge {
                 commands: command_set(
                     &bridge.command_prefix(),
@@ -162,10 +165,7 @@ impl BridgeHost {
                 disabled: std::sync::atomic::AtomicBool::new(false),
             }));
         }
-        client
-            .metrics()
-            .bridge_outbox_depth
-            .set(store.outbox_depth().await?);
+        metrics.bridge_outbox_depth.set(store.outbox_depth().await?);
         let management = store
             .management_rooms()
             .await?
@@ -358,15 +358,16 @@ impl HostedBridge {
     }
 
     fn count(&self, kind: &str, outcome: &str) {
-        self.client
-            .metrics()
+        self.ctx
+            .matrix()
+            .metrics
             .bridge_matrix_events
             .with_label_values(&[self.id(), kind, outcome])
             .inc();
     }
 
     fn count_outbox(&self, outcome: &str) {
-        let metrics = self.client.metrics();
+        let metrics = &self.ctx.matrix().metrics;
         metrics
             .bridge_outbox
             .with_label_values(&[self.id(), outcome])
@@ -916,8 +917,9 @@ impl HostedBridge {
         let puppets = self.ctx.matrix().puppets.clone();
         let every = (puppets.idle() / 4).clamp(Duration::from_secs(1), Duration::from_mins(5));
         let gauge = self
-            .client
-            .metrics()
+            .ctx
+            .matrix()
+            .metrics
             .bridge_puppets_cached
             .with_label_values(&[self.id()]);
         let shutdown = self.ctx.shutdown().clone();

@@ -19,6 +19,7 @@ use super::puppet_cache::PuppetCache;
 use super::skipped::SkipNotices;
 use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 use crate::inbox::HandleError;
+use crate::metrics::Metrics;
 use crate::store::{MessageRecord, PortalRecord, Store, StoreError};
 
 /// Why something could not be bridged.
@@ -203,6 +204,7 @@ pub struct MatrixSide {
     pub(super) naming: PuppetNaming,
     pub(super) client: HomeserverClient,
     pub(super) store: Store,
+    pub(super) metrics: Metrics,
     pub(super) portal_rooms: PortalRooms,
     pub(super) portal_locks: PortalLocks,
     /// Double puppeting: server name → token of the appservice covering its real users.
@@ -270,19 +272,22 @@ impl PortalLocks {
 }
 
 impl MatrixSide {
-    /// The Matrix side of the bridge `info`, naming puppets with `naming`.
+    /// The Matrix side of the bridge `info`, naming puppets with `naming`, counting into
+    /// `metrics`.
     #[must_use]
     pub fn new(
         info: BridgeInfo,
         naming: PuppetNaming,
         client: HomeserverClient,
         store: Store,
+        metrics: Metrics,
     ) -> Self {
         Self {
             info,
             naming,
             client,
             store,
+            metrics,
             portal_rooms: PortalRooms::default(),
             portal_locks: PortalLocks::default(),
             double_puppets: Arc::default(),
@@ -431,8 +436,7 @@ impl MatrixSide {
         let known = self
             .puppets
             .remember(&user_id, displayname.as_deref(), avatar_url);
-        self.client
-            .metrics()
+        self.metrics
             .bridge_puppets_cached
             .with_label_values(&[self.info.id.as_str()])
             .set(i64::try_from(known).unwrap_or(i64::MAX));
@@ -1132,8 +1136,8 @@ mod tests {
             "token",
             bot,
             crate::config::ClientConfig::default(),
-            crate::metrics::Metrics::new(),
-            store.clone(),
+            crate::metrics::Metrics::new().client,
+            Arc::new(store.clone()),
         )
         .expect("client");
         let info = BridgeInfo {
@@ -1141,7 +1145,7 @@ mod tests {
             displayname: "XMPP".into(),
         };
         let naming = PuppetNaming::new("_xmpp_{{id}}", server).expect("naming");
-        let side = MatrixSide::new(info, naming, client, store);
+        let side = MatrixSide::new(info, naming, client, store, crate::metrics::Metrics::new());
         let key = PortalKey::shared("room@conf");
         assert_eq!(
             side.portal_data::<Seen>(&key).await.expect("none"),

@@ -391,7 +391,7 @@ impl BridgeContext {
     }
 
     fn publish_login_states(&self, states: &HashMap<LoginId, BridgeState>) {
-        let gauge = &self.matrix.client.metrics().bridge_logins;
+        let gauge = &self.matrix.metrics.bridge_logins;
         let id = &self.matrix.info().id;
         for label in BridgeState::LABELS {
             let count = states.values().filter(|s| s.label() == label).count();
@@ -414,7 +414,7 @@ impl BridgeContext {
     }
 
     fn publish_state(&self, state: &BridgeState) {
-        let gauge = &self.matrix.client.metrics().bridge_state;
+        let gauge = &self.matrix.metrics.bridge_state;
         let id = &self.matrix.info().id;
         for label in BridgeState::LABELS {
             gauge

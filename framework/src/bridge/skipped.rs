@@ -43,8 +43,7 @@ impl MatrixSide {
     pub async fn report_skipped(&self, key: &PortalKey, reason: &'static str, detail: &str) {
         let bridge = self.info.id.as_str();
         tracing::warn!(bridge, chat = %key.chat, reason, detail, "not bridged as sent");
-        self.client
-            .metrics()
+        self.metrics
             .bridge_remote_skipped
             .with_label_values(&[bridge, reason])
             .inc();

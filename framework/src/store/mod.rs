@@ -107,13 +107,42 @@ pub struct InboxRow {
     pub body: String,
 }
 
-/// A user of our namespaces as last set up by Switchboard.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ManagedUser {
-    /// Display name last written.
-    pub displayname: Option<String>,
-    /// Avatar URL last written.
-    pub avatar_url: Option<String>,
+pub use switchboard_client::ManagedUser;
+
+/// The homeserver client remembers the users it set up, and their rooms, in the database.
+#[async_trait::async_trait]
+impl switchboard_client::ManagedUsers for Store {
+    async fn managed_user(
+        &self,
+        user_id: &ruma::UserId,
+    ) -> Result<Option<ManagedUser>, switchboard_client::MemoryError> {
+        Ok(Store::managed_user(self, user_id.as_str()).await?)
+    }
+
+    async fn put_managed_user(
+        &self,
+        user_id: &ruma::UserId,
+        user: &ManagedUser,
+    ) -> Result<(), switchboard_client::MemoryError> {
+        Ok(Store::put_managed_user(self, user_id.as_str(), user).await?)
+    }
+
+    async fn is_member(
+        &self,
+        room_id: &ruma::RoomId,
+        user_id: &ruma::UserId,
+    ) -> Result<bool, switchboard_client::MemoryError> {
+        Ok(Store::is_member(self, room_id.as_str(), user_id.as_str()).await?)
+    }
+
+    async fn set_member(
+        &self,
+        room_id: &ruma::RoomId,
+        user_id: &ruma::UserId,
+        joined: bool,
+    ) -> Result<(), switchboard_client::MemoryError> {
+        Ok(Store::set_member(self, room_id.as_str(), user_id.as_str(), joined).await?)
+    }
 }
 
 /// A failing database is a passing condition: what needed it is retried later.

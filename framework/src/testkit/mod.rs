@@ -12,15 +12,14 @@
 //! - an event the homeserver delivers twice, in two transactions, reaches the network once;
 //! - messages sent while the network is down reach it, in order, once it is back.
 
-mod certificates;
 mod network;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub use certificates::TestCertificates;
 pub use network::{FakeChat, FakeNetwork, NetworkDown, NetworkMessage};
+pub use switchboard_testing::TestCertificates;
 
 /// A real Matrix user in the portal, as the contract tests drive them.
 #[async_trait::async_trait]

@@ -1,4 +1,4 @@
-//! Integration tests of the homeserver transport (`switchboard_framework::transport`): keep-alive
+//! Tests of the homeserver transport against servers of their own: keep-alive
 //! reuse, servers that close connections, retries, the body limit, connection and TLS errors and
 //! URL validation. Every test runs its own server on 127.0.0.1, port 0.
 
@@ -17,8 +17,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use switchboard_framework::testkit::TestCertificates;
-use switchboard_framework::transport::{self, FullResponse, Transport, TransportError};
+use switchboard_testing::TestCertificates;
+
+use super::{FullResponse, Transport, TransportError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -465,7 +466,7 @@ fn make_certificates(
     PrivateKeyDer<'static>,
 ) {
     let files = TestCertificates::issue(dir).expect("certificates");
-    let mut roots = transport::load_pem_certificates(&files.ca).expect("the CA file");
+    let mut roots = crate::tls::load_pem_certificates(&files.ca).expect("the CA file");
     assert_eq!(roots.len(), 1);
     let ca = roots.remove(0);
     let cert = CertificateDer::from_pem_file(&files.server_cert).expect("the server certificate");

@@ -1,6 +1,6 @@
 //! The homeserver client: the Client-Server API as the appservice bot or any of its users,
-//! built on ruma's request/response types and Switchboard's own HTTP/1.1 transport
-//! ([`crate::transport`]).
+//! built on ruma's request/response types and Switchboard's own HTTP/1.1 transport (the private
+//! `transport` module; HTTP/1.1 only, no proxy support).
 //!
 //! Every request asserts an identity ([`Identity`]: `user_id`, and `device_id` from spec v1.17),
 //! honours `429` (`retry_after_ms` and `Retry-After`), backs off exponentially with jitter on
@@ -29,9 +29,16 @@ use ruma::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::ClientConfig;
-use crate::metrics::Metrics;
-use crate::store::{ManagedUser, Store};
+mod config;
+mod metrics;
+pub mod tls;
+mod transport;
+mod users;
+
+pub use config::ClientConfig;
+pub use metrics::ClientMetrics;
+pub use users::{ManagedUser, ManagedUsers, MemoryError};
+
 use crate::transport::Transport;
 
 /// Longest pause a homeserver's `Retry-After` / `retry_after_ms` is obeyed for.
@@ -225,14 +232,14 @@ pub struct HomeserverClient {
     bot_user_id: OwnedUserId,
     config: ClientConfig,
     versions: SupportedVersions,
-    metrics: Metrics,
+    metrics: ClientMetrics,
     /// The metrics of successful sends, resolved once (the label lookup cost more than a
     /// small request's parsing).
     sent: (prometheus::IntCounter, prometheus::Histogram),
-    store: Store,
+    users: Arc<dyn ManagedUsers>,
     /// Memberships known to be joined (room, user), shared by the clones: a check the hot
-    /// paths make for every message costs no store lookup once seen. Kept in step with the
-    /// store by [`HomeserverClient::remember_membership`].
+    /// paths make for every message costs no lookup in `users` once seen. Kept in step with
+    /// `users` by [`HomeserverClient::remember_membership`].
     joined: Arc<std::sync::Mutex<foldhash::HashSet<(OwnedRoomId, OwnedUserId)>>>,
 }
 
@@ -256,14 +263,15 @@ fn endpoint_name<R>() -> &'static str {
 }
 
 impl HomeserverClient {
-    /// Creates a client for `base_url`, acting as `bot_user_id` by default.
+    /// Creates a client for `base_url`, acting as `bot_user_id` by default, remembering the
+    /// users it sets up in `users`.
     pub fn new(
         base_url: &str,
         as_token: &str,
         bot_user_id: OwnedUserId,
         config: ClientConfig,
-        metrics: Metrics,
-        store: Store,
+        metrics: ClientMetrics,
+        users: Arc<dyn ManagedUsers>,
     ) -> Result<Self, ClientError> {
         let build_error = |message: String| ClientError::Build {
             endpoint: "client",
@@ -272,7 +280,7 @@ impl HomeserverClient {
         let extra_roots = if config.tls_ca_file.is_empty() {
             Vec::new()
         } else {
-            crate::transport::load_pem_certificates(std::path::Path::new(&config.tls_ca_file))
+            crate::tls::load_pem_certificates(std::path::Path::new(&config.tls_ca_file))
                 .map_err(|reason| build_error(format!("client.tls_ca_file: {reason}")))?
         };
         let http = Transport::new(base_url, extra_roots, Duration::from_secs(10))
@@ -288,23 +296,13 @@ impl HomeserverClient {
                 features: std::collections::BTreeSet::new(),
             },
             sent: (
-                metrics
-                    .homeserver_requests
-                    .with_label_values(&[SEND_EVENT, "200"]),
-                metrics
-                    .homeserver_request_seconds
-                    .with_label_values(&[SEND_EVENT]),
+                metrics.requests.with_label_values(&[SEND_EVENT, "200"]),
+                metrics.request_seconds.with_label_values(&[SEND_EVENT]),
             ),
             metrics,
-            store,
+            users,
             joined: Arc::default(),
         })
-    }
-
-    /// The metrics this client counts into (shared with the rest of Switchboard).
-    #[must_use]
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     /// The appservice bot's user id.
@@ -394,7 +392,7 @@ impl HomeserverClient {
                 None => "unreachable",
             };
             self.metrics
-                .homeserver_retries
+                .retries
                 .with_label_values(&[endpoint, reason])
                 .inc();
             let pause = retry_after.map_or_else(|| self.backoff(tries), |d| d.min(MAX_RETRY_AFTER));
@@ -466,7 +464,7 @@ impl HomeserverClient {
         }
         let unreachable = |message: String| {
             self.metrics
-                .homeserver_requests
+                .requests
                 .with_label_values(&[endpoint, "error"])
                 .inc();
             (
@@ -506,11 +504,11 @@ impl HomeserverClient {
             self.sent.1.observe(seconds);
         } else {
             self.metrics
-                .homeserver_requests
+                .requests
                 .with_label_values(&[endpoint, status.as_str()])
                 .inc();
             self.metrics
-                .homeserver_request_seconds
+                .request_seconds
                 .with_label_values(&[endpoint])
                 .observe(seconds);
         }
@@ -611,14 +609,15 @@ impl HomeserverClient {
         }
     }
 
-    /// Makes sure a user of our namespace exists (registering it once; remembered in the store).
+    /// Makes sure a user of our namespace exists (registering it once; remembered in its
+    /// [`ManagedUsers`]).
     pub async fn ensure_registered(&self, user_id: &UserId) -> Result<(), ClientError> {
         if user_id == self.bot_user_id {
             return Ok(());
         }
         if self
-            .store
-            .managed_user(user_id.as_str())
+            .users
+            .managed_user(user_id)
             .await
             .ok()
             .flatten()
@@ -628,8 +627,8 @@ impl HomeserverClient {
         }
         self.register(user_id.localpart()).await?;
         if let Err(e) = self
-            .store
-            .put_managed_user(user_id.as_str(), &ManagedUser::default())
+            .users
+            .put_managed_user(user_id, &ManagedUser::default())
             .await
         {
             tracing::warn!(%user_id, error = %e, "cannot remember registered user");
@@ -638,12 +637,8 @@ impl HomeserverClient {
     }
 
     /// The profile Switchboard last set for one of its users, if it set one.
-    pub async fn managed_profile(&self, user_id: &UserId) -> Option<crate::store::ManagedUser> {
-        self.store
-            .managed_user(user_id.as_str())
-            .await
-            .ok()
-            .flatten()
+    pub async fn managed_profile(&self, user_id: &UserId) -> Option<ManagedUser> {
+        self.users.managed_user(user_id).await.ok().flatten()
     }
 
     /// Sets the display name and avatar of one of our users, only where they changed since
@@ -655,8 +650,8 @@ impl HomeserverClient {
         avatar_url: Option<&str>,
     ) -> Result<(), ClientError> {
         let known = self
-            .store
-            .managed_user(user_id.as_str())
+            .users
+            .managed_user(user_id)
             .await
             .ok()
             .flatten()
@@ -683,10 +678,7 @@ impl HomeserverClient {
             updated.avatar_url = Some(avatar.to_owned());
         }
         if updated != known
-            && let Err(e) = self
-                .store
-                .put_managed_user(user_id.as_str(), &updated)
-                .await
+            && let Err(e) = self.users.put_managed_user(user_id, &updated).await
         {
             tracing::warn!(%user_id, error = %e, "cannot remember profile");
         }
@@ -784,7 +776,7 @@ impl HomeserverClient {
     }
 
     /// Joins `room` as `user_id`. If the homeserver refuses (not invited), the bot invites the
-    /// user and the join is tried once more. Remembered in the store.
+    /// user and the join is tried once more. Remembered in its [`ManagedUsers`].
     pub async fn ensure_joined(
         &self,
         room_id: &RoomId,
@@ -800,8 +792,8 @@ impl HomeserverClient {
             return Ok(());
         }
         if self
-            .store
-            .is_member(room_id.as_str(), user_id.as_str())
+            .users
+            .is_member(room_id, user_id)
             .await
             .unwrap_or(false)
         {
@@ -869,11 +861,7 @@ impl HomeserverClient {
                 known.remove(&key);
             }
         }
-        if let Err(e) = self
-            .store
-            .set_member(room_id.as_str(), user_id.as_str(), joined)
-            .await
-        {
+        if let Err(e) = self.users.set_member(room_id, user_id, joined).await {
             tracing::warn!(%room_id, %user_id, error = %e, "cannot remember membership");
         }
     }

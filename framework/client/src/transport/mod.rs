@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, header};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -319,69 +319,15 @@ fn tls_connector(
     extra_roots: Vec<CertificateDer<'static>>,
     base_url: &str,
 ) -> Result<tokio_rustls::TlsConnector, TransportError> {
-    let mut config =
-        tls_client_config(extra_roots, None).map_err(|message| TransportError::Tls {
+    let mut config = crate::tls::tls_client_config(extra_roots, None).map_err(|message| {
+        TransportError::Tls {
             origin: base_url.to_owned(),
             message,
-        })?;
+        }
+    })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-/// The TLS client settings [`tls_client_config`] makes (rustls), for a plug-in's network
-/// library.
-pub type TlsClientConfig = rustls::ClientConfig;
-
-/// A certificate chain and its private key, presented to servers that ask for a client
-/// certificate.
-pub type ClientIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
-
-/// TLS client settings for a connection of Switchboard's own or of a plug-in to its network
-/// (MQTT over TLS, say): the platform's roots and `extra_roots` are trusted, and `client` is
-/// presented when the server asks for a client certificate. The error says what is wrong.
-pub fn tls_client_config(
-    extra_roots: Vec<CertificateDer<'static>>,
-    client: Option<ClientIdentity>,
-) -> Result<TlsClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
-        extra_roots,
-        Arc::clone(&provider),
-    )
-    .map_err(|e| e.to_string())?;
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier));
-    match client {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| format!("the client certificate and key do not go together: {e}")),
-        None => Ok(builder.with_no_client_auth()),
-    }
-}
-
-/// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1); the error says in plain words what
-/// is wrong with the file.
-pub fn load_pem_private_key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| format!("it holds no usable private key: {e}"))
-}
-
-/// The certificates of a PEM file (for [`Transport::new`]'s extra roots); the error says in
-/// plain words what is wrong with the file.
-pub fn load_pem_certificates(
-    path: &std::path::Path,
-) -> Result<Vec<CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
-    let certificates = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("it is not valid PEM: {e}"))?;
-    if certificates.is_empty() {
-        return Err("it holds no certificate".to_owned());
-    }
-    Ok(certificates)
-}
+#[cfg(test)]
+mod tests;
