@@ -81,6 +81,13 @@ pub enum HandleError {
     Permanent(String),
 }
 
+/// A failing database is a passing condition: what needed it is retried later.
+impl From<StoreError> for HandleError {
+    fn from(error: StoreError) -> Self {
+        Self::Transient(error.to_string())
+    }
+}
+
 /// What handles events taken from the inbox (the plug-in host).
 #[async_trait::async_trait]
 pub trait EventHandler: Send + Sync + 'static {

@@ -14,7 +14,6 @@ pub mod permission;
 pub mod plugin;
 pub mod provisioning;
 pub mod runtime;
-pub mod store;
 pub mod telemetry;
 pub mod template;
 #[cfg(feature = "testkit")]
@@ -32,4 +31,5 @@ pub use serde_json;
 pub use switchboard_client as client;
 pub use switchboard_client::tls;
 pub use switchboard_registration::{Namespace, Namespaces, is_valid_localpart};
+pub use switchboard_store as store;
 pub use tokio_util::sync::CancellationToken;

@@ -6,7 +6,7 @@ pub mod commands;
 pub mod format;
 pub mod from_matrix;
 pub(crate) mod host;
-pub mod ids;
+pub use switchboard_api::ids;
 pub mod login;
 pub mod matrix;
 pub mod media;

@@ -4,7 +4,7 @@ use sqlx::Row;
 
 use super::bridge::{portal_key, receiver_column};
 use super::{Store, StoreError, StoreResult};
-use crate::bridge::PortalKey;
+use switchboard_api::ids::PortalKey;
 
 /// A Matrix event waiting in the outbox.
 #[derive(Clone, Debug, PartialEq, Eq)]

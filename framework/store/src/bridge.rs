@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError, StoreResult};
-use crate::bridge::{PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId};
+use switchboard_api::ids::{PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId};
 
 /// A portal as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]

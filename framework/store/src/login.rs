@@ -4,7 +4,7 @@ use sqlx::Row;
 
 use super::bridge::receiver_column;
 use super::{Store, StoreError, StoreResult};
-use crate::bridge::PortalKey;
+use switchboard_api::ids::PortalKey;
 
 /// A login as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -162,7 +162,7 @@ mod tests {
                 "{escaped}"
             );
             assert!(
-                escaped.is_empty() || crate::is_valid_localpart(escaped),
+                escaped.is_empty() || switchboard_registration::is_valid_localpart(escaped),
                 "{escaped}"
             );
         }
