@@ -3,12 +3,10 @@
 //!
 //! A plug-in depends on this crate only; everything it needs is re-exported here.
 
-pub mod appservice;
 pub mod bridge;
 pub mod command;
 pub mod config;
 pub mod doctor;
-pub mod inbox;
 pub mod metrics;
 pub mod permission;
 pub mod plugin;
@@ -28,6 +26,8 @@ pub use plugin::{Bot, BotCommand, BotContext, HostOptions, Plugins, RoomEvent};
 pub use ruma;
 pub use serde;
 pub use serde_json;
+pub use switchboard_appservice as appservice;
+pub use switchboard_appservice::inbox;
 pub use switchboard_client as client;
 pub use switchboard_client::tls;
 pub use switchboard_registration::{Namespace, Namespaces, is_valid_localpart};

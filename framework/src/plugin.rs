@@ -121,16 +121,6 @@ fn is_direct_invite(event: &RoomEvent) -> bool {
     event.content_as::<Invite>().is_ok_and(|i| i.is_direct)
 }
 
-impl From<ClientError> for HandleError {
-    fn from(error: ClientError) -> Self {
-        if error.is_transient() {
-            HandleError::Transient(error.to_string())
-        } else {
-            HandleError::Permanent(error.to_string())
-        }
-    }
-}
-
 /// What a bot gets to act with.
 #[derive(Clone, Debug)]
 pub struct BotContext {

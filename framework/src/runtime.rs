@@ -361,7 +361,7 @@ pub async fn run(
     let (inbox, inbox_tasks) = Inbox::start(
         store.clone(),
         config.inbox.clone(),
-        metrics.clone(),
+        metrics.inbox.clone(),
         host.clone(),
         inbox_shutdown.clone(),
     )
@@ -371,7 +371,7 @@ pub async fn run(
         &registration.hs_token,
         inbox,
         host.clone(),
-        metrics.clone(),
+        metrics.inbox.clone(),
         config.appservice.max_body_bytes,
     );
     if config.provisioning.enabled {

@@ -22,8 +22,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::InboxConfig;
-use crate::metrics::Metrics;
-use crate::store::{InboxRow, NewInboxEvent, Store, StoreError};
+use crate::metrics::InboxMetrics;
+use switchboard_store::{InboxRow, NewInboxEvent, Store, StoreError};
 
 /// Completion messages taken from the channel at once.
 const DONE_BATCH: usize = 1024;
@@ -85,6 +85,17 @@ pub enum HandleError {
 impl From<StoreError> for HandleError {
     fn from(error: StoreError) -> Self {
         Self::Transient(error.to_string())
+    }
+}
+
+/// A homeserver that is down or rate-limits is a passing condition; a refused request is not.
+impl From<switchboard_client::ClientError> for HandleError {
+    fn from(error: switchboard_client::ClientError) -> Self {
+        if error.is_transient() {
+            HandleError::Transient(error.to_string())
+        } else {
+            HandleError::Permanent(error.to_string())
+        }
     }
 }
 
@@ -202,7 +213,7 @@ impl RecentIds {
 struct Shared {
     store: Store,
     config: InboxConfig,
-    metrics: Metrics,
+    metrics: InboxMetrics,
     depth: AtomicUsize,
     /// Unhandled events of stuck rooms (part of `depth`), kept up to date under each room's
     /// [`RoomLoad`] lock.
@@ -246,7 +257,7 @@ impl Inbox {
     pub async fn start(
         store: Store,
         config: InboxConfig,
-        metrics: Metrics,
+        metrics: InboxMetrics,
         handler: Arc<dyn EventHandler>,
         shutdown: CancellationToken,
     ) -> Result<(Self, InboxTasks), StoreError> {
@@ -743,7 +754,7 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
-    use crate::config::SqliteSync;
+    use switchboard_store::SqliteSync;
 
     /// Records what it handled; waits for a permit per event when gated (only for the events
     /// of `gated_room`, if set).
@@ -840,7 +851,7 @@ mod tests {
         let (inbox, tasks) = Inbox::start(
             store(dir).await,
             config,
-            Metrics::new(),
+            InboxMetrics::default(),
             recorder,
             shutdown.clone(),
         )

@@ -31,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::inbox::{AcceptError, Accepted, Inbox};
-use crate::metrics::Metrics;
-use crate::store::NewInboxEvent;
+use crate::metrics::InboxMetrics;
+use switchboard_store::NewInboxEvent;
 
 /// Answers the homeserver's queries on behalf of the plug-ins.
 #[async_trait::async_trait]
@@ -62,7 +62,7 @@ struct AppState {
     hs_token: Arc<str>,
     inbox: Inbox,
     queries: Arc<dyn QueryHandler>,
-    metrics: Metrics,
+    metrics: InboxMetrics,
 }
 
 /// A Matrix error response.
@@ -97,7 +97,7 @@ pub fn router(
     hs_token: &str,
     inbox: Inbox,
     queries: Arc<dyn QueryHandler>,
-    metrics: Metrics,
+    metrics: InboxMetrics,
     max_body_bytes: usize,
 ) -> Router {
     let state = AppState {
@@ -294,7 +294,7 @@ pub mod list {
 }
 
 fn decode_list(
-    metrics: &Metrics,
+    metrics: &InboxMetrics,
     list: &'static str,
     raw_events: &[&RawValue],
     needs_room: bool,
@@ -608,7 +608,7 @@ mod tests {
 
     #[test]
     fn one_bad_event_does_not_drop_its_neighbours() {
-        let metrics = Metrics::new();
+        let metrics = InboxMetrics::default();
         let body = r#"{"events":[
             {"type":"m.room.message","room_id":"!a:x","event_id":"$1","sender":"@u:x","content":{}},
             {"type":"m.room.message","room_id":"not a room id"},
