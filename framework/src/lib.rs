@@ -4,16 +4,13 @@
 //! A plug-in depends on this crate only; everything it needs is re-exported here.
 
 pub mod bridge;
-pub mod command;
 pub mod config;
 pub mod doctor;
 pub mod metrics;
-pub mod permission;
 pub mod plugin;
 pub mod provisioning;
 pub mod runtime;
 pub mod telemetry;
-pub mod template;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -26,6 +23,7 @@ pub use plugin::{Bot, BotCommand, BotContext, HostOptions, Plugins, RoomEvent};
 pub use ruma;
 pub use serde;
 pub use serde_json;
+pub use switchboard_api::{command, permission, template};
 pub use switchboard_appservice as appservice;
 pub use switchboard_appservice::inbox;
 pub use switchboard_client as client;

@@ -3,5 +3,14 @@
 //!
 //! - [`ids`]: identifiers of the remote network as newtypes (chats, users, messages, logins,
 //!   portal keys), and the reversible mapping of remote ids onto Matrix localparts.
+//! - [`command`]: chat commands (definitions, parsing, help, answers, tables).
+//! - [`permission`]: who may do what (`permissions` in the config).
+//! - [`format`]: message formatting between Matrix HTML, Markdown and plain text, and HTML
+//!   sanitising to what Matrix allows.
+//! - [`template`]: the text templates operators write (relay messages, puppet names).
 
+pub mod command;
+pub mod format;
 pub mod ids;
+pub mod permission;
+pub mod template;

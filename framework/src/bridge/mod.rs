@@ -3,7 +3,7 @@
 
 mod backfill;
 pub mod commands;
-pub mod format;
+pub use switchboard_api::format;
 pub mod from_matrix;
 pub(crate) mod host;
 pub use switchboard_api::ids;

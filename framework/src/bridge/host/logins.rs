@@ -98,8 +98,10 @@ impl HostedBridge {
         let data = |name: &str, body: &str| json!({ "displayname": name, "user_id": event.sender, "body": body });
         let text = self.relay_template.render(&data(&displayname, body));
         let html = html.map(|html| {
-            self.relay_template
-                .render(&data(&ammonia::clean_text(&displayname), html))
+            self.relay_template.render(&data(
+                &switchboard_api::format::clean_text(&displayname),
+                html,
+            ))
         });
         Ok((text, html))
     }

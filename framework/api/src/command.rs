@@ -6,8 +6,8 @@
 //! non-empty message is treated as a command.
 //!
 //! ```
-//! use switchboard_framework::command::{CommandInvocation, CommandSet, CommandSpec};
-//! use switchboard_framework::permission::PermissionLevel;
+//! use switchboard_api::command::{CommandInvocation, CommandSet, CommandSpec};
+//! use switchboard_api::permission::PermissionLevel;
 //!
 //! let commands = CommandSet::new("!lb")
 //!     .with(CommandSpec::new("ping", "Checks that the bridge is running").alias("p"));
@@ -276,7 +276,8 @@ impl From<&str> for CommandReply {
 
 /// Whether a message's raw content could hold a command (a string starting with `!`): a cheap
 /// test that keeps the command parser off the path of ordinary messages.
-pub(crate) fn may_hold_command(raw_content: &str) -> bool {
+#[must_use]
+pub fn may_hold_command(raw_content: &str) -> bool {
     raw_content.contains("\"!")
 }
 
