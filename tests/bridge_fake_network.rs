@@ -16,7 +16,7 @@ use switchboard_framework::bridge::{
     PortalKey, PuppetProfile, RemoteEvent, RemoteMessageId, RemoteText, RemoteUserId,
 };
 use switchboard_framework::testkit::{Contract, FakeChat, FakeNetwork};
-use switchboard_framework::{HandleError, Plugins};
+use switchboard_framework::{PluginError, Plugins};
 
 const CHAT: &str = "lobby";
 
@@ -77,11 +77,11 @@ impl Bridge for FakeChatBridge {
         _ctx: &BridgeContext,
         portal: &PortalKey,
         message: &MatrixMessage,
-    ) -> Result<RemoteMessageId, HandleError> {
+    ) -> Result<RemoteMessageId, PluginError> {
         self.network
             .send(portal.chat.as_str(), message.sender.as_str(), &message.body)
             .map(RemoteMessageId)
-            .map_err(|down| HandleError::Transient(down.to_string()))
+            .map_err(|down| PluginError::transient(down.to_string()))
     }
 }
 

@@ -31,6 +31,7 @@ use crate::inbox::{EventHandler, HandleError, InboxItem};
 use crate::metrics::Metrics;
 use crate::permission::{PermissionLevel, Permissions};
 use crate::store::{Store, StoreError};
+use switchboard_api::PluginError;
 
 pub use ruma;
 
@@ -152,17 +153,17 @@ impl BotContext {
     }
 
     /// The data this bot stored under `key`, if any.
-    pub async fn data<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, HandleError> {
+    pub async fn data<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PluginError> {
         let Some(stored) = self
             .store
             .bot_data(self.plugin_id, key)
             .await
-            .map_err(HandleError::from)?
+            .map_err(PluginError::from)?
         else {
             return Ok(None);
         };
         serde_json::from_str(&stored).map(Some).map_err(|e| {
-            HandleError::Permanent(format!(
+            PluginError::permanent(format!(
                 "the stored data `{key}` of bot {} does not read as expected: {e}",
                 self.plugin_id
             ))
@@ -174,13 +175,13 @@ impl BotContext {
         &self,
         key: &str,
         data: &T,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         let json = serde_json::to_string(data)
-            .map_err(|e| HandleError::Permanent(format!("cannot store `{key}`: {e}")))?;
+            .map_err(|e| PluginError::permanent(format!("cannot store `{key}`: {e}")))?;
         self.store
             .put_bot_data(self.plugin_id, key, &json)
             .await
-            .map_err(HandleError::from)
+            .map_err(PluginError::from)
     }
 
     /// Writes a command run to this bot's audit log: who ran `command` (secrets left out) in
@@ -190,7 +191,7 @@ impl BotContext {
         event: &RoomEvent,
         command: &str,
         outcome: &str,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         let at_ms = i64::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -208,18 +209,18 @@ impl BotContext {
         self.store
             .add_audit(self.plugin_id, &record)
             .await
-            .map_err(HandleError::from)
+            .map_err(PluginError::from)
     }
 
     /// The latest `limit` entries of this bot's audit log, newest first.
     pub async fn audit_log(
         &self,
         limit: i64,
-    ) -> Result<Vec<crate::store::AuditRecord>, HandleError> {
+    ) -> Result<Vec<crate::store::AuditRecord>, PluginError> {
         self.store
             .audit_log(self.plugin_id, limit)
             .await
-            .map_err(HandleError::from)
+            .map_err(PluginError::from)
     }
 
     /// Redacts `event` as the bot (e.g. a message holding a password), with `reason`. Fails
@@ -339,7 +340,7 @@ pub trait Bot: Send + Sync + 'static {
 
     /// Runs once Switchboard is ready (after the bridges started): set-up such as creating
     /// the bot's rooms. An error stops Switchboard with the reason.
-    async fn start(&self, _ctx: &BotContext) -> Result<(), HandleError> {
+    async fn start(&self, _ctx: &BotContext) -> Result<(), PluginError> {
         Ok(())
     }
 
@@ -363,8 +364,8 @@ pub trait Bot: Send + Sync + 'static {
 
     /// Handles a room event sent by someone other than Switchboard's own users (commands for
     /// this bot excepted: they go to [`Bot::handle_command`]).
-    /// Return [`HandleError::Transient`] to have it retried (in order) later.
-    async fn on_room_event(&self, ctx: &BotContext, event: &RoomEvent) -> Result<(), HandleError>;
+    /// Return a transient [`PluginError`] to have it retried (in order) later.
+    async fn on_room_event(&self, ctx: &BotContext, event: &RoomEvent) -> Result<(), PluginError>;
 
     /// The prefix of its chat commands (default `!<id>`, e.g. `!echo help`).
     fn command_prefix(&self) -> String {
@@ -380,12 +381,12 @@ pub trait Bot: Send + Sync + 'static {
 
     /// Runs one of its commands (already checked: known, permitted, right number of
     /// arguments); what it returns is the bot's answer, sent as a reply. A
-    /// [`HandleError::Permanent`] is shown to the sender.
+    /// permanent [`PluginError`] is shown to the sender.
     async fn handle_command(
         &self,
         _ctx: &BotContext,
         command: &BotCommand,
-    ) -> Result<CommandReply, HandleError> {
+    ) -> Result<CommandReply, PluginError> {
         Ok(format!("`{}` does nothing yet.", command.invocation.name).into())
     }
 
@@ -396,7 +397,7 @@ pub trait Bot: Send + Sync + 'static {
         _ctx: &BotContext,
         _list: &str,
         _event: &RawValue,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         Ok(())
     }
 
@@ -445,8 +446,8 @@ impl HostedBot {
                 };
                 match self.bot.handle_command(&self.ctx, &command).await {
                     Ok(reply) => reply,
-                    Err(HandleError::Permanent(reason)) => format!("⚠️ {reason}").into(),
-                    Err(transient) => return Err(transient),
+                    Err(error) if !error.is_transient() => format!("⚠️ {error}").into(),
+                    Err(transient) => return Err(transient.into()),
                 }
             }
         };

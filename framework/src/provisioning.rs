@@ -63,6 +63,16 @@ impl From<HandleError> for ApiError {
     }
 }
 
+impl From<switchboard_api::PluginError> for ApiError {
+    fn from(error: switchboard_api::PluginError) -> Self {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "M_UNAVAILABLE",
+            error.to_string(),
+        )
+    }
+}
+
 type ApiResult = Result<Json<Value>, ApiError>;
 
 /// The provisioning routes; `shared_secret` empty allows OpenID tokens only.

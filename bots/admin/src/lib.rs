@@ -30,7 +30,7 @@ use switchboard_framework::ruma::serde::Raw;
 use switchboard_framework::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
 use switchboard_framework::serde::Deserialize;
 use switchboard_framework::serde_json::{self, json};
-use switchboard_framework::{Bot, BotCommand, HandleError, Identity, RoomEvent, async_trait};
+use switchboard_framework::{Bot, BotCommand, Identity, PluginError, RoomEvent, async_trait};
 
 use cli::{Command, Config as ConfigCommand, Console, Plugins};
 use synapse::{AdminError, SynapseAdmin};
@@ -199,7 +199,7 @@ impl AdminBot {
     /// Creates the admin room with the admins invited, then raises them to the highest
     /// power level (added to the room's levels, so the bot keeps its own in every room
     /// version).
-    async fn create_room(&self, ctx: &BotContext) -> Result<OwnedRoomId, HandleError> {
+    async fn create_room(&self, ctx: &BotContext) -> Result<OwnedRoomId, PluginError> {
         let mut request = room::create_room::v3::Request::new();
         request.name = Some("Switchboard admin".to_owned());
         request.topic = Some("Switchboard's console: send `!admin help`".to_owned());
@@ -220,12 +220,12 @@ impl AdminBot {
             )
             .await?;
         let mut levels: serde_json::Value = serde_json::from_str(current.event_or_content.get())
-            .map_err(|e| HandleError::Permanent(format!("unreadable power levels: {e}")))?;
+            .map_err(|e| PluginError::permanent(format!("unreadable power levels: {e}")))?;
         for admin in &active.admins {
             levels["users"][admin.as_str()] = json!(100);
         }
         let raw = serde_json::value::to_raw_value(&levels)
-            .map_err(|e| HandleError::Permanent(e.to_string()))?;
+            .map_err(|e| PluginError::permanent(e.to_string()))?;
         let update = state::send_state_event::v3::Request::new_raw(
             room_id.clone(),
             StateEventType::RoomPowerLevels,
@@ -293,7 +293,7 @@ impl AdminBot {
         event: &RoomEvent,
         command: &Command,
         audit_text: &str,
-    ) -> Result<CommandReply, HandleError> {
+    ) -> Result<CommandReply, PluginError> {
         let result = self.run(ctx, command).await;
         let outcome = match &result {
             Ok(_) => "done".to_owned(),
@@ -325,7 +325,7 @@ impl AdminBot {
         event: &RoomEvent,
         command: Command,
         audit_text: String,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         let within = self.active().confirm_within;
         let question = format!(
             "`{audit_text}` cannot be undone. React {CONFIRM} to this message within {} s to \
@@ -349,7 +349,7 @@ impl AdminBot {
     }
 
     /// A reaction: if it confirms a question its asker is waiting on, runs the command.
-    async fn on_reaction(&self, ctx: &BotContext, event: &RoomEvent) -> Result<(), HandleError> {
+    async fn on_reaction(&self, ctx: &BotContext, event: &RoomEvent) -> Result<(), PluginError> {
         #[derive(Deserialize)]
         #[serde(crate = "switchboard_framework::serde")]
         struct Annotation {
@@ -518,7 +518,7 @@ fn metrics(ctx: &BotContext) -> CommandReply {
 }
 
 /// The latest audit log entries.
-async fn audit(ctx: &BotContext, limit: i64) -> Result<CommandReply, HandleError> {
+async fn audit(ctx: &BotContext, limit: i64) -> Result<CommandReply, PluginError> {
     let mut table = Table::new(&["at (ms)", "who", "command", "outcome"]);
     for record in ctx.audit_log(limit).await? {
         table.row([
@@ -549,7 +549,7 @@ impl Bot for AdminBot {
         "admin"
     }
 
-    async fn start(&self, ctx: &BotContext) -> Result<(), HandleError> {
+    async fn start(&self, ctx: &BotContext) -> Result<(), PluginError> {
         let room = match (
             &self.configured_room,
             ctx.data::<OwnedRoomId>(ROOM_KEY).await?,
@@ -610,7 +610,7 @@ impl Bot for AdminBot {
         &self,
         ctx: &BotContext,
         command: &BotCommand,
-    ) -> Result<CommandReply, HandleError> {
+    ) -> Result<CommandReply, PluginError> {
         let event = &command.event;
         let room = self.admin_room();
         if room.as_ref() != Some(&event.room_id) {
@@ -643,7 +643,7 @@ impl Bot for AdminBot {
         Ok(reply)
     }
 
-    async fn on_room_event(&self, ctx: &BotContext, event: &RoomEvent) -> Result<(), HandleError> {
+    async fn on_room_event(&self, ctx: &BotContext, event: &RoomEvent) -> Result<(), PluginError> {
         if event.event_type == "m.reaction" && self.admin_room().as_ref() == Some(&event.room_id) {
             return self.on_reaction(ctx, event).await;
         }

@@ -8,7 +8,7 @@ use switchboard_framework::ruma::{RoomId, UserId};
 use crate::cli::{Portals, Puppets};
 use crate::synapse::AdminError;
 
-fn failed(error: &switchboard_framework::HandleError) -> AdminError {
+fn failed(error: &switchboard_framework::PluginError) -> AdminError {
     AdminError::Unreachable(error.to_string())
 }
 

@@ -15,7 +15,7 @@ use switchboard_framework::plugin::BotContext;
 use switchboard_framework::ruma::api::client::membership::joined_rooms;
 use switchboard_framework::ruma::{ServerName, UserId};
 use switchboard_framework::{
-    Bot, BotCommand, HandleError, Identity, Namespace, Namespaces, RoomEvent, async_trait,
+    Bot, BotCommand, Identity, Namespace, Namespaces, PluginError, RoomEvent, async_trait,
 };
 
 /// Default localpart prefix of the users the echo bot owns.
@@ -90,7 +90,7 @@ impl Bot for EchoBot {
         }
     }
 
-    async fn on_room_event(&self, ctx: &BotContext, event: &RoomEvent) -> Result<(), HandleError> {
+    async fn on_room_event(&self, ctx: &BotContext, event: &RoomEvent) -> Result<(), PluginError> {
         let Some(reply) = event.text_body().as_deref().and_then(answer) else {
             return Ok(());
         };
@@ -113,7 +113,7 @@ impl Bot for EchoBot {
         &self,
         ctx: &BotContext,
         command: &BotCommand,
-    ) -> Result<CommandReply, HandleError> {
+    ) -> Result<CommandReply, PluginError> {
         match command.invocation.name.as_str() {
             "say" => Ok(command.invocation.raw_args.as_str().into()),
             "rooms" => {
@@ -123,7 +123,7 @@ impl Bot for EchoBot {
                     .await?;
                 Ok(format!("I am in {} room(s).", joined.joined_rooms.len()).into())
             }
-            other => Err(HandleError::Permanent(format!(
+            other => Err(PluginError::permanent(format!(
                 "the echo bot has no command `{other}`"
             ))),
         }

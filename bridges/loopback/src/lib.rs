@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use switchboard_framework::HandleError;
+use switchboard_framework::PluginError;
 use switchboard_framework::bridge::{
     AliasHandler, Applied, BackfillHandler, Bridge, BridgeCommand, BridgeContext, BridgeError,
     BridgeInfo, BridgeState, Bridged, DirectChatHandler, EditHandler, LoginField, LoginFlow,
@@ -156,12 +156,10 @@ impl LoopbackBridge {
     }
 
     /// Fails while the network is down.
-    fn reachable(&self) -> Result<(), HandleError> {
+    fn reachable(&self) -> Result<(), PluginError> {
         let file_says_down = self.outage_file.as_ref().is_some_and(|path| path.exists());
         if file_says_down || self.down.load(Ordering::Relaxed) {
-            return Err(HandleError::Transient(
-                "the loopback network is down".to_owned(),
-            ));
+            return Err(PluginError::network_down("the loopback network is down"));
         }
         Ok(())
     }
@@ -172,7 +170,7 @@ impl LoopbackBridge {
         &self,
         ctx: &BridgeContext,
         command: &BridgeCommand,
-    ) -> Result<String, HandleError> {
+    ) -> Result<String, PluginError> {
         let raw = command.invocation.raw_args.as_str();
         let (id, text) = raw.split_once(char::is_whitespace).unwrap_or((raw, ""));
         let portal = command
@@ -202,11 +200,11 @@ impl LoopbackBridge {
         &self,
         ctx: &BridgeContext,
         command: &BridgeCommand,
-    ) -> Result<String, HandleError> {
+    ) -> Result<String, PluginError> {
         let logins = ctx.logins().await?;
         let Some(login) = logins.iter().find(|l| l.user_id == command.sender) else {
-            return Err(HandleError::Permanent(
-                "log in first: `remote-say` speaks with your login".to_owned(),
+            return Err(PluginError::permanent(
+                "log in first: `remote-say` speaks with your login",
             ));
         };
         let portal = command
@@ -233,7 +231,7 @@ impl LoopbackBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         event: RemoteEvent,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         ctx.matrix()
             .apply(portal, &self.portal_info(), &event)
             .await?;
@@ -267,9 +265,9 @@ impl Bridge for LoopbackBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         message: &MatrixMessage,
-    ) -> Result<RemoteMessageId, HandleError> {
+    ) -> Result<RemoteMessageId, PluginError> {
         if message.body.starts_with(REFUSED) {
-            return Err(HandleError::Permanent(format!(
+            return Err(PluginError::permanent(format!(
                 "the loopback network refuses messages starting with {REFUSED}"
             )));
         }
@@ -327,12 +325,16 @@ impl Bridge for LoopbackBridge {
     }
 
     /// Every chat of the loopback network has echo in it: any room may be bridged to one.
-    async fn allow_bridge(&self, _ctx: &BridgeContext, _chat: &RemoteChatId) -> Result<(), String> {
+    async fn allow_bridge(
+        &self,
+        _ctx: &BridgeContext,
+        _chat: &RemoteChatId,
+    ) -> Result<(), PluginError> {
         Ok(())
     }
 
     /// Echo is always in every chat and the topic says when it was last synced.
-    async fn sync(&self, ctx: &BridgeContext, portal: &PortalKey) -> Result<String, HandleError> {
+    async fn sync(&self, ctx: &BridgeContext, portal: &PortalKey) -> Result<String, PluginError> {
         self.reachable()?;
         let echo = RemoteUserId::from(ECHO);
         // The chat's picture on the network: a 1×1 transparent GIF.
@@ -399,7 +401,7 @@ impl Bridge for LoopbackBridge {
         &self,
         ctx: &BridgeContext,
         command: &BridgeCommand,
-    ) -> Result<CommandReply, HandleError> {
+    ) -> Result<CommandReply, PluginError> {
         match command.invocation.name.as_str() {
             "remote-say" => return self.remote_say(ctx, command).await.map(Into::into),
             "inject" => return self.inject(ctx, command).await.map(Into::into),
@@ -417,7 +419,7 @@ impl Bridge for LoopbackBridge {
             Some("down") => true,
             Some("up") => false,
             other => {
-                return Err(HandleError::Permanent(format!(
+                return Err(PluginError::permanent(format!(
                     "`network` takes `up` or `down`, not {:?}",
                     other.unwrap_or_default()
                 )));
@@ -500,7 +502,7 @@ impl LoginHandler for LoopbackBridge {
         &self,
         ctx: &BridgeContext,
         request: &LoginRequest,
-    ) -> Result<LoginStep, String> {
+    ) -> Result<LoginStep, PluginError> {
         let (Some(username), Some(password)) =
             (request.input.get("username"), request.input.get("password"))
         else {
@@ -521,7 +523,7 @@ impl LoginHandler for LoopbackBridge {
             });
         };
         if password != PASSWORD {
-            return Err("wrong password".to_owned());
+            return Err(PluginError::permanent("wrong password"));
         }
         let id = LoginId(format!("user:{username}"));
         ctx.set_login_state(&id, BridgeState::Connected);
@@ -545,7 +547,7 @@ impl PresenceHandler for LoopbackBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         typing: &MatrixTyping,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         self.reachable()?;
         let echo = RemoteEvent::Typing {
             sender: RemoteUserId::from(ECHO),
@@ -560,7 +562,7 @@ impl PresenceHandler for LoopbackBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         membership: &MatrixMembership,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         self.reachable()?;
         let mut chat: ChatMembers = ctx.matrix().portal_data(portal).await?;
         let user = membership.user_id.to_string();
@@ -578,7 +580,7 @@ impl PresenceHandler for LoopbackBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         read: &MatrixRead,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         self.reachable()?;
         let Some(question) = read.target.as_str().strip_prefix("answer-") else {
             return Ok(());
@@ -621,7 +623,7 @@ impl MediaHandler for LoopbackBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         media: &MatrixMedia,
-    ) -> Result<RemoteMessageId, HandleError> {
+    ) -> Result<RemoteMessageId, PluginError> {
         self.reachable()?;
         let id = message_id(media.event_id.as_str());
         ctx.matrix()
@@ -656,7 +658,7 @@ impl DirectChatHandler for LoopbackBridge {
         &self,
         _ctx: &BridgeContext,
         remote: &RemoteUserId,
-    ) -> Result<Option<PuppetProfile>, HandleError> {
+    ) -> Result<Option<PuppetProfile>, PluginError> {
         Ok((!remote.as_str().starts_with("nobody")).then(|| person_profile(remote)))
     }
 
@@ -665,7 +667,7 @@ impl DirectChatHandler for LoopbackBridge {
         _ctx: &BridgeContext,
         requester: &UserId,
         remote: &RemoteUserId,
-    ) -> Result<PortalKey, HandleError> {
+    ) -> Result<PortalKey, PluginError> {
         self.reachable()?;
         Ok(PortalKey {
             chat: RemoteChatId(format!("{DM_PREFIX}{remote}")),
@@ -710,7 +712,7 @@ impl EditHandler for LoopbackBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         edit: &MatrixEdit,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         self.reachable()?;
         let Some(answer) = answer_id(&edit.target) else {
             return Ok(());
@@ -731,7 +733,7 @@ impl ReactionHandler for LoopbackBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         reaction: &MatrixReaction,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         self.reachable()?;
         let same = RemoteReaction {
             sender: RemoteUserId::from(ECHO),
@@ -747,7 +749,7 @@ impl ReactionHandler for LoopbackBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         removal: &MatrixRedaction,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         self.reachable()?;
         let Some(key) = removal.reaction.clone() else {
             return Ok(());
@@ -770,7 +772,7 @@ impl RedactionHandler for LoopbackBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         redaction: &MatrixRedaction,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         self.reachable()?;
         let Some(answer) = answer_id(&redaction.target) else {
             return Ok(());

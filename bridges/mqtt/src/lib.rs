@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use switchboard_framework::HandleError;
+use switchboard_framework::PluginError;
 use switchboard_framework::bridge::{
     Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, EditHandler,
     MatrixEdit, MatrixMessage, MatrixRedaction, MediaKind, PortalInfo, PortalKey, PuppetProfile,
@@ -77,9 +77,9 @@ async fn may_publish(
     mapping: &Mapping,
     sender: &UserId,
     topic: &str,
-) -> Result<(), HandleError> {
+) -> Result<(), PluginError> {
     if !mapping.may_publish(sender) {
-        return Err(HandleError::Permanent(format!(
+        return Err(PluginError::permanent(format!(
             "{sender} may not publish to {topic}"
         )));
     }
@@ -87,7 +87,7 @@ async fn may_publish(
         let key = PortalKey::shared(mapping.settings.name.as_str());
         let level = ctx.matrix().power_level(&key, sender).await?;
         if level < needed {
-            return Err(HandleError::Permanent(format!(
+            return Err(PluginError::permanent(format!(
                 "{sender} may not publish to {topic}: it takes power level {needed} in this \
                  room, and they have {level}"
             )));
@@ -154,7 +154,7 @@ impl MqttBridge {
         portal: &PortalKey,
         which: impl Fn(&MappingSettings) -> Change,
         sender: &UserId,
-    ) -> Result<Option<(&Mapping, &String)>, HandleError> {
+    ) -> Result<Option<(&Mapping, &String)>, PluginError> {
         let Some(mapping) = self.mapping(portal.chat.as_str()) else {
             return Ok(None);
         };
@@ -176,9 +176,9 @@ impl MqttBridge {
         ctx: &BridgeContext,
         mapping: &Mapping,
         filter: String,
-    ) -> Result<CommandReply, HandleError> {
+    ) -> Result<CommandReply, PluginError> {
         let settings = &mapping.settings;
-        let refuse = |why: String| Err(HandleError::Permanent(why));
+        let refuse = |why: String| Err(PluginError::permanent(why));
         if !topic::is_valid_filter(&filter) {
             return refuse(format!("{filter:?} is not a topic filter"));
         }
@@ -203,7 +203,7 @@ impl MqttBridge {
             client
                 .subscribe(filter.clone(), settings.qos)
                 .await
-                .map_err(|e| HandleError::Transient(format!("cannot subscribe: {e}")))?;
+                .map_err(|e| PluginError::transient(format!("cannot subscribe: {e}")))?;
         }
         Ok(format!("This room now receives {filter}.").into())
     }
@@ -214,14 +214,14 @@ impl MqttBridge {
         ctx: &BridgeContext,
         mapping: &Mapping,
         filter: String,
-    ) -> Result<CommandReply, HandleError> {
+    ) -> Result<CommandReply, PluginError> {
         if mapping.settings.topics.contains(&filter) {
-            return Err(HandleError::Permanent(format!(
+            return Err(PluginError::permanent(format!(
                 "{filter} is in the config; remove it there"
             )));
         }
         if !filters_of(mapping, &self.extra).contains(&filter) {
-            return Err(HandleError::Permanent(format!(
+            return Err(PluginError::permanent(format!(
                 "this room is not subscribed to {filter}"
             )));
         }
@@ -235,7 +235,7 @@ impl MqttBridge {
             client
                 .unsubscribe(filter.clone())
                 .await
-                .map_err(|e| HandleError::Transient(format!("cannot unsubscribe: {e}")))?;
+                .map_err(|e| PluginError::transient(format!("cannot unsubscribe: {e}")))?;
         }
         Ok(format!("This room no longer receives {filter}.").into())
     }
@@ -247,7 +247,7 @@ impl MqttBridge {
         ctx: &BridgeContext,
         mapping: &Mapping,
         change: impl FnOnce(&mut Vec<String>),
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         let topics = {
             let mut extra = self.extra.write().unwrap_or_else(PoisonError::into_inner);
             let topics = extra.entry(mapping.settings.name.clone()).or_default();
@@ -273,11 +273,11 @@ impl MqttBridge {
         topic: &str,
         payload: String,
         properties: Properties,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         let (Some(client), true) = (self.client.get(), self.connected.load(Ordering::Relaxed))
         else {
-            return Err(HandleError::Transient(
-                "the MQTT broker is not reachable".to_owned(),
+            return Err(PluginError::network_down(
+                "the MQTT broker is not reachable",
             ));
         };
         client
@@ -289,7 +289,7 @@ impl MqttBridge {
                 properties,
             )
             .await
-            .map_err(|e| HandleError::Transient(format!("cannot publish: {e}")))
+            .map_err(|e| PluginError::transient(format!("cannot publish: {e}")))
     }
 
     /// The bridge from its config section (`bridges.mqtt`); the error names the field, the
@@ -394,13 +394,13 @@ impl Bridge for MqttBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         message: &MatrixMessage,
-    ) -> Result<RemoteMessageId, HandleError> {
+    ) -> Result<RemoteMessageId, PluginError> {
         let Some(mapping) = self
             .mappings
             .iter()
             .find(|m| m.settings.name == portal.chat.as_str())
         else {
-            return Err(HandleError::Permanent(format!(
+            return Err(PluginError::permanent(format!(
                 "no MQTT mapping is named {}",
                 portal.chat
             )));
@@ -421,9 +421,7 @@ impl Bridge for MqttBridge {
                 .as_ref()
                 .filter(|_| settings.direction.outbound())
         }) else {
-            return Err(HandleError::Permanent(
-                "this room only receives from MQTT".to_owned(),
-            ));
+            return Err(PluginError::permanent("this room only receives from MQTT"));
         };
         may_publish(ctx, mapping, &message.sender, topic).await?;
         let payload = if settings.envelope {
@@ -501,7 +499,7 @@ impl Bridge for MqttBridge {
         &self,
         ctx: &BridgeContext,
         command: &BridgeCommand,
-    ) -> Result<CommandReply, HandleError> {
+    ) -> Result<CommandReply, PluginError> {
         let Some(mapping) = command
             .portal
             .as_ref()
@@ -527,7 +525,7 @@ impl Bridge for MqttBridge {
                     .iter()
                     .any(|f| topic::matches(f, &topic))
                 {
-                    return Err(HandleError::Permanent(format!(
+                    return Err(PluginError::permanent(format!(
                         "{topic} is not one of this room's topics"
                     )));
                 }
@@ -542,7 +540,7 @@ impl Bridge for MqttBridge {
             }
             _ => {
                 if !mapping.may_publish_to(&topic) {
-                    return Err(HandleError::Permanent(format!(
+                    return Err(PluginError::permanent(format!(
                         "{} may not publish to {topic} from this room",
                         command.sender
                     )));
@@ -578,7 +576,7 @@ impl EditHandler for MqttBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         edit: &MatrixEdit,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         let Some((mapping, topic)) = self
             .change_target(ctx, portal, |s| s.on_edit, &edit.sender)
             .await?
@@ -618,7 +616,7 @@ impl RedactionHandler for MqttBridge {
         ctx: &BridgeContext,
         portal: &PortalKey,
         redaction: &MatrixRedaction,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         if redaction.reaction.is_some() {
             return Ok(());
         }

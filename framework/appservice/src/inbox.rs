@@ -99,6 +99,18 @@ impl From<switchboard_client::ClientError> for HandleError {
     }
 }
 
+/// The one place a plug-in's error becomes the inbox's policy: what may pass is retried, the
+/// rest is given up.
+impl From<switchboard_api::PluginError> for HandleError {
+    fn from(error: switchboard_api::PluginError) -> Self {
+        if error.is_transient() {
+            HandleError::Transient(error.to_string())
+        } else {
+            HandleError::Permanent(error.to_string())
+        }
+    }
+}
+
 /// What handles events taken from the inbox (the plug-in host).
 #[async_trait::async_trait]
 pub trait EventHandler: Send + Sync + 'static {

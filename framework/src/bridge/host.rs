@@ -35,6 +35,7 @@ use crate::permission::{PermissionLevel, Permissions};
 use crate::plugin::{HostError, HostOptions, send_notice_reply};
 use crate::store::{MessageRecord, Store};
 use crate::template::Template;
+use switchboard_api::PluginError;
 
 fn now_ms() -> i64 {
     i64::try_from(
@@ -900,8 +901,8 @@ impl HostedBridge {
                 };
                 match self.bridge.handle_command(&self.ctx, &command).await {
                     Ok(reply) => (reply.text, reply.html),
-                    Err(HandleError::Permanent(reason)) => (format!("⚠️ {reason}"), None),
-                    Err(transient) => return Err(transient),
+                    Err(error) if !error.is_transient() => (format!("⚠️ {error}"), None),
+                    Err(transient) => return Err(transient.into()),
                 }
             }
         };
@@ -995,7 +996,7 @@ impl HostedBridge {
     }
 
     /// Stops bridging a portal.
-    pub(crate) async fn unbridge(&self, portal: &PortalKey) -> Result<(), HandleError> {
+    pub(crate) async fn unbridge(&self, portal: &PortalKey) -> Result<(), PluginError> {
         Ok(self.ctx.matrix().unbridge(portal).await?)
     }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::LoginId;
 use super::plugin::BridgeContext;
+use switchboard_api::PluginError;
 
 /// A way to log in (`password`, `qr`, `token`…).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,10 +166,10 @@ pub trait LoginHandler: Send + Sync {
         &self,
         ctx: &BridgeContext,
         request: &LoginRequest,
-    ) -> Result<LoginStep, String>;
+    ) -> Result<LoginStep, PluginError>;
 
     /// Logs a login out of the network (it is forgotten afterwards whatever this returns).
-    async fn logout(&self, _ctx: &BridgeContext, _login: &Login) -> Result<(), String> {
+    async fn logout(&self, _ctx: &BridgeContext, _login: &Login) -> Result<(), PluginError> {
         Ok(())
     }
 

@@ -21,6 +21,7 @@ use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 use crate::inbox::HandleError;
 use crate::metrics::Metrics;
 use crate::store::{MessageRecord, PortalRecord, Store, StoreError};
+use switchboard_api::PluginError;
 
 /// Why something could not be bridged.
 #[derive(Debug, thiserror::Error)]
@@ -66,18 +67,23 @@ pub enum BridgeError {
     StoredRoom(String),
 }
 
-impl From<BridgeError> for HandleError {
+impl From<BridgeError> for PluginError {
     fn from(error: BridgeError) -> Self {
         match error {
             BridgeError::Client(e) => e.into(),
-            e @ (BridgeError::Store(_) | BridgeError::Network(_)) => {
-                HandleError::Transient(e.to_string())
-            }
+            BridgeError::Store(e) => e.into(),
+            BridgeError::Network(reason) => PluginError::network_down(reason),
             e @ (BridgeError::Id { .. }
             | BridgeError::StoredData { .. }
             | BridgeError::StoredRoom(_)
-            | BridgeError::TooLarge { .. }) => HandleError::Permanent(e.to_string()),
+            | BridgeError::TooLarge { .. }) => PluginError::permanent(e),
         }
+    }
+}
+
+impl From<BridgeError> for HandleError {
+    fn from(error: BridgeError) -> Self {
+        PluginError::from(error).into()
     }
 }
 

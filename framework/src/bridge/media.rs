@@ -12,7 +12,7 @@ use super::login::Via;
 use super::matrix::{BridgeError, Bridged, Mapped, MatrixSide, PortalInfo, PuppetProfile};
 use super::plugin::BridgeContext;
 use crate::client::{ClientError, Identity};
-use crate::inbox::HandleError;
+use switchboard_api::PluginError;
 
 /// What kind of media a message holds (its `msgtype`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub trait MediaHandler: Send + Sync {
         ctx: &BridgeContext,
         portal: &PortalKey,
         media: &MatrixMedia,
-    ) -> Result<RemoteMessageId, HandleError>;
+    ) -> Result<RemoteMessageId, PluginError>;
 }
 
 impl MatrixSide {

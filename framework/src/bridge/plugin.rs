@@ -19,7 +19,7 @@ use super::login::{Login, LoginHandler};
 use super::matrix::{BridgeError, BridgeInfo, MatrixSide, PortalInfo, PuppetProfile};
 use super::media::MediaHandler;
 use crate::command::{CommandReply, CommandSpec};
-use crate::inbox::HandleError;
+use switchboard_api::PluginError;
 
 /// A bridge plug-in: connects one remote network to Matrix through portals and puppets.
 #[async_trait::async_trait]
@@ -39,15 +39,15 @@ pub trait Bridge: Send + Sync + 'static {
 
     /// A message a Matrix user sent in one of this bridge's portals: deliver it to the remote
     /// network and return its id there (the framework records the mapping, for replies, edits,
-    /// reactions and redactions). Return [`HandleError::Transient`] when the network cannot
+    /// reactions and redactions). Return a transient [`PluginError`] when the network cannot
     /// take it now: it waits in the outbox and is retried, in order, with backoff; return
-    /// [`HandleError::Permanent`] when it never can: its sender is told why.
+    /// a permanent one when it never can: its sender is told why.
     async fn handle_matrix_message(
         &self,
         ctx: &BridgeContext,
         portal: &PortalKey,
         message: &MatrixMessage,
-    ) -> Result<RemoteMessageId, HandleError>;
+    ) -> Result<RemoteMessageId, PluginError>;
 
     /// The prefix of its chat commands (default `!<id>`, e.g. `!xmpp help`).
     fn command_prefix(&self) -> String {
@@ -61,18 +61,18 @@ pub trait Bridge: Send + Sync + 'static {
 
     /// Runs one of its own commands (already checked: known, permitted, right number of
     /// arguments); what it returns is the bridge bot's answer. A
-    /// [`HandleError::Permanent`] is shown to the sender.
+    /// permanent [`PluginError`] is shown to the sender.
     async fn handle_command(
         &self,
         _ctx: &BridgeContext,
         command: &BridgeCommand,
-    ) -> Result<CommandReply, HandleError> {
+    ) -> Result<CommandReply, PluginError> {
         Ok(format!("`{}` does nothing yet.", command.invocation.name).into())
     }
 
     /// Brings a portal up to date with its remote chat (the `sync` command): name, topic,
     /// members… through [`MatrixSide::apply`]. Returns what the sender is told.
-    async fn sync(&self, ctx: &BridgeContext, portal: &PortalKey) -> Result<String, HandleError> {
+    async fn sync(&self, ctx: &BridgeContext, portal: &PortalKey) -> Result<String, PluginError> {
         let _ = (ctx, portal);
         Ok(format!("{} has nothing to sync.", self.info().displayname))
     }
@@ -80,11 +80,15 @@ pub trait Bridge: Send + Sync + 'static {
     /// Whether an admin may bridge an existing Matrix room to the remote chat `chat` (the
     /// `bridge <chat id>` command): `Err` says why not, to the admin. By default a bridge only
     /// has the portals it creates itself.
-    async fn allow_bridge(&self, _ctx: &BridgeContext, _chat: &RemoteChatId) -> Result<(), String> {
-        Err(format!(
+    async fn allow_bridge(
+        &self,
+        _ctx: &BridgeContext,
+        _chat: &RemoteChatId,
+    ) -> Result<(), PluginError> {
+        Err(PluginError::permanent(format!(
             "{} does not bridge existing rooms",
             self.info().displayname
-        ))
+        )))
     }
 
     /// Logins, if users log in to the network with their own accounts.
@@ -175,17 +179,17 @@ pub trait DirectChatHandler: Send + Sync {
         &self,
         ctx: &BridgeContext,
         remote: &RemoteUserId,
-    ) -> Result<Option<PuppetProfile>, HandleError>;
+    ) -> Result<Option<PuppetProfile>, PluginError>;
 
     /// Opens a chat between the Matrix user `requester` and `remote` on the network; the
-    /// key of its portal (usually per user: `receiver` set). A [`HandleError::Permanent`]
+    /// key of its portal (usually per user: `receiver` set). A permanent [`PluginError`]
     /// declines the invite with that reason.
     async fn start_direct_chat(
         &self,
         ctx: &BridgeContext,
         requester: &ruma::UserId,
         remote: &RemoteUserId,
-    ) -> Result<PortalKey, HandleError>;
+    ) -> Result<PortalKey, PluginError>;
 }
 
 /// A bridge whose network shows who is typing and who has read what. Only users with their
@@ -199,7 +203,7 @@ pub trait PresenceHandler: Send + Sync {
         ctx: &BridgeContext,
         portal: &PortalKey,
         typing: &MatrixTyping,
-    ) -> Result<(), HandleError>;
+    ) -> Result<(), PluginError>;
 
     /// A Matrix user read a portal up to a bridged message.
     async fn handle_matrix_read(
@@ -207,7 +211,7 @@ pub trait PresenceHandler: Send + Sync {
         ctx: &BridgeContext,
         portal: &PortalKey,
         read: &MatrixRead,
-    ) -> Result<(), HandleError>;
+    ) -> Result<(), PluginError>;
 
     /// A Matrix user joined or left a portal (ignored by default). Unlike typing, this is
     /// delivered like a message: in order, through the outbox when the network is down.
@@ -216,7 +220,7 @@ pub trait PresenceHandler: Send + Sync {
         _ctx: &BridgeContext,
         _portal: &PortalKey,
         _membership: &MatrixMembership,
-    ) -> Result<(), HandleError> {
+    ) -> Result<(), PluginError> {
         Ok(())
     }
 }
@@ -230,7 +234,7 @@ pub trait EditHandler: Send + Sync {
         ctx: &BridgeContext,
         portal: &PortalKey,
         edit: &MatrixEdit,
-    ) -> Result<(), HandleError>;
+    ) -> Result<(), PluginError>;
 }
 
 /// A bridge whose network has reactions.
@@ -242,7 +246,7 @@ pub trait ReactionHandler: Send + Sync {
         ctx: &BridgeContext,
         portal: &PortalKey,
         reaction: &MatrixReaction,
-    ) -> Result<(), HandleError>;
+    ) -> Result<(), PluginError>;
 
     /// A Matrix user took a reaction back (`removal.reaction` is its key).
     async fn handle_matrix_reaction_removal(
@@ -250,7 +254,7 @@ pub trait ReactionHandler: Send + Sync {
         ctx: &BridgeContext,
         portal: &PortalKey,
         removal: &MatrixRedaction,
-    ) -> Result<(), HandleError>;
+    ) -> Result<(), PluginError>;
 }
 
 /// A bridge whose network can delete messages.
@@ -262,7 +266,7 @@ pub trait RedactionHandler: Send + Sync {
         ctx: &BridgeContext,
         portal: &PortalKey,
         redaction: &MatrixRedaction,
-    ) -> Result<(), HandleError>;
+    ) -> Result<(), PluginError>;
 }
 
 /// What a bridge gets to act with.

@@ -14,9 +14,9 @@ use super::plugin::BridgeState;
 use crate::client::HomeserverClient;
 use crate::config::{Config, PluginSection, ReloadError};
 use crate::doctor::{self, Finding, Severity};
-use crate::inbox::HandleError;
 use crate::plugin::Bot;
 use crate::store::Store;
+use switchboard_api::PluginError;
 
 /// One hosted bridge, as it stands now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,7 +256,7 @@ impl HostView {
     }
 
     /// Every portal that has a room.
-    pub async fn portals(&self) -> Result<Vec<PortalSummary>, HandleError> {
+    pub async fn portals(&self) -> Result<Vec<PortalSummary>, PluginError> {
         Ok(self
             .store
             .portals_with_rooms()
@@ -285,7 +285,7 @@ impl HostView {
     }
 
     /// Stops bridging the portal `room_id` (the room stays); what it was, if it was one.
-    pub async fn unbridge(&self, room_id: &RoomId) -> Result<Option<PortalSummary>, HandleError> {
+    pub async fn unbridge(&self, room_id: &RoomId) -> Result<Option<PortalSummary>, PluginError> {
         let Some(portal) = self.portal_of(room_id) else {
             return Ok(None);
         };
@@ -300,7 +300,7 @@ impl HostView {
         &self,
         bridge: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<PuppetSummary>, HandleError> {
+    ) -> Result<Vec<PuppetSummary>, PluginError> {
         Ok(self
             .store
             .puppets(bridge, limit)

@@ -147,6 +147,13 @@ impl switchboard_client::ManagedUsers for Store {
     }
 }
 
+/// A failing database is a passing condition: what needed it is retried later.
+impl From<StoreError> for switchboard_api::PluginError {
+    fn from(error: StoreError) -> Self {
+        Self::transient(error)
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and runs the migrations.
     pub async fn connect(

@@ -94,10 +94,12 @@ impl HostedBridge {
             .await
         {
             Ok(key) => key,
-            Err(HandleError::Permanent(reason)) => {
-                return self.decline(&event.room_id, puppet, &reason).await;
+            Err(refused) if !refused.is_transient() => {
+                return self
+                    .decline(&event.room_id, puppet, &refused.to_string())
+                    .await;
             }
-            Err(transient) => return Err(transient),
+            Err(transient) => return Err(transient.into()),
         };
         let matrix = self.ctx.matrix();
         // The room is a portal before anyone sees the puppet join: the first message sent

@@ -244,7 +244,11 @@ impl HostedBridge {
             input: input.clone(),
             step,
         };
-        let outcome = handler.login_step(&self.ctx, &request).await;
+        // Whatever went wrong is shown to the user, and ends the attempt.
+        let outcome = handler
+            .login_step(&self.ctx, &request)
+            .await
+            .map_err(|e| e.to_string());
         if let Ok(LoginStep::Complete(login)) = &outcome {
             let record = LoginRecord {
                 login_id: login.id.0.clone(),
