@@ -4,6 +4,10 @@
 //! - [`ids`]: identifiers of the remote network as newtypes (chats, users, messages, logins,
 //!   portal keys), and the reversible mapping of remote ids onto Matrix localparts.
 //! - [`PluginError`]: the one error of every plug-in-facing trait.
+//! - [`event`]: a Matrix room event as plug-ins receive it.
+//! - [`remote`]: what happens on the remote network, as a bridge hands it to the framework.
+//! - [`matrix`]: what Matrix users do in a portal, as a bridge is handed it.
+//! - [`login`]: users' own accounts on the remote network, and their login flows.
 //! - [`command`]: chat commands (definitions, parsing, help, answers, tables).
 //! - [`permission`]: who may do what (`permissions` in the config).
 //! - [`format`]: message formatting between Matrix HTML, Markdown and plain text, and HTML
@@ -12,9 +16,13 @@
 
 pub mod command;
 mod error;
+pub mod event;
 pub mod format;
 pub mod ids;
+pub mod login;
+pub mod matrix;
 pub mod permission;
+pub mod remote;
 pub mod template;
 
 pub use error::{BoxError, PluginError, ResultExt};

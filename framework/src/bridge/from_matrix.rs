@@ -2,135 +2,17 @@
 //! to), edits, reactions and redactions, with every Matrix event id the bridge would need
 //! already turned into the remote id it was bridged as.
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use ruma::{OwnedEventId, OwnedUserId};
 use serde::Deserialize;
 
 use super::format::{sanitize_html, strip_reply_fallback};
-use super::ids::{RemoteMessageId, RemoteUserId};
-use super::login::Via;
 use super::matrix::TextKind;
 use super::media::MediaKind;
 use crate::RoomEvent;
-
-/// A message from a Matrix user in a portal.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatrixMessage {
-    /// Its event.
-    pub event_id: OwnedEventId,
-    /// The portal room.
-    pub room_id: OwnedRoomId,
-    /// Who sent it.
-    pub sender: OwnedUserId,
-    /// Text, notice or emote.
-    pub kind: TextKind,
-    /// Plain text, without a reply fallback.
-    pub body: String,
-    /// The same text formatted (Matrix HTML, sanitised, without a reply fallback), if it was.
-    pub html: Option<String>,
-    /// The remote message it answers, if it is a reply to a bridged message.
-    pub reply_to: Option<RemoteMessageId>,
-    /// The users it mentions (`m.mentions`, or the pills of its HTML).
-    pub mentions: Vec<Mention>,
-    /// The remote message whose thread it is in, if it is in a thread of a bridged message.
-    pub thread: Option<RemoteMessageId>,
-    /// A shared location (`m.location`) as a `geo:` URI; `body` then describes it, which a
-    /// network without locations can send as text.
-    pub geo_uri: Option<String>,
-    /// The login it goes to the network with (the sender's own, the portal's relay, or none
-    /// for a bridge without logins).
-    pub via: Via,
-}
-
-/// A Matrix user started or stopped typing in a portal.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatrixTyping {
-    /// Who.
-    pub user_id: OwnedUserId,
-    /// Their login it concerns.
-    pub via: Via,
-    /// Typing now (`false`: stopped).
-    pub typing: bool,
-}
-
-/// A Matrix user joined or left a portal.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatrixMembership {
-    /// Who.
-    pub user_id: OwnedUserId,
-    /// Joined (`true`) or left (`false`: left, kicked or banned).
-    pub joined: bool,
-}
-
-/// A Matrix user has read a portal up to a bridged message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatrixRead {
-    /// Who.
-    pub user_id: OwnedUserId,
-    /// Their login it concerns.
-    pub via: Via,
-    /// The last message they read.
-    pub target: RemoteMessageId,
-}
-
-/// A Matrix user a message mentions, and who they are on the network when the bridge knows:
-/// a puppet's remote user, or a real user's own login.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mention {
-    /// The Matrix user.
-    pub user_id: OwnedUserId,
-    /// Their remote user id, if they have one on this bridge's network.
-    pub remote: Option<RemoteUserId>,
-}
-
-/// A Matrix user edited a message they had sent to the remote network.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatrixEdit {
-    /// The edit's event.
-    pub event_id: OwnedEventId,
-    /// Who edited.
-    pub sender: OwnedUserId,
-    /// The remote message edited.
-    pub target: RemoteMessageId,
-    /// The new plain text.
-    pub body: String,
-    /// The new formatted text (sanitised Matrix HTML), if any.
-    pub html: Option<String>,
-    /// The login it goes to the network with (the sender's own, the portal's relay, or none
-    /// for a bridge without logins).
-    pub via: Via,
-}
-
-/// A Matrix user reacted to a bridged message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatrixReaction {
-    /// The reaction's event.
-    pub event_id: OwnedEventId,
-    /// Who reacted.
-    pub sender: OwnedUserId,
-    /// The remote message reacted to.
-    pub target: RemoteMessageId,
-    /// The reaction (usually an emoji).
-    pub key: String,
-    /// The login it goes to the network with (the sender's own, the portal's relay, or none
-    /// for a bridge without logins).
-    pub via: Via,
-}
-
-/// A Matrix user took back a message or a reaction (redacted it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatrixRedaction {
-    /// The redaction's event.
-    pub event_id: OwnedEventId,
-    /// Who redacted.
-    pub sender: OwnedUserId,
-    /// The remote message concerned: the message removed, or the one the reaction was on.
-    pub target: RemoteMessageId,
-    /// The reaction removed (its key), when a reaction was redacted.
-    pub reaction: Option<String>,
-    /// The login it goes to the network with (the sender's own, the portal's relay, or none
-    /// for a bridge without logins).
-    pub via: Via,
-}
+pub use switchboard_api::matrix::{
+    MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction,
+    MatrixTyping, Mention,
+};
 
 /// A Matrix event of a portal as read from its content, before its references to other events
 /// are looked up in the message map.

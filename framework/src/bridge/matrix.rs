@@ -22,6 +22,8 @@ use crate::inbox::HandleError;
 use crate::metrics::Metrics;
 use crate::store::{MessageRecord, PortalRecord, Store, StoreError};
 use switchboard_api::PluginError;
+pub use switchboard_api::event::TextKind;
+pub use switchboard_api::remote::{BridgeInfo, Bridged, PortalInfo, PuppetProfile, RemoteText};
 
 /// Why something could not be bridged.
 #[derive(Debug, thiserror::Error)]
@@ -85,122 +87,6 @@ impl From<BridgeError> for HandleError {
     fn from(error: BridgeError) -> Self {
         PluginError::from(error).into()
     }
-}
-
-/// What a bridge says about itself in the rooms it bridges (the `protocol` of `m.bridge`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BridgeInfo {
-    /// Stable id, also the bridge's key in the database (`xmpp`, `mqtt`…).
-    pub id: String,
-    /// Human-readable name of the network (`XMPP`, `MQTT`…).
-    pub displayname: String,
-}
-
-/// How a portal room looks when it is created.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PortalInfo {
-    /// Room name.
-    pub name: Option<String>,
-    /// Room topic.
-    pub topic: Option<String>,
-    /// Matrix users invited when the room is created.
-    pub invite: Vec<OwnedUserId>,
-    /// A direct chat (marked `is_direct` for the invitees).
-    pub direct: bool,
-    /// Anyone on the homeserver may join (a public room, e.g. one reached by its alias).
-    pub public: bool,
-    /// The room's avatar (`mxc://`, uploaded with [`MatrixSide::upload`]).
-    pub avatar_url: Option<String>,
-}
-
-/// A remote user's profile as their puppet shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PuppetProfile {
-    /// Display name.
-    pub displayname: Option<String>,
-    /// Avatar (`mxc://` URI, already uploaded).
-    pub avatar_url: Option<String>,
-}
-
-/// The kind of a text message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TextKind {
-    /// `m.text`.
-    #[default]
-    Text,
-    /// `m.notice` (automated messages).
-    Notice,
-    /// `m.emote` (`/me`).
-    Emote,
-}
-
-/// A text message from the remote network.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteText {
-    /// Its id on the remote network.
-    pub id: RemoteMessageId,
-    /// Which part of the remote message this is (`""` when it has one part).
-    pub part: String,
-    /// Who sent it.
-    pub sender: RemoteUserId,
-    /// How the sender's puppet looks.
-    pub sender_profile: PuppetProfile,
-    /// Plain text (also the fallback for clients that do not show HTML).
-    pub body: String,
-    /// The same text formatted, as HTML from the network: sanitised to what Matrix allows
-    /// before it is sent.
-    pub html: Option<String>,
-    /// Text, notice or emote.
-    pub kind: TextKind,
-    /// When it was sent on the remote network (ms since the epoch), for late delivery.
-    pub sent_at_ms: Option<u64>,
-    /// The remote message it replies to, if any (shown as a Matrix reply when that message
-    /// was bridged).
-    pub reply_to: Option<RemoteMessageId>,
-    /// The remote users it mentions (notified in Matrix: their puppets, or the Matrix users
-    /// whose logins they are). Put pills in `html` with [`MatrixSide::pill`].
-    pub mentions: Vec<RemoteUserId>,
-    /// The remote message whose thread it is in, if any (a Matrix thread when that message
-    /// was bridged).
-    pub thread: Option<RemoteMessageId>,
-    /// A shared location as a `geo:` URI (sent as `m.location`, `body` describing it).
-    pub geo_uri: Option<String>,
-}
-
-impl RemoteText {
-    /// A plain text message `id` from `sender`, in one part, with nothing else set (fill in
-    /// `html`, `reply_to`, `thread`… as the network says).
-    #[must_use]
-    pub fn text(
-        id: RemoteMessageId,
-        sender: RemoteUserId,
-        sender_profile: PuppetProfile,
-        body: impl Into<String>,
-    ) -> Self {
-        Self {
-            id,
-            part: String::new(),
-            sender,
-            sender_profile,
-            body: body.into(),
-            html: None,
-            kind: TextKind::Text,
-            sent_at_ms: None,
-            reply_to: None,
-            mentions: Vec::new(),
-            thread: None,
-            geo_uri: None,
-        }
-    }
-}
-
-/// Whether a remote message was sent now or had been bridged before.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Bridged {
-    /// Sent now, as this event.
-    Sent(OwnedEventId),
-    /// It had been bridged before, as this event; nothing was sent.
-    AlreadyBridged(OwnedEventId),
 }
 
 /// The Matrix side of one bridge.

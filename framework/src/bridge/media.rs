@@ -4,99 +4,15 @@
 //! the right puppet with [`RemoteEvent::Media`](super::RemoteEvent).
 
 use bytes::Bytes;
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde_json::json;
 
-use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
-use super::login::Via;
-use super::matrix::{BridgeError, Bridged, Mapped, MatrixSide, PortalInfo, PuppetProfile};
+use super::ids::{PortalKey, RemoteMessageId};
+use super::matrix::{BridgeError, Bridged, Mapped, MatrixSide, PortalInfo};
 use super::plugin::BridgeContext;
 use crate::client::{ClientError, Identity};
 use switchboard_api::PluginError;
-
-/// What kind of media a message holds (its `msgtype`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaKind {
-    /// `m.image`.
-    Image,
-    /// `m.file`.
-    File,
-    /// `m.audio`.
-    Audio,
-    /// `m.video`.
-    Video,
-}
-
-impl MediaKind {
-    /// The `msgtype` of a message of this kind.
-    #[must_use]
-    pub fn msgtype(self) -> &'static str {
-        match self {
-            Self::Image => "m.image",
-            Self::File => "m.file",
-            Self::Audio => "m.audio",
-            Self::Video => "m.video",
-        }
-    }
-
-    /// The kind of a `msgtype`, if it is a media one.
-    #[must_use]
-    pub fn from_msgtype(msgtype: &str) -> Option<Self> {
-        match msgtype {
-            "m.image" => Some(Self::Image),
-            "m.file" => Some(Self::File),
-            "m.audio" => Some(Self::Audio),
-            "m.video" => Some(Self::Video),
-            _ => None,
-        }
-    }
-}
-
-/// A file a Matrix user sent in a portal, downloaded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatrixMedia {
-    /// Its event.
-    pub event_id: OwnedEventId,
-    /// The portal room.
-    pub room_id: OwnedRoomId,
-    /// Who sent it.
-    pub sender: OwnedUserId,
-    /// The login it goes with.
-    pub via: Via,
-    /// Image, file, audio or video.
-    pub kind: MediaKind,
-    /// The file name (the message's `body`, or `filename` when the body is a caption).
-    pub filename: String,
-    /// A caption, when the message has one besides the file name.
-    pub caption: Option<String>,
-    /// The content type, as the sender's client said.
-    pub mimetype: Option<String>,
-    /// The file.
-    pub data: Bytes,
-}
-
-/// A file from the remote network.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteMedia {
-    /// Its message id on the network.
-    pub id: RemoteMessageId,
-    /// Which part of the message (`""` when it has one).
-    pub part: String,
-    /// Who sent it.
-    pub sender: RemoteUserId,
-    /// How their puppet looks.
-    pub sender_profile: PuppetProfile,
-    /// Image, file, audio or video.
-    pub kind: MediaKind,
-    /// The file name.
-    pub filename: String,
-    /// The content type.
-    pub mimetype: String,
-    /// The file.
-    pub data: Bytes,
-    /// When it was sent (ms since the epoch).
-    pub sent_at_ms: Option<u64>,
-}
+pub use switchboard_api::matrix::MatrixMedia;
+pub use switchboard_api::remote::{MediaKind, RemoteMedia};
 
 /// A bridge whose network carries files.
 #[async_trait::async_trait]

@@ -8,10 +8,10 @@ use serde_json::json;
 
 use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
 use super::matrix::{
-    BridgeError, Bridged, Mapped, MatrixSide, PortalInfo, PuppetProfile, RemoteText, build_error,
+    BridgeError, Bridged, Mapped, MatrixSide, PortalInfo, PuppetProfile, build_error,
 };
-use super::media::RemoteMedia;
 use crate::client::{Identity, derive_txn_id};
+pub use switchboard_api::remote::{Applied, RemoteEvent, RemoteReaction};
 
 /// The message-map part under which a reaction of `sender` (a Matrix or remote user id) to a
 /// message is recorded.
@@ -25,119 +25,11 @@ pub(crate) fn reaction_key(part: &str) -> Option<&str> {
     rest.split_once('\u{1f}').map(|(_, key)| key)
 }
 
-/// Something that happened in a remote chat.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RemoteEvent {
-    /// A message: text, notice or emote, maybe formatted, maybe a reply.
-    Message(RemoteText),
-    /// The message `target` was edited; `edit` has the edit's own id and the new text.
-    Edit {
-        /// The message edited.
-        target: RemoteMessageId,
-        /// The edit.
-        edit: RemoteText,
-    },
-    /// A reaction was added.
-    Reaction(RemoteReaction),
-    /// A reaction was taken back.
-    ReactionRemoved(RemoteReaction),
-    /// A file (image, audio, video or other).
-    Media(RemoteMedia),
-    /// A message (part) was deleted.
-    Deletion {
-        /// The message deleted.
-        target: RemoteMessageId,
-        /// Its part (`""` for a message in one part).
-        part: String,
-    },
-    /// A remote user started or stopped typing.
-    Typing {
-        /// Who.
-        sender: RemoteUserId,
-        /// Whether they are typing now.
-        typing: bool,
-    },
-    /// A remote user has read the chat up to a message.
-    ReadUpTo {
-        /// Who.
-        sender: RemoteUserId,
-        /// The last message they read.
-        target: RemoteMessageId,
-    },
-    /// A remote user joined or left the chat.
-    Membership {
-        /// Who.
-        sender: RemoteUserId,
-        /// How their puppet looks.
-        profile: PuppetProfile,
-        /// Joined (`true`) or left.
-        joined: bool,
-    },
-    /// The chat's name or topic changed (`None`: unchanged).
-    ChatInfo {
-        /// The new name.
-        name: Option<String>,
-        /// The new topic.
-        topic: Option<String>,
-        /// The new avatar (`mxc://`, uploaded with [`MatrixSide::upload`]).
-        avatar_url: Option<String>,
-    },
-    /// A piece of state the network keeps for the chat (e.g. the latest value of a topic),
-    /// set in the room by the bridge bot as a state event, replacing the one with the same
-    /// type and key. Use a namespaced event type (`org.example.*`).
-    State {
-        /// The state event's type.
-        event_type: String,
-        /// Its state key.
-        state_key: String,
-        /// Its content.
-        content: serde_json::Value,
-    },
-    /// A remote user's name or avatar changed.
-    Profile {
-        /// Who.
-        sender: RemoteUserId,
-        /// Their profile now.
-        profile: PuppetProfile,
-    },
-}
-
-/// A reaction on the remote network.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteReaction {
-    /// Who reacted.
-    pub sender: RemoteUserId,
-    /// How their puppet looks.
-    pub sender_profile: PuppetProfile,
-    /// The message reacted to.
-    pub target: RemoteMessageId,
-    /// The reaction (usually an emoji).
-    pub key: String,
-}
-
 /// A chat's name, topic and avatar as they changed (`None`: unchanged).
 struct ChatInfo<'a> {
     name: Option<&'a str>,
     topic: Option<&'a str>,
     avatar_url: Option<&'a str>,
-}
-
-/// What applying a remote event did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Applied {
-    /// An event was sent, or had been sent before (nothing was sent again).
-    Bridged(Bridged),
-    /// Done (typing, read markers, memberships, room and profile changes).
-    Done,
-    /// It refers to a message or reaction never bridged, or to a portal without a room:
-    /// nothing was done.
-    Unmapped,
-}
-
-impl From<Option<Bridged>> for Applied {
-    fn from(bridged: Option<Bridged>) -> Self {
-        bridged.map_or(Self::Unmapped, Self::Bridged)
-    }
 }
 
 /// How long a remote "typing" lasts unless renewed or stopped.
