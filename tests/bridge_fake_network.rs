@@ -12,8 +12,8 @@ use common::Synapse;
 use common::contract::{Homeserver, Tester};
 use common::switchboard_instance::Slot;
 use switchboard_framework::bridge::{
-    Bridge, BridgeContext, BridgeError, BridgeInfo, BridgeState, MatrixMessage, PortalInfo,
-    PortalKey, PuppetProfile, RemoteEvent, RemoteMessageId, RemoteText, RemoteUserId,
+    Bridge, BridgeContext, BridgeInfo, BridgeState, MatrixMessage, PortalInfo, PortalKey,
+    PuppetProfile, RemoteEvent, RemoteMessageId, RemoteText, RemoteUserId,
 };
 use switchboard_framework::testkit::{Contract, FakeChat, FakeNetwork};
 use switchboard_framework::{PluginError, Plugins};
@@ -44,13 +44,14 @@ impl Bridge for FakeChatBridge {
         }
     }
 
-    async fn start(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+    async fn start(&self, ctx: BridgeContext) -> Result<(), PluginError> {
         ctx.matrix()
             .ensure_portal(&PortalKey::shared(CHAT), &self.portal)
             .await?;
-        let mut incoming = self.network.incoming().ok_or_else(|| {
-            BridgeError::Network("the fake network already has a listener".to_owned())
-        })?;
+        let mut incoming = self
+            .network
+            .incoming()
+            .ok_or_else(|| PluginError::permanent("the fake network already has a listener"))?;
         let portal = self.portal.clone();
         let task_ctx = ctx.clone();
         tokio::spawn(async move {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use switchboard_framework::HomeserverClient;
 use switchboard_framework::Namespaces;
 use switchboard_framework::bridge::{
-    BridgeInfo, Bridged, MatrixSide, PortalInfo, PortalKey, PuppetNaming, PuppetProfile,
+    BridgeInfo, BridgeMatrix, Bridged, PortalInfo, PortalKey, PuppetNaming, PuppetProfile,
     RemoteMessageId, RemoteText, RemoteUserId,
 };
 use switchboard_framework::client::{ClientConfig, ClientMetrics};
@@ -21,7 +21,7 @@ use switchboard_registration::{Registration, RegistrationSpec};
 
 /// A Synapse that knows an appservice owning `naming`'s puppets, the bridge's Matrix side,
 /// and the directory holding the registration and the database.
-async fn bridge_on_synapse() -> (Synapse, MatrixSide, PuppetNaming, tempfile::TempDir) {
+async fn bridge_on_synapse() -> (Synapse, BridgeMatrix, PuppetNaming, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server_name = <&ServerName>::try_from("localhost").expect("server name");
     let naming = PuppetNaming::new("_loop_{{id}}", server_name).expect("template");
@@ -60,7 +60,7 @@ async fn bridge_on_synapse() -> (Synapse, MatrixSide, PuppetNaming, tempfile::Te
         std::sync::Arc::new(store.clone()),
     )
     .expect("client");
-    let side = MatrixSide::new(
+    let side = BridgeMatrix::new(
         BridgeInfo {
             id: "loop".into(),
             displayname: "Loopback".into(),
@@ -89,7 +89,7 @@ fn text(id: &str, sender: &str, displayname: &str, body: &str) -> RemoteText {
 /// A real user `alice` who joined the portal of the shared chat `chat`.
 async fn alice_in_portal(
     synapse: &Synapse,
-    side: &MatrixSide,
+    side: &BridgeMatrix,
     chat: &str,
 ) -> (MatrixUser, PortalKey, PortalInfo, ruma::OwnedRoomId) {
     let alice = synapse.register_user("alice", false).await.expect("alice");

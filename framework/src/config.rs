@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 pub use serde_norway::Value;
+pub use switchboard_api::config::{PluginSection, ReloadError, SettingsError};
 pub use switchboard_appservice::InboxConfig;
 pub use switchboard_client::ClientConfig;
 pub use switchboard_store::{DatabaseConfig, SqliteSync, redact_url_password};
@@ -65,6 +66,15 @@ pub enum ConfigError {
         /// What went wrong.
         message: String,
     },
+}
+
+impl From<SettingsError> for ConfigError {
+    fn from(error: SettingsError) -> Self {
+        ConfigError::Parse {
+            field: error.field,
+            message: error.message,
+        }
+    }
 }
 
 fn invalid(field: &str, value: impl fmt::Display, expected: &str) -> ConfigError {
@@ -441,35 +451,6 @@ impl Default for LoggingConfig {
     }
 }
 
-/// A plug-in's section: `enabled` plus the plug-in's own settings.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PluginSection {
-    /// Whether the plug-in runs.
-    #[serde(default)]
-    pub enabled: bool,
-    /// Bridges only: how puppets are named (handlebars; `name` is the remote user's name, `id`
-    /// their remote id, `network` the bridge's network). Unset: the remote name as it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub displayname_template: Option<String>,
-    /// Bridges only: the avatar of puppets, an `mxc://` URI (handlebars; `avatar` is the
-    /// network's picture of the user, if any, `id` and `network` as above; a result that is
-    /// not an `mxc://` URI sets none). Unset: the network's picture.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub avatar_template: Option<String>,
-    /// The plug-in's own settings, parsed by the plug-in.
-    #[serde(flatten)]
-    pub settings: BTreeMap<String, Value>,
-}
-
-/// Why a plug-in did not apply new settings of its section on a config reload.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReloadError {
-    /// The new settings are wrong (field, value, what is expected); the old ones stay.
-    Invalid(String),
-    /// They are fine but can only take effect at the next restart (why).
-    NeedsRestart(String),
-}
-
 /// How a bridge's puppets look, beyond what the network says (compiled templates).
 #[derive(Clone, Debug, Default)]
 pub struct PuppetTemplates {
@@ -483,30 +464,6 @@ pub struct PuppetTemplates {
 /// [`Config::load`]).
 pub fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> Result<T, serde_norway::Error> {
     serde_norway::from_str(yaml)
-}
-
-impl PluginSection {
-    /// The plug-in's own settings as its typed settings struct (serde, with defaults for what
-    /// is left out). An error names the field (`bridges.<id>.<field>`), the value found and
-    /// what is expected. `section` is `bots.<id>` or `bridges.<id>`.
-    pub fn typed<T: serde::de::DeserializeOwned>(&self, section: &str) -> Result<T, ConfigError> {
-        let mapping = self
-            .settings
-            .iter()
-            .map(|(k, v)| (Value::String(k.clone()), v.clone()))
-            .collect::<serde_norway::Mapping>();
-        serde_path_to_error::deserialize(Value::Mapping(mapping)).map_err(|e| {
-            let path = e.path().to_string();
-            ConfigError::Parse {
-                field: if path == "." {
-                    section.to_owned()
-                } else {
-                    format!("{section}.{path}")
-                },
-                message: e.into_inner().to_string(),
-            }
-        })
-    }
 }
 
 impl Config {

@@ -17,7 +17,7 @@ use switchboard_registration::{NamespaceMatcher, Namespaces};
 use tokio_util::sync::CancellationToken;
 
 use crate::appservice::{QueryHandler, list};
-use crate::bridge::{Bridge, BridgeError, BridgeHost, PuppetNaming, TextKind};
+use crate::bridge::{Bridge, BridgeHost, PuppetNaming, TextKind};
 use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 use crate::command::{
     CommandError, CommandInvocation, CommandReply, CommandSet, CommandSpec, help_command,
@@ -481,7 +481,7 @@ pub enum HostError {
         /// The bridge.
         id: String,
         /// Why.
-        source: BridgeError,
+        source: PluginError,
     },
 }
 

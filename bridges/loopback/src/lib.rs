@@ -21,13 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use switchboard_framework::PluginError;
 use switchboard_framework::bridge::{
-    AliasHandler, Applied, BackfillHandler, Bridge, BridgeCommand, BridgeContext, BridgeError,
-    BridgeInfo, BridgeState, Bridged, DirectChatHandler, EditHandler, LoginField, LoginFlow,
-    LoginHandler, LoginId, LoginRequest, LoginStep, MatrixEdit, MatrixMedia, MatrixMembership,
-    MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction, MatrixTyping, MediaHandler,
-    NewLogin, PortalInfo, PortalKey, PresenceHandler, PuppetProfile, ReactionHandler,
-    RedactionHandler, RemoteChatId, RemoteEvent, RemoteMedia, RemoteMessageId, RemoteReaction,
-    RemoteText, RemoteUserId, Via,
+    AliasHandler, Applied, BackfillHandler, Bridge, BridgeCommand, BridgeContext, BridgeInfo,
+    BridgeState, Bridged, DirectChatHandler, EditHandler, LoginField, LoginFlow, LoginHandler,
+    LoginId, LoginRequest, LoginStep, MatrixEdit, MatrixMedia, MatrixMembership, MatrixMessage,
+    MatrixReaction, MatrixRead, MatrixRedaction, MatrixTyping, MediaHandler, NewLogin, PortalInfo,
+    PortalKey, PresenceHandler, PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId,
+    RemoteEvent, RemoteMedia, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, Via,
 };
 use switchboard_framework::bridge::{clean_text, html_to_text};
 use switchboard_framework::command::{CommandReply, CommandSpec};
@@ -248,7 +247,7 @@ impl Bridge for LoopbackBridge {
         }
     }
 
-    async fn start(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+    async fn start(&self, ctx: BridgeContext) -> Result<(), PluginError> {
         ctx.matrix()
             .ensure_portal(&PortalKey::shared(CHAT), &self.portal_info())
             .await?;
@@ -683,7 +682,7 @@ impl BackfillHandler for LoopbackBridge {
         &self,
         portal: &PortalKey,
         limit: usize,
-    ) -> Result<Vec<RemoteEvent>, BridgeError> {
+    ) -> Result<Vec<RemoteEvent>, PluginError> {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use switchboard_framework::PluginError;
 use switchboard_framework::bridge::{
-    Bridge, BridgeCommand, BridgeContext, BridgeError, BridgeInfo, BridgeState, EditHandler,
-    MatrixEdit, MatrixMessage, MatrixRedaction, MediaKind, PortalInfo, PortalKey, PuppetProfile,
+    Bridge, BridgeCommand, BridgeContext, BridgeInfo, BridgeState, EditHandler, MatrixEdit,
+    MatrixMessage, MatrixRedaction, MediaKind, PortalInfo, PortalKey, PuppetProfile,
     RedactionHandler, RemoteEvent, RemoteMedia, RemoteMessageId, RemoteText, RemoteUserId,
     TextKind,
 };
@@ -345,14 +345,14 @@ impl Bridge for MqttBridge {
         }
     }
 
-    async fn start(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+    async fn start(&self, ctx: BridgeContext) -> Result<(), PluginError> {
         if let Some(listen) = self.broker.embedded {
             // The broker takes what the bridge reads, so that a message over
             // max_payload_bytes is reported in the room rather than refused.
             let accepted = receive_limit(self.settings.max_payload_bytes);
             embedded::start(listen, usize::try_from(accepted).unwrap_or(usize::MAX))
                 .await
-                .map_err(BridgeError::Network)?;
+                .map_err(PluginError::permanent)?;
         }
         for mapping in self.mappings.iter() {
             let key = PortalKey::shared(mapping.settings.name.as_str());
@@ -368,7 +368,7 @@ impl Bridge for MqttBridge {
         let (client, events) = link::connect(self.connect_options());
         self.client
             .set(client.clone())
-            .map_err(|_| BridgeError::Network("the MQTT bridge was started twice".to_owned()))?;
+            .map_err(|_| PluginError::permanent("the MQTT bridge was started twice"))?;
         ctx.set_state(BridgeState::Connecting);
         let inbound = Inbound {
             ctx,

@@ -8,13 +8,17 @@
 //! - [`remote`]: what happens on the remote network, as a bridge hands it to the framework.
 //! - [`matrix`]: what Matrix users do in a portal, as a bridge is handed it.
 //! - [`login`]: users' own accounts on the remote network, and their login flows.
+//! - [`bridge`]: what a bridge implements and what it acts with.
+//! - [`config`]: a plug-in's section of the config.
 //! - [`command`]: chat commands (definitions, parsing, help, answers, tables).
 //! - [`permission`]: who may do what (`permissions` in the config).
 //! - [`format`]: message formatting between Matrix HTML, Markdown and plain text, and HTML
 //!   sanitising to what Matrix allows.
 //! - [`template`]: the text templates operators write (relay messages, puppet names).
 
+pub mod bridge;
 pub mod command;
+pub mod config;
 mod error;
 pub mod event;
 pub mod format;

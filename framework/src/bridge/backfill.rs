@@ -8,21 +8,9 @@ use std::pin::Pin;
 use std::sync::Weak;
 
 use super::ids::PortalKey;
-use super::matrix::{BridgeError, MatrixSide, PortalInfo};
-use super::plugin::Bridge;
+use super::matrix::{BridgeMatrix, PortalInfo};
 use super::remote::RemoteEvent;
-
-/// Capability: a bridge that can fetch a chat's past messages.
-#[async_trait::async_trait]
-pub trait BackfillHandler: Send + Sync {
-    /// Up to `limit` of the latest messages (text or files) of `portal`'s chat, oldest first,
-    /// each with its network id and, ideally, `sent_at_ms`. Other kinds of events are skipped.
-    async fn fetch_history(
-        &self,
-        portal: &PortalKey,
-        limit: usize,
-    ) -> Result<Vec<RemoteEvent>, BridgeError>;
-}
+use switchboard_api::bridge::Bridge;
 
 /// Where a bridge's Matrix side gets history from: the bridge (held weakly: the bridge owns
 /// its Matrix side, not the other way round) and how many messages to ask for.
@@ -40,7 +28,7 @@ impl std::fmt::Debug for HistorySource {
     }
 }
 
-impl MatrixSide {
+impl BridgeMatrix {
     /// Shows the history of a portal whose room was just created; the portal lock is held.
     /// Failures are logged: a room without its history is still a working portal.
     pub(super) fn backfill_locked<'a>(

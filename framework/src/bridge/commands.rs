@@ -4,28 +4,8 @@
 //! `ping`, `sync`, and for admins `bridge <chat id>` and `unbridge` — and hands the bridge's own to [`super::Bridge::handle_command`]. Every command has
 //! a permission level; what a sender may not run, or types wrong, is answered with why.
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
-
-use super::ids::PortalKey;
-use crate::command::{CommandInvocation, CommandSet, CommandSpec, help_command};
+use crate::command::{CommandSet, CommandSpec, help_command};
 use crate::permission::PermissionLevel;
-
-/// A command a Matrix user sent to a bridge.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BridgeCommand {
-    /// The command, its arguments and their raw text.
-    pub invocation: CommandInvocation,
-    /// The command's event.
-    pub event_id: OwnedEventId,
-    /// The room it was sent in.
-    pub room_id: OwnedRoomId,
-    /// The portal, when it was sent in one of the bridge's portals.
-    pub portal: Option<PortalKey>,
-    /// Who sent it.
-    pub sender: OwnedUserId,
-    /// The sender's permission level.
-    pub level: PermissionLevel,
-}
 
 /// The built-in commands of bridges with logins.
 fn login_commands() -> Vec<CommandSpec> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ruma::OwnedEventId;
 use tokio_util::sync::CancellationToken;
 
-use super::commands::{BridgeCommand, command_set};
+use super::commands::command_set;
 use super::from_matrix::{
     MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRedaction, MediaRef,
     Mention, PortalEvent,
@@ -20,11 +20,12 @@ use super::from_matrix::{
 use super::ids::{PortalKey, RemoteChatId};
 use super::login::Via;
 use super::matrix::TextKind;
-use super::matrix::{DOUBLE_PUPPET_MARK, MatrixSide, PortalLocks};
+use super::matrix::{BridgeMatrix, DOUBLE_PUPPET_MARK, PortalLocks};
 use super::media::MatrixMedia;
-use super::plugin::{Bridge, BridgeContext, PortalRooms};
+use super::plugin::PortalRooms;
 use super::puppet::PuppetNaming;
 use super::remote::{reaction_key, reaction_part};
+use super::status::BridgeStatus;
 use crate::RoomEvent;
 use crate::client::HomeserverClient;
 use crate::command::{CommandError, CommandInvocation, CommandSet, may_hold_command};
@@ -36,6 +37,8 @@ use crate::plugin::{HostError, HostOptions, send_notice_reply};
 use crate::store::{MessageRecord, Store};
 use crate::template::Template;
 use switchboard_api::PluginError;
+use switchboard_api::bridge::BridgeCommand;
+use switchboard_api::bridge::{Bridge, BridgeContext, HostPort};
 
 fn now_ms() -> i64 {
     i64::try_from(
@@ -71,6 +74,10 @@ pub(crate) struct HostedBridge {
     /// How many there are (read without the lock on every message).
     pending_count: AtomicUsize,
     ctx: BridgeContext,
+    /// Its Matrix side (the concrete one behind `ctx.matrix()`).
+    matrix: Arc<BridgeMatrix>,
+    /// Its connection state, login states and outbox signal (behind `ctx`).
+    status: Arc<BridgeStatus>,
     /// Its chat commands, built-in ones included.
     commands: CommandSet,
     client: HomeserverClient,
@@ -138,14 +145,16 @@ impl BridgeHost {
                 .get(&info.id)
                 .cloned()
                 .unwrap_or_default();
+            let status = Arc::new(BridgeStatus::new(&info.id, store.clone(), metrics.clone()));
             let matrix =
-                MatrixSide::new(info, naming, client.clone(), store.clone(), metrics.clone())
+                BridgeMatrix::new(info, naming, client.clone(), store.clone(), metrics.clone())
                     .with_portal_rooms(portal_rooms.clone())
                     .with_double_puppets(options.double_puppets.clone())
                     .with_media_limit(options.max_media_bytes)
                     .with_puppet_idle(options.puppet_idle)
                     .with_history(&bridge, options.backfill_messages)
                     .with_puppet_templates(templates);
+            let matrix = Arc::new(matrix);
             hosted.push(Arc::new(HostedBridge {
                 commands: command_set(
                     &bridge.command_prefix(),
@@ -157,7 +166,13 @@ impl BridgeHost {
                 pending: Mutex::default(),
                 pending_count: AtomicUsize::new(0),
                 bridge,
-                ctx: BridgeContext::new(matrix, shutdown.clone()),
+                ctx: BridgeContext::new(
+                    Arc::clone(&matrix) as Arc<dyn switchboard_api::bridge::MatrixSide>,
+                    Arc::clone(&status) as Arc<dyn HostPort>,
+                    shutdown.clone(),
+                ),
+                matrix,
+                status,
                 client: client.clone(),
                 store: store.clone(),
                 policy: options.outbox.clone(),
@@ -214,7 +229,7 @@ impl BridgeHost {
     /// namespace holds it and the bridge knows the chat.
     pub(crate) async fn query_alias(&self, alias: &ruma::RoomAliasId) -> bool {
         for hosted in &self.bridges {
-            let matrix = hosted.ctx.matrix();
+            let matrix = &hosted.matrix;
             let (Some(handler), Some(chat)) =
                 (hosted.bridge.aliases(), matrix.naming.chat_of_alias(alias))
             else {
@@ -333,8 +348,7 @@ impl BridgeHost {
         let hosted = self.bridges.iter().find(|h| h.id() == bridge_id)?;
         if let Some(replacement) = tombstone(event) {
             let moved = hosted
-                .ctx
-                .matrix()
+                .matrix
                 .follow_upgrade(&portal, &event.room_id, &replacement)
                 .await;
             return Some(moved.map_err(HandleError::from));
@@ -355,12 +369,11 @@ impl BridgeHost {
 impl HostedBridge {
     /// The bridge's id.
     pub(crate) fn id(&self) -> &str {
-        &self.ctx.matrix().info().id
+        &self.matrix.info().id
     }
 
     fn count(&self, kind: &str, outcome: &str) {
-        self.ctx
-            .matrix()
+        self.matrix
             .metrics
             .bridge_matrix_events
             .with_label_values(&[self.id(), kind, outcome])
@@ -368,7 +381,7 @@ impl HostedBridge {
     }
 
     fn count_outbox(&self, outcome: &str) {
-        let metrics = &self.ctx.matrix().metrics;
+        let metrics = &self.matrix.metrics;
         metrics
             .bridge_outbox
             .with_label_values(&[self.id(), outcome])
@@ -448,7 +461,7 @@ impl HostedBridge {
         if queued {
             self.count_outbox("queued");
         }
-        self.ctx.outbox_signal().wake.notify_one();
+        self.status.outbox().wake.notify_one();
         Ok(())
     }
 
@@ -636,7 +649,7 @@ impl HostedBridge {
     async fn mentions(&self, users: Vec<ruma::OwnedUserId>) -> Result<Vec<Mention>, HandleError> {
         let mut mentions = Vec::with_capacity(users.len());
         for user_id in users {
-            let remote = match self.ctx.matrix().naming.remote_user(&user_id) {
+            let remote = match self.matrix.naming.remote_user(&user_id) {
                 Some(remote) => Some(remote),
                 None => self
                     .logins_of(&user_id)
@@ -755,7 +768,7 @@ impl HostedBridge {
         let Some(handler) = self.bridge.media() else {
             return Ok(Delivered::Unsupported);
         };
-        let max = self.ctx.matrix().max_media_bytes;
+        let max = self.matrix.max_media_bytes;
         let too_large = |size: u64| {
             HandleError::Permanent(format!(
                 "the file has {size} bytes, more than the {max} allowed"
@@ -832,7 +845,7 @@ impl HostedBridge {
         };
         tracing::info!(bridge = %self.id(), sender = %event.sender, command = %invocation.name, "running a command");
         self.count("command", "run");
-        let info = self.ctx.matrix().info();
+        let info = self.matrix.info();
         let (text, html) = match invocation.name.as_str() {
             "help" => (
                 self.commands.help(level, in_management_room),
@@ -854,7 +867,7 @@ impl HostedBridge {
                          outbox for the network.",
                         info.displayname,
                         self.ctx.state(),
-                        self.ctx.matrix().portal_rooms.count(self.id()),
+                        self.matrix.portal_rooms.count(self.id()),
                     ),
                     None,
                 )
@@ -869,7 +882,7 @@ impl HostedBridge {
             },
             "unbridge" => match portal {
                 Some(key) => {
-                    self.ctx.matrix().unbridge(&key).await?;
+                    self.matrix.unbridge(&key).await?;
                     (
                         format!(
                             "This room is no longer bridged to {} on {}.",
@@ -915,11 +928,10 @@ impl HostedBridge {
     /// Forgets the puppets unused for the idle time, a few times per idle time, until
     /// shutdown; keeps `switchboard_bridge_puppets_cached` up to date.
     async fn reap_puppets(self: Arc<Self>) {
-        let puppets = self.ctx.matrix().puppets.clone();
+        let puppets = self.matrix.puppets.clone();
         let every = (puppets.idle() / 4).clamp(Duration::from_secs(1), Duration::from_mins(5));
         let gauge = self
-            .ctx
-            .matrix()
+            .matrix
             .metrics
             .bridge_puppets_cached
             .with_label_values(&[self.id()]);
@@ -942,7 +954,7 @@ impl HostedBridge {
         event: &RoomEvent,
         portal: Option<PortalKey>,
     ) -> Result<String, HandleError> {
-        let network = &self.ctx.matrix().info().displayname;
+        let network = &self.matrix.info().displayname;
         if let Some(key) = portal {
             return Ok(format!(
                 "This room is bridged to {} on {network} already; `unbridge` it first.",
@@ -967,7 +979,7 @@ impl HostedBridge {
         room_id: &ruma::RoomId,
         chat: RemoteChatId,
     ) -> Result<Result<(), String>, HandleError> {
-        if let Some((_, key)) = self.ctx.matrix().portal_rooms.get(room_id) {
+        if let Some((_, key)) = self.matrix.portal_rooms.get(room_id) {
             return Ok(Err(format!(
                 "This room is bridged to {} already; `unbridge` it first.",
                 key.chat
@@ -977,7 +989,7 @@ impl HostedBridge {
             return Ok(Err(format!("Cannot bridge {chat}: {why}.")));
         }
         let key = PortalKey::shared(chat.clone());
-        Ok(match self.ctx.matrix().adopt_room(&key, room_id).await? {
+        Ok(match self.matrix.adopt_room(&key, room_id).await? {
             Ok(()) => Ok(()),
             Err(room) => Err(format!(
                 "{chat} is bridged to another room already ({room})."
@@ -987,8 +999,7 @@ impl HostedBridge {
 
     /// The portal a room is, of this bridge.
     pub(crate) fn portal_of(&self, room_id: &ruma::RoomId) -> Option<PortalKey> {
-        self.ctx
-            .matrix()
+        self.matrix
             .portal_rooms
             .get(room_id)
             .filter(|(bridge, _)| bridge == self.id())
@@ -997,7 +1008,7 @@ impl HostedBridge {
 
     /// Stops bridging a portal.
     pub(crate) async fn unbridge(&self, portal: &PortalKey) -> Result<(), PluginError> {
-        Ok(self.ctx.matrix().unbridge(portal).await?)
+        Ok(self.matrix.unbridge(portal).await?)
     }
 
     /// This bridge's portals that have rooms.
@@ -1035,12 +1046,12 @@ impl HostedBridge {
 
     /// How many portal rooms it has.
     pub(crate) fn portal_room_count(&self) -> usize {
-        self.ctx.matrix().portal_rooms.count(self.id())
+        self.matrix.portal_rooms.count(self.id())
     }
 
     /// What the bridge says about itself.
     pub(crate) fn info(&self) -> &super::BridgeInfo {
-        self.ctx.matrix().info()
+        self.matrix.info()
     }
 
     /// How its connection stands.
@@ -1079,7 +1090,7 @@ impl HostedBridge {
     async fn tell_undelivered(&self, event: &RoomEvent, reason: &str) -> Result<(), HandleError> {
         let text = format!(
             "⚠️ Not delivered to {}: {reason}",
-            self.ctx.matrix().info().displayname
+            self.matrix.info().displayname
         );
         self.reply(event, "undelivered", &text, None).await
     }
@@ -1087,7 +1098,7 @@ impl HostedBridge {
     /// Delivers what waits in the outbox, portal by portal, each in order, until shutdown.
     async fn run_outbox(self: Arc<Self>) {
         let shutdown = self.ctx.shutdown().clone();
-        let signal = self.ctx.outbox_signal();
+        let signal = self.status.outbox();
         loop {
             let retry_now = signal.retry_now.swap(false, Ordering::Relaxed);
             let next = match self.store.outbox_portals(self.id()).await {

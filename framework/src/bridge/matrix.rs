@@ -22,7 +22,9 @@ use crate::inbox::HandleError;
 use crate::metrics::Metrics;
 use crate::store::{MessageRecord, PortalRecord, Store, StoreError};
 use switchboard_api::PluginError;
+use switchboard_api::bridge::{DataOwner, MatrixSide};
 pub use switchboard_api::event::TextKind;
+use switchboard_api::remote::{Applied, RemoteEvent, RemoteMedia};
 pub use switchboard_api::remote::{BridgeInfo, Bridged, PortalInfo, PuppetProfile, RemoteText};
 
 /// Why something could not be bridged.
@@ -91,7 +93,7 @@ impl From<BridgeError> for HandleError {
 
 /// The Matrix side of one bridge.
 #[derive(Clone, Debug)]
-pub struct MatrixSide {
+pub struct BridgeMatrix {
     pub(super) info: BridgeInfo,
     pub(super) naming: PuppetNaming,
     pub(super) client: HomeserverClient,
@@ -163,7 +165,7 @@ impl PortalLocks {
     }
 }
 
-impl MatrixSide {
+impl BridgeMatrix {
     /// The Matrix side of the bridge `info`, naming puppets with `naming`, counting into
     /// `metrics`.
     #[must_use]
@@ -564,7 +566,7 @@ impl MatrixSide {
         self.bridge_text_locked(key, portal, message).await
     }
 
-    /// [`MatrixSide::bridge_text`] with the portal lock held.
+    /// [`BridgeMatrix::bridge_text`] with the portal lock held.
     pub(super) async fn bridge_text_locked(
         &self,
         key: &PortalKey,
@@ -675,55 +677,40 @@ impl MatrixSide {
         Ok(Some(redaction))
     }
 
-    /// The bridge's own data about a portal (its type, stored as JSON); the default when it
-    /// has none yet.
-    pub async fn portal_data<T: serde::de::DeserializeOwned + Default>(
-        &self,
-        key: &PortalKey,
-    ) -> Result<T, BridgeError> {
-        let stored = self.store.portal(&self.info.id, key).await?;
-        read_data(stored.map(|p| p.data).as_deref(), || {
-            format!("portal {}", key.chat)
+    /// The bridge's stored data of `owner`, as JSON, if it has any.
+    async fn stored_data(&self, owner: DataOwner<'_>) -> Result<Option<String>, BridgeError> {
+        Ok(match owner {
+            DataOwner::Portal(key) => self.store.portal(&self.info.id, key).await?.map(|p| p.data),
+            DataOwner::Puppet(remote) => self.store.puppet_data(&self.info.id, remote).await?,
+            DataOwner::Bridge(key) => self.store.bot_data(&self.data_owner(), key).await?,
         })
     }
 
-    /// Stores the bridge's own data about a portal (created, without a room, if unknown).
-    pub async fn set_portal_data<T: serde::Serialize>(
-        &self,
-        key: &PortalKey,
-        data: &T,
-    ) -> Result<(), BridgeError> {
-        let _portal = self.portal_locks.lock(key).await;
-        let existing = self.store.portal(&self.info.id, key).await?;
-        let record = PortalRecord {
-            key: key.clone(),
-            room_id: existing.and_then(|p| p.room_id),
-            data: write_data(data, || format!("portal {}", key.chat))?,
-        };
-        self.store.put_portal(&self.info.id, &record).await?;
-        Ok(())
-    }
-
-    /// The bridge's own data about a remote user's puppet; the default when it has none yet.
-    pub async fn puppet_data<T: serde::de::DeserializeOwned + Default>(
-        &self,
-        remote: &RemoteUserId,
-    ) -> Result<T, BridgeError> {
-        let stored = self.store.puppet_data(&self.info.id, remote).await?;
-        read_data(stored.as_deref(), || format!("puppet {remote}"))
-    }
-
-    /// Stores the bridge's own data about a remote user's puppet.
-    pub async fn set_puppet_data<T: serde::Serialize>(
-        &self,
-        remote: &RemoteUserId,
-        data: &T,
-    ) -> Result<(), BridgeError> {
-        let user_id = self.puppet_id(remote)?;
-        let data = write_data(data, || format!("puppet {remote}"))?;
-        self.store
-            .put_puppet(&self.info.id, remote, user_id.as_str(), &data)
-            .await?;
+    /// Stores the bridge's data of `owner` (a portal unknown so far is created without a room).
+    async fn store_data(&self, owner: DataOwner<'_>, json: String) -> Result<(), BridgeError> {
+        match owner {
+            DataOwner::Portal(key) => {
+                let _portal = self.portal_locks.lock(key).await;
+                let existing = self.store.portal(&self.info.id, key).await?;
+                let record = PortalRecord {
+                    key: key.clone(),
+                    room_id: existing.and_then(|p| p.room_id),
+                    data: json,
+                };
+                self.store.put_portal(&self.info.id, &record).await?;
+            }
+            DataOwner::Puppet(remote) => {
+                let user_id = self.puppet_id(remote)?;
+                self.store
+                    .put_puppet(&self.info.id, remote, user_id.as_str(), &json)
+                    .await?;
+            }
+            DataOwner::Bridge(key) => {
+                self.store
+                    .put_bot_data(&self.data_owner(), key, &json)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
@@ -741,30 +728,6 @@ impl MatrixSide {
         }
     }
 
-    /// The bridge's own data stored under `key`, tied to no portal or puppet (for example
-    /// what a network's delivery state needs to survive a crash); the default when it has
-    /// none yet.
-    pub async fn bridge_data<T: serde::de::DeserializeOwned + Default>(
-        &self,
-        key: &str,
-    ) -> Result<T, BridgeError> {
-        let stored = self.store.bot_data(&self.data_owner(), key).await?;
-        read_data(stored.as_deref(), || format!("bridge data {key}"))
-    }
-
-    /// Stores the bridge's own data under `key`, replacing what was there.
-    pub async fn set_bridge_data<T: serde::Serialize>(
-        &self,
-        key: &str,
-        data: &T,
-    ) -> Result<(), BridgeError> {
-        let data = write_data(data, || format!("bridge data {key}"))?;
-        self.store
-            .put_bot_data(&self.data_owner(), key, &data)
-            .await?;
-        Ok(())
-    }
-
     /// Whose rows the bridge's own data are in the plug-in data table, which bots share under
     /// their plain ids.
     fn data_owner(&self) -> String {
@@ -779,7 +742,7 @@ impl MatrixSide {
         stored_room(self.store.portal(&self.info.id, key).await?.as_ref())
     }
 
-    /// Sends a remote message's `content` as `speaker`, once (see [`MatrixSide::send_mapped`]).
+    /// Sends a remote message's `content` as `speaker`, once (see [`BridgeMatrix::send_mapped`]).
     async fn send_and_map(
         &self,
         room_id: &RoomId,
@@ -963,31 +926,6 @@ fn text_content(message: &RemoteText) -> serde_json::Value {
     }
 }
 
-/// A bridge's stored JSON as its type (`None` or `{}`: the default).
-fn read_data<T: serde::de::DeserializeOwned + Default>(
-    stored: Option<&str>,
-    what: impl Fn() -> String,
-) -> Result<T, BridgeError> {
-    match stored {
-        None | Some("{}" | "") => Ok(T::default()),
-        Some(json) => serde_json::from_str(json).map_err(|e| BridgeError::StoredData {
-            what: what(),
-            reason: e.to_string(),
-        }),
-    }
-}
-
-/// A bridge's data as the JSON stored.
-fn write_data<T: serde::Serialize>(
-    data: &T,
-    what: impl Fn() -> String,
-) -> Result<String, BridgeError> {
-    serde_json::to_string(data).map_err(|e| BridgeError::StoredData {
-        what: what(),
-        reason: e.to_string(),
-    })
-}
-
 /// A request that could not be built.
 pub(super) fn build_error(endpoint: &'static str, error: &serde_json::Error) -> BridgeError {
     BridgeError::Client(ClientError::Build {
@@ -1002,6 +940,136 @@ fn stored_room(portal: Option<&PortalRecord>) -> Result<Option<OwnedRoomId>, Bri
         .and_then(|p| p.room_id.as_deref())
         .map(|r| RoomId::parse(r).map_err(|_| BridgeError::StoredRoom(r.to_owned())))
         .transpose()
+}
+
+/// The bridges' view of their Matrix side: the same operations, failing with [`PluginError`].
+#[async_trait::async_trait]
+impl MatrixSide for BridgeMatrix {
+    fn info(&self) -> &BridgeInfo {
+        &self.info
+    }
+
+    async fn apply(
+        &self,
+        key: &PortalKey,
+        portal: &PortalInfo,
+        event: &RemoteEvent,
+    ) -> Result<Applied, PluginError> {
+        Ok(BridgeMatrix::apply(self, key, portal, event).await?)
+    }
+
+    async fn ensure_puppet(
+        &self,
+        remote: &RemoteUserId,
+        profile: &PuppetProfile,
+    ) -> Result<OwnedUserId, PluginError> {
+        Ok(BridgeMatrix::ensure_puppet(self, remote, profile).await?)
+    }
+
+    async fn ensure_portal(
+        &self,
+        key: &PortalKey,
+        info: &PortalInfo,
+    ) -> Result<OwnedRoomId, PluginError> {
+        Ok(BridgeMatrix::ensure_portal(self, key, info).await?)
+    }
+
+    async fn unbridge(&self, key: &PortalKey) -> Result<(), PluginError> {
+        Ok(BridgeMatrix::unbridge(self, key).await?)
+    }
+
+    async fn bridge_text(
+        &self,
+        key: &PortalKey,
+        portal: &PortalInfo,
+        message: &RemoteText,
+    ) -> Result<Bridged, PluginError> {
+        Ok(BridgeMatrix::bridge_text(self, key, portal, message).await?)
+    }
+
+    async fn bridge_edit(
+        &self,
+        key: &PortalKey,
+        target: &RemoteMessageId,
+        edit: &RemoteText,
+    ) -> Result<Option<Bridged>, PluginError> {
+        Ok(BridgeMatrix::bridge_edit(self, key, target, edit).await?)
+    }
+
+    async fn bridge_deletion(
+        &self,
+        key: &PortalKey,
+        target: &RemoteMessageId,
+        part: &str,
+    ) -> Result<Option<OwnedEventId>, PluginError> {
+        Ok(BridgeMatrix::bridge_deletion(self, key, target, part).await?)
+    }
+
+    async fn upload(
+        &self,
+        data: &[u8],
+        mimetype: &str,
+        filename: &str,
+    ) -> Result<String, PluginError> {
+        Ok(BridgeMatrix::upload(self, data, mimetype, filename).await?)
+    }
+
+    async fn bridge_media(
+        &self,
+        key: &PortalKey,
+        portal: &PortalInfo,
+        media: &RemoteMedia,
+    ) -> Result<Bridged, PluginError> {
+        Ok(BridgeMatrix::bridge_media(self, key, portal, media).await?)
+    }
+
+    async fn power_level(
+        &self,
+        key: &PortalKey,
+        user_id: &ruma::UserId,
+    ) -> Result<i64, PluginError> {
+        Ok(BridgeMatrix::power_level(self, key, user_id).await?)
+    }
+
+    async fn map_matrix_event(
+        &self,
+        key: &PortalKey,
+        remote_id: &RemoteMessageId,
+        part: &str,
+        room_id: &RoomId,
+        event_id: &ruma::EventId,
+    ) -> Result<(), PluginError> {
+        Ok(BridgeMatrix::map_matrix_event(self, key, remote_id, part, room_id, event_id).await?)
+    }
+
+    async fn matrix_user_of(&self, remote: &RemoteUserId) -> Result<OwnedUserId, PluginError> {
+        Ok(BridgeMatrix::matrix_user_of(self, remote).await?)
+    }
+
+    async fn pill(&self, remote: &RemoteUserId, label: &str) -> Result<String, PluginError> {
+        Ok(BridgeMatrix::pill(self, remote, label).await?)
+    }
+
+    async fn mapped_event(
+        &self,
+        key: &PortalKey,
+        id: &RemoteMessageId,
+        part: &str,
+    ) -> Result<Option<OwnedEventId>, PluginError> {
+        Ok(BridgeMatrix::mapped_event(self, key, id, part).await?)
+    }
+
+    async fn report_skipped(&self, key: &PortalKey, reason: &'static str, detail: &str) {
+        BridgeMatrix::report_skipped(self, key, reason, detail).await;
+    }
+
+    async fn load_data(&self, owner: DataOwner<'_>) -> Result<Option<String>, PluginError> {
+        Ok(self.stored_data(owner).await?)
+    }
+
+    async fn save_data(&self, owner: DataOwner<'_>, json: String) -> Result<(), PluginError> {
+        Ok(self.store_data(owner, json).await?)
+    }
 }
 
 #[cfg(test)]
@@ -1037,7 +1105,9 @@ mod tests {
             displayname: "XMPP".into(),
         };
         let naming = PuppetNaming::new("_xmpp_{{id}}", server).expect("naming");
-        let side = MatrixSide::new(info, naming, client, store, crate::metrics::Metrics::new());
+        let side = BridgeMatrix::new(info, naming, client, store, crate::metrics::Metrics::new());
+        // Bridges reach it through the api's `MatrixSide`, which adds the typed forms.
+        let side: &dyn MatrixSide = &side;
         let key = PortalKey::shared("room@conf");
         assert_eq!(
             side.portal_data::<Seen>(&key).await.expect("none"),

@@ -6,27 +6,13 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use super::ids::{PortalKey, RemoteMessageId};
-use super::matrix::{BridgeError, Bridged, Mapped, MatrixSide, PortalInfo};
-use super::plugin::BridgeContext;
+use super::ids::PortalKey;
+use super::matrix::{BridgeError, BridgeMatrix, Bridged, Mapped, PortalInfo};
 use crate::client::{ClientError, Identity};
-use switchboard_api::PluginError;
 pub use switchboard_api::matrix::MatrixMedia;
 pub use switchboard_api::remote::{MediaKind, RemoteMedia};
 
-/// A bridge whose network carries files.
-#[async_trait::async_trait]
-pub trait MediaHandler: Send + Sync {
-    /// A Matrix user sent a file in a portal: deliver it and return its id on the network.
-    async fn handle_matrix_media(
-        &self,
-        ctx: &BridgeContext,
-        portal: &PortalKey,
-        media: &MatrixMedia,
-    ) -> Result<RemoteMessageId, PluginError>;
-}
-
-impl MatrixSide {
+impl BridgeMatrix {
     /// Uploads a file to the homeserver's media repository; its `mxc://` URI.
     pub async fn upload(
         &self,
@@ -57,7 +43,7 @@ impl MatrixSide {
         self.bridge_media_locked(key, portal, media).await
     }
 
-    /// [`MatrixSide::bridge_media`] with the portal lock held.
+    /// [`BridgeMatrix::bridge_media`] with the portal lock held.
     pub(super) async fn bridge_media_locked(
         &self,
         key: &PortalKey,

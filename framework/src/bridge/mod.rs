@@ -1,13 +1,14 @@
-//! The bridge framework: the [`Bridge`] plug-in trait and what it builds on (remote ids,
-//! puppets, portals, the message map). Work in progress; see `docs/runtime.md`.
+//! The bridge host: it runs the bridges written against [`switchboard_api::bridge`] — routes
+//! Matrix events to their portal's bridge, keeps puppets, portals and the message map
+//! ([`BridgeMatrix`], the bridges' [`MatrixSide`]), retries through the outbox, and runs logins,
+//! relay mode and the built-in commands. See `docs/runtime.md`.
+//!
+//! The plug-in contract is re-exported here under its former paths.
 
 mod backfill;
-pub mod commands;
-pub use switchboard_api::format;
+mod commands;
 pub mod from_matrix;
 pub(crate) mod host;
-pub use switchboard_api::ids;
-pub mod login;
 pub mod matrix;
 pub mod media;
 pub mod plugin;
@@ -15,35 +16,38 @@ pub mod puppet;
 mod puppet_cache;
 pub mod remote;
 mod skipped;
+mod status;
 pub mod view;
 
-pub use backfill::BackfillHandler;
-pub use commands::BridgeCommand;
-pub use format::{
-    clean_text, html_to_markdown, html_to_text, markdown_to_html, mentioned_user, sanitize_html,
-    strip_reply_fallback,
-};
-pub use from_matrix::{
-    MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction,
-    MatrixTyping, Mention,
-};
-pub(crate) use host::BridgeHost;
-pub use ids::{
-    LoginId, PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId, escape_localpart,
-    unescape_localpart,
-};
-pub use login::{
-    Login, LoginField, LoginFlow, LoginHandler, LoginRequest, LoginStep, NewLogin, Via,
-};
-pub use matrix::{
-    BridgeError, BridgeInfo, Bridged, MatrixSide, PortalInfo, PuppetProfile, RemoteText, TextKind,
-};
-pub use media::{MatrixMedia, MediaHandler, MediaKind, RemoteMedia};
-pub use plugin::{
-    AliasHandler, Bridge, BridgeContext, BridgeState, DirectChatHandler, EditHandler, PortalRooms,
+pub use switchboard_api::bridge::{
+    AliasHandler, BackfillHandler, Bridge, BridgeCommand, BridgeContext, BridgeState, DataOwner,
+    DirectChatHandler, EditHandler, HostPort, LoginHandler, MatrixSide, MediaHandler,
     PresenceHandler, ReactionHandler, RedactionHandler,
 };
+pub use switchboard_api::event::TextKind;
+pub use switchboard_api::format::{
+    self, clean_text, html_to_markdown, html_to_text, markdown_to_html, mentioned_user,
+    sanitize_html, strip_reply_fallback,
+};
+pub use switchboard_api::ids::{
+    self, LoginId, PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId, escape_localpart,
+    unescape_localpart,
+};
+pub use switchboard_api::login::{
+    self, Login, LoginField, LoginFlow, LoginRequest, LoginStep, NewLogin, Via,
+};
+pub use switchboard_api::matrix::{
+    MatrixEdit, MatrixMedia, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRead,
+    MatrixRedaction, MatrixTyping, Mention,
+};
+pub use switchboard_api::remote::{
+    Applied, BridgeInfo, Bridged, MediaKind, PortalInfo, PuppetProfile, RemoteEvent, RemoteMedia,
+    RemoteReaction, RemoteText,
+};
+
+pub(crate) use host::BridgeHost;
+pub use matrix::{BridgeError, BridgeMatrix};
+pub use plugin::PortalRooms;
 pub use puppet::{PuppetNaming, TemplateError};
-pub use remote::{Applied, RemoteEvent, RemoteReaction};
 pub(crate) use view::{BotSwitch, Diagnostics};
 pub use view::{BridgeSummary, HostView, PortalSummary, PuppetSummary};

@@ -1,5 +1,5 @@
 //! What happens on the remote network, as one typed enum a bridge hands to the framework:
-//! [`MatrixSide::apply`] turns each into the right Matrix events in the portal, from the right
+//! [`BridgeMatrix::apply`] turns each into the right Matrix events in the portal, from the right
 //! puppet, once, and in order per portal.
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
 use super::matrix::{
-    BridgeError, Bridged, Mapped, MatrixSide, PortalInfo, PuppetProfile, build_error,
+    BridgeError, BridgeMatrix, Bridged, Mapped, PortalInfo, PuppetProfile, build_error,
 };
 use crate::client::{Identity, derive_txn_id};
 pub use switchboard_api::remote::{Applied, RemoteEvent, RemoteReaction};
@@ -35,7 +35,7 @@ struct ChatInfo<'a> {
 /// How long a remote "typing" lasts unless renewed or stopped.
 const TYPING_TIMEOUT: Duration = Duration::from_secs(30);
 
-impl MatrixSide {
+impl BridgeMatrix {
     /// Applies something that happened in the remote chat of portal `key` (whose room is
     /// created as `portal` describes when a message needs it). Messages, edits, deletions and
     /// reactions of one portal are applied one at a time, in the order the calls came, and

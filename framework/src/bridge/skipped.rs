@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ruma::events::room::message::RoomMessageEventContent;
 
 use super::ids::PortalKey;
-use super::matrix::MatrixSide;
+use super::matrix::BridgeMatrix;
 use crate::client::{Identity, derive_txn_id};
 
 /// How often one portal is told about one kind of bad input.
@@ -35,7 +35,7 @@ impl SkipNotices {
     }
 }
 
-impl MatrixSide {
+impl BridgeMatrix {
     /// Reports something from the network that is not bridged (or not as sent) into the
     /// portal `key`: a log line, `switchboard_bridge_remote_skipped_total{bridge,reason}`, and
     /// a notice `⚠️ <detail>` from the bridge bot, at most once a minute per portal and

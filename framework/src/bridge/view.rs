@@ -10,13 +10,13 @@ use switchboard_registration::{Registration, RegistrationSpec};
 
 use super::host::BridgeHost;
 use super::ids::PortalKey;
-use super::plugin::BridgeState;
 use crate::client::HomeserverClient;
 use crate::config::{Config, PluginSection, ReloadError};
 use crate::doctor::{self, Finding, Severity};
 use crate::plugin::Bot;
 use crate::store::Store;
 use switchboard_api::PluginError;
+use switchboard_api::bridge::BridgeState;
 
 /// One hosted bridge, as it stands now.
 #[derive(Clone, Debug, PartialEq, Eq)]

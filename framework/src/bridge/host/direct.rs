@@ -18,7 +18,7 @@ impl BridgeHost {
     /// knows, the puppet is created (with their profile) and `true` returned.
     pub(crate) async fn query_user(&self, user_id: &UserId) -> bool {
         for hosted in &self.bridges {
-            let matrix = hosted.ctx.matrix();
+            let matrix = &hosted.matrix;
             let (Some(handler), Some(remote)) = (
                 hosted.bridge.direct_chats(),
                 matrix.naming.remote_user(user_id),
@@ -55,7 +55,7 @@ impl BridgeHost {
         }
         let invitee = UserId::parse(event.state_key.as_deref()?).ok()?;
         let (hosted, remote) = self.bridges.iter().find_map(|hosted| {
-            let remote = hosted.ctx.matrix().naming.remote_user(&invitee)?;
+            let remote = hosted.matrix.naming.remote_user(&invitee)?;
             Some((hosted, remote))
         })?;
         let level = self.permissions.level(&event.sender);
@@ -76,7 +76,7 @@ impl HostedBridge {
         remote: &RemoteUserId,
         level: PermissionLevel,
     ) -> Result<(), HandleError> {
-        let network = self.ctx.matrix().info().displayname.clone();
+        let network = self.matrix.info().displayname.clone();
         let Some(handler) = self.bridge.direct_chats() else {
             let reason = format!("chats cannot be started from Matrix on {network}");
             return self.decline(&event.room_id, puppet, &reason).await;
@@ -101,7 +101,7 @@ impl HostedBridge {
             }
             Err(transient) => return Err(transient.into()),
         };
-        let matrix = self.ctx.matrix();
+        let matrix = &self.matrix;
         // The room is a portal before anyone sees the puppet join: the first message sent
         // after it is bridged.
         if let Err(existing) = matrix.adopt_room(&key, &event.room_id).await?

@@ -12,13 +12,14 @@ use serde_json::json;
 use super::{HostedBridge, now_ms};
 use crate::RoomEvent;
 use crate::bridge::ids::PortalKey;
-use crate::bridge::login::{Login, LoginField, LoginHandler, LoginRequest, LoginStep, Via};
-use crate::bridge::plugin::login_from_record;
+use crate::bridge::login::{Login, LoginField, LoginRequest, LoginStep, Via};
+use crate::bridge::status::login_from_record;
 use crate::client::Identity;
 use crate::command::CommandInvocation;
 use crate::inbox::HandleError;
 use crate::permission::PermissionLevel;
 use crate::store::LoginRecord;
+use switchboard_api::bridge::LoginHandler;
 
 /// A login a user is in the middle of, in one room (no `Debug`: it holds what they typed).
 pub(super) struct PendingLogin {
@@ -65,7 +66,7 @@ impl HostedBridge {
             let text = format!(
                 "Not bridged: you are not logged in to {network} and this room has no relay. Send \
                  `{prefix} login` to log in.",
-                network = self.ctx.matrix().info().displayname,
+                network = self.matrix.info().displayname,
                 prefix = self.commands.prefix(),
             );
             self.reply(event, "no-login", &text, None).await?;
@@ -137,7 +138,7 @@ impl HostedBridge {
         event: &RoomEvent,
         portal: Option<&PortalKey>,
     ) -> Option<Result<String, HandleError>> {
-        let network = &self.ctx.matrix().info().displayname;
+        let network = &self.matrix.info().displayname;
         if !matches!(
             name,
             "login" | "logout" | "list-logins" | "set-relay" | "unset-relay" | "cancel"
@@ -235,7 +236,7 @@ impl HostedBridge {
         let Some(handler) = self.bridge.logins() else {
             return Ok(Err(format!(
                 "{} has no logins",
-                self.ctx.matrix().info().displayname
+                self.matrix.info().displayname
             )));
         };
         let request = LoginRequest {
@@ -362,7 +363,7 @@ impl HostedBridge {
         self.store
             .delete_login(self.id(), login.id.as_str())
             .await?;
-        self.ctx.forget_login_state(&login.id);
+        self.status.forget_login_state(&login.id);
         Ok(())
     }
 

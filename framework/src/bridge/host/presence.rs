@@ -53,9 +53,9 @@ impl BridgeHost {
 
     /// Whether `user` is one of Switchboard's own (the bot or a puppet).
     fn is_own(&self, user: &UserId) -> bool {
-        self.bridges.iter().any(|h| {
-            h.client.bot_user_id() == user || h.ctx.matrix().naming.remote_user(user).is_some()
-        })
+        self.bridges
+            .iter()
+            .any(|h| h.client.bot_user_id() == user || h.matrix.naming.remote_user(user).is_some())
     }
 
     /// Who started and who stopped typing since the last notification of the room.
