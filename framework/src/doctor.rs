@@ -3,48 +3,11 @@
 
 use switchboard_registration::{Registration, RegistrationSpec};
 
+pub use switchboard_api::host::{Finding, Severity};
+
 use crate::client::HomeserverClient;
 use crate::runtime;
 use crate::store::Store;
-
-/// How a check came out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Severity {
-    /// As it should be.
-    Ok,
-    /// Works, but something should be fixed.
-    Warn,
-    /// Broken.
-    Fail,
-}
-
-impl std::fmt::Display for Severity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(match self {
-            Self::Ok => "ok",
-            Self::Warn => "warn",
-            Self::Fail => "fail",
-        })
-    }
-}
-
-/// One finding: how a check came out, and what it found (with the fix, if any).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Finding {
-    /// How it came out.
-    pub severity: Severity,
-    /// What was found.
-    pub text: String,
-}
-
-impl Finding {
-    fn new(severity: Severity, text: impl Into<String>) -> Self {
-        Self {
-            severity,
-            text: text.into(),
-        }
-    }
-}
 
 /// Whether the registration on disk (`path`) still matches what the config implies.
 #[must_use]

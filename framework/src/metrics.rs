@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+pub use switchboard_api::host::Sample;
 use switchboard_appservice::InboxMetrics;
 use switchboard_client::ClientMetrics;
 use tokio_util::sync::CancellationToken;
@@ -129,17 +130,6 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     }
-}
-
-/// One value of a metric now (a histogram gives its count of observations).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    /// The metric's name, e.g. `switchboard_inbox_depth`.
-    pub name: String,
-    /// Its labels, e.g. `[("bridge", "loopback")]`.
-    pub labels: Vec<(String, String)>,
-    /// The value.
-    pub value: f64,
 }
 
 impl Metrics {

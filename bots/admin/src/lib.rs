@@ -263,7 +263,7 @@ impl AdminBot {
                 }
                 ctx.host()
                     .set_enabled(id, enable)
-                    .map_err(AdminError::BadArgument)?;
+                    .map_err(|e| AdminError::BadArgument(e.to_string()))?;
                 let now = if enable {
                     "on"
                 } else {
@@ -399,7 +399,7 @@ impl AdminBot {
 
 /// Switchboard's health, from its metrics.
 fn status(ctx: &BotContext) -> CommandReply {
-    let samples = ctx.metrics().samples();
+    let samples = ctx.host().metric_samples();
     let value = |name: &str| {
         samples
             .iter()
@@ -504,7 +504,7 @@ fn metrics(ctx: &BotContext) -> CommandReply {
         ("switchboard_bridge_outbox_total", "outbox activity"),
         ("switchboard_inbox_depth", "inbox depth"),
     ];
-    let samples = ctx.metrics().samples();
+    let samples = ctx.host().metric_samples();
     let mut table = Table::new(&["counter", "value"]);
     for (name, label) in SHOWN {
         let total: f64 = samples

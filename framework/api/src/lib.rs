@@ -8,6 +8,8 @@
 //! - [`remote`]: what happens on the remote network, as a bridge hands it to the framework.
 //! - [`matrix`]: what Matrix users do in a portal, as a bridge is handed it.
 //! - [`login`]: users' own accounts on the remote network, and their login flows.
+//! - [`bot`]: what a bot implements and what it acts with.
+//! - [`host`]: what a bot may see and do of the Switchboard it runs in.
 //! - [`bridge`]: what a bridge implements and what it acts with.
 //! - [`config`]: a plug-in's section of the config.
 //! - [`command`]: chat commands (definitions, parsing, help, answers, tables).
@@ -16,12 +18,14 @@
 //!   sanitising to what Matrix allows.
 //! - [`template`]: the text templates operators write (relay messages, puppet names).
 
+pub mod bot;
 pub mod bridge;
 pub mod command;
 pub mod config;
 mod error;
 pub mod event;
 pub mod format;
+pub mod host;
 pub mod ids;
 pub mod login;
 pub mod matrix;

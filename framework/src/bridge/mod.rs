@@ -49,5 +49,6 @@ pub(crate) use host::BridgeHost;
 pub use matrix::{BridgeError, BridgeMatrix};
 pub use plugin::PortalRooms;
 pub use puppet::{PuppetNaming, TemplateError};
+pub use switchboard_api::host::{BridgeSummary, HostView, PortalSummary, PuppetSummary};
+pub use view::PluginsView;
 pub(crate) use view::{BotSwitch, Diagnostics};
-pub use view::{BridgeSummary, HostView, PortalSummary, PuppetSummary};

@@ -9,29 +9,14 @@ use ruma::RoomId;
 use switchboard_registration::{Registration, RegistrationSpec};
 
 use super::host::BridgeHost;
-use super::ids::PortalKey;
 use crate::client::HomeserverClient;
 use crate::config::{Config, PluginSection, ReloadError};
 use crate::doctor::{self, Finding, Severity};
+use crate::metrics::Metrics;
 use crate::plugin::Bot;
 use crate::store::Store;
 use switchboard_api::PluginError;
-use switchboard_api::bridge::BridgeState;
-
-/// One hosted bridge, as it stands now.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BridgeSummary {
-    /// Its id.
-    pub id: String,
-    /// Its network's name.
-    pub network: String,
-    /// Its connection to the network.
-    pub state: BridgeState,
-    /// How many portal rooms it has.
-    pub portal_rooms: usize,
-    /// Whether it runs (an admin may turn it off).
-    pub enabled: bool,
-}
+use switchboard_api::host::{BridgeSummary, HostView, PortalSummary, PuppetSummary, Sample};
 
 /// A bot's on/off switch, as the host keeps it.
 #[derive(Clone)]
@@ -50,71 +35,84 @@ pub(crate) struct Diagnostics {
     pub(crate) config: RwLock<Config>,
 }
 
-/// One portal room.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortalSummary {
-    /// The bridge.
-    pub bridge: String,
-    /// The remote chat (and whose view of it).
-    pub key: PortalKey,
-    /// The Matrix room.
-    pub room_id: String,
-}
-
-/// One puppet.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PuppetSummary {
-    /// The bridge.
-    pub bridge: String,
-    /// The remote user.
-    pub remote: String,
-    /// Their Matrix user.
-    pub user_id: String,
-}
-
 /// The plug-ins hosted beside a bot; cheap to clone.
 #[derive(Clone)]
-pub struct HostView {
+pub struct PluginsView {
     host: Arc<BridgeHost>,
     store: Store,
+    metrics: Metrics,
     bots: Arc<[BotSwitch]>,
     diagnostics: Arc<Diagnostics>,
 }
 
-impl std::fmt::Debug for HostView {
+impl std::fmt::Debug for PluginsView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostView").finish_non_exhaustive()
+        f.debug_struct("PluginsView").finish_non_exhaustive()
     }
 }
 
-impl HostView {
+impl PluginsView {
     pub(crate) fn new(
         host: Arc<BridgeHost>,
         store: Store,
+        metrics: Metrics,
         bots: Vec<BotSwitch>,
         diagnostics: Diagnostics,
     ) -> Self {
         Self {
             host,
             store,
+            metrics,
             bots: bots.into(),
             diagnostics: Arc::new(diagnostics),
         }
     }
 
+    /// Applies one changed plug-in section through `reload` (`None`: the plug-in is not
+    /// running).
+    fn apply(
+        field: &str,
+        old: Option<&PluginSection>,
+        new: Option<&PluginSection>,
+        reload: impl FnOnce(&PluginSection) -> Option<Result<(), ReloadError>>,
+    ) -> Finding {
+        let restart = |why: &str| {
+            finding(
+                Severity::Warn,
+                format!("`{field}` changed: {why}; it takes effect at the next restart"),
+            )
+        };
+        let (Some(old), Some(new)) = (old, new) else {
+            return restart("a plug-in was added or removed");
+        };
+        if old.enabled != new.enabled || !new.enabled {
+            return restart("the plug-in was turned on or off in the file");
+        }
+        match reload(new) {
+            Some(Ok(())) => finding(Severity::Ok, format!("`{field}` reloaded")),
+            Some(Err(ReloadError::NeedsRestart(why))) => restart(&why),
+            Some(Err(ReloadError::Invalid(why))) => finding(
+                Severity::Fail,
+                format!("`{field}` is not valid, so it was not applied: {why}"),
+            ),
+            None => restart("the plug-in is not running"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl HostView for PluginsView {
     /// The bots, each with whether it runs.
-    #[must_use]
-    pub fn bots(&self) -> Vec<(String, bool)> {
+    fn bots(&self) -> Vec<(String, bool)> {
         self.bots
             .iter()
             .map(|b| (b.id.clone(), b.enabled.load(Ordering::Relaxed)))
             .collect()
     }
-
     /// Turns the plug-in `id` on or off until the next restart. A bot turned off sees no
     /// events; a bridge turned off keeps Matrix events in the outbox until it is on again.
     /// `Err` when there is no such plug-in.
-    pub fn set_enabled(&self, id: &str, enabled: bool) -> Result<(), String> {
+    fn set_enabled(&self, id: &str, enabled: bool) -> Result<(), PluginError> {
         if let Some(bot) = self.bots.iter().find(|b| b.id == id) {
             bot.enabled.store(enabled, Ordering::Relaxed);
             return Ok(());
@@ -124,13 +122,14 @@ impl HostView {
                 bridge.set_enabled(enabled);
                 Ok(())
             }
-            None => Err(format!("no plug-in `{id}` runs here")),
+            None => Err(PluginError::permanent(format!(
+                "no plug-in `{id}` runs here"
+            ))),
         }
     }
-
     /// The health checks: the registration against the config, the database, and the
     /// homeserver (reachable, accepting our token, reaching us).
-    pub async fn doctor(&self) -> Vec<Finding> {
+    async fn doctor(&self) -> Vec<Finding> {
         let d = &self.diagnostics;
         let path = d
             .config
@@ -145,13 +144,12 @@ impl HostView {
         findings.extend(doctor::homeserver(&d.client, &d.registration, &path).await);
         findings
     }
-
     /// Reads the config file again. If it is invalid, nothing changes and the finding says
     /// what is wrong (field, value, what is expected). Otherwise each changed plug-in section
     /// is handed to its plug-in to apply; what cannot be applied now (other sections, plug-ins
     /// turned on or off, plug-ins that read their settings at start only) is named as taking
     /// effect at the next restart.
-    pub fn reload_config(&self) -> Vec<Finding> {
+    fn reload_config(&self) -> Vec<Finding> {
         let running = self
             .diagnostics
             .config
@@ -207,41 +205,8 @@ impl HostView {
         }
         findings
     }
-
-    /// Applies one changed plug-in section through `reload` (`None`: the plug-in is not
-    /// running).
-    fn apply(
-        field: &str,
-        old: Option<&PluginSection>,
-        new: Option<&PluginSection>,
-        reload: impl FnOnce(&PluginSection) -> Option<Result<(), ReloadError>>,
-    ) -> Finding {
-        let restart = |why: &str| {
-            finding(
-                Severity::Warn,
-                format!("`{field}` changed: {why}; it takes effect at the next restart"),
-            )
-        };
-        let (Some(old), Some(new)) = (old, new) else {
-            return restart("a plug-in was added or removed");
-        };
-        if old.enabled != new.enabled || !new.enabled {
-            return restart("the plug-in was turned on or off in the file");
-        }
-        match reload(new) {
-            Some(Ok(())) => finding(Severity::Ok, format!("`{field}` reloaded")),
-            Some(Err(ReloadError::NeedsRestart(why))) => restart(&why),
-            Some(Err(ReloadError::Invalid(why))) => finding(
-                Severity::Fail,
-                format!("`{field}` is not valid, so it was not applied: {why}"),
-            ),
-            None => restart("the plug-in is not running"),
-        }
-    }
-
     /// Every hosted bridge, in the config's order.
-    #[must_use]
-    pub fn bridges(&self) -> Vec<BridgeSummary> {
+    fn bridges(&self) -> Vec<BridgeSummary> {
         self.host
             .all()
             .iter()
@@ -254,9 +219,8 @@ impl HostView {
             })
             .collect()
     }
-
     /// Every portal that has a room.
-    pub async fn portals(&self) -> Result<Vec<PortalSummary>, PluginError> {
+    async fn portals(&self) -> Result<Vec<PortalSummary>, PluginError> {
         Ok(self
             .store
             .portals_with_rooms()
@@ -271,10 +235,8 @@ impl HostView {
             })
             .collect())
     }
-
     /// The portal `room_id` is, if it is one.
-    #[must_use]
-    pub fn portal_of(&self, room_id: &RoomId) -> Option<PortalSummary> {
+    fn portal_of(&self, room_id: &RoomId) -> Option<PortalSummary> {
         self.host.all().iter().find_map(|hosted| {
             hosted.portal_of(room_id).map(|key| PortalSummary {
                 bridge: hosted.id().to_owned(),
@@ -283,9 +245,8 @@ impl HostView {
             })
         })
     }
-
     /// Stops bridging the portal `room_id` (the room stays); what it was, if it was one.
-    pub async fn unbridge(&self, room_id: &RoomId) -> Result<Option<PortalSummary>, PluginError> {
+    async fn unbridge(&self, room_id: &RoomId) -> Result<Option<PortalSummary>, PluginError> {
         let Some(portal) = self.portal_of(room_id) else {
             return Ok(None);
         };
@@ -294,9 +255,8 @@ impl HostView {
         }
         Ok(Some(portal))
     }
-
     /// The puppets of one bridge or of all, at most `limit`.
-    pub async fn puppets(
+    async fn puppets(
         &self,
         bridge: Option<&str>,
         limit: i64,
@@ -312,6 +272,10 @@ impl HostView {
                 user_id,
             })
             .collect())
+    }
+
+    fn metric_samples(&self) -> Vec<Sample> {
+        self.metrics.samples()
     }
 }
 

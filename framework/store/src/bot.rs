@@ -2,22 +2,9 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, StoreResult};
+pub use switchboard_api::host::AuditRecord;
 
-/// One command run, as the audit log keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditRecord {
-    /// When it ran (ms since the epoch).
-    pub at_ms: i64,
-    /// Who ran it.
-    pub sender: String,
-    /// Where.
-    pub room_id: String,
-    /// What was run (secrets left out).
-    pub command: String,
-    /// How it ended.
-    pub outcome: String,
-}
+use super::{Store, StoreError, StoreResult};
 
 impl Store {
     /// The data `bot` stored under `key`, if any.
