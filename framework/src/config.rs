@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 pub use serde_norway::Value;
-pub use switchboard_api::config::{PluginSection, ReloadError, SettingsError};
+pub use switchboard_api::config::{PluginSection, ReloadError, SettingsError, from_yaml};
 pub use switchboard_appservice::InboxConfig;
 pub use switchboard_client::ClientConfig;
 pub use switchboard_store::{DatabaseConfig, SqliteSync, redact_url_password};
@@ -458,12 +458,6 @@ pub struct PuppetTemplates {
     pub displayname: Option<std::sync::Arc<crate::template::Template>>,
     /// The avatar `mxc://` URI (`avatar`, `id`, `network`); `None`: the network's picture.
     pub avatar: Option<std::sync::Arc<crate::template::Template>>,
-}
-
-/// Parses a YAML document into `T` (for tests and tools; config files go through
-/// [`Config::load`]).
-pub fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> Result<T, serde_norway::Error> {
-    serde_norway::from_str(yaml)
 }
 
 impl Config {

@@ -1,7 +1,10 @@
-//! The Switchboard runtime: configuration, the durable inbox, the Application Service API
-//! server, the homeserver client, metrics, and the host that runs plug-ins (bridges and bots).
+//! The Switchboard runtime and plug-in host: configuration, metrics, telemetry, the health
+//! checks, `run()`, and the hosts that run bridges and bots.
 //!
-//! A plug-in depends on this crate only; everything it needs is re-exported here.
+//! Plug-ins do not depend on this crate: they are written against `switchboard-api`. The
+//! framework's other crates (client, store, appservice, api) are re-exported here under the
+//! paths the binary and the integration tests use; this crate is to be cut into
+//! `framework/host` and `framework/runtime` (see ARCHITECTURE.md).
 
 pub mod bridge;
 pub mod config;

@@ -19,18 +19,21 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use switchboard_framework::command::{CommandReply, CommandSpec, Table};
-use switchboard_framework::config::{PluginSection, ReloadError};
-use switchboard_framework::permission::{PermissionLevel, Permissions};
-use switchboard_framework::plugin::BotContext;
-use switchboard_framework::ruma::api::client::{membership, room, state};
-use switchboard_framework::ruma::events::StateEventType;
-use switchboard_framework::ruma::events::room::message::RoomMessageEventContent;
-use switchboard_framework::ruma::serde::Raw;
-use switchboard_framework::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
-use switchboard_framework::serde::Deserialize;
-use switchboard_framework::serde_json::{self, json};
-use switchboard_framework::{Bot, BotCommand, Identity, PluginError, RoomEvent, async_trait};
+use switchboard_api::bot::BotContext;
+use switchboard_api::bot::{Bot, BotCommand};
+use switchboard_api::client::Identity;
+use switchboard_api::command::{CommandReply, CommandSpec, Table};
+use switchboard_api::config::{PluginSection, ReloadError};
+use switchboard_api::event::RoomEvent;
+use switchboard_api::permission::{PermissionLevel, Permissions};
+use switchboard_api::ruma::api::client::{membership, room, state};
+use switchboard_api::ruma::events::StateEventType;
+use switchboard_api::ruma::events::room::message::RoomMessageEventContent;
+use switchboard_api::ruma::serde::Raw;
+use switchboard_api::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
+use switchboard_api::serde::Deserialize;
+use switchboard_api::serde_json::{self, json};
+use switchboard_api::{PluginError, async_trait};
 
 use cli::{Command, Config as ConfigCommand, Console, Plugins};
 use synapse::{AdminError, SynapseAdmin};
@@ -42,7 +45,7 @@ const ROOM_KEY: &str = "admin_room";
 
 /// The admin bot's settings (`bots.admin`). `Debug` leaves the token out.
 #[derive(Deserialize)]
-#[serde(crate = "switchboard_framework::serde", deny_unknown_fields)]
+#[serde(crate = "switchboard_api::serde", deny_unknown_fields)]
 pub struct AdminSettings {
     /// Who may run commands: user ids (`@root:example.org`) or whole servers (`example.org`).
     pub admins: Vec<String>,
@@ -351,13 +354,13 @@ impl AdminBot {
     /// A reaction: if it confirms a question its asker is waiting on, runs the command.
     async fn on_reaction(&self, ctx: &BotContext, event: &RoomEvent) -> Result<(), PluginError> {
         #[derive(Deserialize)]
-        #[serde(crate = "switchboard_framework::serde")]
+        #[serde(crate = "switchboard_api::serde")]
         struct Annotation {
             event_id: OwnedEventId,
             key: String,
         }
         #[derive(Deserialize)]
-        #[serde(crate = "switchboard_framework::serde")]
+        #[serde(crate = "switchboard_api::serde")]
         struct Reaction {
             #[serde(rename = "m.relates_to")]
             relates_to: Annotation,
@@ -474,7 +477,7 @@ fn plugins(ctx: &BotContext) -> CommandReply {
 }
 
 /// Health-check or reload findings, one row each.
-fn findings(title: &str, findings: &[switchboard_framework::doctor::Finding]) -> CommandReply {
+fn findings(title: &str, findings: &[switchboard_api::host::Finding]) -> CommandReply {
     let mut table = Table::new(&["", "finding"]);
     for finding in findings {
         table.row([finding.severity.to_string(), finding.text.clone()]);
@@ -557,7 +560,7 @@ impl Bot for AdminBot {
             (Some(configured), _) => {
                 ctx.client()
                     .join(
-                        <&switchboard_framework::ruma::RoomOrAliasId>::from(&**configured),
+                        <&switchboard_api::ruma::RoomOrAliasId>::from(&**configured),
                         Identity::bot(),
                     )
                     .await?;
@@ -664,7 +667,7 @@ mod tests {
     use super::*;
 
     fn section(yaml: &str) -> PluginSection {
-        switchboard_framework::config::from_yaml(yaml).expect("yaml")
+        switchboard_api::config::from_yaml(yaml).expect("yaml")
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Switchboard's own bridge commands: portals and puppets, through the framework's view of
 //! the plug-ins.
 
-use switchboard_framework::command::{CommandReply, Table};
-use switchboard_framework::plugin::BotContext;
-use switchboard_framework::ruma::{RoomId, UserId};
+use switchboard_api::bot::BotContext;
+use switchboard_api::command::{CommandReply, Table};
+use switchboard_api::ruma::{RoomId, UserId};
 
 use crate::cli::{Portals, Puppets};
 use crate::synapse::AdminError;
 
-fn failed(error: &switchboard_framework::PluginError) -> AdminError {
+fn failed(error: &switchboard_api::PluginError) -> AdminError {
     AdminError::Unreachable(error.to_string())
 }
 

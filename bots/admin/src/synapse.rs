@@ -3,10 +3,10 @@
 //! token with admin rights). Every answer is a [`CommandReply`]; a homeserver without this API
 //! is named plainly.
 
-use switchboard_framework::HomeserverClient;
-use switchboard_framework::client::{ClientError, escape_path_segment};
-use switchboard_framework::command::{CommandReply, Table};
-use switchboard_framework::serde_json::{Value, json};
+use switchboard_api::client::HomeserverClient;
+use switchboard_api::client::{ClientError, escape_path_segment};
+use switchboard_api::command::{CommandReply, Table};
+use switchboard_api::serde_json::{Value, json};
 
 use crate::cli::{Media, Reports, Rooms, Tokens, Users};
 
@@ -133,10 +133,10 @@ impl SynapseAdmin<'_> {
         body: Option<&Value>,
     ) -> Result<Value, AdminError> {
         let method = match method {
-            "GET" => switchboard_framework::http::Method::GET,
-            "PUT" => switchboard_framework::http::Method::PUT,
-            "DELETE" => switchboard_framework::http::Method::DELETE,
-            _ => switchboard_framework::http::Method::POST,
+            "GET" => switchboard_api::client::http::Method::GET,
+            "PUT" => switchboard_api::client::http::Method::PUT,
+            "DELETE" => switchboard_api::client::http::Method::DELETE,
+            _ => switchboard_api::client::http::Method::POST,
         };
         Ok(self
             .client
@@ -567,9 +567,8 @@ impl SynapseAdmin<'_> {
             Reports::Show { id } => {
                 let path = format!("/_synapse/admin/v1/event_reports/{id}");
                 let found = self.call("GET", &path, None).await?;
-                let event =
-                    switchboard_framework::serde_json::to_string_pretty(&found["event_json"])
-                        .unwrap_or_default();
+                let event = switchboard_api::serde_json::to_string_pretty(&found["event_json"])
+                    .unwrap_or_default();
                 let summary = fields(
                     &format!("Report {id}"),
                     &found,

@@ -9,14 +9,14 @@
 //! config): when the homeserver asks about such a user (someone invites or messages it), the
 //! user is created on the spot with a display name.
 
-use switchboard_framework::command::{CommandReply, CommandSpec};
-use switchboard_framework::permission::PermissionLevel;
-use switchboard_framework::plugin::BotContext;
-use switchboard_framework::ruma::api::client::membership::joined_rooms;
-use switchboard_framework::ruma::{ServerName, UserId};
-use switchboard_framework::{
-    Bot, BotCommand, Identity, Namespace, Namespaces, PluginError, RoomEvent, async_trait,
-};
+use switchboard_api::bot::{Bot, BotCommand, BotContext};
+use switchboard_api::client::Identity;
+use switchboard_api::command::{CommandReply, CommandSpec};
+use switchboard_api::event::RoomEvent;
+use switchboard_api::permission::PermissionLevel;
+use switchboard_api::ruma::api::client::membership::joined_rooms;
+use switchboard_api::ruma::{ServerName, UserId};
+use switchboard_api::{Namespace, Namespaces, PluginError, async_trait};
 
 /// Default localpart prefix of the users the echo bot owns.
 pub const DEFAULT_USER_PREFIX: &str = "_echo_";
@@ -46,12 +46,12 @@ impl EchoBot {
 
     /// Builds the bot from its config section (`user_prefix`, optional).
     pub fn from_settings(
-        settings: &std::collections::BTreeMap<String, switchboard_framework::config::Value>,
+        settings: &std::collections::BTreeMap<String, switchboard_api::config::Value>,
     ) -> Result<Self, String> {
         match settings.get("user_prefix") {
             None => Ok(Self::default()),
-            Some(switchboard_framework::config::Value::String(prefix))
-                if !prefix.is_empty() && switchboard_framework::is_valid_localpart(prefix) =>
+            Some(switchboard_api::config::Value::String(prefix))
+                if !prefix.is_empty() && switchboard_api::is_valid_localpart(prefix) =>
             {
                 Ok(Self::with_user_prefix(prefix.clone()))
             }

@@ -19,21 +19,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use switchboard_framework::PluginError;
-use switchboard_framework::bridge::{
-    AliasHandler, Applied, BackfillHandler, Bridge, BridgeCommand, BridgeContext, BridgeInfo,
-    BridgeState, Bridged, DirectChatHandler, EditHandler, LoginField, LoginFlow, LoginHandler,
-    LoginId, LoginRequest, LoginStep, MatrixEdit, MatrixMedia, MatrixMembership, MatrixMessage,
-    MatrixReaction, MatrixRead, MatrixRedaction, MatrixTyping, MediaHandler, NewLogin, PortalInfo,
-    PortalKey, PresenceHandler, PuppetProfile, ReactionHandler, RedactionHandler, RemoteChatId,
-    RemoteEvent, RemoteMedia, RemoteMessageId, RemoteReaction, RemoteText, RemoteUserId, Via,
+use switchboard_api::PluginError;
+use switchboard_api::bridge::{
+    AliasHandler, BackfillHandler, Bridge, BridgeCommand, BridgeContext, BridgeState,
+    DirectChatHandler, EditHandler, LoginHandler, MediaHandler, PresenceHandler, ReactionHandler,
+    RedactionHandler,
 };
-use switchboard_framework::bridge::{clean_text, html_to_text};
-use switchboard_framework::command::{CommandReply, CommandSpec};
-use switchboard_framework::config::PluginSection;
-use switchboard_framework::permission::PermissionLevel;
-use switchboard_framework::ruma::{OwnedUserId, UserId};
-use switchboard_framework::serde::{Deserialize, Serialize};
+use switchboard_api::command::{CommandReply, CommandSpec};
+use switchboard_api::config::PluginSection;
+use switchboard_api::format::{clean_text, html_to_text};
+use switchboard_api::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId};
+use switchboard_api::login::{LoginField, LoginFlow, LoginRequest, LoginStep, NewLogin, Via};
+use switchboard_api::matrix::{
+    MatrixEdit, MatrixMedia, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRead,
+    MatrixRedaction, MatrixTyping,
+};
+use switchboard_api::permission::PermissionLevel;
+use switchboard_api::remote::{
+    Applied, BridgeInfo, Bridged, PortalInfo, PuppetProfile, RemoteEvent, RemoteMedia,
+    RemoteReaction, RemoteText,
+};
+use switchboard_api::ruma::{OwnedUserId, UserId};
+use switchboard_api::serde::{Deserialize, Serialize};
 
 /// The id of the one remote chat.
 const CHAT: &str = "lobby";
@@ -45,7 +52,7 @@ const REFUSED: &str = "!drop";
 
 /// The loopback bridge's own settings (`bridges.loopback`).
 #[derive(Debug, Default, Deserialize)]
-#[serde(crate = "switchboard_framework::serde", default, deny_unknown_fields)]
+#[serde(crate = "switchboard_api::serde", default, deny_unknown_fields)]
 pub struct LoopbackSettings {
     /// Matrix users invited to the portal room.
     pub invite: Vec<OwnedUserId>,
@@ -60,7 +67,7 @@ pub struct LoopbackSettings {
 
 /// What the loopback network keeps about a chat: the Matrix users in it, in joining order.
 #[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(crate = "switchboard_framework::serde")]
+#[serde(crate = "switchboard_api::serde")]
 struct ChatMembers {
     members: Vec<String>,
 }
@@ -238,7 +245,7 @@ impl LoopbackBridge {
     }
 }
 
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl Bridge for LoopbackBridge {
     fn info(&self) -> BridgeInfo {
         BridgeInfo {
@@ -487,7 +494,7 @@ const PIXEL_GIF: &[u8] = &[
 /// The loopback network's one password.
 const PASSWORD: &str = "loopback";
 
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl LoginHandler for LoopbackBridge {
     fn login_flows(&self) -> Vec<LoginFlow> {
         vec![LoginFlow {
@@ -529,7 +536,7 @@ impl LoginHandler for LoopbackBridge {
         Ok(LoginStep::Complete(NewLogin {
             id,
             remote_name: username.clone(),
-            data: switchboard_framework::serde_json::json!({ "username": username }),
+            data: switchboard_api::serde_json::json!({ "username": username }),
         }))
     }
 
@@ -538,7 +545,7 @@ impl LoginHandler for LoopbackBridge {
     }
 }
 
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl PresenceHandler for LoopbackBridge {
     /// Echo types while you type.
     async fn handle_matrix_typing(
@@ -592,7 +599,7 @@ impl PresenceHandler for LoopbackBridge {
     }
 }
 
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl AliasHandler for LoopbackBridge {
     /// Every chat of the loopback network exists and has echo in it: `#_loopback_<chat>`
     /// makes a public portal for it.
@@ -614,7 +621,7 @@ impl AliasHandler for LoopbackBridge {
     }
 }
 
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl MediaHandler for LoopbackBridge {
     /// Echo sends the file straight back, named `echo-<name>`.
     async fn handle_matrix_media(
@@ -651,7 +658,7 @@ impl MediaHandler for LoopbackBridge {
 
 /// Anyone whose name does not start with `nobody` is a user of the loopback network, and
 /// talks back in a direct chat (`dm-<user>`, one per Matrix user).
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl DirectChatHandler for LoopbackBridge {
     async fn resolve_user(
         &self,
@@ -676,7 +683,7 @@ impl DirectChatHandler for LoopbackBridge {
 }
 
 /// A chat's history: `history` messages of echo's, the last one a minute ago.
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl BackfillHandler for LoopbackBridge {
     async fn fetch_history(
         &self,
@@ -704,7 +711,7 @@ impl BackfillHandler for LoopbackBridge {
     }
 }
 
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl EditHandler for LoopbackBridge {
     async fn handle_matrix_edit(
         &self,
@@ -725,7 +732,7 @@ impl EditHandler for LoopbackBridge {
     }
 }
 
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl ReactionHandler for LoopbackBridge {
     async fn handle_matrix_reaction(
         &self,
@@ -764,7 +771,7 @@ impl ReactionHandler for LoopbackBridge {
     }
 }
 
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl RedactionHandler for LoopbackBridge {
     async fn handle_matrix_redaction(
         &self,
@@ -792,7 +799,7 @@ mod tests {
     fn settings_name_the_field_and_what_is_expected() {
         let parse = |yaml: &str| {
             let section: PluginSection =
-                switchboard_framework::config::from_yaml(yaml).expect("a section");
+                switchboard_api::config::from_yaml(yaml).expect("a section");
             LoopbackBridge::from_section(&section)
         };
         let bridge = parse("invite: [\"@a:x\"]\nrequire_login: true\n").expect("valid");

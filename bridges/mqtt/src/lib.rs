@@ -29,17 +29,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use switchboard_framework::PluginError;
-use switchboard_framework::bridge::{
-    Bridge, BridgeCommand, BridgeContext, BridgeInfo, BridgeState, EditHandler, MatrixEdit,
-    MatrixMessage, MatrixRedaction, MediaKind, PortalInfo, PortalKey, PuppetProfile,
-    RedactionHandler, RemoteEvent, RemoteMedia, RemoteMessageId, RemoteText, RemoteUserId,
-    TextKind,
+use switchboard_api::PluginError;
+use switchboard_api::bridge::{
+    Bridge, BridgeCommand, BridgeContext, BridgeState, EditHandler, RedactionHandler,
 };
-use switchboard_framework::command::{CommandReply, CommandSpec};
-use switchboard_framework::config::PluginSection;
-use switchboard_framework::ruma::UserId;
-use switchboard_framework::serde_json::{self, Value, json};
+use switchboard_api::command::{CommandReply, CommandSpec};
+use switchboard_api::config::PluginSection;
+use switchboard_api::event::TextKind;
+use switchboard_api::ids::{PortalKey, RemoteMessageId, RemoteUserId};
+use switchboard_api::matrix::{MatrixEdit, MatrixMessage, MatrixRedaction};
+use switchboard_api::remote::{
+    BridgeInfo, MediaKind, PortalInfo, PuppetProfile, RemoteEvent, RemoteMedia, RemoteText,
+};
+use switchboard_api::ruma::UserId;
+use switchboard_api::serde_json::{self, Value, json};
 
 pub use link::Protocol;
 use link::{Client, ConnectOptions, Events, Incoming, LinkEvent, Properties};
@@ -108,12 +111,9 @@ const RESPONSES_KEPT: usize = 1000;
 
 /// What the bridge keeps in a portal's data.
 #[derive(
-    Debug,
-    Default,
-    switchboard_framework::serde::Deserialize,
-    switchboard_framework::serde::Serialize,
+    Debug, Default, switchboard_api::serde::Deserialize, switchboard_api::serde::Serialize,
 )]
-#[serde(crate = "switchboard_framework::serde")]
+#[serde(crate = "switchboard_api::serde")]
 struct RoomTopics {
     /// Filters added with `!mqtt subscribe`.
     topics: Vec<String>,
@@ -336,7 +336,7 @@ impl MqttBridge {
     }
 }
 
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl Bridge for MqttBridge {
     fn info(&self) -> BridgeInfo {
         BridgeInfo {
@@ -569,7 +569,7 @@ fn published_event(id: &RemoteMessageId) -> &str {
 }
 
 /// Edits are published when the mapping says so (`on_edit: publish`), else ignored.
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl EditHandler for MqttBridge {
     async fn handle_matrix_edit(
         &self,
@@ -609,7 +609,7 @@ impl EditHandler for MqttBridge {
 }
 
 /// Deletions are published when the mapping says so (`on_redaction: publish`), else ignored.
-#[switchboard_framework::async_trait]
+#[switchboard_api::async_trait]
 impl RedactionHandler for MqttBridge {
     async fn handle_matrix_redaction(
         &self,
@@ -641,8 +641,8 @@ impl RedactionHandler for MqttBridge {
 }
 
 /// A message being brought in under a packet id, as stored until the packet id is reused.
-#[derive(switchboard_framework::serde::Deserialize, switchboard_framework::serde::Serialize)]
-#[serde(crate = "switchboard_framework::serde")]
+#[derive(switchboard_api::serde::Deserialize, switchboard_api::serde::Serialize)]
+#[serde(crate = "switchboard_api::serde")]
 struct InFlight {
     /// The message's remote id.
     id: String,
@@ -750,7 +750,7 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
 async fn pump(
     mut events: Events,
     reports: tokio::sync::mpsc::Sender<Result<LinkEvent, String>>,
-    shutdown: switchboard_framework::CancellationToken,
+    shutdown: switchboard_api::CancellationToken,
 ) {
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -1186,7 +1186,7 @@ mod tests {
     use super::*;
 
     fn mapping(yaml: &str) -> Mapping {
-        let section: PluginSection = switchboard_framework::config::from_yaml(&format!(
+        let section: PluginSection = switchboard_api::config::from_yaml(&format!(
             "broker: mqtt://x\nmappings:\n  - {yaml}\n"
         ))
         .expect("yaml");

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::{TlsConfiguration, Transport};
-use switchboard_framework::serde::Deserialize;
-use switchboard_framework::tls::TlsClientConfig;
+use switchboard_api::serde::Deserialize;
+use switchboard_api::tls::TlsClientConfig;
 
 /// The protocol version spoken with the broker: `5` or `"3.1.1"` in the config.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(crate = "switchboard_framework::serde", try_from = "ProtocolSetting")]
+#[serde(crate = "switchboard_api::serde", try_from = "ProtocolSetting")]
 pub enum Protocol {
     /// MQTT 5 (the default).
     #[default]
@@ -23,7 +23,7 @@ pub enum Protocol {
 
 /// The protocol version as written in the config: a number (`5`) or text (`3.1.1`).
 #[derive(Deserialize)]
-#[serde(crate = "switchboard_framework::serde", untagged)]
+#[serde(crate = "switchboard_api::serde", untagged)]
 enum ProtocolSetting {
     Number(u64),
     Text(String),

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use switchboard_framework::config::PluginSection;
-use switchboard_framework::permission::{PermissionLevel, Permissions};
-use switchboard_framework::ruma::OwnedUserId;
-use switchboard_framework::serde::Deserialize;
-use switchboard_framework::template::Template;
-use switchboard_framework::tls::{
+use switchboard_api::config::PluginSection;
+use switchboard_api::permission::{PermissionLevel, Permissions};
+use switchboard_api::ruma::OwnedUserId;
+use switchboard_api::serde::Deserialize;
+use switchboard_api::template::Template;
+use switchboard_api::tls::{
     TlsClientConfig, load_pem_certificates, load_pem_private_key, tls_client_config,
 };
 
@@ -19,7 +19,7 @@ use crate::topic::is_valid_filter;
 
 /// Which way a mapping bridges.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(crate = "switchboard_framework::serde", rename_all = "lowercase")]
+#[serde(crate = "switchboard_api::serde", rename_all = "lowercase")]
 pub enum Direction {
     /// MQTT → Matrix only.
     In,
@@ -46,7 +46,7 @@ impl Direction {
 
 /// What happens to a change (edit, deletion) of a room message.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(crate = "switchboard_framework::serde", rename_all = "lowercase")]
+#[serde(crate = "switchboard_api::serde", rename_all = "lowercase")]
 pub enum Change {
     /// Nothing reaches MQTT.
     #[default]
@@ -57,7 +57,7 @@ pub enum Change {
 
 /// One room ↔ topics mapping, as written in the config.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(crate = "switchboard_framework::serde", deny_unknown_fields)]
+#[serde(crate = "switchboard_api::serde", deny_unknown_fields)]
 pub struct MappingSettings {
     /// The mapping's name: the id of its portal (one room per mapping).
     pub name: String,
@@ -131,7 +131,7 @@ fn default_qos() -> u8 {
 
 /// The bridge's settings. `Debug` leaves the password out.
 #[derive(Clone, Deserialize)]
-#[serde(crate = "switchboard_framework::serde", deny_unknown_fields)]
+#[serde(crate = "switchboard_api::serde", deny_unknown_fields)]
 pub struct MqttSettings {
     /// The broker: `mqtt://host[:port]` (1883), `mqtts://host[:port]` (8883), or `embedded`
     /// (the default): a broker inside Switchboard on `embedded_listen`.
@@ -224,7 +224,7 @@ pub struct Mapping {
 impl Mapping {
     /// Whether `user` may publish from the room.
     #[must_use]
-    pub fn may_publish(&self, user: &switchboard_framework::ruma::UserId) -> bool {
+    pub fn may_publish(&self, user: &switchboard_api::ruma::UserId) -> bool {
         self.publishers
             .as_ref()
             .is_none_or(|p| p.level(user) >= PermissionLevel::User)
@@ -496,7 +496,7 @@ mod tests {
     use super::*;
 
     fn section(yaml: &str) -> PluginSection {
-        switchboard_framework::config::from_yaml(yaml).expect("yaml")
+        switchboard_api::config::from_yaml(yaml).expect("yaml")
     }
 
     fn error(yaml: &str) -> String {

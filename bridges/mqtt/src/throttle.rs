@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use switchboard_framework::serde::Deserialize;
+use switchboard_api::serde::Deserialize;
 use tokio::time::Instant;
 
 /// A mapping's `throttle` setting.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(crate = "switchboard_framework::serde", deny_unknown_fields)]
+#[serde(crate = "switchboard_api::serde", deny_unknown_fields)]
 pub struct Throttle {
     /// At most one message per topic is shown in each interval of this many seconds.
     pub interval_secs: u64,
@@ -21,7 +21,7 @@ pub struct Throttle {
 
 /// What happens to a message of a throttled topic that comes before its interval ended.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(crate = "switchboard_framework::serde", rename_all = "lowercase")]
+#[serde(crate = "switchboard_api::serde", rename_all = "lowercase")]
 pub enum TooSoon {
     /// The newest of them is shown when the interval ends; the others are dropped.
     #[default]

@@ -68,3 +68,9 @@ pub enum ReloadError {
     /// They are fine but can only take effect at the next restart (why).
     NeedsRestart(String),
 }
+
+/// Parses a YAML document into `T` (for tests and tools; config files go through
+/// Switchboard's config loading).
+pub fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> Result<T, serde_norway::Error> {
+    serde_norway::from_str(yaml)
+}

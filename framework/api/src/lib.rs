@@ -1,5 +1,7 @@
 //! The plug-in contract of Switchboard: the types bridges and bots are written against. It
 //! holds no database and no server; the framework's other crates implement what it describes.
+//! A plug-in depends on this crate only: it re-exports the homeserver client (with its TLS
+//! helpers), `ruma`, `serde`, `serde_json` and `async_trait` at the versions it uses.
 //!
 //! - [`ids`]: identifiers of the remote network as newtypes (chats, users, messages, logins,
 //!   portal keys), and the reversible mapping of remote ids onto Matrix localparts.
@@ -34,3 +36,11 @@ pub mod remote;
 pub mod template;
 
 pub use error::{BoxError, PluginError, ResultExt};
+
+pub use async_trait::async_trait;
+pub use ruma;
+pub use serde;
+pub use serde_json;
+pub use switchboard_client::{self as client, tls};
+pub use switchboard_registration::{Namespace, Namespaces, is_valid_localpart};
+pub use tokio_util::sync::CancellationToken;

@@ -36,6 +36,8 @@ mod transport;
 mod users;
 
 pub use config::ClientConfig;
+/// The `http` crate, whose types [`HomeserverClient::request_json`] takes.
+pub use http;
 pub use metrics::ClientMetrics;
 pub use users::{ManagedUser, ManagedUsers, MemoryError};
 
