@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use switchboard_framework::config::Config;
+use switchboard_framework::config::{Config, PluginSection};
 use switchboard_framework::{CancellationToken, runtime, telemetry};
 use switchboard_registration::Registration;
 
@@ -40,6 +40,13 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     config.metrics.listen = ([127, 0, 0, 1], metrics_port).into();
     config.data_dir = work.path().join("data");
     "warn".clone_into(&mut config.logging.filter);
+    config.bots.insert(
+        "echo".to_owned(),
+        PluginSection {
+            enabled: true,
+            ..PluginSection::default()
+        },
+    );
     #[cfg(feature = "bridge-mqtt")]
     let mqtt_port = {
         let port = free_port()?;

@@ -1,7 +1,10 @@
-//! The `switchboard` program's library part: the plug-in registry, `doctor`, and the demo
+//! The `switchboard` program's library part: the plug-in registry, the example config's
+//! checks, `doctor`, and the demo
 //! (which, like the integration tests, runs a local Synapse).
 
 pub mod demo;
 pub mod doctor;
+#[cfg(test)]
+mod example_config;
 pub mod plugins;
 pub mod synapse;

@@ -17,9 +17,6 @@ pub use switchboard_appservice::InboxConfig;
 pub use switchboard_client::ClientConfig;
 pub use switchboard_store::{DatabaseConfig, SqliteSync, redact_url_password};
 
-/// The example configuration shipped at the repository root; kept in sync by a test.
-pub const EXAMPLE_CONFIG: &str = include_str!("../../example-config.yaml");
-
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "SWITCHBOARD_";
 
@@ -154,13 +151,7 @@ impl Default for Config {
             logging: LoggingConfig::default(),
             runtime: RuntimeConfig::default(),
             permissions: BTreeMap::new(),
-            bots: BTreeMap::from([(
-                "echo".to_owned(),
-                PluginSection {
-                    enabled: true,
-                    ..PluginSection::default()
-                },
-            )]),
+            bots: BTreeMap::new(),
             bridges: BTreeMap::new(),
             source: None,
         }
@@ -817,49 +808,6 @@ mod tests {
 
     fn valid_yaml() -> &'static str {
         "homeserver:\n  url: http://127.0.0.1:8008\n  server_name: localhost\n"
-    }
-
-    #[test]
-    fn example_config_parses_to_the_documented_defaults() {
-        let parsed = Config::parse(EXAMPLE_CONFIG, []).expect("example config parses");
-        assert_eq!(
-            parsed,
-            Config::default(),
-            "example-config.yaml drifted from the defaults"
-        );
-    }
-
-    #[test]
-    fn example_config_documents_every_field() {
-        fn keys(prefix: &str, v: &Value, out: &mut Vec<String>) {
-            if let Value::Mapping(m) = v {
-                for (k, v) in m {
-                    let k = format!("{prefix}{}", k.as_str().unwrap_or("?"));
-                    keys(&format!("{k}."), v, out);
-                    out.push(k);
-                }
-            }
-        }
-        let defaults = serde_norway::to_value(Config::default()).expect("serialises");
-        let example: Value = serde_norway::from_str(EXAMPLE_CONFIG).expect("parses");
-        let (mut want, mut have) = (Vec::new(), Vec::new());
-        keys("", &defaults, &mut want);
-        keys("", &example, &mut have);
-        let missing: Vec<_> = want.iter().filter(|k| !have.contains(k)).collect();
-        assert!(missing.is_empty(), "example-config.yaml lacks {missing:?}");
-    }
-
-    #[test]
-    fn example_placeholders_are_refused() {
-        let err = Config::parse(EXAMPLE_CONFIG, [])
-            .expect("parses")
-            .validate()
-            .expect_err("placeholders refused")
-            .to_string();
-        assert!(
-            err.contains("example.org") && err.contains("server_name"),
-            "{err}"
-        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use switchboard_api::client::Identity;
 use switchboard_api::command::{CommandReply, CommandSpec, Table};
 use switchboard_api::config::{PluginSection, ReloadError};
 use switchboard_api::event::RoomEvent;
+use switchboard_api::factory::{BotFactory, BuildContext};
 use switchboard_api::permission::{PermissionLevel, Permissions};
 use switchboard_api::ruma::api::client::{membership, room, state};
 use switchboard_api::ruma::events::StateEventType;
@@ -70,12 +71,11 @@ fn default_confirm_secs() -> u64 {
 }
 
 impl Active {
-    /// The settings of `section`, and the admin room it names (if any).
-    fn from_section(
-        section: &PluginSection,
+    /// The checked settings, and the admin room they name (if any).
+    fn from_settings(
+        settings: AdminSettings,
         server_name: &str,
     ) -> Result<(Self, Option<OwnedRoomId>), String> {
-        let settings: AdminSettings = section.typed("bots.admin").map_err(|e| e.to_string())?;
         if settings.admins.is_empty() {
             return Err(
                 "config field `bots.admin.admins` is empty, but at least one user id \
@@ -175,19 +175,6 @@ pub struct AdminBot {
 }
 
 impl AdminBot {
-    /// The bot from its config section; `server_name` is the homeserver's. The error names
-    /// the field, the value and what is expected.
-    pub fn from_section(section: &PluginSection, server_name: &str) -> Result<Self, String> {
-        let (active, room) = Active::from_section(section, server_name)?;
-        Ok(Self {
-            active: RwLock::new(Arc::new(active)),
-            configured_room: room,
-            server_name: server_name.to_owned(),
-            room: Mutex::new(None),
-            pending: Mutex::default(),
-        })
-    }
-
     fn active(&self) -> Arc<Active> {
         Arc::clone(&self.active.read().unwrap_or_else(PoisonError::into_inner))
     }
@@ -587,8 +574,11 @@ impl Bot for AdminBot {
     }
 
     fn reload(&self, section: &PluginSection) -> Result<(), ReloadError> {
+        let settings = section
+            .typed("bots.admin")
+            .map_err(|e| ReloadError::Invalid(e.to_string()))?;
         let (active, room) =
-            Active::from_section(section, &self.server_name).map_err(ReloadError::Invalid)?;
+            Active::from_settings(settings, &self.server_name).map_err(ReloadError::Invalid)?;
         if room != self.configured_room {
             return Err(ReloadError::NeedsRestart(
                 "the admin room (`room`) is chosen at start only".to_owned(),
@@ -662,32 +652,59 @@ fn console_holds_secret(words: &[String]) -> bool {
         .any(|w| w == "--password" || w.starts_with("--password="))
 }
 
+impl BotFactory for AdminBot {
+    const ID: &'static str = "admin";
+    type Config = AdminSettings;
+
+    fn example_config() -> &'static str {
+        "# Who may run its commands: user ids or whole servers.\n\
+         admins: [\"@you:example.org\"]\n\
+         # A Synapse admin's access token, for the homeserver commands (or admin_token_file).\n\
+         admin_token_file: /etc/switchboard/admin-token\n\
+         # An existing room to use; unset, the bot creates one at its first start.\n\
+         # room: \"!abc:example.org\"\n\
+         # Seconds to confirm a destructive command with a ✅ reaction.\n\
+         confirm_secs: 60\n"
+    }
+
+    fn build(settings: AdminSettings, ctx: &BuildContext<'_>) -> Result<Self, PluginError> {
+        let server_name = ctx.server_name.as_str();
+        let (active, room) =
+            Active::from_settings(settings, server_name).map_err(PluginError::permanent)?;
+        Ok(Self {
+            active: RwLock::new(Arc::new(active)),
+            configured_room: room,
+            server_name: server_name.to_owned(),
+            room: Mutex::new(None),
+            pending: Mutex::default(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn section(yaml: &str) -> PluginSection {
-        switchboard_api::config::from_yaml(yaml).expect("yaml")
+    /// The bot built from its section as the framework builds it.
+    fn build(yaml: &str) -> Result<AdminBot, String> {
+        let section = switchboard_api::config::from_yaml(yaml).expect("yaml");
+        let server_name =
+            <&switchboard_api::ruma::ServerName>::try_from("example.org").expect("a server name");
+        switchboard_api::factory::build_bot::<AdminBot>(&section, &BuildContext { server_name })
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn settings_name_the_field_and_what_is_expected() {
-        let empty = AdminBot::from_section(&section("enabled: true\nadmins: []\n"), "example.org")
-            .expect_err("no admins");
+        let empty = build("enabled: true\nadmins: []\n").expect_err("no admins");
         assert!(empty.contains("bots.admin.admins"), "{empty}");
-        let missing = AdminBot::from_section(
-            &section(
-                "enabled: true\nadmins: [\"@root:example.org\"]\nadmin_token_file: /nonexistent\n",
-            ),
-            "example.org",
+        let missing = build(
+            "enabled: true\nadmins: [\"@root:example.org\"]\nadmin_token_file: /nonexistent\n",
         )
         .expect_err("unreadable");
         assert!(missing.contains("admin_token_file"), "{missing}");
-        let bot = AdminBot::from_section(
-            &section("enabled: true\nadmins: [\"@root:example.org\", \"ops.example.org\"]\n"),
-            "example.org",
-        )
-        .expect("valid");
+        let bot = build("enabled: true\nadmins: [\"@root:example.org\", \"ops.example.org\"]\n")
+            .expect("valid");
         let level = |user: &str| {
             bot.active()
                 .permissions
@@ -700,11 +717,9 @@ mod tests {
 
     #[test]
     fn the_admin_token_never_shows_in_debug_output() {
-        let bot = AdminBot::from_section(
-            &section("enabled: true\nadmins: [\"@root:example.org\"]\nadmin_token: s3cr3t-t0ken\n"),
-            "example.org",
-        )
-        .expect("valid");
+        let bot =
+            build("enabled: true\nadmins: [\"@root:example.org\"]\nadmin_token: s3cr3t-t0ken\n")
+                .expect("valid");
         let shown = format!("{bot:?}");
         assert!(
             !shown.contains("s3cr3t-t0ken") && shown.contains("<redacted>"),

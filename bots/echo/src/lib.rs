@@ -13,9 +13,11 @@ use switchboard_api::bot::{Bot, BotCommand, BotContext};
 use switchboard_api::client::Identity;
 use switchboard_api::command::{CommandReply, CommandSpec};
 use switchboard_api::event::RoomEvent;
+use switchboard_api::factory::{BotFactory, BuildContext};
 use switchboard_api::permission::PermissionLevel;
 use switchboard_api::ruma::api::client::membership::joined_rooms;
 use switchboard_api::ruma::{ServerName, UserId};
+use switchboard_api::serde::Deserialize;
 use switchboard_api::{Namespace, Namespaces, PluginError, async_trait};
 
 /// Default localpart prefix of the users the echo bot owns.
@@ -27,7 +29,15 @@ pub struct EchoBot {
     user_prefix: String,
 }
 
-impl Default for EchoBot {
+/// The echo bot's settings (`bots.echo`).
+#[derive(Debug, Deserialize)]
+#[serde(crate = "switchboard_api::serde", default, deny_unknown_fields)]
+pub struct EchoSettings {
+    /// Localpart prefix of the users it answers as (`ping as <name>` creates them).
+    pub user_prefix: String,
+}
+
+impl Default for EchoSettings {
     fn default() -> Self {
         Self {
             user_prefix: DEFAULT_USER_PREFIX.to_owned(),
@@ -35,31 +45,28 @@ impl Default for EchoBot {
     }
 }
 
-impl EchoBot {
-    /// An echo bot owning the users whose localpart starts with `user_prefix`.
-    #[must_use]
-    pub fn with_user_prefix(user_prefix: impl Into<String>) -> Self {
-        Self {
-            user_prefix: user_prefix.into(),
-        }
+impl BotFactory for EchoBot {
+    const ID: &'static str = "echo";
+    type Config = EchoSettings;
+
+    fn example_config() -> &'static str {
+        "# Localpart prefix of the users it answers as (`ping as <name>` creates them).\n\
+         user_prefix: _echo_\n"
     }
 
-    /// Builds the bot from its config section (`user_prefix`, optional).
-    pub fn from_settings(
-        settings: &std::collections::BTreeMap<String, switchboard_api::config::Value>,
-    ) -> Result<Self, String> {
-        match settings.get("user_prefix") {
-            None => Ok(Self::default()),
-            Some(switchboard_api::config::Value::String(prefix))
-                if !prefix.is_empty() && switchboard_api::is_valid_localpart(prefix) =>
-            {
-                Ok(Self::with_user_prefix(prefix.clone()))
-            }
-            Some(other) => Err(format!(
-                "config field `bots.echo.user_prefix` is {other:?}, but a localpart prefix \
-                 (lower-case letters, digits, ._=-/+) is expected"
-            )),
+    fn build(config: EchoSettings, _ctx: &BuildContext<'_>) -> Result<Self, PluginError> {
+        if config.user_prefix.is_empty()
+            || !switchboard_api::is_valid_localpart(&config.user_prefix)
+        {
+            return Err(PluginError::permanent(format!(
+                "config field `bots.echo.user_prefix` is {:?}, but a localpart prefix \
+                 (lower-case letters, digits, ._=-/+) is expected",
+                config.user_prefix
+            )));
         }
+        Ok(Self {
+            user_prefix: config.user_prefix,
+        })
     }
 }
 
@@ -177,10 +184,38 @@ mod tests {
         assert_eq!(answer("pong 1"), None);
     }
 
+    fn build(yaml: &str) -> Result<EchoBot, String> {
+        let server_name = <&ServerName>::try_from("example.org").expect("valid server name");
+        let section = switchboard_api::config::from_yaml(yaml).expect("a section");
+        switchboard_api::factory::build_bot::<EchoBot>(&section, &BuildContext { server_name })
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn settings_name_the_field_and_what_is_expected() {
+        assert_eq!(
+            build("enabled: true\n").expect("defaults").user_prefix,
+            "_echo_"
+        );
+        assert_eq!(
+            build("user_prefix: _pong_\n").expect("valid").user_prefix,
+            "_pong_"
+        );
+        let err = build("user_prefix: \"Not Valid\"\n").expect_err("invalid");
+        assert!(
+            err.contains("bots.echo.user_prefix") && err.contains("Not Valid"),
+            "{err}"
+        );
+        let err = build("prefix: x\n").expect_err("unknown field");
+        assert!(err.contains("bots.echo") && err.contains("prefix"), "{err}");
+    }
+
     #[test]
     fn namespace_escapes_the_server_name() {
         let server = <&ServerName>::try_from("example.org").expect("valid server name");
-        let ns = EchoBot::default().namespaces(server);
+        let ns = build("enabled: true\n")
+            .expect("defaults")
+            .namespaces(server);
         assert_eq!(ns.users[0].regex, "@_echo_.*:example\\.org");
         assert!(ns.users[0].exclusive);
     }

@@ -26,7 +26,7 @@ use switchboard_api::bridge::{
     RedactionHandler,
 };
 use switchboard_api::command::{CommandReply, CommandSpec};
-use switchboard_api::config::PluginSection;
+use switchboard_api::factory::{BridgeFactory, BuildContext};
 use switchboard_api::format::{clean_text, html_to_text};
 use switchboard_api::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId};
 use switchboard_api::login::{LoginField, LoginFlow, LoginRequest, LoginStep, NewLogin, Via};
@@ -137,21 +137,6 @@ fn echo_text(id: RemoteMessageId, body: &str, reply_to: Option<RemoteMessageId>)
 }
 
 impl LoopbackBridge {
-    /// The bridge from its config section (`bridges.loopback`, see [`LoopbackSettings`]); the
-    /// error names the field, the value and what is expected.
-    pub fn from_section(section: &PluginSection) -> Result<Self, String> {
-        let settings: LoopbackSettings = section
-            .typed("bridges.loopback")
-            .map_err(|e| e.to_string())?;
-        Ok(Self {
-            invite: settings.invite,
-            require_login: settings.require_login,
-            outage_file: settings.outage_file,
-            history: settings.history,
-            down: Arc::default(),
-        })
-    }
-
     fn portal_info(&self) -> PortalInfo {
         PortalInfo {
             name: Some("Loopback lobby".to_owned()),
@@ -791,6 +776,32 @@ impl RedactionHandler for LoopbackBridge {
     }
 }
 
+impl BridgeFactory for LoopbackBridge {
+    const ID: &'static str = "loopback";
+    type Config = LoopbackSettings;
+
+    fn example_config() -> &'static str {
+        "# Matrix users invited to its portal room.\n\
+         invite: [\"@you:example.org\"]\n\
+         # Whether users must log in (`!loopback login`, password `loopback`) or be relayed.\n\
+         require_login: false\n\
+         # While this file exists the network is down (messages wait in the outbox).\n\
+         outage_file: /tmp/loopback-down\n\
+         # How many messages of history each chat has (shown when its portal room is created).\n\
+         history: 0\n"
+    }
+
+    fn build(settings: LoopbackSettings, _ctx: &BuildContext<'_>) -> Result<Self, PluginError> {
+        Ok(Self {
+            invite: settings.invite,
+            require_login: settings.require_login,
+            outage_file: settings.outage_file,
+            history: settings.history,
+            down: Arc::default(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -798,9 +809,15 @@ mod tests {
     #[test]
     fn settings_name_the_field_and_what_is_expected() {
         let parse = |yaml: &str| {
-            let section: PluginSection =
+            let section: switchboard_api::config::PluginSection =
                 switchboard_api::config::from_yaml(yaml).expect("a section");
-            LoopbackBridge::from_section(&section)
+            let server_name = <&switchboard_api::ruma::ServerName>::try_from("example.org")
+                .expect("a server name");
+            switchboard_api::factory::build_bridge::<LoopbackBridge>(
+                &section,
+                &BuildContext { server_name },
+            )
+            .map_err(|e| e.to_string())
         };
         let bridge = parse("invite: [\"@a:x\"]\nrequire_login: true\n").expect("valid");
         assert_eq!(bridge.invite, [OwnedUserId::try_from("@a:x").expect("id")]);

@@ -34,8 +34,8 @@ use switchboard_api::bridge::{
     Bridge, BridgeCommand, BridgeContext, BridgeState, EditHandler, RedactionHandler,
 };
 use switchboard_api::command::{CommandReply, CommandSpec};
-use switchboard_api::config::PluginSection;
 use switchboard_api::event::TextKind;
+use switchboard_api::factory::{BridgeFactory, BuildContext};
 use switchboard_api::ids::{PortalKey, RemoteMessageId, RemoteUserId};
 use switchboard_api::matrix::{MatrixEdit, MatrixMessage, MatrixRedaction};
 use switchboard_api::remote::{
@@ -292,10 +292,9 @@ impl MqttBridge {
             .map_err(|e| PluginError::transient(format!("cannot publish: {e}")))
     }
 
-    /// The bridge from its config section (`bridges.mqtt`); the error names the field, the
-    /// value and what is expected.
-    pub fn from_section(section: &PluginSection) -> Result<Self, String> {
-        let (settings, broker, mappings) = settings::parse(section)?;
+    /// The bridge from its checked settings.
+    fn from_settings(settings: MqttSettings) -> Result<Self, String> {
+        let (settings, broker, mappings) = settings::check(settings)?;
         Ok(Self {
             settings,
             broker,
@@ -1181,16 +1180,39 @@ fn render(
     }
 }
 
+impl BridgeFactory for MqttBridge {
+    const ID: &'static str = "mqtt";
+    type Config = MqttSettings;
+
+    fn example_config() -> &'static str {
+        "# mqtt://host[:port], mqtts://host[:port] (TLS: ca_file, client_cert_file,\n\
+         # client_key_file), or left out: a broker inside Switchboard on embedded_listen\n\
+         # (127.0.0.1:1883, MQTT 3.1.1, loopback only).\n\
+         broker: mqtt://127.0.0.1:1883\n\
+         invite: [\"@you:example.org\"]\n\
+         mappings:\n\
+         \x20 - name: sensors\n\
+         \x20   topics: [\"sensors/+/temp\"]\n\
+         \x20   device_level: 1\n\
+         \x20   template: \"{{payload.temperature}} °C in {{topic.[1]}}\"\n\
+         \x20   publish_to: commands/sensors\n"
+    }
+
+    fn build(settings: MqttSettings, _ctx: &BuildContext<'_>) -> Result<Self, PluginError> {
+        Self::from_settings(settings).map_err(PluginError::permanent)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn mapping(yaml: &str) -> Mapping {
-        let section: PluginSection = switchboard_api::config::from_yaml(&format!(
-            "broker: mqtt://x\nmappings:\n  - {yaml}\n"
-        ))
+        let section: switchboard_api::config::PluginSection = switchboard_api::config::from_yaml(
+            &format!("broker: mqtt://x\nmappings:\n  - {yaml}\n"),
+        )
         .expect("yaml");
-        settings::parse(&section)
+        settings::check(section.typed("bridges.mqtt").expect("settings"))
             .expect("valid")
             .2
             .into_iter()

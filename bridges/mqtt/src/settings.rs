@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use switchboard_api::config::PluginSection;
 use switchboard_api::permission::{PermissionLevel, Permissions};
 use switchboard_api::ruma::OwnedUserId;
 use switchboard_api::serde::Deserialize;
@@ -387,11 +386,10 @@ fn tls_settings(settings: &MqttSettings) -> Result<TlsClientConfig, String> {
         .map_err(|why| format!("config field `bridges.mqtt.broker`: TLS cannot be set up: {why}"))
 }
 
-/// The settings of `section`, checked: the broker address, unique mapping names, valid topic
-/// filters, a publish topic where one is needed, QoS 0–2 and templates that compile. The
-/// error names the field, the value and what is expected.
-pub fn parse(section: &PluginSection) -> Result<(MqttSettings, Broker, Vec<Mapping>), String> {
-    let settings: MqttSettings = section.typed("bridges.mqtt").map_err(|e| e.to_string())?;
+/// The settings, checked: the broker address, unique mapping names, valid topic filters, a
+/// publish topic where one is needed, QoS 0–2 and templates that compile. The error names the
+/// field, the value and what is expected.
+pub fn check(settings: MqttSettings) -> Result<(MqttSettings, Broker, Vec<Mapping>), String> {
     let broker = broker(&settings)?;
     let mut mappings = Vec::with_capacity(settings.mappings.len());
     for (i, mapping) in settings.mappings.iter().enumerate() {
@@ -495,8 +493,15 @@ pub fn parse(section: &PluginSection) -> Result<(MqttSettings, Broker, Vec<Mappi
 mod tests {
     use super::*;
 
-    fn section(yaml: &str) -> PluginSection {
+    fn section(yaml: &str) -> switchboard_api::config::PluginSection {
         switchboard_api::config::from_yaml(yaml).expect("yaml")
+    }
+
+    /// The settings of `section`, as the framework reads them, checked.
+    fn parse(
+        section: &switchboard_api::config::PluginSection,
+    ) -> Result<(MqttSettings, Broker, Vec<Mapping>), String> {
+        check(section.typed("bridges.mqtt").map_err(|e| e.to_string())?)
     }
 
     fn error(yaml: &str) -> String {

@@ -10,6 +10,7 @@
 //! - [`remote`]: what happens on the remote network, as a bridge hands it to the framework.
 //! - [`matrix`]: what Matrix users do in a portal, as a bridge is handed it.
 //! - [`login`]: users' own accounts on the remote network, and their login flows.
+//! - [`factory`]: how a plug-in registers itself (id, typed settings, example, build).
 //! - [`bot`]: what a bot implements and what it acts with.
 //! - [`host`]: what a bot may see and do of the Switchboard it runs in.
 //! - [`bridge`]: what a bridge implements and what it acts with.
@@ -26,6 +27,7 @@ pub mod command;
 pub mod config;
 mod error;
 pub mod event;
+pub mod factory;
 pub mod format;
 pub mod host;
 pub mod ids;
