@@ -1,5 +1,5 @@
 //! The test kit's fake network in use: a bridge written against
-//! `switchboard_framework::testkit::FakeNetwork` (as a bridge author would write theirs against
+//! `switchboard_testing::FakeNetwork` (as a bridge author would write theirs against
 //! their network's client) passes the contract tests through a real Synapse. This is how an
 //! author tests the Matrix half of a bridge without the remote network.
 
@@ -15,8 +15,8 @@ use switchboard_framework::bridge::{
     Bridge, BridgeContext, BridgeInfo, BridgeState, MatrixMessage, PortalInfo, PortalKey,
     PuppetProfile, RemoteEvent, RemoteMessageId, RemoteText, RemoteUserId,
 };
-use switchboard_framework::testkit::{Contract, FakeChat, FakeNetwork};
 use switchboard_framework::{PluginError, Plugins};
+use switchboard_testing::{Contract, FakeChat, FakeNetwork};
 
 const CHAT: &str = "lobby";
 

@@ -17,7 +17,7 @@ use switchboard::synapse::encode;
 use switchboard_framework::bridge::PortalKey;
 use switchboard_framework::config::SqliteSync;
 use switchboard_framework::store::Store;
-use switchboard_framework::testkit::{Contract, ContractSubject};
+use switchboard_testing::{Contract, ContractSubject};
 
 const ECHO: &str = "@_loopback_echo:localhost";
 const WAIT: Duration = Duration::from_secs(30);
@@ -953,7 +953,7 @@ impl ContractSubject for LoopbackNetwork<'_> {
     }
 }
 
-/// The loopback bridge passes the framework's contract tests (`switchboard_framework::testkit`).
+/// The loopback bridge passes the framework's contract tests (`switchboard_testing`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loopback_bridge_passes_the_contract_tests() {
     let (slot, _synapse, running, alice, portal) = loopback("contract", PERMISSIONS).await;

@@ -14,8 +14,6 @@ pub mod plugin;
 pub mod provisioning;
 pub mod runtime;
 pub mod telemetry;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 pub use async_trait::async_trait;
 pub use client::{ClientError, HomeserverClient, Identity, derive_txn_id};

@@ -2,7 +2,7 @@
 //! tester, and Switchboard's appservice API pushed to as the homeserver.
 
 use serde_json::Value;
-use switchboard_framework::testkit::{MatrixTester, TransactionPusher};
+use switchboard_testing::{MatrixTester, TransactionPusher};
 
 use super::MatrixUser;
 use super::switchboard_instance::Slot;

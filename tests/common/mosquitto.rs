@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use switchboard_framework::testkit::TestCertificates;
+use switchboard_testing::TestCertificates;
 
 use super::free_port;
 

@@ -1,6 +1,13 @@
 //! Switchboard's test kit, shared by the framework's crates, the plug-ins and the integration
-//! tests: throwaway TLS certificates ([`TestCertificates`]).
+//! tests: the contract tests every bridge must pass ([`Contract`]), an in-process fake chat
+//! network ([`FakeNetwork`]), and throwaway TLS certificates ([`TestCertificates`]).
 
 mod certificates;
+mod contract;
+mod network;
 
 pub use certificates::TestCertificates;
+pub use contract::{
+    Contract, ContractSubject, MatrixTester, TransactionBuilder, TransactionPusher,
+};
+pub use network::{FakeChat, FakeNetwork, NetworkDown, NetworkMessage};

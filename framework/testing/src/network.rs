@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use super::ContractSubject;
+use crate::ContractSubject;
 
 /// One message on the fake network.
 #[derive(Clone, Debug, PartialEq, Eq)]

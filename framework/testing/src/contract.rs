@@ -1,6 +1,5 @@
-//! The test kit for bridge authors (feature `testkit`): a transaction builder, an in-process
-//! fake chat network ([`FakeNetwork`]), and the contract tests every bridge must pass, run
-//! against a real homeserver and the bridge's real network or the fake one.
+//! The contract tests every bridge must pass, run against a real homeserver and the bridge's
+//! real network or the in-process fake one ([`FakeNetwork`](crate::FakeNetwork)).
 //!
 //! A bridge's test starts Switchboard with the bridge, a homeserver, a Matrix user in a portal
 //! and the network; it describes how to drive the network ([`ContractSubject`]) and how the
@@ -12,14 +11,9 @@
 //! - an event the homeserver delivers twice, in two transactions, reaches the network once;
 //! - messages sent while the network is down reach it, in order, once it is back.
 
-mod network;
-
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-pub use network::{FakeChat, FakeNetwork, NetworkDown, NetworkMessage};
-pub use switchboard_testing::TestCertificates;
 
 /// A real Matrix user in the portal, as the contract tests drive them.
 #[async_trait::async_trait]
