@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use switchboard_framework::config::{Config, PluginSection};
-use switchboard_framework::{CancellationToken, runtime, telemetry};
 use switchboard_registration::Registration;
+use switchboard_runtime::config::{Config, PluginSection};
+use switchboard_runtime::{CancellationToken, runtime, telemetry};
 
 use crate::synapse::{MatrixUser, Synapse, free_port};
 
@@ -163,7 +163,7 @@ mod mqtt {
     use std::time::Duration;
 
     use anyhow::{Context, bail};
-    use switchboard_framework::config::{Config, PluginSection};
+    use switchboard_runtime::config::{Config, PluginSection};
 
     use super::{MatrixUser, step};
 
@@ -177,7 +177,7 @@ mod mqtt {
              publish_to: demo/commands\n",
             server = config.homeserver.server_name,
         );
-        Ok(switchboard_framework::config::from_yaml(&yaml)?)
+        Ok(switchboard_runtime::config::from_yaml(&yaml)?)
     }
 
     /// Joins the bridge's room, publishes a reading as a device would, and prints how it

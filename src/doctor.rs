@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use switchboard_framework::client::HomeserverClient;
-use switchboard_framework::config::Config;
-use switchboard_framework::doctor::{self, Severity};
-use switchboard_framework::runtime::{self, RunError};
-use switchboard_framework::store::Store;
-use switchboard_framework::{CancellationToken, appservice};
+use switchboard_runtime::client::HomeserverClient;
+use switchboard_runtime::config::Config;
+use switchboard_runtime::doctor::{self, Severity};
+use switchboard_runtime::runtime::{self, RunError};
+use switchboard_runtime::store::Store;
+use switchboard_runtime::{CancellationToken, appservice};
 
 fn ok(what: &str) {
     println!("ok    {what}");
@@ -46,7 +46,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         &registration.as_token,
         bot,
         config.client.clone(),
-        switchboard_framework::client::ClientMetrics::default(),
+        switchboard_runtime::client::ClientMetrics::default(),
         std::sync::Arc::new(store.clone()),
     )?;
     // Answer the homeserver's ping ourselves unless a running Switchboard already listens.

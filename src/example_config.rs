@@ -1,7 +1,7 @@
 //! The example configuration at the repository root, checked against the code: the
 //! framework's defaults, and every plug-in's own documented section.
 
-use switchboard_framework::config::{Config, PluginSection, Value};
+use switchboard_runtime::config::{Config, PluginSection, Value};
 
 /// `example-config.yaml`.
 const EXAMPLE_CONFIG: &str = include_str!("../example-config.yaml");

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switchboard::plugins;
-use switchboard_framework::config::Config;
-use switchboard_framework::runtime::{self, RunError};
-use switchboard_framework::{CancellationToken, telemetry};
 use switchboard_registration::Registration;
+use switchboard_runtime::config::Config;
+use switchboard_runtime::runtime::{self, RunError};
+use switchboard_runtime::{CancellationToken, telemetry};
 
 /// A Matrix application-service host: bridges and bots behind one crash-safe runtime.
 #[derive(Parser)]

@@ -1,9 +1,9 @@
 //! The plug-ins compiled into this binary: one line each, behind its cargo feature.
 
-pub use switchboard_framework::PluginConfigError;
-use switchboard_framework::Plugins;
-use switchboard_framework::api::factory::Registry;
-use switchboard_framework::config::Config;
+pub use switchboard_runtime::PluginConfigError;
+use switchboard_runtime::Plugins;
+use switchboard_runtime::api::factory::Registry;
+use switchboard_runtime::config::Config;
 
 /// Every plug-in this build has.
 #[must_use]
@@ -22,5 +22,5 @@ pub fn registry() -> Registry {
 
 /// Every plug-in enabled in the config.
 pub fn enabled_plugins(config: &Config) -> Result<Plugins, PluginConfigError> {
-    Plugins::from_config(config, &registry())
+    switchboard_runtime::enabled_plugins(config, &registry())
 }

@@ -11,11 +11,11 @@ use std::time::Duration;
 use common::Synapse;
 use common::contract::{Homeserver, Tester};
 use common::switchboard_instance::Slot;
-use switchboard_framework::bridge::{
+use switchboard_runtime::bridge::{
     Bridge, BridgeContext, BridgeInfo, BridgeState, MatrixMessage, PortalInfo, PortalKey,
     PuppetProfile, RemoteEvent, RemoteMessageId, RemoteText, RemoteUserId,
 };
-use switchboard_framework::{PluginError, Plugins};
+use switchboard_runtime::{PluginError, Plugins};
 use switchboard_testing::{Contract, FakeChat, FakeNetwork};
 
 const CHAT: &str = "lobby";
@@ -35,7 +35,7 @@ impl FakeChatBridge {
     }
 }
 
-#[switchboard_framework::async_trait]
+#[switchboard_runtime::async_trait]
 impl Bridge for FakeChatBridge {
     fn info(&self) -> BridgeInfo {
         BridgeInfo {

@@ -14,9 +14,9 @@ use common::{MatrixUser, Synapse, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::synapse::encode;
-use switchboard_framework::bridge::PortalKey;
-use switchboard_framework::config::SqliteSync;
-use switchboard_framework::store::Store;
+use switchboard_runtime::bridge::PortalKey;
+use switchboard_runtime::config::SqliteSync;
+use switchboard_runtime::store::Store;
 use switchboard_testing::{Contract, ContractSubject};
 
 const ECHO: &str = "@_loopback_echo:localhost";
@@ -930,7 +930,7 @@ struct LoopbackNetwork<'a> {
     bot: String,
 }
 
-#[switchboard_framework::async_trait]
+#[switchboard_runtime::async_trait]
 impl ContractSubject for LoopbackNetwork<'_> {
     async fn remote_send(&self, id: &str, text: &str) -> Result<(), String> {
         let command = format!("!loopback inject {id} {text}");

@@ -6,18 +6,18 @@ mod common;
 
 use common::{MatrixUser, Synapse};
 use serde_json::Value;
-use switchboard_framework::HomeserverClient;
-use switchboard_framework::Namespaces;
-use switchboard_framework::bridge::{
+use switchboard_registration::{Registration, RegistrationSpec};
+use switchboard_runtime::HomeserverClient;
+use switchboard_runtime::Namespaces;
+use switchboard_runtime::bridge::{
     BridgeInfo, BridgeMatrix, Bridged, PortalInfo, PortalKey, PuppetNaming, PuppetProfile,
     RemoteMessageId, RemoteText, RemoteUserId,
 };
-use switchboard_framework::client::{ClientConfig, ClientMetrics};
-use switchboard_framework::config::SqliteSync;
-use switchboard_framework::metrics::Metrics;
-use switchboard_framework::ruma::{self, OwnedUserId, ServerName};
-use switchboard_framework::store::Store;
-use switchboard_registration::{Registration, RegistrationSpec};
+use switchboard_runtime::client::{ClientConfig, ClientMetrics};
+use switchboard_runtime::config::SqliteSync;
+use switchboard_runtime::metrics::Metrics;
+use switchboard_runtime::ruma::{self, OwnedUserId, ServerName};
+use switchboard_runtime::store::Store;
 
 /// A Synapse that knows an appservice owning `naming`'s puppets, the bridge's Matrix side,
 /// and the directory holding the registration and the database.
@@ -68,7 +68,7 @@ async fn bridge_on_synapse() -> (Synapse, BridgeMatrix, PuppetNaming, tempfile::
         naming.clone(),
         client,
         store,
-        Metrics::new(),
+        Metrics::new().host,
     );
     (synapse, side, naming, dir)
 }
@@ -240,7 +240,7 @@ async fn a_send_repeated_after_a_crash_is_shown_once_and_profiles_follow_changes
     .await
     .expect("store");
     db.delete_portal("loop", &key).await.expect("forget");
-    let room_record = switchboard_framework::store::PortalRecord {
+    let room_record = switchboard_runtime::store::PortalRecord {
         key: key.clone(),
         room_id: Some(room.to_string()),
         data: "{}".into(),

@@ -12,13 +12,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use common::switchboard_instance::{BINARY, Slot};
-use switchboard_framework::client::{ClientError, HomeserverClient, Identity};
-use switchboard_framework::config::{ClientConfig, SqliteSync};
-use switchboard_framework::derive_txn_id;
-use switchboard_framework::metrics::Metrics;
-use switchboard_framework::ruma::events::room::message::RoomMessageEventContent;
-use switchboard_framework::ruma::{OwnedRoomId, OwnedUserId};
-use switchboard_framework::store::Store;
+use switchboard_runtime::client::{ClientError, HomeserverClient, Identity};
+use switchboard_runtime::config::{ClientConfig, SqliteSync};
+use switchboard_runtime::derive_txn_id;
+use switchboard_runtime::metrics::Metrics;
+use switchboard_runtime::ruma::events::room::message::RoomMessageEventContent;
+use switchboard_runtime::ruma::{OwnedRoomId, OwnedUserId};
+use switchboard_runtime::store::Store;
 
 /// One scripted answer: status, extra headers, body, and a delay before answering.
 #[derive(Clone)]
@@ -205,12 +205,12 @@ async fn sends_can_set_the_timestamp_and_the_device() {
     let (client, _metrics, _dir) = client_for(&hs, fast_retries(0)).await;
     let room = OwnedRoomId::try_from("!room:fake.test").expect("room id");
     let puppet = OwnedUserId::try_from("@_echo_x:fake.test").expect("user id");
-    let device = switchboard_framework::ruma::OwnedDeviceId::from("PUPPETDEVICE");
+    let device = switchboard_runtime::ruma::OwnedDeviceId::from("PUPPETDEVICE");
     let identity = Identity {
         device_id: Some(&device),
         ..Identity::user(&puppet)
     };
-    let ts = switchboard_framework::ruma::MilliSecondsSinceUnixEpoch(
+    let ts = switchboard_runtime::ruma::MilliSecondsSinceUnixEpoch(
         1_700_000_000_000_u64.try_into().expect("ts"),
     );
     client

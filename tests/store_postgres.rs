@@ -4,8 +4,8 @@
 mod common;
 
 use common::postgres::Postgres;
-use switchboard_framework::config::SqliteSync;
-use switchboard_framework::store::{Store, conformance};
+use switchboard_runtime::config::SqliteSync;
+use switchboard_runtime::store::{Store, conformance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_passes_the_conformance_suite() {

@@ -10,11 +10,11 @@ use common::proxy::{Proxy, SendMode};
 use common::switchboard_instance::Slot;
 use common::{MatrixUser, Synapse, wait_until};
 use serde_json::{Value, json};
-use switchboard_framework::HomeserverClient;
-use switchboard_framework::client::{ClientConfig, ClientMetrics};
-use switchboard_framework::config::SqliteSync;
-use switchboard_framework::ruma::{OwnedRoomId, OwnedUserId};
-use switchboard_framework::store::Store;
+use switchboard_runtime::HomeserverClient;
+use switchboard_runtime::client::{ClientConfig, ClientMetrics};
+use switchboard_runtime::config::SqliteSync;
+use switchboard_runtime::ruma::{OwnedRoomId, OwnedUserId};
+use switchboard_runtime::store::Store;
 
 const WAIT: Duration = Duration::from_secs(30);
 

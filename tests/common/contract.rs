@@ -10,7 +10,7 @@ use super::switchboard_instance::Slot;
 /// A real Matrix user driven by the contract tests.
 pub struct Tester<'a>(pub &'a MatrixUser);
 
-#[switchboard_framework::async_trait]
+#[switchboard_runtime::async_trait]
 impl MatrixTester for Tester<'_> {
     fn user_id(&self) -> String {
         self.0.user_id.clone()
@@ -50,7 +50,7 @@ impl Homeserver {
     }
 }
 
-#[switchboard_framework::async_trait]
+#[switchboard_runtime::async_trait]
 impl TransactionPusher for Homeserver {
     async fn push(&self, txn_id: &str, body: &Value) -> Result<u16, String> {
         let url = format!("{}/_matrix/app/v1/transactions/{txn_id}", self.url);

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use switchboard_framework::config::Config;
-use switchboard_framework::{CancellationToken, Plugins, runtime};
 use switchboard_registration::Registration;
+use switchboard_runtime::config::Config;
+use switchboard_runtime::{CancellationToken, Plugins, runtime};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
@@ -86,7 +86,7 @@ impl Slot {
             "homeserver:\n  url: {url}\n  server_name: localhost\n\
              appservice:\n  id: sb_{name}\n  listen: 127.0.0.1:{as_port}\n  url: http://127.0.0.1:{as_port}\n  registration: registration.yaml\n  bot_localpart: bot_{name}\n{body_limit}\
              metrics:\n  listen: 127.0.0.1:{metrics_port}\n\
-             logging:\n  filter: warn,switchboard_framework=debug\n\
+             logging:\n  filter: warn,switchboard_runtime=debug\n\
              client:\n  initial_backoff_ms: 100\n  max_backoff_ms: 2000\n\
              inbox:\n  retry_max_secs: 2\n\
              bots:\n  echo:\n    enabled: true\n    user_prefix: _echo_{name}_\n{extra}",

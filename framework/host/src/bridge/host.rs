@@ -26,12 +26,11 @@ use super::plugin::PortalRooms;
 use super::puppet::PuppetNaming;
 use super::remote::{reaction_key, reaction_part};
 use super::status::BridgeStatus;
-use crate::RoomEvent;
 use crate::client::HomeserverClient;
 use crate::command::{CommandError, CommandInvocation, CommandSet, may_hold_command};
 use crate::config::OutboxConfig;
 use crate::inbox::HandleError;
-use crate::metrics::Metrics;
+use crate::metrics::HostMetrics;
 use crate::permission::{PermissionLevel, Permissions};
 use crate::plugin::{HostError, HostOptions, send_notice_reply};
 use crate::store::{MessageRecord, Store};
@@ -39,6 +38,7 @@ use crate::template::Template;
 use switchboard_api::PluginError;
 use switchboard_api::bridge::BridgeCommand;
 use switchboard_api::bridge::{Bridge, BridgeContext, HostPort};
+use switchboard_api::event::RoomEvent;
 
 fn now_ms() -> i64 {
     i64::try_from(
@@ -115,7 +115,7 @@ impl BridgeHost {
         bridges: Vec<Arc<dyn Bridge>>,
         client: &HomeserverClient,
         store: &Store,
-        metrics: &Metrics,
+        metrics: &HostMetrics,
         options: &HostOptions,
         shutdown: &CancellationToken,
     ) -> Result<Self, HostError> {
@@ -1026,8 +1026,8 @@ impl HostedBridge {
     /// Hands the bridge new settings of its config section.
     pub(crate) fn reload(
         &self,
-        section: &crate::config::PluginSection,
-    ) -> Result<(), crate::config::ReloadError> {
+        section: &switchboard_api::config::PluginSection,
+    ) -> Result<(), switchboard_api::config::ReloadError> {
         self.bridge.reload(section)
     }
 

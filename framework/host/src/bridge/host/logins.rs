@@ -10,7 +10,6 @@ use ruma::{OwnedRoomId, OwnedUserId};
 use serde_json::json;
 
 use super::{HostedBridge, now_ms};
-use crate::RoomEvent;
 use crate::bridge::ids::PortalKey;
 use crate::bridge::login::{Login, LoginField, LoginRequest, LoginStep, Via};
 use crate::bridge::status::login_from_record;
@@ -20,6 +19,7 @@ use crate::inbox::HandleError;
 use crate::permission::PermissionLevel;
 use crate::store::LoginRecord;
 use switchboard_api::bridge::LoginHandler;
+use switchboard_api::event::RoomEvent;
 
 /// A login a user is in the middle of, in one room (no `Debug`: it holds what they typed).
 pub(super) struct PendingLogin {
@@ -304,7 +304,7 @@ impl HostedBridge {
 
     /// Removes a message holding a secret, if the bot may.
     async fn redact_secret(&self, event: &RoomEvent) {
-        let txn_id = crate::derive_txn_id(&[self.id(), event.event_id.as_str(), "secret"]);
+        let txn_id = crate::client::derive_txn_id(&[self.id(), event.event_id.as_str(), "secret"]);
         let request = ruma::api::client::redact::redact_event::v3::Request::new(
             event.room_id.clone(),
             event.event_id.clone(),

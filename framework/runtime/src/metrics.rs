@@ -9,13 +9,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Registry, TextEncoder};
 pub use switchboard_api::host::Sample;
 use switchboard_appservice::InboxMetrics;
 use switchboard_client::ClientMetrics;
+use switchboard_host::metrics::HostMetrics;
 use tokio_util::sync::CancellationToken;
 
-/// All of Switchboard's metrics: each part's, in one registry.
+/// All of Switchboard's metrics: each part's own, in one registry.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -23,20 +24,8 @@ pub struct Metrics {
     pub client: ClientMetrics,
     /// The appservice edge's and the inbox's: transactions, events, handling.
     pub inbox: InboxMetrics,
-    /// Matrix events of portals handed to bridges, by bridge, kind and outcome.
-    pub bridge_matrix_events: IntCounterVec,
-    /// Outbox activity by bridge and outcome (`queued`, `delivered`, `retry`, `given_up`).
-    pub bridge_outbox: IntCounterVec,
-    /// Matrix events waiting in the bridges' outbox.
-    pub bridge_outbox_depth: IntGauge,
-    /// Each bridge's connection to its network: 1 for its current state, 0 for the others.
-    pub bridge_state: IntGaugeVec,
-    /// Logins of each bridge by connection state.
-    pub bridge_logins: IntGaugeVec,
-    /// Puppets each bridge keeps in memory (used within the idle time).
-    pub bridge_puppets_cached: IntGaugeVec,
-    /// What a network sent that a bridge could not bring into Matrix, by bridge and reason.
-    pub bridge_remote_skipped: IntCounterVec,
+    /// The host's: bridges' events, outbox, connections, logins, puppets, skipped input.
+    pub host: HostMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -51,72 +40,15 @@ impl Default for Metrics {
     }
 }
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
-    // Names are static and distinct, so registration cannot collide.
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric names are unique");
-    metric
-}
-
 impl Metrics {
     /// Creates and registers every metric.
     #[must_use]
     pub fn new() -> Self {
         let registry = Registry::new();
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(
-                &registry,
-                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
-            )
-        };
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(
-                &registry,
-                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
-            )
-        };
         Self {
             client: ClientMetrics::register(&registry),
             inbox: InboxMetrics::register(&registry),
-            bridge_matrix_events: counter_vec(
-                "switchboard_bridge_matrix_events_total",
-                "Matrix events of portals handed to bridges, by bridge, kind and outcome.",
-                &["bridge", "kind", "outcome"],
-            ),
-            bridge_outbox: counter_vec(
-                "switchboard_bridge_outbox_total",
-                "Bridge outbox activity, by bridge and outcome (queued, delivered, retry, given_up).",
-                &["bridge", "outcome"],
-            ),
-            bridge_outbox_depth: register(
-                &registry,
-                IntGauge::new(
-                    "switchboard_bridge_outbox_depth",
-                    "Matrix events waiting in the bridges' outbox for their network.",
-                )
-                .expect("valid metric"),
-            ),
-            bridge_state: gauge_vec(
-                "switchboard_bridge_state",
-                "Each bridge's connection to its network: 1 for its current state.",
-                &["bridge", "state"],
-            ),
-            bridge_logins: gauge_vec(
-                "switchboard_bridge_logins",
-                "Logins of each bridge by the state of their connection to the network.",
-                &["bridge", "state"],
-            ),
-            bridge_puppets_cached: gauge_vec(
-                "switchboard_bridge_puppets_cached",
-                "Puppets each bridge keeps in memory: those used within puppets.idle_secs.",
-                &["bridge"],
-            ),
-            bridge_remote_skipped: counter_vec(
-                "switchboard_bridge_remote_skipped_total",
-                "What a network sent that a bridge could not bring into Matrix, by reason.",
-                &["bridge", "reason"],
-            ),
+            host: HostMetrics::register(&registry),
             registry,
         }
     }

@@ -21,15 +21,15 @@ use crate::client::{HomeserverClient, Identity};
 use crate::command::{
     CommandError, CommandInvocation, CommandReply, CommandSet, help_command, may_hold_command,
 };
-use crate::config::{Config, OutboxConfig};
+use crate::config::OutboxConfig;
+use crate::diagnostics::Diagnostics;
 use crate::inbox::{EventHandler, HandleError, InboxItem};
-use crate::metrics::Metrics;
+use crate::metrics::HostMetrics;
 use crate::permission::PermissionLevel;
 use crate::store::{Store, StoreError};
 use switchboard_api::PluginError;
 pub use switchboard_api::bot::{Bot, BotCommand, BotContext, BotPort, send_notice_reply};
 pub use switchboard_api::event::RoomEvent;
-use switchboard_api::factory::{BuildContext, BuildError, Registry};
 use switchboard_api::host::{AuditRecord, HostView};
 
 pub use ruma;
@@ -133,78 +133,7 @@ pub struct Plugins {
     pub bridges: Vec<Arc<dyn Bridge>>,
 }
 
-/// A plug-in section of the config cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum PluginConfigError {
-    /// The section names a plug-in this binary does not have.
-    #[error("config field `{section}.{id}` names an unknown plug-in; this build has: {}", available.join(", "))]
-    Unknown {
-        /// `bots` or `bridges`.
-        section: &'static str,
-        /// The id in the config.
-        id: String,
-        /// The ids this build has.
-        available: Vec<&'static str>,
-    },
-    /// `homeserver.server_name` is not a server name (plug-ins are built with it).
-    #[error("config field `homeserver.server_name` is '{0}', but a server name is expected")]
-    ServerName(String),
-    /// The plug-in refused its settings.
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    /// A bridge's puppet template is unusable.
-    #[error("bridges.{id}: {source}")]
-    PuppetTemplate {
-        /// The bridge.
-        id: String,
-        /// What is wrong.
-        source: crate::bridge::TemplateError,
-    },
-}
-
 impl Plugins {
-    /// Builds the plug-ins `config` enables, from the ones `registry` has. Every section is
-    /// checked, enabled or not; an error names the field, the value and what is expected.
-    pub fn from_config(config: &Config, registry: &Registry) -> Result<Self, PluginConfigError> {
-        let server_name = <&ServerName>::try_from(config.homeserver.server_name.as_str())
-            .map_err(|_| PluginConfigError::ServerName(config.homeserver.server_name.clone()))?;
-        let ctx = BuildContext { server_name };
-        let mut plugins = Self::default();
-        for (id, section) in &config.bots {
-            let bot = registry.build_bot(id, section, &ctx).ok_or_else(|| {
-                PluginConfigError::Unknown {
-                    section: "bots",
-                    id: id.clone(),
-                    available: registry.bot_ids(),
-                }
-            })??;
-            if section.enabled {
-                plugins.bots.push(bot);
-            }
-        }
-        for (id, section) in &config.bridges {
-            let bridge = registry.build_bridge(id, section, &ctx).ok_or_else(|| {
-                PluginConfigError::Unknown {
-                    section: "bridges",
-                    id: id.clone(),
-                    available: registry.bridge_ids(),
-                }
-            })??;
-            if section.enabled {
-                // A bad puppet template is the bridge author's bug, but it would leave the
-                // puppets out of the registration: refuse it here, before anything is made.
-                PuppetNaming::new(&bridge.puppet_template(), server_name).map_err(|source| {
-                    PluginConfigError::PuppetTemplate {
-                        id: id.clone(),
-                        source,
-                    }
-                })?;
-                plugins.bridges.push(bridge);
-            }
-        }
-        Ok(plugins)
-    }
-
     /// The namespaces every plug-in needs on `server_name` (the registration is their union).
     /// A bridge whose puppet template is invalid contributes nothing; [`PluginHost::new`]
     /// reports it.
@@ -248,12 +177,8 @@ pub struct HostOptions {
     pub puppet_idle: std::time::Duration,
     /// How many messages of history new portal rooms show.
     pub backfill_messages: usize,
-    /// The running config, as loaded (for reloads and health checks).
-    pub config: crate::config::Config,
-    /// The registration the homeserver has.
-    pub registration: switchboard_registration::Registration,
-    /// The registration the config implies.
-    pub registration_spec: switchboard_registration::RegistrationSpec,
+    /// The health checks, config reloads and metrics the admin tools show (the runtime's).
+    pub diagnostics: Arc<dyn Diagnostics>,
     /// Puppet display-name templates, by bridge id (bridges without one show remote names).
     pub puppet_templates: std::collections::BTreeMap<String, crate::config::PuppetTemplates>,
 }
@@ -297,7 +222,7 @@ impl PluginHost {
         plugins: Plugins,
         client: HomeserverClient,
         store: Store,
-        metrics: Metrics,
+        metrics: HostMetrics,
         namespaces: NamespaceMatcher,
         options: &HostOptions,
         shutdown: CancellationToken,
@@ -325,14 +250,8 @@ impl PluginHost {
         let view: Arc<dyn HostView> = Arc::new(crate::bridge::PluginsView::new(
             Arc::clone(&bridges),
             store.clone(),
-            metrics.clone(),
             switches.clone(),
-            crate::bridge::Diagnostics {
-                client: client.clone(),
-                registration: options.registration.clone(),
-                spec: options.registration_spec.clone(),
-                config: std::sync::RwLock::new(options.config.clone()),
-            },
+            Arc::clone(&options.diagnostics),
         ));
         let bot_store: Arc<dyn BotPort> = Arc::new(BotStore(store.clone()));
         let bots = plugins

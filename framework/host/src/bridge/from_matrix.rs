@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::format::{sanitize_html, strip_reply_fallback};
 use super::matrix::TextKind;
 use super::media::MediaKind;
-use crate::RoomEvent;
+use switchboard_api::event::RoomEvent;
 pub use switchboard_api::matrix::{
     MatrixEdit, MatrixMembership, MatrixMessage, MatrixReaction, MatrixRead, MatrixRedaction,
     MatrixTyping, Mention,

@@ -12,7 +12,7 @@ use switchboard_api::bridge::{BridgeState, HostPort};
 
 use super::ids::LoginId;
 use super::login::Login;
-use crate::metrics::Metrics;
+use crate::metrics::HostMetrics;
 use crate::store::Store;
 
 /// Wakes a bridge's outbox worker: something was queued, or the network is back.
@@ -28,7 +28,7 @@ pub(crate) struct OutboxSignal {
 pub(crate) struct BridgeStatus {
     bridge: String,
     store: Store,
-    metrics: Metrics,
+    metrics: HostMetrics,
     outbox: OutboxSignal,
     state: Mutex<BridgeState>,
     login_states: Mutex<HashMap<LoginId, BridgeState>>,
@@ -36,7 +36,7 @@ pub(crate) struct BridgeStatus {
 
 impl BridgeStatus {
     /// The status of the bridge `bridge`, starting.
-    pub(crate) fn new(bridge: &str, store: Store, metrics: Metrics) -> Self {
+    pub(crate) fn new(bridge: &str, store: Store, metrics: HostMetrics) -> Self {
         let status = Self {
             bridge: bridge.to_owned(),
             store,

@@ -4,7 +4,7 @@
 use ruma::{OwnedUserId, RoomAliasId, ServerName, UserId};
 
 use super::ids::{RemoteChatId, RemoteUserId, escape_localpart, unescape_localpart};
-use crate::Namespace;
+use switchboard_registration::Namespace;
 
 /// The placeholder a localpart template must hold exactly once.
 const ID_PLACEHOLDER: &str = "{{id}}";
@@ -45,7 +45,7 @@ impl PuppetNaming {
         if fixed.is_empty() {
             return Err(TemplateError::NoPrefix(template.to_owned()));
         }
-        if !crate::is_valid_localpart(&fixed) {
+        if !switchboard_registration::is_valid_localpart(&fixed) {
             return Err(TemplateError::Characters(template.to_owned()));
         }
         Ok(Self {

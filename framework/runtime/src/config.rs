@@ -15,6 +15,7 @@ pub use serde_norway::Value;
 pub use switchboard_api::config::{PluginSection, ReloadError, SettingsError, from_yaml};
 pub use switchboard_appservice::InboxConfig;
 pub use switchboard_client::ClientConfig;
+pub use switchboard_host::config::{MediaConfig, OutboxConfig, PuppetTemplates, PuppetsConfig};
 pub use switchboard_store::{DatabaseConfig, SqliteSync, redact_url_password};
 
 /// Prefix of environment overrides.
@@ -220,26 +221,6 @@ impl Default for AppserviceConfig {
     }
 }
 
-/// The outbox section: Matrix events a bridge could not deliver to its network yet wait in the
-/// database and are retried with growing pauses, in order per portal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OutboxConfig {
-    /// Longest pause between two delivery attempts (the pause starts at 1 s and doubles).
-    pub retry_max_interval_secs: u64,
-    /// After this long undelivered, a message is given up and its sender told so.
-    pub give_up_after_secs: u64,
-}
-
-impl Default for OutboxConfig {
-    fn default() -> Self {
-        Self {
-            retry_max_interval_secs: 300,
-            give_up_after_secs: 86_400,
-        }
-    }
-}
-
 /// The relay section: in a portal with a relay login (set by an admin with `set-relay`),
 /// messages of users without their own login go through it, with their name in the text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -332,37 +313,6 @@ impl DoublePuppetConfig {
     }
 }
 
-/// The media section: files bridged either way.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MediaConfig {
-    /// The largest file bridged, in bytes; a larger one is refused with a notice.
-    pub max_bytes: u64,
-}
-
-impl Default for MediaConfig {
-    fn default() -> Self {
-        Self {
-            max_bytes: 50 * 1024 * 1024,
-        }
-    }
-}
-
-/// The puppets section: how long a bridge keeps a puppet it used in memory.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PuppetsConfig {
-    /// Seconds a puppet stays in memory after its last use (its next message after that looks
-    /// it up in the store again).
-    pub idle_secs: u64,
-}
-
-impl Default for PuppetsConfig {
-    fn default() -> Self {
-        Self { idle_secs: 3600 }
-    }
-}
-
 /// The backfill section: history shown in new portal rooms (by bridges that can fetch it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -440,15 +390,6 @@ impl Default for LoggingConfig {
             filter: "info".to_owned(),
         }
     }
-}
-
-/// How a bridge's puppets look, beyond what the network says (compiled templates).
-#[derive(Clone, Debug, Default)]
-pub struct PuppetTemplates {
-    /// The display name (`name`, `id`, `network`); `None`: the network's name.
-    pub displayname: Option<std::sync::Arc<crate::template::Template>>,
-    /// The avatar `mxc://` URI (`avatar`, `id`, `network`); `None`: the network's picture.
-    pub avatar: Option<std::sync::Arc<crate::template::Template>>,
 }
 
 impl Config {

@@ -19,7 +19,7 @@ use super::puppet_cache::PuppetCache;
 use super::skipped::SkipNotices;
 use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 use crate::inbox::HandleError;
-use crate::metrics::Metrics;
+use crate::metrics::HostMetrics;
 use crate::store::{MessageRecord, PortalRecord, Store, StoreError};
 use switchboard_api::PluginError;
 use switchboard_api::bridge::{DataOwner, MatrixSide};
@@ -98,7 +98,7 @@ pub struct BridgeMatrix {
     pub(super) naming: PuppetNaming,
     pub(super) client: HomeserverClient,
     pub(super) store: Store,
-    pub(super) metrics: Metrics,
+    pub(super) metrics: HostMetrics,
     pub(super) portal_rooms: PortalRooms,
     pub(super) portal_locks: PortalLocks,
     /// Double puppeting: server name → token of the appservice covering its real users.
@@ -174,7 +174,7 @@ impl BridgeMatrix {
         naming: PuppetNaming,
         client: HomeserverClient,
         store: Store,
-        metrics: Metrics,
+        metrics: HostMetrics,
     ) -> Self {
         Self {
             info,
@@ -1086,7 +1086,7 @@ mod tests {
     async fn a_bridges_own_data_about_portals_and_puppets_round_trips() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::connect(&url, 1, crate::config::SqliteSync::Normal)
+        let store = Store::connect(&url, 1, switchboard_store::SqliteSync::Normal)
             .await
             .expect("store");
         let server = ruma::server_name!("example.org");
@@ -1095,8 +1095,8 @@ mod tests {
             "http://127.0.0.1:9",
             "token",
             bot,
-            crate::config::ClientConfig::default(),
-            crate::metrics::Metrics::new().client,
+            switchboard_client::ClientConfig::default(),
+            switchboard_client::ClientMetrics::default(),
             Arc::new(store.clone()),
         )
         .expect("client");
@@ -1105,7 +1105,13 @@ mod tests {
             displayname: "XMPP".into(),
         };
         let naming = PuppetNaming::new("_xmpp_{{id}}", server).expect("naming");
-        let side = BridgeMatrix::new(info, naming, client, store, crate::metrics::Metrics::new());
+        let side = BridgeMatrix::new(
+            info,
+            naming,
+            client,
+            store,
+            crate::metrics::HostMetrics::default(),
+        );
         // Bridges reach it through the api's `MatrixSide`, which adds the typed forms.
         let side: &dyn MatrixSide = &side;
         let key = PortalKey::shared("room@conf");

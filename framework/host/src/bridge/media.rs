@@ -88,7 +88,7 @@ impl BridgeMatrix {
 
 /// Downloads `mxc` (`mxc://server/id`) from the homeserver's authenticated media endpoint.
 pub(crate) async fn download(
-    client: &crate::HomeserverClient,
+    client: &crate::client::HomeserverClient,
     mxc: &str,
 ) -> Result<Bytes, ClientError> {
     let bad = || ClientError::Build {

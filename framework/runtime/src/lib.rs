@@ -1,17 +1,15 @@
-//! The Switchboard runtime and plug-in host: configuration, metrics, telemetry, the health
-//! checks, `run()`, and the hosts that run bridges and bots.
+//! The Switchboard runtime: the config composed from each part's section, metrics, telemetry,
+//! the health checks, `run()` and ordered shutdown.
 //!
 //! Plug-ins do not depend on this crate: they are written against `switchboard-api`. The
-//! framework's other crates (client, store, appservice, api) are re-exported here under the
-//! paths the binary and the integration tests use; this crate is to be cut into
-//! `framework/host` and `framework/runtime` (see ARCHITECTURE.md).
+//! framework's other crates (client, store, appservice, host, api) are re-exported here under
+//! the paths the binary and the integration tests use.
 
-pub mod bridge;
 pub mod config;
+mod diagnostics;
 pub mod doctor;
 pub mod metrics;
-pub mod plugin;
-pub mod provisioning;
+pub mod plugins;
 pub mod runtime;
 pub mod telemetry;
 
@@ -19,7 +17,8 @@ pub use async_trait::async_trait;
 pub use client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 pub use config::Config;
 pub use http;
-pub use plugin::{Bot, BotCommand, BotContext, HostOptions, PluginConfigError, Plugins, RoomEvent};
+pub use plugin::{Bot, BotCommand, BotContext, HostOptions, Plugins, RoomEvent};
+pub use plugins::{PluginConfigError, enabled_plugins};
 pub use ruma;
 pub use serde;
 pub use serde_json;
@@ -29,6 +28,7 @@ pub use switchboard_appservice as appservice;
 pub use switchboard_appservice::inbox;
 pub use switchboard_client as client;
 pub use switchboard_client::tls;
+pub use switchboard_host::{bridge, plugin, provisioning};
 pub use switchboard_registration::{Namespace, Namespaces, is_valid_localpart};
 pub use switchboard_store as store;
 pub use tokio_util::sync::CancellationToken;

@@ -50,5 +50,5 @@ pub use matrix::{BridgeError, BridgeMatrix};
 pub use plugin::PortalRooms;
 pub use puppet::{PuppetNaming, TemplateError};
 pub use switchboard_api::host::{BridgeSummary, HostView, PortalSummary, PuppetSummary};
+pub(crate) use view::BotSwitch;
 pub use view::PluginsView;
-pub(crate) use view::{BotSwitch, Diagnostics};

@@ -21,9 +21,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::HomeserverClient;
 use crate::bridge::host::HostedBridge;
 use crate::bridge::{LoginStep, PortalKey, RemoteChatId};
+use crate::client::HomeserverClient;
 use crate::inbox::HandleError;
 use crate::permission::PermissionLevel;
 use crate::plugin::PluginHost;

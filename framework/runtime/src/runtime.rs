@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::appservice;
 use crate::client::{ClientError, HomeserverClient, Identity};
 use crate::config::Config;
+use crate::diagnostics::RuntimeDiagnostics;
 use crate::inbox::Inbox;
 use crate::metrics::{self, Metrics, Readiness};
 use crate::plugin::{HostError, HostOptions, PluginHost, Plugins};
@@ -312,7 +313,7 @@ pub async fn run(
             plugins,
             client.clone(),
             store.clone(),
-            metrics.clone(),
+            metrics.host.clone(),
             matcher,
             &HostOptions {
                 accept_invites: config.appservice.accept_invites,
@@ -327,9 +328,14 @@ pub async fn run(
                 puppet_idle: std::time::Duration::from_secs(config.puppets.idle_secs),
                 backfill_messages: config.backfill.initial_messages,
                 puppet_templates: config.puppet_templates()?,
-                config: config.clone(),
-                registration: registration.clone(),
-                registration_spec: spec,
+                diagnostics: Arc::new(RuntimeDiagnostics {
+                    client: client.clone(),
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    registration: registration.clone(),
+                    spec,
+                    config: std::sync::RwLock::new(config.clone()),
+                }),
             },
             shutdown.clone(),
         )
