@@ -12,10 +12,15 @@ use common::Synapse;
 use common::contract::{Homeserver, Tester};
 use common::switchboard_instance::Slot;
 use switchboard_example_minimal_bridge::{CHAT, FakeChatBridge};
-use switchboard_runtime::Plugins;
+use switchboard_runtime::api::bridge::{Bridge, BridgeContext};
 use switchboard_runtime::api::config::from_yaml;
 use switchboard_runtime::api::factory::{BuildContext, build_bridge};
+use switchboard_runtime::api::ids::{PortalKey, RemoteMessageId};
+use switchboard_runtime::api::matrix::MatrixMessage;
+use switchboard_runtime::api::remote::BridgeInfo;
 use switchboard_runtime::ruma::ServerName;
+use switchboard_runtime::store::Store;
+use switchboard_runtime::{PluginError, Plugins};
 use switchboard_testing::{Contract, FakeChat, FakeNetwork};
 
 /// The minimal bridge (`examples/minimal-bridge`), built as the framework builds it, and the
@@ -73,4 +78,74 @@ async fn a_bridge_on_the_fake_network_passes_the_contract_tests() {
         "only alice's messages reach the network: {senders:?}"
     );
     running.stop().await.expect("clean stop");
+}
+
+/// A bridge whose network client saves its state when Switchboard stops, as a real one flushes
+/// what it holds: it takes a moment after the shutdown signal.
+struct SavesAtShutdown;
+
+#[switchboard_runtime::async_trait]
+impl Bridge for SavesAtShutdown {
+    fn info(&self) -> BridgeInfo {
+        BridgeInfo {
+            id: "saver".to_owned(),
+            displayname: "Saver".to_owned(),
+        }
+    }
+
+    async fn start(&self, ctx: BridgeContext) -> Result<(), PluginError> {
+        let task_ctx = ctx.clone();
+        ctx.spawn("saves at shutdown", async move {
+            task_ctx.shutdown().cancelled().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if let Err(e) = task_ctx.matrix().set_bridge_data("state", &"saved").await {
+                tracing::error!(error = %e, "the state was not saved");
+            }
+        });
+        Ok(())
+    }
+
+    async fn handle_matrix_message(
+        &self,
+        _ctx: &BridgeContext,
+        _portal: &PortalKey,
+        _message: &MatrixMessage,
+    ) -> Result<RemoteMessageId, PluginError> {
+        Err(PluginError::permanent("this bridge has no network"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_bridge_task_saving_its_state() {
+    let plugins = Plugins {
+        bots: Vec::new(),
+        bridges: vec![Arc::new(SavesAtShutdown)],
+    };
+    let mut slot = Slot::new("saver").expect("slot");
+    slot.register(&plugins).expect("registration");
+    let synapse = Synapse::start(&[slot.registration_path()])
+        .await
+        .expect("Synapse starts");
+    slot.point_at(&synapse.base_url()).expect("config");
+    let running = slot.start_with(plugins).await.expect("Switchboard starts");
+    running.stop().await.expect("clean stop");
+
+    let config = slot.config().expect("config");
+    let store = Store::connect(
+        &config.database_url(),
+        1,
+        config.database.sqlite_synchronous,
+    )
+    .await
+    .expect("the database opens");
+    let saved = store
+        .bot_data("bridge:saver", "state")
+        .await
+        .expect("a query");
+    assert_eq!(
+        saved.as_deref(),
+        Some("\"saved\""),
+        "the bridge's task ran to its end before the database closed"
+    );
+    store.close().await;
 }

@@ -370,7 +370,7 @@ impl Bridge for MqttBridge {
             .map_err(|_| PluginError::permanent("the MQTT bridge was started twice"))?;
         ctx.set_state(BridgeState::Connecting);
         let inbound = Inbound {
-            ctx,
+            ctx: ctx.clone(),
             mappings: Arc::clone(&self.mappings),
             infos: self
                 .mappings
@@ -384,7 +384,10 @@ impl Bridge for MqttBridge {
             responses: Arc::clone(&self.responses),
             throttles: Mutex::default(),
         };
-        tokio::spawn(run(inbound, events, client, Arc::clone(&self.connected)));
+        ctx.spawn(
+            "mqtt link",
+            run(inbound, events, client, Arc::clone(&self.connected)),
+        );
         Ok(())
     }
 
@@ -688,7 +691,9 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
     // The connection is polled in a task of its own, so that a due throttle never cancels a
     // poll halfway; one report at a time keeps the broker's flow control in charge.
     let (reports, mut received) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(pump(events, reports, shutdown.clone()));
+    inbound
+        .ctx
+        .spawn("mqtt poll", pump(events, reports, shutdown.clone()));
     // Subscriptions sent and not yet acknowledged: the bridge counts as connected once the
     // broker confirmed them all.
     let mut awaiting_subacks = 0_usize;

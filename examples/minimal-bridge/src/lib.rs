@@ -80,7 +80,7 @@ impl Bridge for FakeChatBridge {
             .ok_or_else(|| PluginError::permanent("the fake network already has a listener"))?;
         let portal = self.portal.clone();
         let task_ctx = ctx.clone();
-        tokio::spawn(async move {
+        ctx.spawn("fake network", async move {
             while let Some(message) = incoming.recv().await {
                 let profile = PuppetProfile {
                     displayname: Some(message.sender.clone()),

@@ -10,6 +10,9 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use switchboard_client::{ClientError, HomeserverClient, Identity, derive_txn_id};
 use switchboard_registration::Namespaces;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::PluginError;
 use crate::command::{CommandInvocation, CommandReply, CommandSpec};
@@ -39,26 +42,59 @@ pub struct BotContext {
     client: HomeserverClient,
     port: Arc<dyn BotPort>,
     host: Arc<dyn HostView>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
     started_at: Instant,
 }
 
+/// What the framework gives a bot besides its client and ports: when to stop, and where its
+/// background tasks are tracked.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    /// Fires when Switchboard stops.
+    pub shutdown: CancellationToken,
+    /// Tracks the bot's background tasks (waited for at shutdown).
+    pub tasks: TaskTracker,
+}
+
 impl BotContext {
-    /// The context of the bot `plugin_id`, acting through `client`, keeping its data in `port`
-    /// and seeing Switchboard through `host` (the framework makes one per bot).
+    /// The context of the bot `plugin_id`, acting through `client`, keeping its data in `port`,
+    /// seeing Switchboard through `host`, and stopping with `lifecycle` (the framework makes
+    /// one per bot).
     #[must_use]
     pub fn new(
         plugin_id: &'static str,
         client: HomeserverClient,
         port: Arc<dyn BotPort>,
         host: Arc<dyn HostView>,
+        lifecycle: Lifecycle,
     ) -> Self {
         Self {
             plugin_id,
             client,
             port,
             host,
+            shutdown: lifecycle.shutdown,
+            tasks: lifecycle.tasks,
             started_at: Instant::now(),
         }
+    }
+
+    /// Fires when Switchboard stops.
+    #[must_use]
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Runs `task` in the background, named `name` in logs. Switchboard waits for it at
+    /// shutdown before it closes the database, so a task should end soon after
+    /// [`BotContext::shutdown`] fires. Use this rather than `tokio::spawn`.
+    pub fn spawn<F>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let span = tracing::info_span!("task", bot = self.plugin_id, name);
+        self.tasks.spawn(task.instrument(span));
     }
 
     /// The plug-ins hosted beside this bot: the bots, the bridges' state, portals and

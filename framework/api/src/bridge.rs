@@ -8,6 +8,8 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::PluginError;
 use crate::command::{CommandInvocation, CommandReply, CommandSpec};
@@ -30,22 +32,36 @@ pub struct BridgeContext {
     matrix: Arc<dyn MatrixSide>,
     host: Arc<dyn HostPort>,
     shutdown: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl BridgeContext {
-    /// A context acting through `matrix` and `host` until `shutdown` (the framework makes one
-    /// per bridge).
+    /// A context acting through `matrix` and `host` until `shutdown`, whose tasks `tasks`
+    /// tracks (the framework makes one per bridge).
     #[must_use]
     pub fn new(
         matrix: Arc<dyn MatrixSide>,
         host: Arc<dyn HostPort>,
         shutdown: CancellationToken,
+        tasks: TaskTracker,
     ) -> Self {
         Self {
             matrix,
             host,
             shutdown,
+            tasks,
         }
+    }
+
+    /// Runs `task` in the background, named `name` in logs. Switchboard waits for it at
+    /// shutdown before it closes the database, so a task should end soon after
+    /// [`BridgeContext::shutdown`] fires. Use this rather than `tokio::spawn`.
+    pub fn spawn<F>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let span = tracing::info_span!("task", bridge = %self.matrix.info().id, name);
+        self.tasks.spawn(task.instrument(span));
     }
 
     /// The Matrix side: portals, puppets, sending what the network said.
@@ -363,7 +379,8 @@ pub trait Bridge: Send + Sync + 'static {
     }
 
     /// Connects to the remote network. What the network sends goes to Matrix through
-    /// `ctx.matrix()`; long-running work is spawned and stops when `ctx.shutdown()` fires.
+    /// `ctx.matrix()`; long-running work runs in tasks started with [`BridgeContext::spawn`]
+    /// and ends when `ctx.shutdown()` fires (Switchboard waits for them).
     async fn start(&self, ctx: BridgeContext) -> Result<(), PluginError>;
 
     /// A message a Matrix user sent in one of this bridge's portals: deliver it to the remote

@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use switchboard_registration::{NamespaceMatcher, Namespaces};
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::appservice::{QueryHandler, list};
 use crate::bridge::{Bridge, BridgeHost, PuppetNaming, TextKind};
@@ -28,7 +29,9 @@ use crate::metrics::HostMetrics;
 use crate::permission::PermissionLevel;
 use crate::store::{Store, StoreError};
 use switchboard_api::PluginError;
-pub use switchboard_api::bot::{Bot, BotCommand, BotContext, BotPort, send_notice_reply};
+pub use switchboard_api::bot::{
+    Bot, BotCommand, BotContext, BotPort, Lifecycle, send_notice_reply,
+};
 pub use switchboard_api::event::RoomEvent;
 use switchboard_api::host::{AuditRecord, HostView};
 
@@ -179,6 +182,9 @@ pub struct HostOptions {
     pub backfill_messages: usize,
     /// The health checks, config reloads and metrics the admin tools show (the runtime's).
     pub diagnostics: Arc<dyn Diagnostics>,
+    /// Tracks the plug-ins' background tasks and the host's own (outbox workers, reapers):
+    /// the runtime waits for them at shutdown before it closes the database.
+    pub tasks: TaskTracker,
     /// Puppet display-name templates, by bridge id (bridges without one show remote names).
     pub puppet_templates: std::collections::BTreeMap<String, crate::config::PuppetTemplates>,
 }
@@ -264,6 +270,10 @@ impl PluginHost {
                     client.clone(),
                     Arc::clone(&bot_store),
                     Arc::clone(&view),
+                    Lifecycle {
+                        shutdown: shutdown.clone(),
+                        tasks: options.tasks.clone(),
+                    },
                 );
                 let own = bot.commands();
                 let commands = (!own.is_empty()).then(|| {

@@ -9,6 +9,7 @@ use switchboard_registration::{
     NamespaceMatcher, Registration, RegistrationError, RegistrationSpec,
 };
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::appservice;
 use crate::client::{ClientError, HomeserverClient, Identity};
@@ -18,6 +19,9 @@ use crate::inbox::Inbox;
 use crate::metrics::{self, Metrics, Readiness};
 use crate::plugin::{HostError, HostOptions, PluginHost, Plugins};
 use crate::store::{Store, StoreError};
+
+/// How long the plug-ins' tasks get to end at shutdown before the database closes anyway.
+const PLUGIN_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why Switchboard could not start or run. Each variant has its own exit code and a
 /// plain-language message with the likely fix.
@@ -277,7 +281,8 @@ pub fn bot_user_id(config: &Config, registration: &Registration) -> Result<Owned
 
 /// Runs Switchboard until `shutdown` is cancelled.
 // One linear start-up and shutdown sequence; splitting it would scatter the ordering that
-// matters (listeners before the self-test, HTTP before the inbox on the way down). Returns after in-flight work has finished
+// matters (listeners before the self-test; on the way down HTTP, then the inbox, then the
+// plug-ins and their tasks, then the database). Returns after in-flight work has finished
 /// and been recorded.
 #[allow(clippy::too_many_lines)]
 pub async fn run(
@@ -308,6 +313,10 @@ pub async fn run(
         std::sync::Arc::new(store.clone()),
     )?;
     let spec = registration_spec(&config, &plugins);
+    // The plug-ins stop after the inbox has drained (an event in hand still reaches its
+    // network), and their tasks are waited for before the database closes.
+    let plugin_shutdown = CancellationToken::new();
+    let plugin_tasks = TaskTracker::new();
     let host = Arc::new(
         PluginHost::new(
             plugins,
@@ -336,8 +345,9 @@ pub async fn run(
                     spec,
                     config: std::sync::RwLock::new(config.clone()),
                 }),
+                tasks: plugin_tasks.clone(),
             },
-            shutdown.clone(),
+            plugin_shutdown.clone(),
         )
         .await?,
     );
@@ -435,6 +445,17 @@ pub async fn run(
     }
     inbox_shutdown.cancel();
     inbox_tasks.finish().await;
+    plugin_shutdown.cancel();
+    plugin_tasks.close();
+    if tokio::time::timeout(PLUGIN_STOP_TIMEOUT, plugin_tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tasks = plugin_tasks.len(),
+            "plug-in tasks still running after {PLUGIN_STOP_TIMEOUT:?}; closing the database anyway"
+        );
+    }
     if let Some(m) = metrics_server {
         shutdown.cancel();
         let _ = m.await;

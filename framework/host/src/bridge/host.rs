@@ -170,6 +170,7 @@ impl BridgeHost {
                     Arc::clone(&matrix) as Arc<dyn switchboard_api::bridge::MatrixSide>,
                     Arc::clone(&status) as Arc<dyn HostPort>,
                     shutdown.clone(),
+                    options.tasks.clone(),
                 ),
                 matrix,
                 status,
@@ -281,8 +282,10 @@ impl BridgeHost {
                     id: hosted.id().to_owned(),
                     source,
                 })?;
-            tokio::spawn(Arc::clone(hosted).run_outbox());
-            tokio::spawn(Arc::clone(hosted).reap_puppets());
+            hosted.ctx.spawn("outbox", Arc::clone(hosted).run_outbox());
+            hosted
+                .ctx
+                .spawn("puppet reaper", Arc::clone(hosted).reap_puppets());
             tracing::info!(bridge = %hosted.id(), "bridge started");
         }
         Ok(())
