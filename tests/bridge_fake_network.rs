@@ -28,8 +28,14 @@ use switchboard_testing::{Contract, FakeChat, FakeNetwork};
 fn plugins() -> (Plugins, FakeNetwork) {
     let section = from_yaml("invite: [\"@alice:localhost\"]\n").expect("a section");
     let server_name = <&ServerName>::try_from("localhost").expect("a server name");
-    let bridge: FakeChatBridge = build_bridge(&section, &BuildContext { server_name })
-        .expect("the example's settings are valid");
+    let bridge: FakeChatBridge = build_bridge(
+        &section,
+        &BuildContext {
+            server_name,
+            clock: std::sync::Arc::new(switchboard_runtime::api::clock::SystemClock),
+        },
+    )
+    .expect("the example's settings are valid");
     let network = bridge.network().clone();
     let plugins = Plugins {
         bots: Vec::new(),

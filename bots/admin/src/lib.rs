@@ -232,6 +232,7 @@ impl AdminBot {
             client: ctx.client(),
             token: self.active().token.clone().ok_or(AdminError::NoToken)?,
             server_name: &self.server_name,
+            clock: ctx.clock(),
         })
     }
 
@@ -690,8 +691,14 @@ mod tests {
         let section = switchboard_api::config::from_yaml(yaml).expect("yaml");
         let server_name =
             <&switchboard_api::ruma::ServerName>::try_from("example.org").expect("a server name");
-        switchboard_api::factory::build_bot::<AdminBot>(&section, &BuildContext { server_name })
-            .map_err(|e| e.to_string())
+        switchboard_api::factory::build_bot::<AdminBot>(
+            &section,
+            &BuildContext {
+                server_name,
+                clock: std::sync::Arc::new(switchboard_api::clock::SystemClock),
+            },
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use switchboard_api::client::HomeserverClient;
 use switchboard_api::client::{ClientError, escape_path_segment};
+use switchboard_api::clock::Clock;
 use switchboard_api::command::{CommandReply, Table};
 use switchboard_api::serde_json::{Value, json};
 
@@ -84,6 +85,8 @@ pub struct SynapseAdmin<'a> {
     pub token: String,
     /// The homeserver's server name, for localparts.
     pub server_name: &'a str,
+    /// Where the time comes from.
+    pub clock: &'a dyn Clock,
 }
 
 /// A random password: 20 letters and digits.
@@ -480,10 +483,10 @@ impl SynapseAdmin<'_> {
                 Ok(format!("Deleted {} file(s).", text(&deleted["total"])).into())
             }
             Media::PurgeRemote { days, .. } => {
-                let before = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis())
-                    .saturating_sub(u128::from(*days) * 86_400_000);
+                let before = self
+                    .clock
+                    .now_ms()
+                    .saturating_sub(i64::from(*days).saturating_mul(86_400_000));
                 let path = format!("/_synapse/admin/v1/purge_media_cache?before_ts={before}");
                 let purged = self.call("POST", &path, Some(&json!({}))).await?;
                 Ok(format!("Purged {} remote file(s).", text(&purged["deleted"])).into())
@@ -519,10 +522,9 @@ impl SynapseAdmin<'_> {
                     body["uses_allowed"] = json!(uses);
                 }
                 if let Some(days) = days {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis());
-                    body["expiry_time"] = json!(now + u128::from(*days) * 86_400_000);
+                    let now = self.clock.now_ms();
+                    body["expiry_time"] =
+                        json!(now.saturating_add(i64::from(*days).saturating_mul(86_400_000)));
                 }
                 if let Some(token) = token {
                     body["token"] = json!(token);

@@ -187,8 +187,14 @@ mod tests {
     fn build(yaml: &str) -> Result<EchoBot, String> {
         let server_name = <&ServerName>::try_from("example.org").expect("valid server name");
         let section = switchboard_api::config::from_yaml(yaml).expect("a section");
-        switchboard_api::factory::build_bot::<EchoBot>(&section, &BuildContext { server_name })
-            .map_err(|e| e.to_string())
+        switchboard_api::factory::build_bot::<EchoBot>(
+            &section,
+            &BuildContext {
+                server_name,
+                clock: std::sync::Arc::new(switchboard_api::clock::SystemClock),
+            },
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[test]

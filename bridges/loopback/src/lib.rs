@@ -25,6 +25,7 @@ use switchboard_api::bridge::{
     DirectChatHandler, EditHandler, LoginHandler, MediaHandler, PresenceHandler, ReactionHandler,
     RedactionHandler,
 };
+use switchboard_api::clock::Clock;
 use switchboard_api::command::{CommandReply, CommandSpec};
 use switchboard_api::factory::{BridgeFactory, BuildContext};
 use switchboard_api::format::{clean_text, html_to_text};
@@ -73,7 +74,7 @@ struct ChatMembers {
 }
 
 /// The loopback bridge.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct LoopbackBridge {
     invite: Vec<OwnedUserId>,
     /// Whether Matrix users must log in (or be relayed) to be bridged.
@@ -83,6 +84,8 @@ pub struct LoopbackBridge {
     history: usize,
     /// Set by the `network down` command.
     down: Arc<AtomicBool>,
+    /// Where the time comes from (the history's timestamps).
+    clock: Arc<dyn Clock>,
 }
 
 /// The network's id of a Matrix user's message, and of echo's answer to it.
@@ -675,9 +678,7 @@ impl BackfillHandler for LoopbackBridge {
         portal: &PortalKey,
         limit: usize,
     ) -> Result<Vec<RemoteEvent>, PluginError> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now_ms = u64::try_from(self.clock.now_ms()).unwrap_or(0);
         let first = self.history.saturating_sub(limit) + 1;
         Ok((first..=self.history)
             .map(|n| {
@@ -791,8 +792,9 @@ impl BridgeFactory for LoopbackBridge {
          history: 0\n"
     }
 
-    fn build(settings: LoopbackSettings, _ctx: &BuildContext<'_>) -> Result<Self, PluginError> {
+    fn build(settings: LoopbackSettings, ctx: &BuildContext<'_>) -> Result<Self, PluginError> {
         Ok(Self {
+            clock: Arc::clone(&ctx.clock),
             invite: settings.invite,
             require_login: settings.require_login,
             outage_file: settings.outage_file,
@@ -815,7 +817,10 @@ mod tests {
                 .expect("a server name");
             switchboard_api::factory::build_bridge::<LoopbackBridge>(
                 &section,
-                &BuildContext { server_name },
+                &BuildContext {
+                    server_name,
+                    clock: std::sync::Arc::new(switchboard_api::clock::SystemClock),
+                },
             )
             .map_err(|e| e.to_string())
         };

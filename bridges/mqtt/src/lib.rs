@@ -870,9 +870,7 @@ impl Inbound {
                 }
             }
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let now_ms = self.ctx.clock().now_ms();
         let id = format!(
             "{topic}@{now_ms}-{}",
             self.sequence.fetch_add(1, Ordering::Relaxed)

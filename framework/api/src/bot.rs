@@ -15,11 +15,13 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::PluginError;
+use crate::clock::Clock;
 use crate::command::{CommandInvocation, CommandReply, CommandSpec};
 use crate::config::{PluginSection, ReloadError};
 use crate::event::RoomEvent;
 use crate::host::{AuditRecord, HostView};
 use crate::permission::{PermissionLevel, Permissions};
+use crate::services::Services;
 
 /// Where a bot's data and audit log are kept. Implemented by the host; a bot reaches it
 /// through [`BotContext`].
@@ -44,40 +46,37 @@ pub struct BotContext {
     host: Arc<dyn HostView>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    clock: Arc<dyn Clock>,
     started_at: Instant,
-}
-
-/// What the framework gives a bot besides its client and ports: when to stop, and where its
-/// background tasks are tracked.
-#[derive(Clone, Debug)]
-pub struct Lifecycle {
-    /// Fires when Switchboard stops.
-    pub shutdown: CancellationToken,
-    /// Tracks the bot's background tasks (waited for at shutdown).
-    pub tasks: TaskTracker,
 }
 
 impl BotContext {
     /// The context of the bot `plugin_id`, acting through `client`, keeping its data in `port`,
-    /// seeing Switchboard through `host`, and stopping with `lifecycle` (the framework makes
-    /// one per bot).
+    /// seeing Switchboard through `host`, with `services` (the framework makes one per bot).
     #[must_use]
     pub fn new(
         plugin_id: &'static str,
         client: HomeserverClient,
         port: Arc<dyn BotPort>,
         host: Arc<dyn HostView>,
-        lifecycle: Lifecycle,
+        services: Services,
     ) -> Self {
         Self {
             plugin_id,
             client,
             port,
             host,
-            shutdown: lifecycle.shutdown,
-            tasks: lifecycle.tasks,
+            shutdown: services.shutdown,
+            tasks: services.tasks,
+            clock: services.clock,
             started_at: Instant::now(),
         }
+    }
+
+    /// Where the time comes from (never `SystemTime::now`: tests run on a clock they move).
+    #[must_use]
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     /// Fires when Switchboard stops.
@@ -142,15 +141,8 @@ impl BotContext {
         command: &str,
         outcome: &str,
     ) -> Result<(), PluginError> {
-        let at_ms = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        )
-        .unwrap_or(i64::MAX);
         let record = AuditRecord {
-            at_ms,
+            at_ms: self.clock.now_ms(),
             sender: event.sender.to_string(),
             room_id: event.room_id.to_string(),
             command: command.to_owned(),

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::PluginError;
+use crate::clock::Clock;
 use crate::command::{CommandInvocation, CommandReply, CommandSpec};
 use crate::config::{PluginSection, ReloadError};
 use crate::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId};
@@ -24,6 +25,7 @@ use crate::permission::PermissionLevel;
 use crate::remote::{
     Applied, BridgeInfo, Bridged, PortalInfo, PuppetProfile, RemoteEvent, RemoteMedia, RemoteText,
 };
+use crate::services::Services;
 
 /// What a bridge acts with: the Matrix side of its portals and puppets, the state of its
 /// connection to the network, and the shutdown signal. Made by the framework; cheap to clone.
@@ -33,24 +35,27 @@ pub struct BridgeContext {
     host: Arc<dyn HostPort>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    clock: Arc<dyn Clock>,
 }
 
 impl BridgeContext {
-    /// A context acting through `matrix` and `host` until `shutdown`, whose tasks `tasks`
-    /// tracks (the framework makes one per bridge).
+    /// A context acting through `matrix` and `host`, with `services` (the framework makes one
+    /// per bridge).
     #[must_use]
-    pub fn new(
-        matrix: Arc<dyn MatrixSide>,
-        host: Arc<dyn HostPort>,
-        shutdown: CancellationToken,
-        tasks: TaskTracker,
-    ) -> Self {
+    pub fn new(matrix: Arc<dyn MatrixSide>, host: Arc<dyn HostPort>, services: Services) -> Self {
         Self {
             matrix,
             host,
-            shutdown,
-            tasks,
+            shutdown: services.shutdown,
+            tasks: services.tasks,
+            clock: services.clock,
         }
+    }
+
+    /// Where the time comes from (never `SystemTime::now`: tests run on a clock they move).
+    #[must_use]
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     /// Runs `task` in the background, named `name` in logs. Switchboard waits for it at

@@ -13,13 +13,16 @@ use serde::de::DeserializeOwned;
 use crate::PluginError;
 use crate::bot::Bot;
 use crate::bridge::Bridge;
+use crate::clock::Clock;
 use crate::config::{PluginSection, SettingsError};
 
 /// What the framework knows when it builds a plug-in.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct BuildContext<'a> {
     /// The homeserver's name (`homeserver.server_name`).
     pub server_name: &'a ServerName,
+    /// Where the time comes from (the same clock the plug-in's context gives).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A bridge that registers itself.

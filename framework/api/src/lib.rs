@@ -14,6 +14,8 @@
 //! - [`bot`]: what a bot implements and what it acts with.
 //! - [`host`]: what a bot may see and do of the Switchboard it runs in.
 //! - [`bridge`]: what a bridge implements and what it acts with.
+//! - [`clock`] and [`services`]: the time, the shutdown signal and tracked tasks every
+//!   plug-in context offers.
 //! - [`config`]: a plug-in's section of the config.
 //! - [`command`]: chat commands (definitions, parsing, help, answers, tables).
 //! - [`permission`]: who may do what (`permissions` in the config).
@@ -23,6 +25,7 @@
 
 pub mod bot;
 pub mod bridge;
+pub mod clock;
 pub mod command;
 pub mod config;
 mod error;
@@ -35,6 +38,7 @@ pub mod login;
 pub mod matrix;
 pub mod permission;
 pub mod remote;
+pub mod services;
 pub mod template;
 
 pub use error::{BoxError, PluginError, ResultExt};

@@ -29,11 +29,11 @@ use crate::metrics::HostMetrics;
 use crate::permission::PermissionLevel;
 use crate::store::{Store, StoreError};
 use switchboard_api::PluginError;
-pub use switchboard_api::bot::{
-    Bot, BotCommand, BotContext, BotPort, Lifecycle, send_notice_reply,
-};
+pub use switchboard_api::bot::{Bot, BotCommand, BotContext, BotPort, send_notice_reply};
+use switchboard_api::clock::Clock;
 pub use switchboard_api::event::RoomEvent;
 use switchboard_api::host::{AuditRecord, HostView};
+use switchboard_api::services::Services;
 
 pub use ruma;
 
@@ -185,6 +185,8 @@ pub struct HostOptions {
     /// Tracks the plug-ins' background tasks and the host's own (outbox workers, reapers):
     /// the runtime waits for them at shutdown before it closes the database.
     pub tasks: TaskTracker,
+    /// Where the time comes from.
+    pub clock: Arc<dyn Clock>,
     /// Puppet display-name templates, by bridge id (bridges without one show remote names).
     pub puppet_templates: std::collections::BTreeMap<String, crate::config::PuppetTemplates>,
 }
@@ -270,9 +272,10 @@ impl PluginHost {
                     client.clone(),
                     Arc::clone(&bot_store),
                     Arc::clone(&view),
-                    Lifecycle {
+                    Services {
                         shutdown: shutdown.clone(),
                         tasks: options.tasks.clone(),
+                        clock: Arc::clone(&options.clock),
                     },
                 );
                 let own = bot.commands();

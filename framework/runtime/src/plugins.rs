@@ -1,6 +1,9 @@
 //! Which plug-ins run: those the config enables, built from the ones the binary registered.
 
+use std::sync::Arc;
+
 use ruma::ServerName;
+use switchboard_api::clock::SystemClock;
 use switchboard_api::factory::{BuildContext, BuildError, Registry};
 use switchboard_host::bridge::{PuppetNaming, TemplateError};
 use switchboard_host::plugin::Plugins;
@@ -41,7 +44,10 @@ pub enum PluginConfigError {
 pub fn enabled_plugins(config: &Config, registry: &Registry) -> Result<Plugins, PluginConfigError> {
     let server_name = <&ServerName>::try_from(config.homeserver.server_name.as_str())
         .map_err(|_| PluginConfigError::ServerName(config.homeserver.server_name.clone()))?;
-    let ctx = BuildContext { server_name };
+    let ctx = BuildContext {
+        server_name,
+        clock: Arc::new(SystemClock),
+    };
     let mut plugins = Plugins::default();
     for (id, section) in &config.bots {
         let bot =

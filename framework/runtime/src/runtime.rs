@@ -11,6 +11,8 @@ use switchboard_registration::{
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use switchboard_api::clock::SystemClock;
+
 use crate::appservice;
 use crate::client::{ClientError, HomeserverClient, Identity};
 use crate::config::Config;
@@ -346,6 +348,7 @@ pub async fn run(
                     config: std::sync::RwLock::new(config.clone()),
                 }),
                 tasks: plugin_tasks.clone(),
+                clock: Arc::new(SystemClock),
             },
             plugin_shutdown.clone(),
         )

@@ -39,16 +39,7 @@ use switchboard_api::PluginError;
 use switchboard_api::bridge::BridgeCommand;
 use switchboard_api::bridge::{Bridge, BridgeContext, HostPort};
 use switchboard_api::event::RoomEvent;
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX)
-}
+use switchboard_api::services::Services;
 
 /// Every bridge of one Switchboard, and which rooms are their portals.
 pub(crate) struct BridgeHost {
@@ -169,8 +160,11 @@ impl BridgeHost {
                 ctx: BridgeContext::new(
                     Arc::clone(&matrix) as Arc<dyn switchboard_api::bridge::MatrixSide>,
                     Arc::clone(&status) as Arc<dyn HostPort>,
-                    shutdown.clone(),
-                    options.tasks.clone(),
+                    Services {
+                        shutdown: shutdown.clone(),
+                        tasks: options.tasks.clone(),
+                        clock: Arc::clone(&options.clock),
+                    },
                 ),
                 matrix,
                 status,
@@ -445,7 +439,7 @@ impl HostedBridge {
         attempts: u32,
         reason: &str,
     ) -> Result<(), HandleError> {
-        let now = now_ms();
+        let now = self.ctx.clock().now_ms();
         let first_try = now + self.backoff_ms(attempts);
         let queued = self
             .store
@@ -1116,11 +1110,11 @@ impl HostedBridge {
                 }
                 Err(e) => {
                     tracing::warn!(bridge = %self.id(), error = %e, "cannot read the outbox");
-                    Some(now_ms() + 5000)
+                    Some(self.ctx.clock().now_ms() + 5000)
                 }
             };
             let pause = next.map_or(Duration::from_mins(1), |at| {
-                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+                Duration::from_millis(u64::try_from(at - self.ctx.clock().now_ms()).unwrap_or(0))
             });
             tokio::select! {
                 () = signal.wake.notified() => {}
@@ -1143,10 +1137,10 @@ impl HostedBridge {
                 }
                 Err(e) => {
                     tracing::warn!(bridge = %self.id(), error = %e, "cannot read the outbox");
-                    return Some(now_ms() + 5000);
+                    return Some(self.ctx.clock().now_ms() + 5000);
                 }
             };
-            let now = now_ms();
+            let now = self.ctx.clock().now_ms();
             if entry.next_attempt_at > now && !std::mem::take(&mut retry_now) {
                 return Some(entry.next_attempt_at);
             }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use ruma::{OwnedRoomId, OwnedUserId};
 use serde_json::json;
 
-use super::{HostedBridge, now_ms};
+use super::HostedBridge;
 use crate::bridge::ids::PortalKey;
 use crate::bridge::login::{Login, LoginField, LoginRequest, LoginStep, Via};
 use crate::bridge::status::login_from_record;
@@ -256,7 +256,7 @@ impl HostedBridge {
                 user_id: user.to_string(),
                 remote_name: login.remote_name.clone(),
                 data: login.data.to_string(),
-                created_at: now_ms(),
+                created_at: self.ctx.clock().now_ms(),
             };
             self.store.put_login(self.id(), &record).await?;
             tracing::info!(bridge = %self.id(), %user, login = %login.id, "logged in");
