@@ -549,7 +549,7 @@ fn write_config(dir: &Path, port: u16, registration_files: &[PathBuf]) -> anyhow
 }
 
 /// The test homeserver config: loopback, `SQLite`, no TLS, client listener only, rate limits off.
-const HOMESERVER_YAML: &str = r#"# Synapse config for integration tests (written by tests/common/synapse.rs)
+const HOMESERVER_YAML: &str = r#"# Synapse config for integration tests (written by src/synapse/mod.rs)
 server_name: "@SERVER_NAME@"
 public_baseurl: "http://127.0.0.1:@PORT@/"
 signing_key_path: @SIGNING_KEY@

@@ -2,16 +2,14 @@
 //! refused tokens), against a small in-process fake homeserver, plus start-up with no
 //! homeserver at all.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::switchboard_instance::{BINARY, Slot};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use common::switchboard_instance::{BINARY, Slot};
 use switchboard_runtime::client::{ClientError, HomeserverClient, Identity};
 use switchboard_runtime::config::{ClientConfig, SqliteSync};
 use switchboard_runtime::derive_txn_id;
@@ -302,7 +300,7 @@ async fn no_homeserver_at_start_up_is_a_plain_language_error() {
     let slot = Slot::new("nohs").expect("slot");
     slot.point_at(&format!(
         "http://127.0.0.1:{}",
-        common::free_port().expect("port")
+        crate::common::free_port().expect("port")
     ))
     .expect("config");
     let (code, stderr) = run_binary_against(&slot).await;

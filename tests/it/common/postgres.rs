@@ -118,12 +118,6 @@ impl Postgres {
         Ok(pg)
     }
 
-    /// The TCP port on 127.0.0.1.
-    #[must_use]
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `postgres://postgres@127.0.0.1:PORT/<database>`.
     #[must_use]
     pub fn url(&self, database: &str) -> String {
@@ -146,18 +140,6 @@ impl Postgres {
         )
         .await?;
         Ok(self.url(name))
-    }
-
-    /// Runs `sql` with `psql -tA` in `database` and returns its trimmed output.
-    pub async fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
-        let output = run(
-            Command::new(self.bin.join("psql"))
-                .args(self.client_args())
-                .args(["-d", database, "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql]),
-            "psql",
-        )
-        .await?;
-        Ok(output.trim().to_owned())
     }
 
     fn client_args(&self) -> Vec<String> {

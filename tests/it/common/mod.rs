@@ -1,9 +1,7 @@
 //! Shared fixtures for the integration tests: a real Synapse, a private
 //! Postgres cluster and a tiny Client-Server API client.
 //!
-//! Every test binary includes this module with `mod common;`, and not every
-//! binary uses every helper.
-#![allow(dead_code, unused_imports)]
+//! The integration-test binary (`tests/it`) includes this module once.
 
 pub mod contract;
 pub mod mosquitto;

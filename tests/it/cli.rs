@@ -1,12 +1,10 @@
 //! The `switchboard` command as an operator uses it: generate-registration, doctor, run with
 //! drift warnings and SIGTERM, and the demo.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Synapse;
-use common::switchboard_instance::{BINARY, Slot};
+use crate::common::Synapse;
+use crate::common::switchboard_instance::{BINARY, Slot};
 use switchboard_registration::Registration;
 
 fn run(args: &[&str]) -> std::process::Output {

@@ -2,13 +2,11 @@
 //! manages users and rooms there through the Synapse Admin API; destructive commands wait for
 //! a confirmation; everything run is in the audit log; others are refused.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::switchboard_instance::{Running, Slot};
-use common::{MatrixUser, Synapse};
+use crate::common::switchboard_instance::{Running, Slot};
+use crate::common::{MatrixUser, Synapse};
 use serde_json::{Value, json};
 use switchboard::synapse::encode;
 

@@ -3,14 +3,12 @@
 //! their network's client) passes the contract tests through a real Synapse. This is how an
 //! author tests the Matrix half of a bridge without the remote network.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Synapse;
-use common::contract::{Homeserver, Tester};
-use common::switchboard_instance::Slot;
+use crate::common::Synapse;
+use crate::common::contract::{Homeserver, Tester};
+use crate::common::switchboard_instance::Slot;
 use switchboard_example_minimal_bridge::{CHAT, FakeChatBridge};
 use switchboard_runtime::api::bridge::{Bridge, BridgeContext};
 use switchboard_runtime::api::config::from_yaml;

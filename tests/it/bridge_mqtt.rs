@@ -3,14 +3,12 @@
 //! published with the right payload and MQTT 5 user properties; nothing published while the
 //! broker restarts or while Switchboard is down is lost.
 
-mod common;
-
 use std::time::Duration;
 
-use common::mosquitto::Mosquitto;
-use common::proxy::{Proxy, SendMode};
-use common::switchboard_instance::{Running, Slot};
-use common::{MatrixUser, Synapse};
+use crate::common::mosquitto::Mosquitto;
+use crate::common::proxy::{Proxy, SendMode};
+use crate::common::switchboard_instance::{Running, Slot};
+use crate::common::{MatrixUser, Synapse};
 use serde_json::Value;
 use switchboard::synapse::encode;
 
@@ -90,7 +88,7 @@ async fn shown_once(user: &MatrixUser, room: &str, bodies: &[String]) {
 
 /// Waits until the bridge reports itself connected (its subscriptions confirmed).
 async fn connected(slot: &Slot) {
-    common::wait_until(WAIT, "the MQTT bridge connected", || async {
+    crate::common::wait_until(WAIT, "the MQTT bridge connected", || async {
         let state = slot
             .metric("switchboard_bridge_state{bridge=\"mqtt\",state=\"connected\"}")
             .await;
@@ -135,11 +133,12 @@ async fn readings_come_from_device_puppets_and_room_messages_are_published() {
         encode(&room),
         encode("sensors/garage/temp")
     );
-    let retained = common::wait_until(WAIT, "the retained value in the room state", || async {
-        alice.get(&state).await.ok()
-    })
-    .await
-    .expect("retained value as state");
+    let retained =
+        crate::common::wait_until(WAIT, "the retained value in the room state", || async {
+            alice.get(&state).await.ok()
+        })
+        .await
+        .expect("retained value as state");
     assert_eq!(retained["text"], "3 °C in garage");
 
     broker
@@ -335,7 +334,7 @@ async fn a_crash_between_showing_and_acknowledging_shows_the_message_once() {
         .publish("sensors/a/temp", r#"{"temperature": 2}"#, &[])
         .expect("published");
     message(&alice, &room, "2 °C in a").await;
-    common::wait_until(WAIT, "the send whose answer is lost", || async {
+    crate::common::wait_until(WAIT, "the send whose answer is lost", || async {
         (proxy.sends_seen() > before).then_some(())
     })
     .await
@@ -512,7 +511,7 @@ async fn mqtt_3_1_1_bridges_both_ways_and_keeps_its_session() {
 /// (MQTT 3.1.1) reaches the room, and room messages reach its subscribers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_broker_the_embedded_one_serves() {
-    let port = common::free_port().expect("a free port");
+    let port = crate::common::free_port().expect("a free port");
     let clients = Mosquitto::clients_for(port).expect("the test's MQTT clients");
     let config = mqtt_config("mqttembedded", &clients, "", "").replace(
         &format!("broker: {}", clients.url()),

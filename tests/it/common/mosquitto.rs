@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -274,11 +274,6 @@ impl Mosquitto {
             .wait_for(Duration::from_secs(10), |l| l.contains("received SUBACK"))
             .await?;
         Ok(subscriber)
-    }
-
-    /// Where its files are.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -4,13 +4,11 @@
 //! back; a message the network refuses is answered with a notice; and messages sent while the
 //! network is down wait in the outbox, across a restart, and arrive in order when it is back.
 
-mod common;
-
 use std::time::Duration;
 
-use common::contract::{Homeserver, Tester};
-use common::switchboard_instance::{Running, Slot};
-use common::{MatrixUser, Synapse, wait_until};
+use crate::common::contract::{Homeserver, Tester};
+use crate::common::switchboard_instance::{Running, Slot};
+use crate::common::{MatrixUser, Synapse, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::synapse::encode;

@@ -1,9 +1,7 @@
 //! The store conformance suite against a real, private PostgreSQL (the SQLite run is a unit
 //! test in the framework).
 
-mod common;
-
-use common::postgres::Postgres;
+use crate::common::postgres::Postgres;
 use switchboard_runtime::config::SqliteSync;
 use switchboard_runtime::store::{Store, conformance};
 

@@ -2,9 +2,7 @@
 //! puppets with their profiles, and remote messages that appear once however often the remote
 //! network (or a crash) delivers them.
 
-mod common;
-
-use common::{MatrixUser, Synapse};
+use crate::common::{MatrixUser, Synapse};
 use serde_json::Value;
 use switchboard_registration::{Registration, RegistrationSpec};
 use switchboard_runtime::HomeserverClient;

@@ -2,13 +2,11 @@
 //! homeserver, and Switchboard is crashed, replayed and starved to prove it loses and doubles
 //! nothing. Each test starts its own Synapse (about 3 s) so tests stay independent.
 
-mod common;
-
 use std::time::Duration;
 
-use common::proxy::{Proxy, SendMode};
-use common::switchboard_instance::Slot;
-use common::{MatrixUser, Synapse, wait_until};
+use crate::common::proxy::{Proxy, SendMode};
+use crate::common::switchboard_instance::Slot;
+use crate::common::{MatrixUser, Synapse, wait_until};
 use serde_json::{Value, json};
 use switchboard_runtime::HomeserverClient;
 use switchboard_runtime::client::{ClientConfig, ClientMetrics};
