@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use switchboard_api::PluginError;
 use switchboard_api::bridge::{
     Bridge, BridgeCommand, BridgeContext, BridgeState, EditHandler, RedactionHandler,
 };
@@ -43,6 +42,7 @@ use switchboard_api::remote::{
 };
 use switchboard_api::ruma::UserId;
 use switchboard_api::serde_json::{self, Value, json};
+use switchboard_api::{Backoff, PluginError};
 
 pub use link::Protocol;
 use link::{Client, ConnectOptions, Events, Incoming, LinkEvent, Properties};
@@ -54,8 +54,8 @@ pub use throttle::{Throttle, TooSoon};
 /// The state event type holding a topic's retained value (state key: the topic).
 pub const RETAINED_EVENT: &str = "org.switchboard.mqtt.retained";
 
-/// The longest pause between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The pauses between reconnection attempts: 1 s, doubling to 30 s.
+const RECONNECT: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 
 /// The MQTT bridge.
 #[derive(Debug)]
@@ -750,13 +750,13 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
 }
 
 /// Polls the connection until shutdown and hands each report on; after a lost connection it
-/// waits (1 s, doubling to [`MAX_BACKOFF`]) before the next poll reconnects.
+/// waits ([`RECONNECT`]: 1 s, doubling to 30 s) before the next poll reconnects.
 async fn pump(
     mut events: Events,
     reports: tokio::sync::mpsc::Sender<Result<LinkEvent, String>>,
     shutdown: switchboard_api::CancellationToken,
 ) {
-    let mut backoff = Duration::from_secs(1);
+    let mut failures = 0;
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -764,13 +764,14 @@ async fn pump(
         };
         let pause = match &event {
             Ok(LinkEvent::Connected { .. }) => {
-                backoff = Duration::from_secs(1);
+                failures = 0;
                 None
             }
             Ok(_) => None,
             Err(e) => {
-                tracing::warn!(error = %e, pause = ?backoff, "MQTT connection lost; reconnecting");
-                Some(backoff)
+                let pause = RECONNECT.delay(failures);
+                tracing::warn!(error = %e, ?pause, "MQTT connection lost; reconnecting");
+                Some(pause)
             }
         };
         if reports.send(event).await.is_err() {
@@ -781,7 +782,7 @@ async fn pump(
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(pause) => {}
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            failures = failures.saturating_add(1);
         }
     }
 }

@@ -29,12 +29,14 @@ use ruma::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+mod backoff;
 mod config;
 mod metrics;
 pub mod tls;
 mod transport;
 mod users;
 
+pub use backoff::Backoff;
 pub use config::ClientConfig;
 /// The `http` crate, whose types [`HomeserverClient::request_json`] takes.
 pub use http;
@@ -320,14 +322,12 @@ impl HomeserverClient {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .config
-            .initial_backoff_ms
-            .saturating_mul(1u64 << attempt.min(20))
-            .min(self.config.max_backoff_ms);
-        // Full jitter between half and the whole pause.
-        let jittered = rand::rng().random_range(base / 2..=base.max(1));
-        Duration::from_millis(jittered)
+        Backoff::new(
+            Duration::from_millis(self.config.initial_backoff_ms),
+            Duration::from_millis(self.config.max_backoff_ms),
+        )
+        .with_jitter()
+        .delay(attempt)
     }
 
     /// Sends a ruma request as `identity`, with retries; see the module docs.

@@ -26,7 +26,7 @@ use super::plugin::PortalRooms;
 use super::puppet::PuppetNaming;
 use super::remote::{reaction_key, reaction_part};
 use super::status::BridgeStatus;
-use crate::client::HomeserverClient;
+use crate::client::{Backoff, HomeserverClient};
 use crate::command::{CommandError, CommandInvocation, CommandSet, may_hold_command};
 use crate::config::OutboxConfig;
 use crate::inbox::HandleError;
@@ -464,15 +464,14 @@ impl HostedBridge {
 
     /// The pause after `attempts` failed attempts: 0, then 1 s doubling up to the maximum.
     fn backoff_ms(&self, attempts: u32) -> i64 {
-        if attempts == 0 {
+        let Some(retry) = attempts.checked_sub(1) else {
             return 0;
-        }
-        let max = i64::try_from(self.policy.retry_max_interval_secs.saturating_mul(1000))
-            .unwrap_or(i64::MAX);
-        1000_i64
-            .checked_shl(attempts.saturating_sub(1).min(40))
-            .unwrap_or(i64::MAX)
-            .min(max)
+        };
+        let policy = Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(self.policy.retry_max_interval_secs),
+        );
+        i64::try_from(policy.delay(retry).as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Hands one event to the bridge and records what it created on the network. An event
