@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use switchboard_client::register_metric;
 
 /// Event types counted under their own label; anything else is counted as `other` so that a
 /// remote party cannot blow up the label set.
@@ -57,13 +58,6 @@ pub struct InboxMetrics {
     last_transaction_at: Arc<AtomicI64>,
 }
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("the inbox's metrics are registered once per registry");
-    metric
-}
-
 impl InboxMetrics {
     /// Creates the metrics and registers them in `registry`.
     ///
@@ -72,16 +66,16 @@ impl InboxMetrics {
     #[must_use]
     pub fn register(registry: &Registry) -> Self {
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(
+            register_metric(
                 registry,
                 IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
             )
         };
         let counter = |name: &str, help: &str| {
-            register(registry, IntCounter::new(name, help).expect("valid metric"))
+            register_metric(registry, IntCounter::new(name, help).expect("valid metric"))
         };
         let gauge = |name: &str, help: &str| {
-            register(registry, IntGauge::new(name, help).expect("valid metric"))
+            register_metric(registry, IntGauge::new(name, help).expect("valid metric"))
         };
         Self {
             transactions: counter_vec(
@@ -103,7 +97,7 @@ impl InboxMetrics {
                 "switchboard_events_resent_total",
                 "Room events the homeserver sent again in a new transaction (skipped).",
             ),
-            handling_seconds: register(
+            handling_seconds: register_metric(
                 registry,
                 Histogram::with_opts(
                     HistogramOpts::new(

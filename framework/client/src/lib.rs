@@ -40,7 +40,7 @@ pub use backoff::Backoff;
 pub use config::ClientConfig;
 /// The `http` crate, whose types [`HomeserverClient::request_json`] takes.
 pub use http;
-pub use metrics::ClientMetrics;
+pub use metrics::{ClientMetrics, register_metric};
 pub use users::{ManagedUser, ManagedUsers, MemoryError};
 
 use crate::transport::Transport;

@@ -21,46 +21,62 @@ impl ClientMetrics {
     /// When `registry` already holds them (each registry gets one set).
     #[must_use]
     pub fn register(registry: &Registry) -> Self {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "switchboard_homeserver_requests_total",
-                "Client-Server API calls, by endpoint and HTTP status.",
-            ),
-            &["endpoint", "status"],
-        )
-        .expect("valid metric");
-        let request_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "switchboard_homeserver_request_seconds",
-                "Client-Server API call duration, by endpoint.",
+        let requests = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "switchboard_homeserver_requests_total",
+                    "Client-Server API calls, by endpoint and HTTP status.",
+                ),
+                &["endpoint", "status"],
             )
-            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
-            &["endpoint"],
-        )
-        .expect("valid metric");
-        let retries = IntCounterVec::new(
-            Opts::new(
-                "switchboard_homeserver_retries_total",
-                "Client-Server API retries, by endpoint and reason.",
-            ),
-            &["endpoint", "reason"],
-        )
-        .expect("valid metric");
-        for metric in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(request_seconds.clone()),
-            Box::new(retries.clone()),
-        ] {
-            registry
-                .register(metric)
-                .expect("the client's metrics are registered once per registry");
-        }
+            .expect("valid metric"),
+        );
+        let request_seconds = register_metric(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "switchboard_homeserver_request_seconds",
+                    "Client-Server API call duration, by endpoint.",
+                )
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+                &["endpoint"],
+            )
+            .expect("valid metric"),
+        );
+        let retries = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "switchboard_homeserver_retries_total",
+                    "Client-Server API retries, by endpoint and reason.",
+                ),
+                &["endpoint", "reason"],
+            )
+            .expect("valid metric"),
+        );
         Self {
             requests,
             request_seconds,
             retries,
         }
     }
+}
+
+/// Registers `metric` in Switchboard's `registry` and returns it (each part of Switchboard
+/// registers its own metrics this way).
+///
+/// # Panics
+/// When a metric of that name is registered already (names are static and distinct, so this
+/// is a programming error).
+pub fn register_metric<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: T,
+) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique and each part registers its metrics once");
+    metric
 }
 
 impl Default for ClientMetrics {

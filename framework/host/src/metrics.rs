@@ -3,6 +3,7 @@
 //! in the registry Switchboard serves on `/metrics`.
 
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use switchboard_client::register_metric;
 
 /// The host's metrics.
 #[derive(Clone, Debug)]
@@ -23,13 +24,6 @@ pub struct HostMetrics {
     pub bridge_remote_skipped: IntCounterVec,
 }
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("the host's metrics are registered once per registry");
-    metric
-}
-
 impl HostMetrics {
     /// Creates the host's metrics and registers them in `registry`.
     ///
@@ -38,13 +32,13 @@ impl HostMetrics {
     #[must_use]
     pub fn register(registry: &Registry) -> Self {
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(
+            register_metric(
                 registry,
                 IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
             )
         };
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(
+            register_metric(
                 registry,
                 IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
             )
@@ -60,7 +54,7 @@ impl HostMetrics {
                 "Bridge outbox activity, by bridge and outcome (queued, delivered, retry, given_up).",
                 &["bridge", "outcome"],
             ),
-            bridge_outbox_depth: register(
+            bridge_outbox_depth: register_metric(
                 registry,
                 IntGauge::new(
                     "switchboard_bridge_outbox_depth",

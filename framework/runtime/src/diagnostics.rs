@@ -14,8 +14,8 @@ use crate::doctor;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// What the health checks and reloads need of the running Switchboard.
-#[derive(Debug)]
+/// What the health checks and reloads need of the running Switchboard. `Debug` shows none of
+/// it: the config holds plug-ins' secrets.
 pub(crate) struct RuntimeDiagnostics {
     pub(crate) client: HomeserverClient,
     pub(crate) store: Store,
@@ -24,6 +24,12 @@ pub(crate) struct RuntimeDiagnostics {
     pub(crate) spec: RegistrationSpec,
     /// The config in effect (as last loaded or reloaded).
     pub(crate) config: RwLock<Config>,
+}
+
+impl std::fmt::Debug for RuntimeDiagnostics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeDiagnostics").finish_non_exhaustive()
+    }
 }
 
 #[async_trait::async_trait]

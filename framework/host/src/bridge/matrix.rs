@@ -823,11 +823,8 @@ impl BridgeMatrix {
         Ok(event_id)
     }
 
-    /// Records that a Matrix message of portal `key` is the remote message `remote_id`
-    /// (part). The framework records this itself once a bridge's handler returns; a bridge
-    /// whose network echoes a message back, or answers it, before that can record it first,
-    /// so that the echo is recognised and an answer can reply to it. Call it only once the
-    /// network has accepted the message: an event mapped is never handed to the bridge again.
+    /// Records that a Matrix message of portal `key` is the remote message `remote_id` (part);
+    /// see [`MatrixSide::map_matrix_event`].
     pub async fn map_matrix_event(
         &self,
         key: &PortalKey,
