@@ -42,7 +42,7 @@ use switchboard_api::remote::{
 };
 use switchboard_api::ruma::UserId;
 use switchboard_api::serde_json::{self, Value, json};
-use switchboard_api::{Backoff, PluginError};
+use switchboard_api::{Backoff, PluginError, Secret};
 
 pub use link::Protocol;
 use link::{Client, ConnectOptions, Events, Incoming, LinkEvent, Properties};
@@ -322,11 +322,10 @@ impl MqttBridge {
             client_id: self.settings.client_id.clone(),
             host: self.broker.host.clone(),
             port: self.broker.port,
-            credentials: self
-                .settings
-                .username
-                .clone()
-                .map(|user| (user, self.settings.password.clone().unwrap_or_default())),
+            credentials: self.settings.username.clone().map(|user| {
+                let password = self.settings.password.as_ref().map(Secret::expose);
+                (user, password.cloned().unwrap_or_default())
+            }),
             tls: self.broker.tls.clone(),
             // Read packets well over max_payload_bytes, so that an oversized message is
             // reported (not a broken connection); the broker drops bigger ones.

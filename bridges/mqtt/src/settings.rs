@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use switchboard_api::Secret;
 use switchboard_api::permission::{PermissionLevel, Permissions};
 use switchboard_api::ruma::OwnedUserId;
 use switchboard_api::serde::Deserialize;
@@ -128,8 +129,8 @@ fn default_qos() -> u8 {
     1
 }
 
-/// The bridge's settings. `Debug` leaves the password out.
-#[derive(Clone, Deserialize)]
+/// The bridge's settings.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(crate = "switchboard_api::serde", deny_unknown_fields)]
 pub struct MqttSettings {
     /// The broker: `mqtt://host[:port]` (1883), `mqtts://host[:port]` (8883), or `embedded`
@@ -149,9 +150,9 @@ pub struct MqttSettings {
     /// Username for the broker, if it needs one.
     #[serde(default)]
     pub username: Option<String>,
-    /// Password for the broker.
+    /// Password for the broker: the password, or `{ file: <path> }`.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// With `mqtts://`: a PEM file of CA certificates trusted besides the system's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -169,25 +170,6 @@ pub struct MqttSettings {
     pub max_payload_bytes: usize,
     /// The mappings.
     pub mappings: Vec<MappingSettings>,
-}
-
-impl std::fmt::Debug for MqttSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MqttSettings")
-            .field("broker", &self.broker)
-            .field("embedded_listen", &self.embedded_listen)
-            .field("protocol", &self.protocol)
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("ca_file", &self.ca_file)
-            .field("client_cert_file", &self.client_cert_file)
-            .field("client_key_file", &self.client_key_file)
-            .field("invite", &self.invite)
-            .field("max_payload_bytes", &self.max_payload_bytes)
-            .field("mappings", &self.mappings)
-            .finish()
-    }
 }
 
 fn default_broker() -> String {

@@ -16,7 +16,7 @@
 //! - [`bridge`]: what a bridge implements and what it acts with.
 //! - [`clock`] and [`services`]: the time, the shutdown signal and tracked tasks every
 //!   plug-in context offers.
-//! - [`config`]: a plug-in's section of the config.
+//! - [`config`]: a plug-in's section of the config; [`Secret`]: a password or token in it.
 //! - [`command`]: chat commands (definitions, parsing, help, answers, tables).
 //! - [`permission`]: who may do what (`permissions` in the config).
 //! - [`format`]: message formatting between Matrix HTML, Markdown and plain text, and HTML
@@ -38,10 +38,12 @@ pub mod login;
 pub mod matrix;
 pub mod permission;
 pub mod remote;
+pub mod secret;
 pub mod services;
 pub mod template;
 
 pub use error::{BoxError, PluginError, ResultExt};
+pub use secret::Secret;
 
 pub use async_trait::async_trait;
 pub use ruma;

@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use ruma::{OwnedRoomId, OwnedUserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
+use switchboard_api::Secret;
 
 use crate::bridge::host::HostedBridge;
 use crate::bridge::{LoginStep, PortalKey, RemoteChatId};
@@ -41,7 +41,7 @@ struct Process {
 struct ApiState {
     host: Arc<PluginHost>,
     client: HomeserverClient,
-    shared_secret: String,
+    shared_secret: Secret,
     processes: Mutex<HashMap<String, Process>>,
 }
 
@@ -76,11 +76,11 @@ impl From<switchboard_api::PluginError> for ApiError {
 type ApiResult = Result<Json<Value>, ApiError>;
 
 /// The provisioning routes; `shared_secret` empty allows OpenID tokens only.
-pub fn router(host: Arc<PluginHost>, client: HomeserverClient, shared_secret: &str) -> Router {
+pub fn router(host: Arc<PluginHost>, client: HomeserverClient, shared_secret: Secret) -> Router {
     let state = Arc::new(ApiState {
         host,
         client,
-        shared_secret: shared_secret.to_owned(),
+        shared_secret,
         processes: Mutex::default(),
     });
     let bridge = Router::new()
@@ -159,8 +159,8 @@ async fn caller(
                 "send `Authorization: Bearer <token>`".to_owned(),
             )
         })?;
-    let is_secret = !state.shared_secret.is_empty()
-        && bool::from(token.as_bytes().ct_eq(state.shared_secret.as_bytes()));
+    let is_secret =
+        !state.shared_secret.is_empty() && state.shared_secret.matches(token.as_bytes());
     let user = if is_secret {
         act_as.user_id.ok_or_else(|| {
             ApiError(

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 pub use serde_norway::Value;
+pub use switchboard_api::Secret;
 pub use switchboard_api::config::{PluginSection, ReloadError, SettingsError, from_yaml};
 pub use switchboard_appservice::InboxConfig;
 pub use switchboard_client::ClientConfig;
@@ -247,30 +248,15 @@ impl RelayConfig {
 
 /// The provisioning section: the HTTP API for what users do with bridges in chat, on the
 /// appservice listener under `/_switchboard/provision/v1/`.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvisioningConfig {
     /// Whether the API is served.
     pub enabled: bool,
     /// A secret that authenticates a trusted service acting for any user (`?user_id=`); empty:
-    /// only users' own OpenID tokens are accepted. At least 32 characters.
-    pub shared_secret: String,
-}
-
-impl fmt::Debug for ProvisioningConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProvisioningConfig")
-            .field("enabled", &self.enabled)
-            .field(
-                "shared_secret",
-                &if self.shared_secret.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .finish()
-    }
+    /// only users' own OpenID tokens are accepted. At least 32 characters; may be kept in a
+    /// file (`{ file: <path> }`).
+    pub shared_secret: Secret,
 }
 
 /// The double-puppeting section: server name → `as_token:<token>`.
@@ -612,7 +598,7 @@ impl Config {
         self.relay.template()?;
         self.puppet_templates()?;
         self.double_puppet.tokens()?;
-        let secret_len = self.provisioning.shared_secret.chars().count();
+        let secret_len = self.provisioning.shared_secret.expose().chars().count();
         if secret_len > 0 && secret_len < 32 {
             return Err(invalid(
                 "provisioning.shared_secret",

@@ -397,7 +397,7 @@ pub async fn run(
         app = app.merge(crate::provisioning::router(
             host.clone(),
             client.clone(),
-            &config.provisioning.shared_secret,
+            config.provisioning.shared_secret.clone(),
         ));
     }
     let server = tokio::spawn(appservice::serve(listener, app, http_shutdown.clone()));
