@@ -4,12 +4,16 @@
 
 use crate::common::{MatrixUser, Synapse};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use switchboard_registration::{Registration, RegistrationSpec};
 use switchboard_runtime::HomeserverClient;
 use switchboard_runtime::Namespaces;
+use switchboard_runtime::api::PluginError;
+use switchboard_runtime::api::matrix::MatrixMessage;
 use switchboard_runtime::bridge::{
-    BridgeInfo, BridgeMatrix, Bridged, PortalInfo, PortalKey, PuppetNaming, PuppetProfile,
-    RemoteMessageId, RemoteText, RemoteUserId,
+    Bridge, BridgeContext, BridgeInfo, BridgeMatrix, Bridged, PortalInfo, PortalKey, PuppetNaming,
+    PuppetProfile, RemoteMessageId, RemoteText, RemoteUserId,
 };
 use switchboard_runtime::client::{ClientConfig, ClientMetrics};
 use switchboard_runtime::config::SqliteSync;
@@ -19,7 +23,13 @@ use switchboard_runtime::store::Store;
 
 /// A Synapse that knows an appservice owning `naming`'s puppets, the bridge's Matrix side,
 /// and the directory holding the registration and the database.
-async fn bridge_on_synapse() -> (Synapse, BridgeMatrix, PuppetNaming, tempfile::TempDir) {
+async fn bridge_on_synapse() -> (
+    Synapse,
+    BridgeMatrix,
+    PuppetNaming,
+    Arc<Chats>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server_name = <&ServerName>::try_from("localhost").expect("server name");
     let naming = PuppetNaming::new("_loop_{{id}}", server_name).expect("template");
@@ -68,7 +78,57 @@ async fn bridge_on_synapse() -> (Synapse, BridgeMatrix, PuppetNaming, tempfile::
         store,
         Metrics::new().host,
     );
-    (synapse, side, naming, dir)
+    let chats = Arc::new(Chats::default());
+    let side = side.with_bridge(&(Arc::clone(&chats) as Arc<dyn Bridge>), 0);
+    (synapse, side, naming, chats, dir)
+}
+
+/// The chats of the test's network, described to the Matrix side as a bridge would.
+#[derive(Default)]
+struct Chats(Mutex<HashMap<PortalKey, PortalInfo>>);
+
+impl Chats {
+    /// From now on, the room of `key` is created as `info` says.
+    fn describe(&self, key: &PortalKey, info: PortalInfo) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone(), info);
+    }
+}
+
+#[switchboard_runtime::api::async_trait]
+impl Bridge for Chats {
+    fn info(&self) -> BridgeInfo {
+        BridgeInfo {
+            id: "loop".into(),
+            displayname: "Loopback".into(),
+        }
+    }
+
+    async fn start(&self, _ctx: BridgeContext) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    async fn chat_info(&self, portal: &PortalKey) -> Result<PortalInfo, PluginError> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(portal)
+            .cloned()
+            .ok_or_else(|| PluginError::permanent(format!("no chat {}", portal.chat)))
+    }
+
+    async fn handle_matrix_message(
+        &self,
+        _ctx: &BridgeContext,
+        _portal: &PortalKey,
+        _message: &MatrixMessage,
+    ) -> Result<RemoteMessageId, PluginError> {
+        Err(PluginError::permanent(
+            "this test sends nothing to the network",
+        ))
+    }
 }
 
 fn text(id: &str, sender: &str, displayname: &str, body: &str) -> RemoteText {
@@ -88,17 +148,19 @@ fn text(id: &str, sender: &str, displayname: &str, body: &str) -> RemoteText {
 async fn alice_in_portal(
     synapse: &Synapse,
     side: &BridgeMatrix,
+    chats: &Chats,
     chat: &str,
-) -> (MatrixUser, PortalKey, PortalInfo, ruma::OwnedRoomId) {
+) -> (MatrixUser, PortalKey, ruma::OwnedRoomId) {
     let alice = synapse.register_user("alice", false).await.expect("alice");
     let key = PortalKey::shared(chat);
     let info = PortalInfo {
         invite: vec![OwnedUserId::try_from(alice.user_id.as_str()).expect("id")],
         ..PortalInfo::default()
     };
-    let room = side.ensure_portal(&key, &info).await.expect("portal");
+    chats.describe(&key, info);
+    let room = side.ensure_portal(&key).await.expect("portal");
     alice.join(room.as_str()).await.expect("join");
-    (alice, key, info, room)
+    (alice, key, room)
 }
 
 /// The room's messages, oldest first: (sender, body).
@@ -119,7 +181,7 @@ async fn messages(user: &MatrixUser, room_id: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_messages_appear_once_from_puppets_in_a_portal_with_bridge_state() {
-    let (synapse, side, naming, _dir) = bridge_on_synapse().await;
+    let (synapse, side, naming, chats, _dir) = bridge_on_synapse().await;
     let alice = synapse.register_user("alice", false).await.expect("alice");
     let alice_id = OwnedUserId::try_from(alice.user_id.as_str()).expect("alice id");
     let key = PortalKey::shared("lobby");
@@ -130,9 +192,10 @@ async fn remote_messages_appear_once_from_puppets_in_a_portal_with_bridge_state(
         ..PortalInfo::default()
     };
 
-    let room = side.ensure_portal(&key, &info).await.expect("portal");
+    chats.describe(&key, info);
+    let room = side.ensure_portal(&key).await.expect("portal");
     assert_eq!(
-        side.ensure_portal(&key, &info).await.expect("again"),
+        side.ensure_portal(&key).await.expect("again"),
         room,
         "one room per portal"
     );
@@ -142,19 +205,16 @@ async fn remote_messages_appear_once_from_puppets_in_a_portal_with_bridge_state(
         .expect("alice joins the portal");
 
     let first = text("m1", "Bob@remote", "Bob (loop)", "hello from the loop");
-    let sent = side
-        .bridge_text(&key, &info, &first)
-        .await
-        .expect("bridged");
+    let sent = side.bridge_text(&key, &first).await.expect("bridged");
     let Bridged::Sent(event_id) = sent else {
         panic!("the first delivery is sent: {sent:?}")
     };
     assert_eq!(
-        side.bridge_text(&key, &info, &first).await.expect("again"),
+        side.bridge_text(&key, &first).await.expect("again"),
         Bridged::AlreadyBridged(event_id.clone()),
         "a message the network delivers twice is bridged once"
     );
-    side.bridge_text(&key, &info, &text("m2", "carol", "Carol", "second"))
+    side.bridge_text(&key, &text("m2", "carol", "Carol", "second"))
         .await
         .expect("second message");
 
@@ -190,10 +250,7 @@ async fn remote_messages_appear_once_from_puppets_in_a_portal_with_bridge_state(
         html: Some("<b>bold</b><script>alert(1)</script><img src=\"https://t.example/p\">".into()),
         ..text("m3", "carol", "Carol", "bold")
     };
-    let Bridged::Sent(formatted_id) = side
-        .bridge_text(&key, &info, &formatted)
-        .await
-        .expect("html")
+    let Bridged::Sent(formatted_id) = side.bridge_text(&key, &formatted).await.expect("html")
     else {
         panic!("sent")
     };
@@ -221,10 +278,10 @@ async fn remote_messages_appear_once_from_puppets_in_a_portal_with_bridge_state(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_repeated_after_a_crash_is_shown_once_and_profiles_follow_changes() {
-    let (synapse, side, naming, dir) = bridge_on_synapse().await;
-    let (alice, key, info, room) = alice_in_portal(&synapse, &side, "crashy").await;
+    let (synapse, side, naming, chats, dir) = bridge_on_synapse().await;
+    let (alice, key, room) = alice_in_portal(&synapse, &side, &chats, "crashy").await;
     let message = text("m1", "dave", "Dave", "sent just before a crash");
-    let Bridged::Sent(first) = side.bridge_text(&key, &info, &message).await.expect("sent") else {
+    let Bridged::Sent(first) = side.bridge_text(&key, &message).await.expect("sent") else {
         panic!("first delivery is sent")
     };
 
@@ -246,10 +303,7 @@ async fn a_send_repeated_after_a_crash_is_shown_once_and_profiles_follow_changes
     db.put_portal("loop", &room_record)
         .await
         .expect("portal kept");
-    let again = side
-        .bridge_text(&key, &info, &message)
-        .await
-        .expect("resent");
+    let again = side.bridge_text(&key, &message).await.expect("resent");
     assert_eq!(
         again,
         Bridged::Sent(first.clone()),
@@ -283,16 +337,17 @@ fn common_encode(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_arriving_together_for_a_new_portal_create_one_room_and_all_arrive() {
-    let (synapse, side, _naming, _dir) = bridge_on_synapse().await;
+    let (synapse, side, _naming, chats, _dir) = bridge_on_synapse().await;
     let alice = synapse.register_user("alice", false).await.expect("alice");
     let key = PortalKey::shared("burst");
     let info = PortalInfo {
         invite: vec![OwnedUserId::try_from(alice.user_id.as_str()).expect("id")],
         ..PortalInfo::default()
     };
+    chats.describe(&key, info);
     let sends: Vec<_> = (0..6)
         .map(|n| {
-            let (side, key, info) = (side.clone(), key.clone(), info.clone());
+            let (side, key) = (side.clone(), key.clone());
             tokio::spawn(async move {
                 let message = text(
                     &format!("b{n}"),
@@ -300,7 +355,7 @@ async fn messages_arriving_together_for_a_new_portal_create_one_room_and_all_arr
                     "U",
                     &format!("burst {n}"),
                 );
-                side.bridge_text(&key, &info, &message).await
+                side.bridge_text(&key, &message).await
             })
         })
         .collect();
@@ -308,7 +363,7 @@ async fn messages_arriving_together_for_a_new_portal_create_one_room_and_all_arr
         let sent = send.await.expect("task").expect("bridged");
         assert!(matches!(sent, Bridged::Sent(_)), "{sent:?}");
     }
-    let room = side.ensure_portal(&key, &info).await.expect("portal");
+    let room = side.ensure_portal(&key).await.expect("portal");
     let sync = alice.get("/sync?timeout=0").await.expect("sync");
     let invites: Vec<&String> = sync["rooms"]["invite"]
         .as_object()
@@ -334,19 +389,19 @@ async fn messages_arriving_together_for_a_new_portal_create_one_room_and_all_arr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_edits_and_deletions_change_the_bridged_messages_once() {
-    let (synapse, side, _naming, _dir) = bridge_on_synapse().await;
-    let (alice, key, info, room) = alice_in_portal(&synapse, &side, "edits").await;
+    let (synapse, side, _naming, chats, _dir) = bridge_on_synapse().await;
+    let (alice, key, room) = alice_in_portal(&synapse, &side, &chats, "edits").await;
     let sent = |b: Bridged| match b {
         Bridged::Sent(id) => id,
         other @ Bridged::AlreadyBridged(_) => panic!("expected a send: {other:?}"),
     };
     let original = sent(
-        side.bridge_text(&key, &info, &text("m1", "erin", "Erin", "teh typo"))
+        side.bridge_text(&key, &text("m1", "erin", "Erin", "teh typo"))
             .await
             .expect("m1"),
     );
     let doomed = sent(
-        side.bridge_text(&key, &info, &text("m2", "erin", "Erin", "regret"))
+        side.bridge_text(&key, &text("m2", "erin", "Erin", "regret"))
             .await
             .expect("m2"),
     );

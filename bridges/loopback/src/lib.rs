@@ -140,15 +140,6 @@ fn echo_text(id: RemoteMessageId, body: &str, reply_to: Option<RemoteMessageId>)
 }
 
 impl LoopbackBridge {
-    fn portal_info(&self) -> PortalInfo {
-        PortalInfo {
-            name: Some("Loopback lobby".to_owned()),
-            topic: Some("Everything said here is answered by the loopback network".to_owned()),
-            invite: self.invite.clone(),
-            ..PortalInfo::default()
-        }
-    }
-
     /// Fails while the network is down.
     fn reachable(&self) -> Result<(), PluginError> {
         let file_says_down = self.outage_file.as_ref().is_some_and(|path| path.exists());
@@ -179,7 +170,7 @@ impl LoopbackBridge {
         );
         let applied = ctx
             .matrix()
-            .apply(&portal, &self.portal_info(), &RemoteEvent::Message(said))
+            .apply(&portal, &RemoteEvent::Message(said))
             .await?;
         Ok(match applied {
             Applied::Bridged(Bridged::AlreadyBridged(_)) => format!("{id} was bridged before."),
@@ -226,9 +217,7 @@ impl LoopbackBridge {
         portal: &PortalKey,
         event: RemoteEvent,
     ) -> Result<(), PluginError> {
-        ctx.matrix()
-            .apply(portal, &self.portal_info(), &event)
-            .await?;
+        ctx.matrix().apply(portal, &event).await?;
         Ok(())
     }
 }
@@ -242,10 +231,25 @@ impl Bridge for LoopbackBridge {
         }
     }
 
+    async fn chat_info(&self, portal: &PortalKey) -> Result<PortalInfo, PluginError> {
+        Ok(if portal.chat.as_str() == CHAT {
+            PortalInfo {
+                name: Some("Loopback lobby".to_owned()),
+                topic: Some("Everything said here is answered by the loopback network".to_owned()),
+                invite: self.invite.clone(),
+                ..PortalInfo::default()
+            }
+        } else {
+            PortalInfo {
+                name: Some(format!("Loopback {}", portal.chat)),
+                invite: self.invite.clone(),
+                ..PortalInfo::default()
+            }
+        })
+    }
+
     async fn start(&self, ctx: BridgeContext) -> Result<(), PluginError> {
-        ctx.matrix()
-            .ensure_portal(&PortalKey::shared(CHAT), &self.portal_info())
-            .await?;
+        ctx.matrix().ensure_portal(&PortalKey::shared(CHAT)).await?;
         // Reconnect the logins (on loopback, every account is always reachable).
         for login in ctx.logins().await? {
             ctx.set_login_state(&login.id, BridgeState::Connected);
@@ -353,9 +357,7 @@ impl Bridge for LoopbackBridge {
             },
         ];
         for event in &events {
-            ctx.matrix()
-                .apply(portal, &self.portal_info(), event)
-                .await?;
+            ctx.matrix().apply(portal, event).await?;
         }
         Ok("Synced with the loopback network.".to_owned())
     }

@@ -307,15 +307,6 @@ impl MqttBridge {
         })
     }
 
-    fn portal_info(&self, mapping: &MappingSettings) -> PortalInfo {
-        PortalInfo {
-            name: Some(format!("MQTT {}", mapping.name)),
-            topic: Some(format!("MQTT topics: {}", mapping.topics.join(", "))),
-            invite: self.settings.invite.clone(),
-            ..PortalInfo::default()
-        }
-    }
-
     fn connect_options(&self) -> ConnectOptions {
         ConnectOptions {
             protocol: self.broker.protocol,
@@ -343,6 +334,25 @@ impl Bridge for MqttBridge {
         }
     }
 
+    async fn chat_info(&self, portal: &PortalKey) -> Result<PortalInfo, PluginError> {
+        let mapping = self
+            .mappings
+            .iter()
+            .find(|m| m.settings.name == portal.chat.as_str())
+            .ok_or_else(|| {
+                PluginError::permanent(format!("no mapping is named {}", portal.chat))
+            })?;
+        Ok(PortalInfo {
+            name: Some(format!("MQTT {}", mapping.settings.name)),
+            topic: Some(format!(
+                "MQTT topics: {}",
+                mapping.settings.topics.join(", ")
+            )),
+            invite: self.settings.invite.clone(),
+            ..PortalInfo::default()
+        })
+    }
+
     async fn start(&self, ctx: BridgeContext) -> Result<(), PluginError> {
         if let Some(listen) = self.broker.embedded {
             // The broker takes what the bridge reads, so that a message over
@@ -354,9 +364,7 @@ impl Bridge for MqttBridge {
         }
         for mapping in self.mappings.iter() {
             let key = PortalKey::shared(mapping.settings.name.as_str());
-            ctx.matrix()
-                .ensure_portal(&key, &self.portal_info(&mapping.settings))
-                .await?;
+            ctx.matrix().ensure_portal(&key).await?;
             let added: RoomTopics = ctx.matrix().portal_data(&key).await?;
             self.extra
                 .write()
@@ -371,11 +379,6 @@ impl Bridge for MqttBridge {
         let inbound = Inbound {
             ctx: ctx.clone(),
             mappings: Arc::clone(&self.mappings),
-            infos: self
-                .mappings
-                .iter()
-                .map(|m| (m.settings.name.clone(), self.portal_info(&m.settings)))
-                .collect(),
             max_payload_bytes: self.settings.max_payload_bytes,
             sequence: AtomicU64::new(0),
             last: Arc::clone(&self.last),
@@ -669,7 +672,6 @@ const HELD_RETRY: Duration = Duration::from_secs(5);
 struct Inbound {
     ctx: BridgeContext,
     mappings: Arc<Vec<Mapping>>,
-    infos: HashMap<String, PortalInfo>,
     max_payload_bytes: usize,
     sequence: AtomicU64,
     /// The latest text seen on each topic.
@@ -1069,12 +1071,7 @@ impl Inbound {
                 .report_skipped(&key, "template", &detail)
                 .await;
         }
-        let info = self
-            .infos
-            .get(&mapping.settings.name)
-            .cloned()
-            .unwrap_or_default();
-        if let Err(e) = self.ctx.matrix().apply(&key, &info, &event).await {
+        if let Err(e) = self.ctx.matrix().apply(&key, &event).await {
             tracing::warn!(topic, error = %e, "cannot bring an MQTT message into Matrix; the broker will deliver it again");
             return false;
         }

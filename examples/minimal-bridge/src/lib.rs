@@ -30,7 +30,7 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct FakeChatBridge {
     network: FakeNetwork,
-    portal: PortalInfo,
+    invite: Vec<OwnedUserId>,
 }
 
 impl FakeChatBridge {
@@ -50,14 +50,9 @@ impl BridgeFactory for FakeChatBridge {
     }
 
     fn build(settings: Settings, _ctx: &BuildContext<'_>) -> Result<Self, PluginError> {
-        let portal = PortalInfo {
-            name: Some("Fake lobby".to_owned()),
-            invite: settings.invite,
-            ..PortalInfo::default()
-        };
         Ok(Self {
             network: FakeNetwork::new(),
-            portal,
+            invite: settings.invite,
         })
     }
 }
@@ -71,14 +66,21 @@ impl Bridge for FakeChatBridge {
         }
     }
 
+    async fn chat_info(&self, _portal: &PortalKey) -> Result<PortalInfo, PluginError> {
+        Ok(PortalInfo {
+            name: Some("Fake lobby".to_owned()),
+            invite: self.invite.clone(),
+            ..PortalInfo::default()
+        })
+    }
+
     async fn start(&self, ctx: BridgeContext) -> Result<(), PluginError> {
         let key = PortalKey::shared(CHAT);
-        ctx.matrix().ensure_portal(&key, &self.portal).await?;
+        ctx.matrix().ensure_portal(&key).await?;
         let mut incoming = self
             .network
             .incoming()
             .ok_or_else(|| PluginError::permanent("the fake network already has a listener"))?;
-        let portal = self.portal.clone();
         let task_ctx = ctx.clone();
         ctx.spawn("fake network", async move {
             while let Some(message) = incoming.recv().await {
@@ -93,7 +95,7 @@ impl Bridge for FakeChatBridge {
                     message.text,
                 );
                 let event = RemoteEvent::Message(text);
-                if let Err(e) = task_ctx.matrix().apply(&key, &portal, &event).await {
+                if let Err(e) = task_ctx.matrix().apply(&key, &event).await {
                     tracing::warn!(error = %e, "cannot bridge a fake network message");
                 }
             }

@@ -167,16 +167,11 @@ pub trait MatrixSide: Send + Sync + std::fmt::Debug {
     fn info(&self) -> &BridgeInfo;
 
     /// Applies something that happened in the remote chat of portal `key` (whose room is
-    /// created as `portal` describes when a message needs it). Messages, edits, deletions and
+    /// created, as [`Bridge::chat_info`] describes it, when a message needs it). Messages, edits, deletions and
     /// reactions of one portal are applied one at a time, in the order the calls came, and
     /// never twice (they are in the message map); typing, read markers, memberships, chat info
     /// and profiles are applied as they come.
-    async fn apply(
-        &self,
-        key: &PortalKey,
-        portal: &PortalInfo,
-        event: &RemoteEvent,
-    ) -> Result<Applied, PluginError>;
+    async fn apply(&self, key: &PortalKey, event: &RemoteEvent) -> Result<Applied, PluginError>;
 
     /// Makes sure the puppet of `remote` exists and looks as `profile` says; its user id.
     async fn ensure_puppet(
@@ -185,12 +180,9 @@ pub trait MatrixSide: Send + Sync + std::fmt::Debug {
         profile: &PuppetProfile,
     ) -> Result<OwnedUserId, PluginError>;
 
-    /// The room of portal `key`, created as `info` describes if it has none yet.
-    async fn ensure_portal(
-        &self,
-        key: &PortalKey,
-        info: &PortalInfo,
-    ) -> Result<OwnedRoomId, PluginError>;
+    /// The room of portal `key`, created as [`Bridge::chat_info`] describes it if it has none
+    /// yet.
+    async fn ensure_portal(&self, key: &PortalKey) -> Result<OwnedRoomId, PluginError>;
 
     /// Stops bridging portal `key` (its room stays, without the bridge's state).
     async fn unbridge(&self, key: &PortalKey) -> Result<(), PluginError>;
@@ -199,7 +191,6 @@ pub trait MatrixSide: Send + Sync + std::fmt::Debug {
     async fn bridge_text(
         &self,
         key: &PortalKey,
-        portal: &PortalInfo,
         message: &RemoteText,
     ) -> Result<Bridged, PluginError>;
 
@@ -233,7 +224,6 @@ pub trait MatrixSide: Send + Sync + std::fmt::Debug {
     async fn bridge_media(
         &self,
         key: &PortalKey,
-        portal: &PortalInfo,
         media: &RemoteMedia,
     ) -> Result<Bridged, PluginError>;
 
@@ -387,6 +377,15 @@ pub trait Bridge: Send + Sync + 'static {
     /// `ctx.matrix()`; long-running work runs in tasks started with [`BridgeContext::spawn`]
     /// and ends when `ctx.shutdown()` fires (Switchboard waits for them).
     async fn start(&self, ctx: BridgeContext) -> Result<(), PluginError>;
+
+    /// How the room of portal `portal` should look (name, topic, avatar, who is invited,
+    /// direct or not), asked when the framework creates it — the first time a message of
+    /// that chat is bridged — or bridges an existing room to it. By default a room with no
+    /// name, invite or topic. A transient [`PluginError`] retries what needed the room later.
+    async fn chat_info(&self, portal: &PortalKey) -> Result<PortalInfo, PluginError> {
+        let _ = portal;
+        Ok(PortalInfo::default())
+    }
 
     /// A message a Matrix user sent in one of this bridge's portals: deliver it to the remote
     /// network and return its id there (the framework records the mapping, for replies, edits,

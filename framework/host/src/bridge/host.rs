@@ -143,7 +143,7 @@ impl BridgeHost {
                     .with_double_puppets(options.double_puppets.clone())
                     .with_media_limit(options.max_media_bytes)
                     .with_puppet_idle(options.puppet_idle)
-                    .with_history(&bridge, options.backfill_messages)
+                    .with_bridge(&bridge, options.backfill_messages)
                     .with_puppet_templates(templates);
             let matrix = Arc::new(matrix);
             hosted.push(Arc::new(HostedBridge {

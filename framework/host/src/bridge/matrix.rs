@@ -3,7 +3,7 @@
 //! network sends twice, and whether Switchboard crashed in between.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use ruma::api::client::room::create_room;
 use ruma::events::AnyInitialStateEvent;
@@ -11,7 +11,6 @@ use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use serde_json::json;
 
-use super::backfill::HistorySource;
 use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
 use super::plugin::PortalRooms;
 use super::puppet::PuppetNaming;
@@ -22,7 +21,7 @@ use crate::inbox::HandleError;
 use crate::metrics::HostMetrics;
 use crate::store::{MessageRecord, PortalRecord, Store, StoreError};
 use switchboard_api::PluginError;
-use switchboard_api::bridge::{DataOwner, MatrixSide};
+use switchboard_api::bridge::{Bridge, DataOwner, MatrixSide};
 pub use switchboard_api::event::TextKind;
 use switchboard_api::remote::{Applied, RemoteEvent, RemoteMedia};
 pub use switchboard_api::remote::{BridgeInfo, Bridged, PortalInfo, PuppetProfile, RemoteText};
@@ -52,6 +51,9 @@ pub enum BridgeError {
         /// Why.
         reason: String,
     },
+    /// The bridge failed (e.g. describing a chat whose room is created).
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
     /// The remote network failed (cannot connect, refused…).
     #[error("the network failed: {0}")]
     Network(String),
@@ -77,6 +79,7 @@ impl From<BridgeError> for PluginError {
             BridgeError::Client(e) => e.into(),
             BridgeError::Store(e) => e.into(),
             BridgeError::Network(reason) => PluginError::network_down(reason),
+            BridgeError::Plugin(e) => e,
             e @ (BridgeError::Id { .. }
             | BridgeError::StoredData { .. }
             | BridgeError::StoredRoom(_)
@@ -109,8 +112,11 @@ pub struct BridgeMatrix {
     templates: crate::config::PuppetTemplates,
     /// The puppets used lately, with their profiles.
     pub(super) puppets: PuppetCache,
-    /// Where the history of new portals comes from, if the bridge has any.
-    pub(super) history: Option<HistorySource>,
+    /// The bridge this is the Matrix side of (held weakly: the bridge owns its Matrix side,
+    /// not the other way round), asked how new portal rooms look and for their history.
+    pub(super) bridge: Option<Weak<dyn Bridge>>,
+    /// How many messages of a chat's history a new portal room shows (0: none).
+    pub(super) history_limit: usize,
     /// When portals were last told about bad input from the network.
     pub(super) skip_notices: SkipNotices,
 }
@@ -190,24 +196,33 @@ impl BridgeMatrix {
             puppets: PuppetCache::new(std::time::Duration::from_secs(
                 crate::config::PuppetsConfig::default().idle_secs,
             )),
-            history: None,
+            bridge: None,
+            history_limit: 0,
             skip_notices: SkipNotices::default(),
         }
     }
 
-    /// Shows up to `limit` messages of a chat's history in its portal room when the room is
-    /// created, if `bridge` has a [`super::BackfillHandler`] (held weakly) and `limit` is not 0.
+    /// The Matrix side of `bridge` (held weakly): new portal rooms look as its
+    /// [`Bridge::chat_info`] says, and show up to `history_limit` messages of the chat's
+    /// history if it has a [`super::BackfillHandler`].
     #[must_use]
-    pub fn with_history(
-        mut self,
-        bridge: &std::sync::Arc<dyn super::Bridge>,
-        limit: usize,
-    ) -> Self {
-        self.history = (limit > 0 && bridge.backfill().is_some()).then(|| HistorySource {
-            bridge: std::sync::Arc::downgrade(bridge),
-            limit,
-        });
+    pub fn with_bridge(mut self, bridge: &Arc<dyn Bridge>, history_limit: usize) -> Self {
+        self.bridge = Some(Arc::downgrade(bridge));
+        self.history_limit = history_limit;
         self
+    }
+
+    /// The bridge, unless it is gone (Switchboard is stopping).
+    pub(super) fn bridge(&self) -> Option<Arc<dyn Bridge>> {
+        self.bridge.as_ref().and_then(Weak::upgrade)
+    }
+
+    /// How the room of portal `key` should look, as its bridge says.
+    async fn chat_info(&self, key: &PortalKey) -> Result<PortalInfo, BridgeError> {
+        match self.bridge() {
+            Some(bridge) => Ok(bridge.chat_info(key).await?),
+            None => Ok(PortalInfo::default()),
+        }
     }
 
     /// Keeps a puppet in memory for `idle` after its last use.
@@ -337,14 +352,11 @@ impl BridgeMatrix {
         Ok(user_id)
     }
 
-    /// The room of a portal, created (as the bridge bot, with `m.bridge` state) the first time.
-    pub async fn ensure_portal(
-        &self,
-        key: &PortalKey,
-        info: &PortalInfo,
-    ) -> Result<OwnedRoomId, BridgeError> {
+    /// The room of a portal, created (as the bridge bot, with `m.bridge` state, looking as
+    /// the bridge's [`Bridge::chat_info`] says) the first time.
+    pub async fn ensure_portal(&self, key: &PortalKey) -> Result<OwnedRoomId, BridgeError> {
         let _portal = self.portal_locks.lock(key).await;
-        self.ensure_portal_locked(key, info).await
+        self.ensure_portal_locked(key).await
     }
 
     /// The room of a portal, created the first time with the bridge's alias for its chat
@@ -356,23 +368,23 @@ impl BridgeMatrix {
     ) -> Result<OwnedRoomId, BridgeError> {
         let _portal = self.portal_locks.lock(key).await;
         let alias = self.naming.alias_localpart(&key.chat);
-        self.create_portal_room(key, info, Some(alias)).await
+        self.create_portal_room(key, Some(info), Some(alias)).await
     }
 
     pub(super) async fn ensure_portal_locked(
         &self,
         key: &PortalKey,
-        info: &PortalInfo,
     ) -> Result<OwnedRoomId, BridgeError> {
-        self.create_portal_room(key, info, None).await
+        self.create_portal_room(key, None, None).await
     }
 
-    /// The room of a portal, created (with `alias` if given) unless it has one; the portal
-    /// lock is held.
+    /// The room of a portal, created (looking as `info` says, else as the bridge's
+    /// [`Bridge::chat_info`] says; with `alias` if given) unless it has one; the portal lock
+    /// is held.
     async fn create_portal_room(
         &self,
         key: &PortalKey,
-        info: &PortalInfo,
+        info: Option<&PortalInfo>,
         alias: Option<String>,
     ) -> Result<OwnedRoomId, BridgeError> {
         if let Some(room_id) = self.portal_rooms.room_of(&self.info.id, key) {
@@ -384,6 +396,11 @@ impl BridgeMatrix {
                 .insert(room_id.clone(), &self.info.id, key.clone());
             return Ok(room_id);
         }
+        let info = match info {
+            Some(info) => info.clone(),
+            None => self.chat_info(key).await?,
+        };
+        let info = &info;
         let mut request = create_room::v3::Request::new();
         request.room_alias_name = alias;
         request.name.clone_from(&info.name);
@@ -413,7 +430,7 @@ impl BridgeMatrix {
             .await;
         self.record_room(key, &room_id, existing).await?;
         tracing::info!(bridge = %self.info.id, chat = %key.chat, %room_id, "portal room created");
-        self.backfill_locked(key, info).await;
+        self.backfill_locked(key).await;
         Ok(room_id)
     }
 
@@ -453,7 +470,10 @@ impl BridgeMatrix {
         if let Some(room) = stored_room(existing.as_ref())? {
             return Ok(Err(room));
         }
-        let info = PortalInfo::default();
+        let info = self.chat_info(key).await.unwrap_or_else(|e| {
+            tracing::warn!(bridge = %self.info.id, chat = %key.chat, error = %e, "the bridge cannot describe the chat; its room is bridged without a channel name");
+            PortalInfo::default()
+        });
         self.record_room(key, room_id, existing).await?;
         let (types, state_key, content) = self.bridge_state(key, &info);
         let content = serde_json::value::to_raw_value(&content)
@@ -559,24 +579,22 @@ impl BridgeMatrix {
     pub async fn bridge_text(
         &self,
         key: &PortalKey,
-        portal: &PortalInfo,
         message: &RemoteText,
     ) -> Result<Bridged, BridgeError> {
         let _portal = self.portal_locks.lock(key).await;
-        self.bridge_text_locked(key, portal, message).await
+        self.bridge_text_locked(key, message).await
     }
 
     /// [`BridgeMatrix::bridge_text`] with the portal lock held.
     pub(super) async fn bridge_text_locked(
         &self,
         key: &PortalKey,
-        portal: &PortalInfo,
         message: &RemoteText,
     ) -> Result<Bridged, BridgeError> {
         if let Some(event_id) = self.mapped_event(key, &message.id, &message.part).await? {
             return Ok(Bridged::AlreadyBridged(event_id));
         }
-        let room_id = self.ensure_portal_locked(key, portal).await?;
+        let room_id = self.ensure_portal_locked(key).await?;
         let speaker = self
             .speaker_in(&room_id, &message.sender, &message.sender_profile)
             .await?;
@@ -946,13 +964,8 @@ impl MatrixSide for BridgeMatrix {
         &self.info
     }
 
-    async fn apply(
-        &self,
-        key: &PortalKey,
-        portal: &PortalInfo,
-        event: &RemoteEvent,
-    ) -> Result<Applied, PluginError> {
-        Ok(BridgeMatrix::apply(self, key, portal, event).await?)
+    async fn apply(&self, key: &PortalKey, event: &RemoteEvent) -> Result<Applied, PluginError> {
+        Ok(BridgeMatrix::apply(self, key, event).await?)
     }
 
     async fn ensure_puppet(
@@ -963,12 +976,8 @@ impl MatrixSide for BridgeMatrix {
         Ok(BridgeMatrix::ensure_puppet(self, remote, profile).await?)
     }
 
-    async fn ensure_portal(
-        &self,
-        key: &PortalKey,
-        info: &PortalInfo,
-    ) -> Result<OwnedRoomId, PluginError> {
-        Ok(BridgeMatrix::ensure_portal(self, key, info).await?)
+    async fn ensure_portal(&self, key: &PortalKey) -> Result<OwnedRoomId, PluginError> {
+        Ok(BridgeMatrix::ensure_portal(self, key).await?)
     }
 
     async fn unbridge(&self, key: &PortalKey) -> Result<(), PluginError> {
@@ -978,10 +987,9 @@ impl MatrixSide for BridgeMatrix {
     async fn bridge_text(
         &self,
         key: &PortalKey,
-        portal: &PortalInfo,
         message: &RemoteText,
     ) -> Result<Bridged, PluginError> {
-        Ok(BridgeMatrix::bridge_text(self, key, portal, message).await?)
+        Ok(BridgeMatrix::bridge_text(self, key, message).await?)
     }
 
     async fn bridge_edit(
@@ -1014,10 +1022,9 @@ impl MatrixSide for BridgeMatrix {
     async fn bridge_media(
         &self,
         key: &PortalKey,
-        portal: &PortalInfo,
         media: &RemoteMedia,
     ) -> Result<Bridged, PluginError> {
-        Ok(BridgeMatrix::bridge_media(self, key, portal, media).await?)
+        Ok(BridgeMatrix::bridge_media(self, key, media).await?)
     }
 
     async fn power_level(

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::ids::PortalKey;
-use super::matrix::{BridgeError, BridgeMatrix, Bridged, Mapped, PortalInfo};
+use super::matrix::{BridgeError, BridgeMatrix, Bridged, Mapped};
 use crate::client::{ClientError, Identity};
 pub use switchboard_api::matrix::MatrixMedia;
 pub use switchboard_api::remote::{MediaKind, RemoteMedia};
@@ -36,18 +36,16 @@ impl BridgeMatrix {
     pub async fn bridge_media(
         &self,
         key: &PortalKey,
-        portal: &PortalInfo,
         media: &RemoteMedia,
     ) -> Result<Bridged, BridgeError> {
         let _portal = self.portal_locks.lock(key).await;
-        self.bridge_media_locked(key, portal, media).await
+        self.bridge_media_locked(key, media).await
     }
 
     /// [`BridgeMatrix::bridge_media`] with the portal lock held.
     pub(super) async fn bridge_media_locked(
         &self,
         key: &PortalKey,
-        portal: &PortalInfo,
         media: &RemoteMedia,
     ) -> Result<Bridged, BridgeError> {
         let max_bytes = self.max_media_bytes;
@@ -60,7 +58,7 @@ impl BridgeMatrix {
                 max_bytes,
             });
         }
-        let room_id = self.ensure_portal_locked(key, portal).await?;
+        let room_id = self.ensure_portal_locked(key).await?;
         let speaker = self
             .speaker_in(&room_id, &media.sender, &media.sender_profile)
             .await?;

@@ -7,9 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
-use super::matrix::{
-    BridgeError, BridgeMatrix, Bridged, Mapped, PortalInfo, PuppetProfile, build_error,
-};
+use super::matrix::{BridgeError, BridgeMatrix, Bridged, Mapped, PuppetProfile, build_error};
 use crate::client::{Identity, derive_txn_id};
 pub use switchboard_api::remote::{Applied, RemoteEvent, RemoteReaction};
 
@@ -37,28 +35,23 @@ const TYPING_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl BridgeMatrix {
     /// Applies something that happened in the remote chat of portal `key` (whose room is
-    /// created as `portal` describes when a message needs it). Messages, edits, deletions and
+    /// created, as the bridge's `chat_info` describes it, when a message needs it). Messages, edits, deletions and
     /// reactions of one portal are applied one at a time, in the order the calls came, and
     /// never twice (they are in the message map); typing, read markers, memberships, chat info
     /// and profiles are applied as they come (repeating them changes nothing).
     pub async fn apply(
         &self,
         key: &PortalKey,
-        portal: &PortalInfo,
         event: &RemoteEvent,
     ) -> Result<Applied, BridgeError> {
         match event {
-            RemoteEvent::Message(message) => self
-                .bridge_text(key, portal, message)
-                .await
-                .map(Applied::Bridged),
+            RemoteEvent::Message(message) => {
+                self.bridge_text(key, message).await.map(Applied::Bridged)
+            }
             RemoteEvent::Edit { target, edit } => {
                 self.bridge_edit(key, target, edit).await.map(Applied::from)
             }
-            RemoteEvent::Media(media) => self
-                .bridge_media(key, portal, media)
-                .await
-                .map(Applied::Bridged),
+            RemoteEvent::Media(media) => self.bridge_media(key, media).await.map(Applied::Bridged),
             RemoteEvent::Deletion { target, part } => Ok(self
                 .bridge_deletion(key, target, part)
                 .await?
