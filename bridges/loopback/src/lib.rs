@@ -250,10 +250,6 @@ impl Bridge for LoopbackBridge {
 
     async fn start(&self, ctx: BridgeContext) -> Result<(), PluginError> {
         ctx.matrix().ensure_portal(&PortalKey::shared(CHAT)).await?;
-        // Reconnect the logins (on loopback, every account is always reachable).
-        for login in ctx.logins().await? {
-            ctx.set_login_state(&login.id, BridgeState::Connected);
-        }
         ctx.set_state(BridgeState::Connected);
         Ok(())
     }
@@ -496,7 +492,7 @@ impl LoginHandler for LoopbackBridge {
 
     async fn login_step(
         &self,
-        ctx: &BridgeContext,
+        _ctx: &BridgeContext,
         request: &LoginRequest,
     ) -> Result<LoginStep, PluginError> {
         let (Some(username), Some(password)) =
@@ -522,7 +518,6 @@ impl LoginHandler for LoopbackBridge {
             return Err(PluginError::permanent("wrong password"));
         }
         let id = LoginId(format!("user:{username}"));
-        ctx.set_login_state(&id, BridgeState::Connected);
         Ok(LoginStep::Complete(NewLogin {
             id,
             remote_name: username.clone(),

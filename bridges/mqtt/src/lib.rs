@@ -30,9 +30,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use switchboard_api::bridge::{
-    Bridge, BridgeCommand, BridgeContext, BridgeState, EditHandler, RedactionHandler,
+    Bridge, BridgeCommand, BridgeContext, EditHandler, RedactionHandler,
 };
 use switchboard_api::command::{CommandReply, CommandSpec};
+use switchboard_api::connection::{Connector, Link};
 use switchboard_api::event::TextKind;
 use switchboard_api::factory::{BridgeFactory, BuildContext};
 use switchboard_api::ids::{PortalKey, RemoteMessageId, RemoteUserId};
@@ -375,7 +376,6 @@ impl Bridge for MqttBridge {
         self.client
             .set(client.clone())
             .map_err(|_| PluginError::permanent("the MQTT bridge was started twice"))?;
-        ctx.set_state(BridgeState::Connecting);
         let inbound = Inbound {
             ctx: ctx.clone(),
             mappings: Arc::clone(&self.mappings),
@@ -689,12 +689,17 @@ struct Inbound {
 /// messages throttles held when they are due.
 async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<AtomicBool>) {
     let shutdown = inbound.ctx.shutdown().clone();
-    // The connection is polled in a task of its own, so that a due throttle never cancels a
-    // poll halfway; one report at a time keeps the broker's flow control in charge.
+    // The connection is polled in a task of its own (kept up by the framework), so that a
+    // due throttle never cancels a poll halfway; one report at a time keeps the broker's
+    // flow control in charge.
     let (reports, mut received) = tokio::sync::mpsc::channel(1);
-    inbound
+    let connection = BrokerConnection {
+        events: tokio::sync::Mutex::new(events),
+        reports,
+    };
+    let link = inbound
         .ctx
-        .spawn("mqtt poll", pump(events, reports, shutdown.clone()));
+        .keep_connected("mqtt link", RECONNECT, Arc::new(connection));
     // Subscriptions sent and not yet acknowledged: the bridge counts as connected once the
     // broker confirmed them all.
     let mut awaiting_subacks = 0_usize;
@@ -719,21 +724,20 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
         match event {
             Ok(LinkEvent::Connected { session_present }) => {
                 connected.store(true, Ordering::Relaxed);
-                inbound.ctx.network_restored();
                 awaiting_subacks = if session_present {
                     0
                 } else {
                     subscribe(&client, &inbound.mappings, &inbound.extra).await
                 };
                 if awaiting_subacks == 0 {
-                    inbound.ctx.set_state(BridgeState::Connected);
+                    link.connected();
                 }
                 tracing::info!(session_present, "connected to the MQTT broker");
             }
             Ok(LinkEvent::Subscribed) if awaiting_subacks > 0 => {
                 awaiting_subacks -= 1;
                 if awaiting_subacks == 0 {
-                    inbound.ctx.set_state(BridgeState::Connected);
+                    link.connected();
                 }
             }
             Ok(LinkEvent::Message(publish)) => {
@@ -742,48 +746,35 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
                 }
             }
             Ok(_) => {}
-            Err(e) => {
-                connected.store(false, Ordering::Relaxed);
-                inbound.ctx.set_state(BridgeState::TransientDisconnect(e));
-            }
+            Err(_) => connected.store(false, Ordering::Relaxed),
         }
     }
 }
 
-/// Polls the connection until shutdown and hands each report on; after a lost connection it
-/// waits ([`RECONNECT`]: 1 s, doubling to 30 s) before the next poll reconnects.
-async fn pump(
-    mut events: Events,
+/// The broker connection as the framework keeps it up: polled until it drops, each report
+/// handed to the bridge's loop ([`run`]); after a drop the framework waits ([`RECONNECT`]:
+/// 1 s, doubling to 30 s) before the next poll reconnects.
+struct BrokerConnection {
+    events: tokio::sync::Mutex<Events>,
     reports: tokio::sync::mpsc::Sender<Result<LinkEvent, String>>,
-    shutdown: switchboard_api::CancellationToken,
-) {
-    let mut failures = 0;
-    loop {
-        let event = tokio::select! {
-            () = shutdown.cancelled() => return,
-            event = events.poll() => event,
-        };
-        let pause = match &event {
-            Ok(LinkEvent::Connected { .. }) => {
-                failures = 0;
-                None
+}
+
+#[switchboard_api::async_trait]
+impl Connector for BrokerConnection {
+    async fn run(&self, _link: &Link) -> Result<(), PluginError> {
+        let mut events = self.events.lock().await;
+        loop {
+            let event = events.poll().await;
+            let lost = event.as_ref().err().cloned();
+            if self.reports.send(event).await.is_err() {
+                // The bridge's loop ended: Switchboard is stopping.
+                return Ok(());
             }
-            Ok(_) => None,
-            Err(e) => {
-                let pause = RECONNECT.delay(failures);
-                tracing::warn!(error = %e, ?pause, "MQTT connection lost; reconnecting");
-                Some(pause)
+            if let Some(e) = lost {
+                return Err(PluginError::network_down(format!(
+                    "the MQTT connection was lost: {e}"
+                )));
             }
-        };
-        if reports.send(event).await.is_err() {
-            return;
-        }
-        if let Some(pause) = pause {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
-            }
-            failures = failures.saturating_add(1);
         }
     }
 }

@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::PluginError;
 use crate::clock::Clock;
 use crate::command::{CommandInvocation, CommandReply, CommandSpec};
 use crate::config::{PluginSection, ReloadError};
+use crate::connection::{Connector, Link};
 use crate::ids::{LoginId, PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId};
 use crate::login::{Login, LoginFlow, LoginRequest, LoginStep};
 use crate::matrix::{
@@ -26,6 +26,7 @@ use crate::remote::{
     Applied, BridgeInfo, Bridged, PortalInfo, PuppetProfile, RemoteEvent, RemoteMedia, RemoteText,
 };
 use crate::services::Services;
+use crate::{Backoff, PluginError};
 
 /// What a bridge acts with: the Matrix side of its portals and puppets, the state of its
 /// connection to the network, and the shutdown signal. Made by the framework; cheap to clone.
@@ -67,6 +68,50 @@ impl BridgeContext {
     {
         let span = tracing::info_span!("task", bridge = %self.matrix.info().id, name);
         self.tasks.spawn(task.instrument(span));
+    }
+
+    /// Keeps `connector` connected in a tracked task named `name` (the bridge's link to its
+    /// network): the bridge's state follows it (`connecting`, `connected`, disconnected with
+    /// the reason), a drop reconnects after `backoff` (e.g.
+    /// [`crate::connection::RECONNECT`]), and it closes at shutdown. The link returned closes
+    /// it earlier.
+    pub fn keep_connected(
+        &self,
+        name: &'static str,
+        backoff: Backoff,
+        connector: Arc<dyn Connector>,
+    ) -> Link {
+        self.supervise(name, None, backoff, connector)
+    }
+
+    /// Keeps the connection of `login` up, as [`BridgeContext::keep_connected`] does, its
+    /// state being the login's. The framework does this itself for every login of a bridge
+    /// whose [`LoginHandler::connect`] it calls (at start and after each new login) and
+    /// closes it at logout.
+    pub fn keep_login_connected(
+        &self,
+        login: LoginId,
+        backoff: Backoff,
+        connector: Arc<dyn Connector>,
+    ) -> Link {
+        self.supervise("login", Some(login), backoff, connector)
+    }
+
+    fn supervise(
+        &self,
+        name: &'static str,
+        login: Option<LoginId>,
+        backoff: Backoff,
+        connector: Arc<dyn Connector>,
+    ) -> Link {
+        let link = Link::new(
+            name,
+            login,
+            Arc::clone(&self.host),
+            self.shutdown.child_token(),
+        );
+        self.spawn(name, link.clone().supervise(connector, backoff));
+        link
     }
 
     /// The Matrix side: portals, puppets, sending what the network said.
@@ -681,6 +726,30 @@ pub trait LoginHandler: Send + Sync {
         ctx: &BridgeContext,
         request: &LoginRequest,
     ) -> Result<LoginStep, PluginError>;
+
+    /// Connects `login` to the network and serves its connection until it ends (see
+    /// [`Connector::run`]: call [`Link::connected`] once the network accepted it; return a
+    /// transient error to be reconnected after [`LoginHandler::reconnect_backoff`], a
+    /// permanent one when the credentials are refused). The framework calls it for every
+    /// stored login once the bridge started and for each new login, shows its state in
+    /// `list-logins`, the provisioning API and `/metrics`, and closes it (dropping this
+    /// future) at logout and shutdown. By default a login needs no connection of its own: it
+    /// counts as connected.
+    async fn connect(
+        &self,
+        _ctx: &BridgeContext,
+        _login: &Login,
+        link: &Link,
+    ) -> Result<(), PluginError> {
+        link.connected();
+        link.closing().cancelled().await;
+        Ok(())
+    }
+
+    /// How a login's dropped connection is retried (default [`crate::connection::RECONNECT`]).
+    fn reconnect_backoff(&self) -> Backoff {
+        crate::connection::RECONNECT
+    }
 
     /// Logs a login out of the network (it is forgotten afterwards whatever this returns).
     async fn logout(&self, _ctx: &BridgeContext, _login: &Login) -> Result<(), PluginError> {

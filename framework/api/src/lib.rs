@@ -16,6 +16,8 @@
 //! - [`bridge`]: what a bridge implements and what it acts with.
 //! - [`clock`] and [`services`]: the time, the shutdown signal and tracked tasks every
 //!   plug-in context offers.
+//! - [`connection`]: connections the framework keeps up for a bridge (its link, each
+//!   login's), reconnected with backoff and reported as state.
 //! - [`config`]: a plug-in's section of the config; [`Secret`]: a password or token in it.
 //! - [`command`]: chat commands (definitions, parsing, help, answers, tables).
 //! - [`permission`]: who may do what (`permissions` in the config).
@@ -28,6 +30,7 @@ pub mod bridge;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod connection;
 mod error;
 pub mod event;
 pub mod factory;

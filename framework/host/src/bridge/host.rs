@@ -81,6 +81,8 @@ pub(crate) struct HostedBridge {
     outbound: PortalLocks,
     /// Turned off by an admin: Matrix events wait in the outbox until it is on again.
     disabled: std::sync::atomic::AtomicBool,
+    /// The connection of each login, kept up while it is logged in.
+    links: Mutex<HashMap<switchboard_api::ids::LoginId, switchboard_api::connection::Link>>,
 }
 
 mod direct;
@@ -174,6 +176,7 @@ impl BridgeHost {
                 waiting: Mutex::new(waiting),
                 outbound: PortalLocks::default(),
                 disabled: std::sync::atomic::AtomicBool::new(false),
+                links: Mutex::default(),
             }));
         }
         metrics.bridge_outbox_depth.set(store.outbox_depth().await?);
@@ -276,6 +279,17 @@ impl BridgeHost {
                     id: hosted.id().to_owned(),
                     source,
                 })?;
+            let logins = hosted
+                .ctx
+                .logins()
+                .await
+                .map_err(|source| HostError::Start {
+                    id: hosted.id().to_owned(),
+                    source,
+                })?;
+            for login in logins {
+                hosted.connect_login(login);
+            }
             hosted.ctx.spawn("outbox", Arc::clone(hosted).run_outbox());
             hosted
                 .ctx

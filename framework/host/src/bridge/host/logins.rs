@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 
 use ruma::{OwnedRoomId, OwnedUserId};
 use serde_json::json;
@@ -18,7 +19,9 @@ use crate::command::CommandInvocation;
 use crate::inbox::HandleError;
 use crate::permission::PermissionLevel;
 use crate::store::LoginRecord;
-use switchboard_api::bridge::LoginHandler;
+use switchboard_api::PluginError;
+use switchboard_api::bridge::{Bridge, BridgeContext, LoginHandler};
+use switchboard_api::connection::{Connector, Link};
 use switchboard_api::event::RoomEvent;
 
 /// A login a user is in the middle of, in one room (no `Debug`: it holds what they typed).
@@ -32,6 +35,24 @@ pub(super) struct PendingLogin {
 
 /// Who is logging in where.
 pub(super) type PendingKey = (OwnedUserId, OwnedRoomId);
+
+/// One login's connection, as the framework keeps it up: the bridge's
+/// [`LoginHandler::connect`].
+struct LoginConnection {
+    bridge: Arc<dyn Bridge>,
+    ctx: BridgeContext,
+    login: Login,
+}
+
+#[async_trait::async_trait]
+impl Connector for LoginConnection {
+    async fn run(&self, link: &Link) -> Result<(), PluginError> {
+        match self.bridge.logins() {
+            Some(handler) => handler.connect(&self.ctx, &self.login, link).await,
+            None => Ok(()),
+        }
+    }
+}
 
 impl HostedBridge {
     /// How an event of its sender goes to the network, or `None` when it does not (the sender
@@ -260,6 +281,12 @@ impl HostedBridge {
             };
             self.store.put_login(self.id(), &record).await?;
             tracing::info!(bridge = %self.id(), %user, login = %login.id, "logged in");
+            self.connect_login(Login {
+                id: login.id.clone(),
+                user_id: user.to_owned(),
+                remote_name: login.remote_name.clone(),
+                data: login.data.clone(),
+            });
         }
         Ok(outcome)
     }
@@ -360,11 +387,45 @@ impl HostedBridge {
         {
             tracing::warn!(bridge = %self.id(), login = %login.id, error = %why, "logout from the network failed; the login is forgotten anyway");
         }
+        if let Some(link) = self
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&login.id)
+        {
+            link.close();
+        }
         self.store
             .delete_login(self.id(), login.id.as_str())
             .await?;
         self.status.forget_login_state(&login.id);
         Ok(())
+    }
+
+    /// Keeps the connection of `login` up ([`LoginHandler::connect`], reconnected with the
+    /// handler's backoff) until it is logged out or Switchboard stops; a login connected
+    /// before (logged in again) has its old connection closed.
+    pub(super) fn connect_login(&self, login: Login) {
+        let Some(handler) = self.bridge.logins() else {
+            return;
+        };
+        let id = login.id.clone();
+        let connector = Arc::new(LoginConnection {
+            bridge: Arc::clone(&self.bridge),
+            ctx: self.ctx.clone(),
+            login,
+        });
+        let link =
+            self.ctx
+                .keep_login_connected(id.clone(), handler.reconnect_backoff(), connector);
+        if let Some(old) = self
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, link)
+        {
+            old.close();
+        }
     }
 
     async fn set_relay(
