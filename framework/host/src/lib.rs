@@ -7,6 +7,7 @@
 //! runtime knows through [`diagnostics::Diagnostics`].
 
 pub mod bridge;
+mod commands;
 pub mod config;
 pub mod diagnostics;
 pub mod metrics;

@@ -19,9 +19,8 @@ use tokio_util::task::TaskTracker;
 use crate::appservice::{QueryHandler, list};
 use crate::bridge::{Bridge, BridgeHost, PuppetNaming, TextKind};
 use crate::client::{HomeserverClient, Identity};
-use crate::command::{
-    CommandError, CommandInvocation, CommandReply, CommandSet, help_command, may_hold_command,
-};
+use crate::command::{CommandError, CommandInvocation, CommandSet, help_command, may_hold_command};
+use crate::commands::{CommandSource, plugin_answer, run_command};
 use crate::config::OutboxConfig;
 use crate::diagnostics::Diagnostics;
 use crate::inbox::{EventHandler, HandleError, InboxItem};
@@ -89,32 +88,28 @@ impl HostedBot {
         event: &RoomEvent,
         level: PermissionLevel,
     ) -> Result<(), HandleError> {
-        let reply = match parsed {
-            Err(error) => CommandReply::from(error.to_string()),
-            Ok(invocation) if invocation.name == "help" => CommandReply::html(
-                commands.help(level, false),
-                commands.help_html(level, false),
-            ),
-            Ok(invocation) => {
-                tracing::info!(bot = %self.bot.id(), sender = %event.sender, command = %invocation.name, "running a command");
+        let source = CommandSource {
+            plugin: self.bot.id(),
+            client: self.ctx.client(),
+            event,
+            level,
+            in_management_room: false,
+        };
+        run_command(
+            &source,
+            commands,
+            parsed,
+            |_| {},
+            |invocation| async move {
                 let command = BotCommand {
                     invocation,
                     event: event.clone(),
                     level,
                 };
-                match self.bot.handle_command(&self.ctx, &command).await {
-                    Ok(reply) => reply,
-                    Err(error) if !error.is_transient() => format!("⚠️ {error}").into(),
-                    Err(transient) => return Err(transient.into()),
-                }
-            }
-        };
-        if !reply.text.is_empty() {
-            self.ctx
-                .reply_notice(event, "command", &reply.text, reply.html.as_deref())
-                .await?;
-        }
-        Ok(())
+                plugin_answer(self.bot.handle_command(&self.ctx, &command).await)
+            },
+        )
+        .await
     }
 }
 

@@ -27,7 +27,8 @@ use super::puppet::PuppetNaming;
 use super::remote::{reaction_key, reaction_part};
 use super::status::BridgeStatus;
 use crate::client::{Backoff, HomeserverClient};
-use crate::command::{CommandError, CommandInvocation, CommandSet, may_hold_command};
+use crate::command::{CommandError, CommandInvocation, CommandReply, CommandSet, may_hold_command};
+use crate::commands::{CommandOutcome, CommandSource, plugin_answer, run_command};
 use crate::config::OutboxConfig;
 use crate::inbox::HandleError;
 use crate::metrics::HostMetrics;
@@ -846,73 +847,71 @@ impl HostedBridge {
         level: PermissionLevel,
         in_management_room: bool,
     ) -> Result<(), HandleError> {
-        let invocation = match parsed {
-            Ok(invocation) => invocation,
-            Err(error) => {
-                self.count("command", "refused");
-                return self.reply(event, "command", &error.to_string(), None).await;
-            }
+        let source = CommandSource {
+            plugin: self.id(),
+            client: &self.client,
+            event,
+            level,
+            in_management_room,
         };
-        tracing::info!(bridge = %self.id(), sender = %event.sender, command = %invocation.name, "running a command");
-        self.count("command", "run");
+        let counted = |outcome: CommandOutcome| self.count("command", outcome.label());
+        run_command(&source, &self.commands, parsed, counted, |invocation| {
+            self.run_own_command(invocation, event, portal, level)
+        })
+        .await
+    }
+
+    /// Runs a parsed command other than `help`: a built-in one, a login command, or the
+    /// bridge's own.
+    async fn run_own_command(
+        &self,
+        invocation: CommandInvocation,
+        event: &RoomEvent,
+        portal: Option<PortalKey>,
+        level: PermissionLevel,
+    ) -> Result<CommandReply, HandleError> {
         let info = self.matrix.info();
-        let (text, html) = match invocation.name.as_str() {
-            "help" => (
-                self.commands.help(level, in_management_room),
-                Some(self.commands.help_html(level, in_management_room)),
-            ),
-            "version" => (
-                format!(
-                    "{} bridge on Switchboard {}",
-                    info.displayname,
-                    env!("CARGO_PKG_VERSION")
-                ),
-                None,
-            ),
+        let not_bridged = || format!("This room is not bridged to {}.", info.displayname);
+        Ok(match invocation.name.as_str() {
+            "version" => format!(
+                "{} bridge on Switchboard {}",
+                info.displayname,
+                env!("CARGO_PKG_VERSION")
+            )
+            .into(),
             "ping" => {
                 let waiting = self.store.outbox_count(self.id()).await?;
-                (
-                    format!(
-                        "{} is {}: {} portal room(s), {waiting} message(s) waiting in the \
-                         outbox for the network.",
-                        info.displayname,
-                        self.ctx.state(),
-                        self.matrix.portal_rooms.count(self.id()),
-                    ),
-                    None,
+                format!(
+                    "{} is {}: {} portal room(s), {waiting} message(s) waiting in the outbox \
+                     for the network.",
+                    info.displayname,
+                    self.ctx.state(),
+                    self.matrix.portal_rooms.count(self.id()),
                 )
+                .into()
             }
-            "bridge" => (self.bridge_room(&invocation, event, portal).await?, None),
+            "bridge" => self.bridge_room(&invocation, event, portal).await?.into(),
             "sync" => match &portal {
-                Some(key) => (self.bridge.sync(&self.ctx, key).await?, None),
-                None => (
-                    format!("This room is not bridged to {}.", info.displayname),
-                    None,
-                ),
+                Some(key) => self.bridge.sync(&self.ctx, key).await?.into(),
+                None => not_bridged().into(),
             },
             "unbridge" => match portal {
                 Some(key) => {
                     self.matrix.unbridge(&key).await?;
-                    (
-                        format!(
-                            "This room is no longer bridged to {} on {}.",
-                            key.chat, info.displayname
-                        ),
-                        None,
+                    format!(
+                        "This room is no longer bridged to {} on {}.",
+                        key.chat, info.displayname
                     )
+                    .into()
                 }
-                None => (
-                    format!("This room is not bridged to {}.", info.displayname),
-                    None,
-                ),
+                None => not_bridged().into(),
             },
             name => {
                 if let Some(answer) = self
                     .login_command(name, &invocation, event, portal.as_ref())
                     .await
                 {
-                    let text = answer?;
-                    return self.reply(event, "command", &text, None).await;
+                    return Ok(answer?.into());
                 }
                 let command = BridgeCommand {
                     invocation,
@@ -922,17 +921,9 @@ impl HostedBridge {
                     sender: event.sender.clone(),
                     level,
                 };
-                match self.bridge.handle_command(&self.ctx, &command).await {
-                    Ok(reply) => (reply.text, reply.html),
-                    Err(error) if !error.is_transient() => (format!("⚠️ {error}"), None),
-                    Err(transient) => return Err(transient.into()),
-                }
+                return plugin_answer(self.bridge.handle_command(&self.ctx, &command).await);
             }
-        };
-        if text.is_empty() {
-            return Ok(());
-        }
-        self.reply(event, "command", &text, html.as_deref()).await
+        })
     }
 
     /// Forgets the puppets unused for the idle time, a few times per idle time, until
