@@ -1,15 +1,11 @@
 //! Fault cases a real Synapse cannot be made to produce on demand (429 storms, 500s, hangs,
-//! refused tokens), against a small in-process fake homeserver, plus start-up with no
-//! homeserver at all.
+//! refused tokens), against `switchboard-testing`'s in-process mock homeserver, plus start-up
+//! with no homeserver at all.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::switchboard_instance::{BINARY, Slot};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use serde_json::json;
 use switchboard_runtime::client::{ClientError, HomeserverClient, Identity};
 use switchboard_runtime::config::{ClientConfig, SqliteSync};
 use switchboard_runtime::derive_txn_id;
@@ -17,92 +13,21 @@ use switchboard_runtime::metrics::Metrics;
 use switchboard_runtime::ruma::events::room::message::RoomMessageEventContent;
 use switchboard_runtime::ruma::{OwnedRoomId, OwnedUserId};
 use switchboard_runtime::store::Store;
+use switchboard_testing::{Fault, MockHomeserver};
 
-/// One scripted answer: status, extra headers, body, and a delay before answering.
-#[derive(Clone)]
-struct Answer {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: &'static str,
-    delay: Duration,
+/// A homeserver named `fake.test` with one room, where the puppet `@_echo_x:fake.test` is.
+async fn homeserver() -> (MockHomeserver, OwnedRoomId) {
+    let hs = MockHomeserver::start("fake.test", "bot")
+        .await
+        .expect("the mock homeserver starts");
+    let room = OwnedRoomId::try_from(hs.add_room(&[PUPPET])).expect("room id");
+    (hs, room)
 }
 
-fn answer(status: u16, body: &'static str) -> Answer {
-    Answer {
-        status,
-        headers: Vec::new(),
-        body,
-        delay: Duration::ZERO,
-    }
-}
-
-#[derive(Default)]
-struct Script {
-    answers: VecDeque<Answer>,
-    requests: Vec<String>,
-}
-
-/// A fake homeserver that answers each request with the next scripted answer (or
-/// `{"event_id": "$ok"}` when the script runs out) and records request paths.
-struct FakeHomeserver {
-    script: Arc<Mutex<Script>>,
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FakeHomeserver {
-    async fn start(answers: Vec<Answer>) -> Self {
-        let script = Arc::new(Mutex::new(Script {
-            answers: answers.into(),
-            requests: Vec::new(),
-        }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let app = axum::Router::new()
-            .fallback(scripted)
-            .with_state(Arc::clone(&script));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { script, url, task }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.script.lock().expect("lock").requests.clone()
-    }
-}
-
-impl Drop for FakeHomeserver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn scripted(State(script): State<Arc<Mutex<Script>>>, uri: axum::http::Uri) -> Response {
-    let next = {
-        let mut s = script.lock().expect("lock");
-        s.requests.push(uri.to_string());
-        s.answers.pop_front()
-    };
-    let a = next.unwrap_or_else(|| answer(200, r#"{"event_id":"$ok"}"#));
-    tokio::time::sleep(a.delay).await;
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", "application/json".parse().expect("header"));
-    for (k, v) in a.headers {
-        headers.insert(k, v.parse().expect("header"));
-    }
-    (
-        StatusCode::from_u16(a.status).expect("status"),
-        headers,
-        a.body,
-    )
-        .into_response()
-}
+const PUPPET: &str = "@_echo_x:fake.test";
 
 async fn client_for(
-    hs: &FakeHomeserver,
+    hs: &MockHomeserver,
     config: ClientConfig,
 ) -> (HomeserverClient, Metrics, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -116,7 +41,7 @@ async fn client_for(
     let metrics = Metrics::new();
     let bot = OwnedUserId::try_from("@bot:fake.test").expect("user id");
     let client = HomeserverClient::new(
-        &hs.url,
+        hs.url(),
         "as_token_for_tests_123456",
         bot,
         config,
@@ -137,13 +62,16 @@ fn fast_retries(max_retries: u32) -> ClientConfig {
     }
 }
 
-async fn send_ping(client: &HomeserverClient, txn: &str) -> Result<String, ClientError> {
-    let room = OwnedRoomId::try_from("!room:fake.test").expect("room id");
+async fn send_ping(
+    client: &HomeserverClient,
+    room: &OwnedRoomId,
+    txn: &str,
+) -> Result<String, ClientError> {
     let content = RoomMessageEventContent::text_plain("pong");
-    let puppet = OwnedUserId::try_from("@_echo_x:fake.test").expect("user id");
+    let puppet = OwnedUserId::try_from(PUPPET).expect("user id");
     client
         .send_message(
-            &room,
+            room,
             derive_txn_id(&[txn]),
             &content,
             Identity::user(&puppet),
@@ -153,39 +81,49 @@ async fn send_ping(client: &HomeserverClient, txn: &str) -> Result<String, Clien
         .map(|id| id.to_string())
 }
 
+/// The `pong`s the room holds: their event ids.
+fn pongs(hs: &MockHomeserver, room: &OwnedRoomId) -> Vec<String> {
+    hs.events(room.as_str())
+        .into_iter()
+        .filter(|e| e.event_type == "m.room.message" && e.content["body"] == "pong")
+        .map(|e| e.event_id)
+        .collect()
+}
+
 #[tokio::test]
 async fn rate_limits_are_honoured_from_the_body_and_the_header() {
-    let mut from_header = answer(429, r#"{"errcode":"M_LIMIT_EXCEEDED"}"#);
-    from_header.headers.push(("retry-after", "1".to_owned()));
-    let hs = FakeHomeserver::start(vec![
-        answer(
-            429,
-            r#"{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":400}"#,
-        ),
-        from_header,
-    ])
-    .await;
+    let (hs, room) = homeserver().await;
+    hs.inject(Fault::put("/send/").rate_limited(400));
+    hs.inject(
+        Fault::put("/send/")
+            .answer(429, json!({ "errcode": "M_LIMIT_EXCEEDED" }))
+            .header("retry-after", "1"),
+    );
     let (client, metrics, _dir) = client_for(&hs, fast_retries(5)).await;
     let started = Instant::now();
-    let event_id = send_ping(&client, "a")
+    let event_id = send_ping(&client, &room, "a")
         .await
         .expect("sent after the rate limits");
-    assert_eq!(event_id, "$ok");
+    assert_eq!(pongs(&hs, &room), [event_id], "sent once");
     assert!(
         started.elapsed() >= Duration::from_millis(1400),
         "waited {:?}",
         started.elapsed()
     );
-    let requests = hs.requests();
+    let requests: Vec<_> = hs
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/send/"))
+        .collect();
     assert_eq!(requests.len(), 3);
     assert!(
         requests.iter().all(|r| r == &requests[0]),
         "every retry uses the same txn id: {requests:?}"
     );
-    assert!(
-        requests[0].contains("user_id=%40_echo_x%3Afake.test"),
-        "identity asserted: {}",
-        requests[0]
+    assert_eq!(
+        requests[0].user_id.as_deref(),
+        Some(PUPPET),
+        "identity asserted"
     );
     assert_eq!(
         metrics
@@ -199,10 +137,9 @@ async fn rate_limits_are_honoured_from_the_body_and_the_header() {
 
 #[tokio::test]
 async fn sends_can_set_the_timestamp_and_the_device() {
-    let hs = FakeHomeserver::start(vec![]).await;
+    let (hs, room) = homeserver().await;
     let (client, _metrics, _dir) = client_for(&hs, fast_retries(0)).await;
-    let room = OwnedRoomId::try_from("!room:fake.test").expect("room id");
-    let puppet = OwnedUserId::try_from("@_echo_x:fake.test").expect("user id");
+    let puppet = OwnedUserId::try_from(PUPPET).expect("user id");
     let device = switchboard_runtime::ruma::OwnedDeviceId::from("PUPPETDEVICE");
     let identity = Identity {
         device_id: Some(&device),
@@ -221,24 +158,29 @@ async fn sends_can_set_the_timestamp_and_the_device() {
         )
         .await
         .expect("sent");
-    let request = &hs.requests()[0];
-    assert!(request.contains("ts=1700000000000"), "{request}");
-    assert!(request.contains("device_id=PUPPETDEVICE"), "{request}");
+    let request = hs
+        .requests()
+        .into_iter()
+        .find(|r| r.path.contains("/send/"))
+        .expect("a send");
+    assert!(request.query.contains("ts=1700000000000"), "{request:?}");
     assert!(
-        request.contains("user_id=%40_echo_x%3Afake.test"),
-        "{request}"
+        request.query.contains("device_id=PUPPETDEVICE"),
+        "{request:?}"
     );
+    assert_eq!(request.user_id.as_deref(), Some(PUPPET), "{request:?}");
 }
 
 #[tokio::test]
 async fn server_errors_back_off_then_give_up_with_a_clear_error() {
-    let hs = FakeHomeserver::start(vec![
-        answer(500, r#"{"errcode":"M_UNKNOWN","error":"boom"}"#);
-        10
-    ])
-    .await;
+    let (hs, room) = homeserver().await;
+    hs.inject(
+        Fault::put("/send/")
+            .answer(500, json!({ "errcode": "M_UNKNOWN", "error": "boom" }))
+            .times(10),
+    );
     let (client, _metrics, _dir) = client_for(&hs, fast_retries(3)).await;
-    let err = send_ping(&client, "b").await.expect_err("gives up");
+    let err = send_ping(&client, &room, "b").await.expect_err("gives up");
     assert_eq!(hs.requests().len(), 4, "one try and three retries");
     let text = err.to_string();
     assert!(
@@ -249,30 +191,34 @@ async fn server_errors_back_off_then_give_up_with_a_clear_error() {
         err.is_transient(),
         "the inbox keeps the event and retries later"
     );
+    assert!(pongs(&hs, &room).is_empty());
 }
 
 #[tokio::test]
 async fn a_hanging_homeserver_times_out_and_is_retried() {
-    let mut hang = answer(200, r#"{"event_id":"$late"}"#);
-    hang.delay = Duration::from_secs(3);
-    let hs = FakeHomeserver::start(vec![hang]).await;
-    let (client, _metrics, _dir) = client_for(&hs, fast_retries(2)).await;
-    assert_eq!(
-        send_ping(&client, "c").await.expect("second try answers"),
-        "$ok"
+    let (hs, room) = homeserver().await;
+    hs.inject(
+        Fault::put("/send/")
+            .answer(200, json!({ "event_id": "$late" }))
+            .delayed(Duration::from_secs(3)),
     );
+    let (client, _metrics, _dir) = client_for(&hs, fast_retries(2)).await;
+    let event_id = send_ping(&client, &room, "c")
+        .await
+        .expect("second try answers");
+    assert_eq!(pongs(&hs, &room), [event_id]);
     assert_eq!(hs.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn client_errors_are_not_retried() {
-    let hs = FakeHomeserver::start(vec![answer(
+    let (hs, room) = homeserver().await;
+    hs.inject(Fault::put("/send/").answer(
         403,
-        r#"{"errcode":"M_FORBIDDEN","error":"not in room"}"#,
-    )])
-    .await;
+        json!({ "errcode": "M_FORBIDDEN", "error": "not in room" }),
+    ));
     let (client, _metrics, _dir) = client_for(&hs, fast_retries(5)).await;
-    let err = send_ping(&client, "d").await.expect_err("refused");
+    let err = send_ping(&client, &room, "d").await.expect_err("refused");
     assert_eq!(hs.requests().len(), 1);
     assert!(!err.is_transient());
     assert_eq!(err.errcode(), Some("M_FORBIDDEN"));
@@ -317,16 +263,15 @@ async fn no_homeserver_at_start_up_is_a_plain_language_error() {
 
 #[tokio::test]
 async fn a_refused_as_token_is_a_plain_language_error() {
-    let hs = FakeHomeserver::start(vec![
-        answer(200, r#"{"versions":["v1.11"]}"#),
-        answer(
-            401,
-            r#"{"errcode":"M_UNKNOWN_TOKEN","error":"Unrecognised access token"}"#,
-        ),
-    ])
-    .await;
+    let hs = MockHomeserver::start("fake.test", "bot")
+        .await
+        .expect("the mock homeserver starts");
+    hs.inject(Fault::any("/account/whoami").answer(
+        401,
+        json!({ "errcode": "M_UNKNOWN_TOKEN", "error": "Unrecognised access token" }),
+    ));
     let slot = Slot::new("badtoken").expect("slot");
-    slot.point_at(&hs.url).expect("config");
+    slot.point_at(hs.url()).expect("config");
     let (code, stderr) = run_binary_against(&slot).await;
     assert_eq!(code, 11, "{stderr}");
     assert!(
