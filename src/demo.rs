@@ -13,7 +13,8 @@ use switchboard_registration::Registration;
 use switchboard_runtime::config::{Config, PluginSection};
 use switchboard_runtime::{CancellationToken, runtime, telemetry};
 
-use crate::synapse::{MatrixUser, Synapse, free_port};
+use switchboard_testing::process::free_port;
+use switchboard_testing::synapse::{self, MatrixUser, Synapse};
 
 fn step(text: &str) {
     println!("==> {text}");
@@ -24,7 +25,7 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     step("installing Synapse into a local venv (first run only, about a minute)");
-    crate::synapse::ensure_installed().await?;
+    synapse::ensure_installed().await?;
 
     let work = tempfile::Builder::new()
         .prefix("switchboard-demo-")
@@ -32,7 +33,7 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     let as_port = free_port()?;
     let metrics_port = free_port()?;
     let mut config = Config::default();
-    crate::synapse::SERVER_NAME.clone_into(&mut config.homeserver.server_name);
+    synapse::SERVER_NAME.clone_into(&mut config.homeserver.server_name);
     config.appservice.listen = ([127, 0, 0, 1], as_port).into();
     config.appservice.url = format!("http://127.0.0.1:{as_port}");
     "echobot".clone_into(&mut config.appservice.bot_localpart);

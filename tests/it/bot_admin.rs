@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::common::switchboard_instance::{Running, Slot};
 use crate::common::{MatrixUser, Synapse};
 use serde_json::{Value, json};
-use switchboard::synapse::encode;
+use switchboard_testing::synapse::encode;
 
 const WAIT: Duration = Duration::from_secs(30);
 

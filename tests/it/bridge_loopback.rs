@@ -11,10 +11,10 @@ use crate::common::switchboard_instance::{Running, Slot};
 use crate::common::{MatrixUser, Synapse, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};
-use switchboard::synapse::encode;
 use switchboard_runtime::bridge::PortalKey;
 use switchboard_runtime::config::SqliteSync;
 use switchboard_runtime::store::Store;
+use switchboard_testing::synapse::encode;
 use switchboard_testing::{Contract, ContractSubject};
 
 const ECHO: &str = "@_loopback_echo:localhost";

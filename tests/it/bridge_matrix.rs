@@ -332,7 +332,7 @@ async fn a_send_repeated_after_a_crash_is_shown_once_and_profiles_follow_changes
 }
 
 fn common_encode(text: &str) -> String {
-    switchboard::synapse::encode(text)
+    switchboard_testing::synapse::encode(text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use crate::common::proxy::{Proxy, SendMode};
 use crate::common::switchboard_instance::{Running, Slot};
 use crate::common::{MatrixUser, Synapse};
 use serde_json::Value;
-use switchboard::synapse::encode;
+use switchboard_testing::synapse::encode;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -368,7 +368,7 @@ async fn inviting_a_namespaced_user_creates_the_puppet_and_the_homeserver_ping_r
         .await
         .expect("the homeserver asked Switchboard, which created the user");
     // Synapse asks Switchboard about the invited user before it pushes the invite event.
-    let path = format!("/profile/{}", switchboard::synapse::user::encode(puppet));
+    let path = format!("/profile/{}", switchboard_testing::synapse::encode(puppet));
     wait_until(WAIT, "the puppet's profile", || async {
         let profile = user.get(&path).await.ok()?;
         (profile["displayname"] == "Echo dave").then_some(())

@@ -1,12 +1,13 @@
-//! Shared fixtures for the integration tests: a real Synapse, a private
-//! Postgres cluster and a tiny Client-Server API client.
+//! What the integration tests share besides `switchboard-testing`'s servers (Synapse,
+//! PostgreSQL, Mosquitto, re-exported here): a Switchboard instance per test, a proxy that
+//! can cut the homeserver off, and the contract tests' Matrix side.
 //!
 //! The integration-test binary (`tests/it`) includes this module once.
 
 pub mod contract;
-pub mod mosquitto;
-pub mod postgres;
 pub mod proxy;
 pub mod switchboard_instance;
 
-pub use switchboard::synapse::{MatrixUser, Synapse, file_tail, free_port, wait_until};
+pub use switchboard_testing::process::{free_port, wait_until};
+pub use switchboard_testing::synapse::{MatrixUser, Synapse};
+pub use switchboard_testing::{mosquitto, postgres};

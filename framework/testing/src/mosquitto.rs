@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use switchboard_testing::TestCertificates;
+use crate::TestCertificates;
 
-use super::free_port;
+use crate::process::free_port;
 
 /// The broker binary (Debian's `mosquitto` package).
 fn binary() -> PathBuf {
@@ -172,6 +172,7 @@ impl Mosquitto {
     }
 
     /// The broker's URL for the bridge's config: the TLS listener's when it has one.
+    #[must_use]
     pub fn url(&self) -> String {
         match &self.tls {
             Some((port, _)) => format!("mqtts://127.0.0.1:{port}"),
@@ -180,6 +181,7 @@ impl Mosquitto {
     }
 
     /// Its log.
+    #[must_use]
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }

@@ -205,7 +205,7 @@ impl MatrixUser {
     /// Waits up to `timeout` for an invite (the first one, if several) and joins that room;
     /// returns its ID.
     pub async fn join_invite(&self, timeout: Duration) -> anyhow::Result<String> {
-        let room = super::wait_until(timeout, "an invite", || async {
+        let room = crate::process::wait_until(timeout, "an invite", || async {
             let sync = self.get("/sync?timeout=0").await.ok()?;
             sync["rooms"]["invite"]
                 .as_object()
@@ -306,7 +306,7 @@ impl MatrixUser {
         let last_error_slot = std::sync::Mutex::new(None::<String>);
         let last_error = &last_error_slot;
         let pred = &pred;
-        let found = super::wait_until(timeout, "a matching event", move || async move {
+        let found = crate::process::wait_until(timeout, "a matching event", move || async move {
             match self.messages(room_id, PAGE_SIZE).await {
                 Ok(events) => events.into_iter().find(|e| pred(e)),
                 Err(e) => {

@@ -14,7 +14,7 @@ use anyhow::{Context as _, anyhow, bail};
 use tempfile::TempDir;
 use tokio::process::Command;
 
-use super::{file_tail, free_port};
+use crate::process::{file_tail, free_port};
 
 /// Where Debian's `postgresql-NN` packages put the server binaries.
 const PG_LIB_DIR: &str = "/usr/lib/postgresql";

@@ -7,8 +7,6 @@
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -23,6 +21,8 @@ use tokio::time::Instant;
 pub mod user;
 
 pub use user::{MatrixUser, encode, http_client};
+
+use crate::process::{file_tail, free_port};
 
 /// The Synapse release the tests run against. Pinned here and nowhere else.
 pub const SYNAPSE_VERSION: &str = "1.163.2";
@@ -56,7 +56,7 @@ pub fn venv_dir() -> PathBuf {
     match std::env::var_os(VENV_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(".cache")
+            .join("../../.cache")
             .join(format!("synapse-{SYNAPSE_VERSION}"))
             .join("venv"),
     }
@@ -549,7 +549,7 @@ fn write_config(dir: &Path, port: u16, registration_files: &[PathBuf]) -> anyhow
 }
 
 /// The test homeserver config: loopback, `SQLite`, no TLS, client listener only, rate limits off.
-const HOMESERVER_YAML: &str = r#"# Synapse config for integration tests (written by src/synapse/mod.rs)
+const HOMESERVER_YAML: &str = r#"# Synapse config for integration tests (written by switchboard-testing's synapse fixture)
 server_name: "@SERVER_NAME@"
 public_baseurl: "http://127.0.0.1:@PORT@/"
 signing_key_path: @SIGNING_KEY@
@@ -661,88 +661,4 @@ fn hmac_sha1(key: &[u8], message: &[u8]) -> [u8; 20] {
         hmac::Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(message);
     mac.finalize().into_bytes().into()
-}
-
-/// How often [`wait_until`] polls.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
-
-/// Returns a TCP port on 127.0.0.1 that was free a moment ago.
-///
-/// The port is released again before this returns, so another process can
-/// in principle grab it in between; ports are taken below the ephemeral range,
-/// which outgoing connections use, to make that rare.
-pub fn free_port() -> std::io::Result<u16> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    // Ports below the kernel's ephemeral range: the source ports of the many connections a
-    // test run makes come from that range, and could take a port between its release here
-    // and its use by a server. Handed out in turn from a random start, each checked free.
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let ceiling = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32768)
-        .clamp(4096, 65535);
-    let floor = ceiling.saturating_sub(12_000).max(1024);
-    let span = ceiling - floor;
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        rand::random::<u32>() % span,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
-    for _ in 0..span {
-        let port = floor + NEXT.fetch_add(1, Ordering::SeqCst) % span;
-        let Ok(port) = u16::try_from(port) else {
-            continue;
-        };
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-}
-
-/// Calls `f` every 50 ms until it returns `Some`, and returns that value.
-///
-/// Fails with an error naming `what` once `timeout` has passed. A single call
-/// of `f` that hangs is cut off at the deadline too, so this is always bounded.
-pub async fn wait_until<F, Fut, T>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match tokio::time::timeout_at(deadline, f()).await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(_) => break,
-        }
-        if Instant::now() + POLL_INTERVAL > deadline {
-            break;
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-    bail!("timed out after {timeout:?} waiting for {what}")
-}
-
-/// The last `lines` lines of a text file, or a note on why it could not be read.
-#[must_use]
-pub fn file_tail(path: &std::path::Path, lines: usize) -> String {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let all: Vec<&str> = text.lines().collect();
-            let start = all.len().saturating_sub(lines);
-            format!(
-                "--- last {} lines of {} ---\n{}",
-                all.len() - start,
-                path.display(),
-                all[start..].join("\n")
-            )
-        }
-        Err(e) => format!("--- {} not readable: {e} ---", path.display()),
-    }
 }
