@@ -75,6 +75,7 @@ impl BridgeContext {
     /// the reason), a drop reconnects after `backoff` (e.g.
     /// [`crate::connection::RECONNECT`]), and it closes at shutdown. The link returned closes
     /// it earlier.
+    #[must_use = "the link closes the connection early; drop it to keep it until shutdown"]
     pub fn keep_connected(
         &self,
         name: &'static str,
@@ -88,6 +89,7 @@ impl BridgeContext {
     /// state being the login's. The framework does this itself for every login of a bridge
     /// whose [`LoginHandler::connect`] it calls (at start and after each new login) and
     /// closes it at logout.
+    #[must_use = "the link closes the connection at logout"]
     pub fn keep_login_connected(
         &self,
         login: LoginId,
@@ -212,8 +214,8 @@ pub trait MatrixSide: Send + Sync + std::fmt::Debug {
     fn info(&self) -> &BridgeInfo;
 
     /// Applies something that happened in the remote chat of portal `key` (whose room is
-    /// created, as [`Bridge::chat_info`] describes it, when a message needs it). Messages, edits, deletions and
-    /// reactions of one portal are applied one at a time, in the order the calls came, and
+    /// created, as [`Bridge::chat_info`] describes it, when a message needs it). Messages,
+    /// edits, deletions and reactions of one portal are applied one at a time, in the order the calls came, and
     /// never twice (they are in the message map); typing, read markers, memberships, chat info
     /// and profiles are applied as they come.
     async fn apply(&self, key: &PortalKey, event: &RemoteEvent) -> Result<Applied, PluginError>;
@@ -427,6 +429,8 @@ pub trait Bridge: Send + Sync + 'static {
     /// direct or not), asked when the framework creates it — the first time a message of
     /// that chat is bridged — or bridges an existing room to it. By default a room with no
     /// name, invite or topic. A transient [`PluginError`] retries what needed the room later.
+    /// It is asked while the portal is locked: it must not call [`BridgeContext::matrix`]
+    /// for the same portal (that would wait for itself); uploading an avatar is fine.
     async fn chat_info(&self, portal: &PortalKey) -> Result<PortalInfo, PluginError> {
         let _ = portal;
         Ok(PortalInfo::default())

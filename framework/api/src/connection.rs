@@ -3,8 +3,7 @@
 //! framework runs it in a tracked task, reconnects with backoff when it drops, stops it at
 //! shutdown or logout, and reports how it stands as the bridge's (or the login's) state.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -45,37 +44,58 @@ struct LinkInner {
     login: Option<LoginId>,
     host: Arc<dyn HostPort>,
     closing: CancellationToken,
-    /// Whether the current attempt got through (its failure then starts the backoff anew).
-    connected: AtomicBool,
+    /// Where the current attempt stands. State reports are made holding it, so that a late
+    /// `connected()` from an attempt that already ended, or any report after `close()`, is
+    /// dropped rather than shown.
+    attempt: Mutex<Attempt>,
+}
+
+/// The current connection attempt.
+#[derive(Debug, Default)]
+struct Attempt {
+    /// Running: its `connected()` counts.
+    live: bool,
+    /// It got through (its failure then starts the backoff anew).
+    got_through: bool,
 }
 
 impl Link {
     /// A link named `name` (in logs) whose state is the bridge's, or `login`'s, reported to
-    /// `host`; it closes when `closing` fires.
+    /// `host` — `Connecting` from now on; it closes when `closing` fires.
     pub(crate) fn new(
         name: &'static str,
         login: Option<LoginId>,
         host: Arc<dyn HostPort>,
         closing: CancellationToken,
     ) -> Self {
-        Self {
+        let link = Self {
             inner: Arc::new(LinkInner {
                 name,
                 login,
                 host,
                 closing,
-                connected: AtomicBool::new(false),
+                attempt: Mutex::default(),
             }),
-        }
+        };
+        link.report(&link.attempt(), BridgeState::Connecting);
+        link
     }
 
     /// The network accepted the connection: the state becomes `Connected`, what waits in
     /// the outbox is tried now, and the next drop starts the backoff from its first pause.
+    /// Ignored once the attempt it belongs to ended (the drop is what is shown).
     pub fn connected(&self) {
-        if !self.inner.connected.swap(true, Ordering::Relaxed) {
-            tracing::info!(link = self.inner.name, login = ?self.inner.login, "connected");
+        {
+            let mut attempt = self.attempt();
+            if !attempt.live || self.inner.closing.is_cancelled() {
+                return;
+            }
+            if !attempt.got_through {
+                tracing::info!(link = self.inner.name, login = %self.label(), "connected");
+            }
+            attempt.got_through = true;
+            self.report(&attempt, BridgeState::Connected);
         }
-        self.report(BridgeState::Connected);
         self.inner.host.network_restored();
     }
 
@@ -92,14 +112,31 @@ impl Link {
         &self.inner.closing
     }
 
-    /// Closes the connection for good (it is not reconnected).
+    /// Closes the connection for good (it is not reconnected); no state is reported after
+    /// this returns.
     pub fn close(&self) {
+        let _attempt = self.attempt();
         self.inner.closing.cancel();
     }
 
-    fn report(&self, state: BridgeState) {
+    fn attempt(&self) -> MutexGuard<'_, Attempt> {
+        self.inner
+            .attempt
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The login's id, or `bridge` for the bridge's own link (in logs).
+    fn label(&self) -> String {
+        self.inner
+            .login
+            .as_ref()
+            .map_or_else(|| "bridge".to_owned(), ToString::to_string)
+    }
+
+    /// Reports `state`, unless the link is closed; `_attempt` proves the lock is held.
+    fn report(&self, _attempt: &MutexGuard<'_, Attempt>, state: BridgeState) {
         if self.inner.closing.is_cancelled() {
-            // Closed (logged out): its state is no longer shown.
             return;
         }
         match &self.inner.login {
@@ -112,32 +149,39 @@ impl Link {
     /// gives up when it fails for good.
     pub(crate) async fn supervise(self, connector: Arc<dyn Connector>, backoff: Backoff) {
         let name = self.inner.name;
-        let login = self.inner.login.clone();
-        self.report(BridgeState::Connecting);
+        let login = self.label();
         let mut failures = 0_u32;
         loop {
-            self.inner.connected.store(false, Ordering::Relaxed);
+            *self.attempt() = Attempt {
+                live: true,
+                got_through: false,
+            };
             let outcome = tokio::select! {
                 biased;
                 () = self.inner.closing.cancelled() => return,
                 outcome = connector.run(&self) => outcome,
             };
-            if self.inner.connected.load(Ordering::Relaxed) {
-                failures = 0;
-            }
-            let why = match outcome {
-                Ok(()) => "the connection closed".to_owned(),
-                Err(e) if e.is_transient() => e.to_string(),
-                Err(e) => {
-                    tracing::error!(link = name, ?login, error = %e, "the network refused the connection; not retrying");
-                    self.report(BridgeState::BadCredentials(e.to_string()));
-                    return;
+            let pause = {
+                let mut attempt = self.attempt();
+                attempt.live = false;
+                if attempt.got_through {
+                    failures = 0;
                 }
+                let why = match outcome {
+                    Ok(()) => "the connection closed".to_owned(),
+                    Err(e) if e.is_transient() => e.to_string(),
+                    Err(e) => {
+                        tracing::error!(link = name, %login, error = %e, "the network refused the connection; not retrying");
+                        self.report(&attempt, BridgeState::BadCredentials(e.to_string()));
+                        return;
+                    }
+                };
+                let pause = backoff.delay(failures);
+                failures = failures.saturating_add(1);
+                tracing::warn!(link = name, %login, error = %why, ?pause, "connection lost; reconnecting");
+                self.report(&attempt, BridgeState::TransientDisconnect(why));
+                pause
             };
-            let pause = backoff.delay(failures);
-            failures = failures.saturating_add(1);
-            tracing::warn!(link = name, ?login, error = %why, ?pause, "connection lost; reconnecting");
-            self.report(BridgeState::TransientDisconnect(why));
             tokio::select! {
                 biased;
                 () = self.inner.closing.cancelled() => return,
@@ -149,8 +193,7 @@ impl Link {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
     use crate::login::Login;
@@ -275,5 +318,48 @@ mod tests {
             )
         );
         assert!(states.bridge.lock().expect("lock").is_empty());
+    }
+
+    /// Connects, hands its link out, and drops at once (a broker closing right after its
+    /// CONNACK), so that the bridge's own loop says `connected()` too late.
+    struct DropsAtOnce {
+        handed: Mutex<Option<Link>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Connector for DropsAtOnce {
+        async fn run(&self, link: &Link) -> Result<(), PluginError> {
+            *self.handed.lock().expect("lock") = Some(link.clone());
+            Err(PluginError::network_down("closed right after connecting"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_connected_from_an_ended_attempt_and_reports_after_close_are_not_shown() {
+        let states = Arc::new(States::default());
+        let link = link(&states, None);
+        let connector = Arc::new(DropsAtOnce {
+            handed: Mutex::new(None),
+        });
+        let slow = Backoff::new(Duration::from_mins(1), Duration::from_mins(1));
+        let task = tokio::spawn(link.clone().supervise(Arc::clone(&connector) as _, slow));
+        while states.bridge.lock().expect("lock").len() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let handed = connector.handed.lock().expect("lock").clone();
+        handed.expect("the attempt ran").connected();
+        link.close();
+        link.connected();
+        task.await
+            .expect("the supervisor ends when the link closes");
+        let seen = states.bridge.lock().expect("lock").clone();
+        assert_eq!(
+            seen,
+            [
+                "connecting",
+                "disconnected for now (the network cannot be reached: closed right after connecting)",
+            ]
+        );
+        assert_eq!(states.restored.load(Ordering::Relaxed), 0);
     }
 }

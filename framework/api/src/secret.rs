@@ -23,23 +23,28 @@ pub struct Secret<T = String>(T);
 
 impl<T> Secret<T> {
     /// Wraps `value`.
+    #[must_use]
     pub const fn new(value: T) -> Self {
         Self(value)
     }
 
     /// The secret itself, for where it is used (never for a log line).
+    #[must_use]
     pub const fn expose(&self) -> &T {
         &self.0
     }
 }
 
 impl<T: AsRef<[u8]>> Secret<T> {
-    /// Whether `given` is this secret, compared in constant time.
+    /// Whether `given` is this secret, compared in constant time (only the length shows in
+    /// the time taken: use secrets long enough that it tells nothing).
+    #[must_use]
     pub fn matches(&self, given: &[u8]) -> bool {
         self.0.as_ref().ct_eq(given).into()
     }
 
     /// Whether the secret is empty (unset).
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.0.as_ref().is_empty()
     }
@@ -73,7 +78,7 @@ impl<T: AsRef<[u8]>> Serialize for Secret<T> {
 
 /// How a secret is written in a config: the value, or `{ file: <path> }`.
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 enum Written<T> {
     InFile { file: PathBuf },
     Value(T),
@@ -152,6 +157,13 @@ mod tests {
             error.contains("cannot read the secret file /nonexistent/switchboard-secret"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_mistyped_file_form_is_refused() {
+        let error = read("password: { file: /run/secret, mode: 600 }")
+            .expect_err("an unknown key next to `file` is an error");
+        assert!(error.contains("`{ file: <path> }`"), "{error}");
     }
 
     #[test]

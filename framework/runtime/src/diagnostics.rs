@@ -143,18 +143,28 @@ fn finding(severity: Severity, text: String) -> Finding {
     Finding { severity, text }
 }
 
-/// The top-level sections other than the plug-ins' that differ, as findings.
-fn core_changes(old: &Config, new: &Config) -> Vec<Finding> {
-    let (Ok(serde_json::Value::Object(old)), Ok(serde_json::Value::Object(new))) =
-        (serde_json::to_value(old), serde_json::to_value(new))
-    else {
+/// The top-level sections other than the plug-ins' that differ, as findings. Sections are
+/// compared as serialised, except `provisioning`, whose secret serialises redacted.
+fn core_changes(old_config: &Config, new_config: &Config) -> Vec<Finding> {
+    let (Ok(serde_json::Value::Object(old)), Ok(serde_json::Value::Object(new))) = (
+        serde_json::to_value(old_config),
+        serde_json::to_value(new_config),
+    ) else {
         return Vec::new();
     };
-    new.iter()
+    let mut changed: std::collections::BTreeSet<&str> = new
+        .iter()
         .filter(|(key, value)| {
             key.as_str() != "bots" && key.as_str() != "bridges" && old.get(*key) != Some(value)
         })
-        .map(|(key, _)| {
+        .map(|(key, _)| key.as_str())
+        .collect();
+    if old_config.provisioning != new_config.provisioning {
+        changed.insert("provisioning");
+    }
+    changed
+        .into_iter()
+        .map(|key| {
             finding(
                 Severity::Warn,
                 format!("`{key}` changed; it takes effect at the next restart"),
@@ -175,4 +185,24 @@ fn changed_sections<'a>(
         .filter(|id| old.get(*id) != new.get(*id))
         .map(|id| (id.clone(), old.get(id), new.get(id)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_provisioning_secret_is_reported_though_it_serialises_redacted() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.provisioning.shared_secret =
+            switchboard_api::Secret::new("a-new-secret-of-at-least-32-characters".to_owned());
+        let findings = core_changes(&old, &new);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(
+            findings[0].text.contains("`provisioning` changed"),
+            "{findings:?}"
+        );
+        assert!(core_changes(&old, &old.clone()).is_empty());
+    }
 }

@@ -82,6 +82,8 @@ pub(crate) struct HostedBridge {
     outbound: PortalLocks,
     /// Turned off by an admin: Matrix events wait in the outbox until it is on again.
     disabled: std::sync::atomic::AtomicBool,
+    /// Set once the bridge started: logins are connected from then on.
+    started: std::sync::atomic::AtomicBool,
     /// The connection of each login, kept up while it is logged in.
     links: Mutex<HashMap<switchboard_api::ids::LoginId, switchboard_api::connection::Link>>,
 }
@@ -177,6 +179,7 @@ impl BridgeHost {
                 waiting: Mutex::new(waiting),
                 outbound: PortalLocks::default(),
                 disabled: std::sync::atomic::AtomicBool::new(false),
+                started: std::sync::atomic::AtomicBool::new(false),
                 links: Mutex::default(),
             }));
         }
@@ -280,6 +283,7 @@ impl BridgeHost {
                     id: hosted.id().to_owned(),
                     source,
                 })?;
+            hosted.started.store(true, Ordering::SeqCst);
             let logins = hosted
                 .ctx
                 .logins()

@@ -35,8 +35,8 @@ const TYPING_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl BridgeMatrix {
     /// Applies something that happened in the remote chat of portal `key` (whose room is
-    /// created, as the bridge's `chat_info` describes it, when a message needs it). Messages, edits, deletions and
-    /// reactions of one portal are applied one at a time, in the order the calls came, and
+    /// created, as the bridge's `chat_info` describes it, when a message needs it). Messages,
+    /// edits, deletions and reactions of one portal are applied one at a time, in the order the calls came, and
     /// never twice (they are in the message map); typing, read markers, memberships, chat info
     /// and profiles are applied as they come (repeating them changes nothing).
     pub async fn apply(

@@ -380,20 +380,22 @@ impl HostedBridge {
         Ok(format!("Logged out of {}.", login.remote_name))
     }
 
-    /// Logs `login` out of the network and forgets it (also as a portal's relay).
+    /// Logs `login` out of the network and forgets it (also as a portal's relay): its
+    /// connection is closed first (so that it is not reconnected meanwhile), then the bridge
+    /// logs it out.
     pub(crate) async fn log_out(&self, login: &Login) -> Result<(), HandleError> {
+        let link = self
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&login.id);
+        if let Some(link) = link {
+            link.close();
+        }
         if let Some(handler) = self.bridge.logins()
             && let Err(why) = handler.logout(&self.ctx, login).await
         {
             tracing::warn!(bridge = %self.id(), login = %login.id, error = %why, "logout from the network failed; the login is forgotten anyway");
-        }
-        if let Some(link) = self
-            .links
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&login.id)
-        {
-            link.close();
         }
         self.store
             .delete_login(self.id(), login.id.as_str())
@@ -404,11 +406,23 @@ impl HostedBridge {
 
     /// Keeps the connection of `login` up ([`LoginHandler::connect`], reconnected with the
     /// handler's backoff) until it is logged out or Switchboard stops; a login connected
-    /// before (logged in again) has its old connection closed.
+    /// before (logged in again) has its old connection closed first. Before the bridge
+    /// started this does nothing: its start connects every stored login.
     pub(super) fn connect_login(&self, login: Login) {
         let Some(handler) = self.bridge.logins() else {
             return;
         };
+        if !self.started.load(Ordering::SeqCst) {
+            return;
+        }
+        let old = self
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&login.id);
+        if let Some(old) = old {
+            old.close();
+        }
         let id = login.id.clone();
         let connector = Arc::new(LoginConnection {
             bridge: Arc::clone(&self.bridge),
@@ -418,13 +432,14 @@ impl HostedBridge {
         let link =
             self.ctx
                 .keep_login_connected(id.clone(), handler.reconnect_backoff(), connector);
-        if let Some(old) = self
+        let replaced = self
             .links
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, link)
-        {
-            old.close();
+            .insert(id, link);
+        if let Some(replaced) = replaced {
+            // Connected at the same time by the bridge's start: one connection is enough.
+            replaced.close();
         }
     }
 
