@@ -5,9 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 
-use ruma::api::client::room::create_room;
-use ruma::events::AnyInitialStateEvent;
-use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use serde_json::json;
 
@@ -21,9 +18,8 @@ use crate::inbox::HandleError;
 use crate::metrics::HostMetrics;
 use crate::store::{MessageRecord, PortalRecord, Store, StoreError};
 use switchboard_api::PluginError;
-use switchboard_api::bridge::{Bridge, DataOwner, MatrixSide};
+use switchboard_api::bridge::{Bridge, DataOwner};
 pub use switchboard_api::event::TextKind;
-use switchboard_api::remote::{Applied, RemoteEvent, RemoteMedia};
 pub use switchboard_api::remote::{BridgeInfo, Bridged, PortalInfo, PuppetProfile, RemoteText};
 
 /// Why something could not be bridged.
@@ -217,19 +213,6 @@ impl BridgeMatrix {
         self.bridge.as_ref().and_then(Weak::upgrade)
     }
 
-    /// How the room of portal `key` should look, as its bridge says.
-    async fn chat_info(&self, key: &PortalKey) -> Result<PortalInfo, BridgeError> {
-        match (&self.bridge, self.bridge()) {
-            (_, Some(bridge)) => Ok(bridge.chat_info(key).await?),
-            // A Matrix side made without its bridge (the framework's own tests).
-            (None, None) => Ok(PortalInfo::default()),
-            (Some(_), None) => Err(PluginError::transient(
-                "the bridge is stopping; the portal room is created later",
-            )
-            .into()),
-        }
-    }
-
     /// Keeps a puppet in memory for `idle` after its last use.
     #[must_use]
     pub fn with_puppet_idle(mut self, idle: std::time::Duration) -> Self {
@@ -357,226 +340,6 @@ impl BridgeMatrix {
         Ok(user_id)
     }
 
-    /// The room of a portal, created (as the bridge bot, with `m.bridge` state, looking as
-    /// the bridge's [`Bridge::chat_info`] says) the first time.
-    pub async fn ensure_portal(&self, key: &PortalKey) -> Result<OwnedRoomId, BridgeError> {
-        let _portal = self.portal_locks.lock(key).await;
-        self.ensure_portal_locked(key).await
-    }
-
-    /// The room of a portal, created the first time with the bridge's alias for its chat
-    /// (when a Matrix user asked for that alias).
-    pub(crate) async fn ensure_portal_with_alias(
-        &self,
-        key: &PortalKey,
-        info: &PortalInfo,
-    ) -> Result<OwnedRoomId, BridgeError> {
-        let _portal = self.portal_locks.lock(key).await;
-        let alias = self.naming.alias_localpart(&key.chat);
-        self.create_portal_room(key, Some(info), Some(alias)).await
-    }
-
-    pub(super) async fn ensure_portal_locked(
-        &self,
-        key: &PortalKey,
-    ) -> Result<OwnedRoomId, BridgeError> {
-        self.create_portal_room(key, None, None).await
-    }
-
-    /// The room of a portal, created (looking as `info` says, else as the bridge's
-    /// [`Bridge::chat_info`] says; with `alias` if given) unless it has one; the portal lock
-    /// is held.
-    async fn create_portal_room(
-        &self,
-        key: &PortalKey,
-        info: Option<&PortalInfo>,
-        alias: Option<String>,
-    ) -> Result<OwnedRoomId, BridgeError> {
-        if let Some(room_id) = self.portal_rooms.room_of(&self.info.id, key) {
-            return Ok(room_id);
-        }
-        let existing = self.store.portal(&self.info.id, key).await?;
-        if let Some(room_id) = stored_room(existing.as_ref())? {
-            self.portal_rooms
-                .insert(room_id.clone(), &self.info.id, key.clone());
-            return Ok(room_id);
-        }
-        let info = match info {
-            Some(info) => info.clone(),
-            None => self.chat_info(key).await?,
-        };
-        let info = &info;
-        let mut request = create_room::v3::Request::new();
-        request.room_alias_name = alias;
-        request.name.clone_from(&info.name);
-        request.topic.clone_from(&info.topic);
-        request.invite.clone_from(&info.invite);
-        request.is_direct = info.direct;
-        request.preset = Some(if info.direct {
-            create_room::v3::RoomPreset::TrustedPrivateChat
-        } else if info.public {
-            create_room::v3::RoomPreset::PublicChat
-        } else {
-            create_room::v3::RoomPreset::PrivateChat
-        });
-        request.initial_state = self.initial_bridge_state(key, info)?;
-        if let Some(url) = &info.avatar_url {
-            let avatar =
-                json!({ "type": "m.room.avatar", "state_key": "", "content": { "url": url } });
-            request.initial_state.push(
-                serde_json::value::to_raw_value(&avatar)
-                    .map(Raw::from_json)
-                    .map_err(|e| build_error("room::create_room", &e))?,
-            );
-        }
-        let room_id = self.client.send(request, Identity::bot()).await?.room_id;
-        self.client
-            .remember_membership(&room_id, self.client.bot_user_id(), true)
-            .await;
-        self.record_room(key, &room_id, existing).await?;
-        tracing::info!(bridge = %self.info.id, chat = %key.chat, %room_id, "portal room created");
-        self.backfill_locked(key).await;
-        Ok(room_id)
-    }
-
-    /// Records `room_id` as the room of the portal `key` (keeping the bridge's data of an
-    /// `existing` portal) and routes it to this bridge.
-    async fn record_room(
-        &self,
-        key: &PortalKey,
-        room_id: &RoomId,
-        existing: Option<PortalRecord>,
-    ) -> Result<(), BridgeError> {
-        self.portal_rooms
-            .insert(room_id.to_owned(), &self.info.id, key.clone());
-        self.store
-            .put_portal(
-                &self.info.id,
-                &PortalRecord {
-                    key: key.clone(),
-                    room_id: Some(room_id.to_string()),
-                    data: existing.map_or_else(|| "{}".to_owned(), |p| p.data),
-                },
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Makes an existing room the portal of `key` (an admin's `bridge` command): recorded,
-    /// routed to this bridge, and marked with `m.bridge` state when the bot may set it.
-    /// `Err` names the room already bridged to `key`, if one is.
-    pub async fn adopt_room(
-        &self,
-        key: &PortalKey,
-        room_id: &RoomId,
-    ) -> Result<Result<(), OwnedRoomId>, BridgeError> {
-        let _portal = self.portal_locks.lock(key).await;
-        let existing = self.store.portal(&self.info.id, key).await?;
-        if let Some(room) = stored_room(existing.as_ref())? {
-            return Ok(Err(room));
-        }
-        let info = self.chat_info(key).await.unwrap_or_else(|e| {
-            tracing::warn!(bridge = %self.info.id, chat = %key.chat, error = %e, "the bridge cannot describe the chat; its room is bridged without a channel name");
-            PortalInfo::default()
-        });
-        self.record_room(key, room_id, existing).await?;
-        let (types, state_key, content) = self.bridge_state(key, &info);
-        let content = serde_json::value::to_raw_value(&content)
-            .map_err(|e| build_error("state::send_state_event", &e))?;
-        for event_type in types {
-            let request = ruma::api::client::state::send_state_event::v3::Request::new_raw(
-                room_id.to_owned(),
-                event_type.into(),
-                state_key.clone(),
-                Raw::from_json(content.clone()),
-            );
-            if let Err(e) = self.client.send(request, Identity::bot()).await {
-                tracing::warn!(bridge = %self.info.id, %room_id, error = %e, "cannot mark the room as bridged (m.bridge state); the bot may need a higher power level");
-            }
-        }
-        tracing::info!(bridge = %self.info.id, chat = %key.chat, %room_id, "existing room bridged");
-        Ok(Ok(()))
-    }
-
-    /// Follows a room upgrade: the portal of `key` moves from `old` to `new` (its replacement,
-    /// named by the old room's tombstone), which the bot joins.
-    pub(crate) async fn follow_upgrade(
-        &self,
-        key: &PortalKey,
-        old: &RoomId,
-        new: &RoomId,
-    ) -> Result<(), BridgeError> {
-        let _portal = self.portal_locks.lock(key).await;
-        let via: Vec<ruma::OwnedServerName> = old
-            .server_name()
-            .map(ToOwned::to_owned)
-            .into_iter()
-            .collect();
-        let mut request = ruma::api::client::membership::join_room_by_id_or_alias::v3::Request::new(
-            <&ruma::RoomOrAliasId>::from(new).to_owned(),
-        );
-        request.via = via;
-        self.client.send(request, Identity::bot()).await?;
-        self.client
-            .remember_membership(new, self.client.bot_user_id(), true)
-            .await;
-        self.portal_rooms.remove(old);
-        let existing = self.store.portal(&self.info.id, key).await?;
-        self.record_room(key, new, existing).await?;
-        tracing::info!(bridge = %self.info.id, chat = %key.chat, %old, %new, "portal followed its room upgrade");
-        Ok(())
-    }
-
-    /// Stops bridging the portal of `key` (an admin's `unbridge` command): its room is no
-    /// longer routed to the bridge, and the portal and its message map are forgotten. The
-    /// room itself stays.
-    pub async fn unbridge(&self, key: &PortalKey) -> Result<(), BridgeError> {
-        let _portal = self.portal_locks.lock(key).await;
-        if let Some(room_id) = self.known_room(key).await? {
-            self.portal_rooms.remove(&room_id);
-        }
-        self.store.delete_portal(&self.info.id, key).await?;
-        tracing::info!(bridge = %self.info.id, chat = %key.chat, "portal unbridged");
-        Ok(())
-    }
-
-    /// The `m.bridge` and `uk.half-shot.bridge` state (MSC2346) of a portal: each event type,
-    /// with the state key and content they share.
-    fn bridge_state(
-        &self,
-        key: &PortalKey,
-        info: &PortalInfo,
-    ) -> ([&'static str; 2], String, serde_json::Value) {
-        let bot = self.client.bot_user_id();
-        let content = json!({
-            "bridgebot": bot,
-            "creator": bot,
-            "protocol": { "id": self.info.id, "displayname": self.info.displayname },
-            "channel": { "id": key.chat, "displayname": info.name },
-        });
-        let state_key = format!("org.switchboard://{}/{}", self.info.id, key.chat);
-        (["m.bridge", "uk.half-shot.bridge"], state_key, content)
-    }
-
-    /// The bridge state of a portal as initial state of its room.
-    fn initial_bridge_state(
-        &self,
-        key: &PortalKey,
-        info: &PortalInfo,
-    ) -> Result<Vec<Raw<AnyInitialStateEvent>>, BridgeError> {
-        let (types, state_key, content) = self.bridge_state(key, info);
-        types
-            .into_iter()
-            .map(|event_type| {
-                let event =
-                    json!({ "type": event_type, "state_key": state_key, "content": content });
-                serde_json::value::to_raw_value(&event)
-                    .map(Raw::from_json)
-                    .map_err(|e| build_error("room::create_room", &e))
-            })
-            .collect()
-    }
-
     /// Sends a remote text message into its portal (created if needed) from its sender's
     /// puppet, once: a message bridged before is not sent again, and a send repeated after a
     /// crash reuses the same transaction id, so the homeserver shows it once. Calls for one
@@ -701,7 +464,10 @@ impl BridgeMatrix {
     }
 
     /// The bridge's stored data of `owner`, as JSON, if it has any.
-    async fn stored_data(&self, owner: DataOwner<'_>) -> Result<Option<String>, BridgeError> {
+    pub(super) async fn stored_data(
+        &self,
+        owner: DataOwner<'_>,
+    ) -> Result<Option<String>, BridgeError> {
         Ok(match owner {
             DataOwner::Portal(key) => self.store.portal(&self.info.id, key).await?.map(|p| p.data),
             DataOwner::Puppet(remote) => self.store.puppet_data(&self.info.id, remote).await?,
@@ -710,7 +476,11 @@ impl BridgeMatrix {
     }
 
     /// Stores the bridge's data of `owner` (a portal unknown so far is created without a room).
-    async fn store_data(&self, owner: DataOwner<'_>, json: String) -> Result<(), BridgeError> {
+    pub(super) async fn store_data(
+        &self,
+        owner: DataOwner<'_>,
+        json: String,
+    ) -> Result<(), BridgeError> {
         match owner {
             DataOwner::Portal(key) => {
                 let _portal = self.portal_locks.lock(key).await;
@@ -762,7 +532,7 @@ impl BridgeMatrix {
         &self,
         key: &PortalKey,
     ) -> Result<Option<OwnedRoomId>, BridgeError> {
-        stored_room(self.store.portal(&self.info.id, key).await?.as_ref())
+        super::portal::stored_room(self.store.portal(&self.info.id, key).await?.as_ref())
     }
 
     /// Sends a remote message's `content` as `speaker`, once (see [`BridgeMatrix::send_mapped`]).
@@ -952,195 +722,4 @@ pub(super) fn build_error(endpoint: &'static str, error: &serde_json::Error) -> 
         endpoint,
         message: error.to_string(),
     })
-}
-
-/// The room a stored portal has, if any.
-fn stored_room(portal: Option<&PortalRecord>) -> Result<Option<OwnedRoomId>, BridgeError> {
-    portal
-        .and_then(|p| p.room_id.as_deref())
-        .map(|r| RoomId::parse(r).map_err(|_| BridgeError::StoredRoom(r.to_owned())))
-        .transpose()
-}
-
-/// The bridges' view of their Matrix side: the same operations, failing with [`PluginError`].
-#[async_trait::async_trait]
-impl MatrixSide for BridgeMatrix {
-    fn info(&self) -> &BridgeInfo {
-        &self.info
-    }
-
-    async fn apply(&self, key: &PortalKey, event: &RemoteEvent) -> Result<Applied, PluginError> {
-        Ok(BridgeMatrix::apply(self, key, event).await?)
-    }
-
-    async fn ensure_puppet(
-        &self,
-        remote: &RemoteUserId,
-        profile: &PuppetProfile,
-    ) -> Result<OwnedUserId, PluginError> {
-        Ok(BridgeMatrix::ensure_puppet(self, remote, profile).await?)
-    }
-
-    async fn ensure_portal(&self, key: &PortalKey) -> Result<OwnedRoomId, PluginError> {
-        Ok(BridgeMatrix::ensure_portal(self, key).await?)
-    }
-
-    async fn unbridge(&self, key: &PortalKey) -> Result<(), PluginError> {
-        Ok(BridgeMatrix::unbridge(self, key).await?)
-    }
-
-    async fn bridge_text(
-        &self,
-        key: &PortalKey,
-        message: &RemoteText,
-    ) -> Result<Bridged, PluginError> {
-        Ok(BridgeMatrix::bridge_text(self, key, message).await?)
-    }
-
-    async fn bridge_edit(
-        &self,
-        key: &PortalKey,
-        target: &RemoteMessageId,
-        edit: &RemoteText,
-    ) -> Result<Option<Bridged>, PluginError> {
-        Ok(BridgeMatrix::bridge_edit(self, key, target, edit).await?)
-    }
-
-    async fn bridge_deletion(
-        &self,
-        key: &PortalKey,
-        target: &RemoteMessageId,
-        part: &str,
-    ) -> Result<Option<OwnedEventId>, PluginError> {
-        Ok(BridgeMatrix::bridge_deletion(self, key, target, part).await?)
-    }
-
-    async fn upload(
-        &self,
-        data: &[u8],
-        mimetype: &str,
-        filename: &str,
-    ) -> Result<String, PluginError> {
-        Ok(BridgeMatrix::upload(self, data, mimetype, filename).await?)
-    }
-
-    async fn bridge_media(
-        &self,
-        key: &PortalKey,
-        media: &RemoteMedia,
-    ) -> Result<Bridged, PluginError> {
-        Ok(BridgeMatrix::bridge_media(self, key, media).await?)
-    }
-
-    async fn power_level(
-        &self,
-        key: &PortalKey,
-        user_id: &ruma::UserId,
-    ) -> Result<i64, PluginError> {
-        Ok(BridgeMatrix::power_level(self, key, user_id).await?)
-    }
-
-    async fn map_matrix_event(
-        &self,
-        key: &PortalKey,
-        remote_id: &RemoteMessageId,
-        part: &str,
-        room_id: &RoomId,
-        event_id: &ruma::EventId,
-    ) -> Result<(), PluginError> {
-        Ok(BridgeMatrix::map_matrix_event(self, key, remote_id, part, room_id, event_id).await?)
-    }
-
-    async fn matrix_user_of(&self, remote: &RemoteUserId) -> Result<OwnedUserId, PluginError> {
-        Ok(BridgeMatrix::matrix_user_of(self, remote).await?)
-    }
-
-    async fn pill(&self, remote: &RemoteUserId, label: &str) -> Result<String, PluginError> {
-        Ok(BridgeMatrix::pill(self, remote, label).await?)
-    }
-
-    async fn mapped_event(
-        &self,
-        key: &PortalKey,
-        id: &RemoteMessageId,
-        part: &str,
-    ) -> Result<Option<OwnedEventId>, PluginError> {
-        Ok(BridgeMatrix::mapped_event(self, key, id, part).await?)
-    }
-
-    async fn report_skipped(&self, key: &PortalKey, reason: &'static str, detail: &str) {
-        BridgeMatrix::report_skipped(self, key, reason, detail).await;
-    }
-
-    async fn load_data(&self, owner: DataOwner<'_>) -> Result<Option<String>, PluginError> {
-        Ok(self.stored_data(owner).await?)
-    }
-
-    async fn save_data(&self, owner: DataOwner<'_>, json: String) -> Result<(), PluginError> {
-        Ok(self.store_data(owner, json).await?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-    struct Seen {
-        last: String,
-        count: u32,
-    }
-
-    #[tokio::test]
-    async fn a_bridges_own_data_about_portals_and_puppets_round_trips() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::connect(&url, 1, switchboard_store::SqliteSync::Normal)
-            .await
-            .expect("store");
-        let server = ruma::server_name!("example.org");
-        let bot = OwnedUserId::try_from("@bot:example.org").expect("bot");
-        let client = HomeserverClient::new(
-            "http://127.0.0.1:9",
-            "token",
-            bot,
-            switchboard_client::ClientConfig::default(),
-            switchboard_client::ClientMetrics::default(),
-            Arc::new(store.clone()),
-        )
-        .expect("client");
-        let info = BridgeInfo {
-            id: "xmpp".into(),
-            displayname: "XMPP".into(),
-        };
-        let naming = PuppetNaming::new("_xmpp_{{id}}", server).expect("naming");
-        let side = BridgeMatrix::new(
-            info,
-            naming,
-            client,
-            store,
-            crate::metrics::HostMetrics::default(),
-        );
-        // Bridges reach it through the api's `MatrixSide`, which adds the typed forms.
-        let side: &dyn MatrixSide = &side;
-        let key = PortalKey::shared("room@conf");
-        assert_eq!(
-            side.portal_data::<Seen>(&key).await.expect("none"),
-            Seen::default()
-        );
-        let seen = Seen {
-            last: "m1".into(),
-            count: 2,
-        };
-        side.set_portal_data(&key, &seen).await.expect("set");
-        assert_eq!(side.portal_data::<Seen>(&key).await.expect("get"), seen);
-        let bob = RemoteUserId::from("bob");
-        side.set_puppet_data(&bob, &seen).await.expect("set");
-        assert_eq!(side.puppet_data::<Seen>(&bob).await.expect("get"), seen);
-        let err = side
-            .portal_data::<Vec<u8>>(&key)
-            .await
-            .expect_err("another type");
-        assert!(err.to_string().contains("portal room@conf"), "{err}");
-    }
 }
