@@ -1,0 +1,95 @@
+//! What can go wrong talking to the homeserver, and what the client reads from its errors.
+
+use serde::Deserialize;
+
+/// Errors of the homeserver client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The homeserver answered with an error.
+    #[error("{endpoint}: the homeserver answered {status} {errcode}: {message}")]
+    Homeserver {
+        /// Endpoint name.
+        endpoint: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// Matrix error code (`M_…`), or `-` when the body had none.
+        errcode: String,
+        /// Human-readable error from the homeserver.
+        message: String,
+    },
+    /// No answer: connection refused, reset or timed out.
+    #[error("{endpoint}: cannot reach the homeserver at {url}: {message}")]
+    Unreachable {
+        /// Endpoint name.
+        endpoint: &'static str,
+        /// Base URL tried.
+        url: String,
+        /// The transport error.
+        message: String,
+    },
+    /// Retries were exhausted; the last error is inside.
+    #[error("gave up after {attempts} attempts: {last}")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: Box<ClientError>,
+    },
+    /// The request could not be built (a bug or an invalid id).
+    #[error("{endpoint}: cannot build the request: {message}")]
+    Build {
+        /// Endpoint name.
+        endpoint: &'static str,
+        /// What failed.
+        message: String,
+    },
+    /// A success response that does not decode.
+    #[error("{endpoint}: the homeserver's answer does not decode: {message}")]
+    Decode {
+        /// Endpoint name.
+        endpoint: &'static str,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// Whether trying again later may succeed (rate limits, server errors, outages).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Homeserver { status, .. } => *status == 429 || *status >= 500,
+            ClientError::Unreachable { .. } => true,
+            ClientError::GaveUp { last, .. } => last.is_transient(),
+            ClientError::Build { .. } | ClientError::Decode { .. } => false,
+        }
+    }
+
+    /// The Matrix error code, if the homeserver sent one.
+    #[must_use]
+    pub fn errcode(&self) -> Option<&str> {
+        match self {
+            ClientError::Homeserver { errcode, .. } => Some(errcode),
+            ClientError::GaveUp { last, .. } => last.errcode(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the homeserver answered.
+    #[must_use]
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Homeserver { status, .. } => Some(*status),
+            ClientError::GaveUp { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+/// A Matrix error response's body.
+pub(crate) struct ErrorBody {
+    pub(crate) errcode: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) retry_after_ms: Option<u64>,
+}
