@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 
 use crate::homeserver::HsState;
-use crate::run::SERVER_NAME;
+use crate::switchboard::SERVER_NAME;
 use crate::switchboard::Switchboard;
 
 /// Longest the sending of one phase may take (a bound, far above any plausible run).

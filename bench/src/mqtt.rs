@@ -375,7 +375,11 @@ impl Shared {
         {
             return;
         }
-        let sender = format!("@user{}:{}", n % self.users.max(1), crate::run::SERVER_NAME);
+        let sender = format!(
+            "@user{}:{}",
+            n % self.users.max(1),
+            crate::switchboard::SERVER_NAME
+        );
         if body != format!("out {n}") || property("sender") != Some(sender.as_str()) {
             self.state.problem(
                 &self.state.counters.wrong_bodies,

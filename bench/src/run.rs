@@ -15,10 +15,9 @@ use crate::mosquitto::{self, Mosquitto};
 use crate::procfs::{self, Pid};
 use crate::report::Figures;
 use crate::switchboard::{self, Switchboard};
+use crate::switchboard::{SERVER_NAME, metric_sum, metrics_text};
 use crate::workload::{Driver, Target, Workload};
 
-/// Server name of the fake homeserver.
-pub(crate) const SERVER_NAME: &str = "bench.local";
 /// How long Switchboard may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long, after the last transaction was acknowledged, replies may take to arrive.
@@ -556,20 +555,6 @@ fn check_counters(workload: Workload, state: &HsState, figures: &mut Figures) {
     }
 }
 
-/// Switchboard's `/metrics` text.
-pub(crate) async fn metrics_text(metrics_port: u16) -> reqwest::Result<String> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()?
-        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await
-}
-
 /// Reads Switchboard's own error counters from `/metrics` and notes any that are not zero.
 async fn check_metrics(metrics_port: u16, figures: &mut Figures) {
     let text = match metrics_text(metrics_port).await {
@@ -618,22 +603,6 @@ async fn check_metrics(metrics_port: u16, figures: &mut Figures) {
                 .push(format!("{total} {what} (Switchboard's {prefix})"));
         }
     }
-}
-
-/// Sum of the samples whose name (with labels) starts with `prefix`.
-pub(crate) fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            let matches = name == prefix
-                || name
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with('{'))
-                || (prefix.ends_with('}') && name.starts_with(prefix.trim_end_matches('}')));
-            matches.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
 }
 
 /// `text` with every line indented for the progress output.
@@ -700,24 +669,5 @@ mod tests {
         assert!((percentile_ms(&values, 990) - 99.0).abs() < 1e-9);
         assert!((percentile_ms(&[7_000_000], 990) - 7.0).abs() < 1e-9);
         assert!(percentile_ms(&[], 500).abs() < 1e-9);
-    }
-
-    #[test]
-    fn metric_sums() {
-        let text = "# HELP x\nswitchboard_events_failed_total 0\n\
-                    switchboard_homeserver_retries_total{endpoint=\"a\",reason=\"b\"} 2\n\
-                    switchboard_homeserver_retries_total{endpoint=\"c\",reason=\"d\"} 3\n\
-                    switchboard_transactions_total{outcome=\"duplicate\"} 1\n\
-                    switchboard_transactions_total{outcome=\"new\"} 9\n";
-        assert!(metric_sum(text, "switchboard_events_failed_total").abs() < 1e-9);
-        assert!((metric_sum(text, "switchboard_homeserver_retries_total") - 5.0).abs() < 1e-9);
-        assert!(
-            (metric_sum(
-                text,
-                "switchboard_transactions_total{outcome=\"duplicate\"}"
-            ) - 1.0)
-                .abs()
-                < 1e-9
-        );
     }
 }

@@ -276,8 +276,60 @@ pub(crate) fn warnings(log: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Server name of the fake homeserver.
+pub(crate) const SERVER_NAME: &str = "bench.local";
+
+/// Switchboard's `/metrics` text.
+pub(crate) async fn metrics_text(metrics_port: u16) -> reqwest::Result<String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await
+}
+
+/// Sum of the samples whose name (with labels) starts with `prefix`.
+pub(crate) fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            let matches = name == prefix
+                || name
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('{'))
+                || (prefix.ends_with('}') && name.starts_with(prefix.trim_end_matches('}')));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn metric_sums() {
+        let text = "# HELP x\nswitchboard_events_failed_total 0\n\
+                    switchboard_homeserver_retries_total{endpoint=\"a\",reason=\"b\"} 2\n\
+                    switchboard_homeserver_retries_total{endpoint=\"c\",reason=\"d\"} 3\n\
+                    switchboard_transactions_total{outcome=\"duplicate\"} 1\n\
+                    switchboard_transactions_total{outcome=\"new\"} 9\n";
+        assert!(metric_sum(text, "switchboard_events_failed_total").abs() < 1e-9);
+        assert!((metric_sum(text, "switchboard_homeserver_retries_total") - 5.0).abs() < 1e-9);
+        assert!(
+            (metric_sum(
+                text,
+                "switchboard_transactions_total{outcome=\"duplicate\"}"
+            ) - 1.0)
+                .abs()
+                < 1e-9
+        );
+    }
+
     use super::*;
 
     #[test]

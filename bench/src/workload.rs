@@ -15,8 +15,8 @@ use anyhow::{Context, Result, bail};
 use crate::homeserver::{HsState, Sends};
 use crate::load::{Load, Sent};
 use crate::mqtt::{MqttClient, OUT_TOPIC, Pace};
-use crate::run::{self, SERVER_NAME};
 use crate::switchboard::Switchboard;
+use crate::switchboard::{self, SERVER_NAME};
 
 /// How long the bridge may take, after Switchboard is ready, to create its portal room and
 /// connect to the broker.
@@ -280,8 +280,10 @@ async fn wait_bridge(state: &HsState, metrics_port: u16, sb: &mut Switchboard) -
     loop {
         sb.check_alive()?;
         if let Some(room) = state.first_room() {
-            let text = run::metrics_text(metrics_port).await.unwrap_or_default();
-            let connected = run::metric_sum(
+            let text = switchboard::metrics_text(metrics_port)
+                .await
+                .unwrap_or_default();
+            let connected = switchboard::metric_sum(
                 &text,
                 "switchboard_bridge_state{bridge=\"mqtt\",state=\"connected\"}",
             );

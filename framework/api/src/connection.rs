@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::PluginError;
-use crate::bridge::{BridgeState, HostPort};
 use crate::ids::LoginId;
+use crate::status::{BridgeState, HostPort};
 use switchboard_client::Backoff;
 
 /// How often a dropped connection is tried again unless the bridge says otherwise: after 1 s,

@@ -6,8 +6,8 @@
 use ruma::RoomId;
 
 use crate::PluginError;
-use crate::bridge::BridgeState;
 use crate::ids::PortalKey;
+use crate::status::BridgeState;
 
 /// The plug-ins hosted beside a bot, and Switchboard's health.
 #[async_trait::async_trait]

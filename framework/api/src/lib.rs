@@ -14,6 +14,7 @@
 //! - [`bot`]: what a bot implements and what it acts with.
 //! - [`host`]: what a bot may see and do of the Switchboard it runs in.
 //! - [`bridge`]: what a bridge implements and what it acts with.
+//! - [`status`]: how a bridge's (and each login's) connection stands.
 //! - [`clock`] and [`services`]: the time, the shutdown signal and tracked tasks every
 //!   plug-in context offers.
 //! - [`connection`]: connections the framework keeps up for a bridge (its link, each
@@ -43,6 +44,7 @@ pub mod permission;
 pub mod remote;
 pub mod secret;
 pub mod services;
+pub mod status;
 pub mod template;
 
 pub use error::{BoxError, PluginError, ResultExt};

@@ -13,7 +13,7 @@ use switchboard_api::permission::PermissionLevel;
 
 use crate::client::HomeserverClient;
 use crate::inbox::HandleError;
-use crate::plugin::send_notice_reply;
+use switchboard_api::bot::send_notice_reply;
 
 /// Where a command was sent, and by whom: what the runner needs to answer it.
 pub(crate) struct CommandSource<'a> {

@@ -11,6 +11,7 @@ mod commands;
 pub mod config;
 pub mod diagnostics;
 pub mod metrics;
+mod options;
 pub mod plugin;
 pub mod provisioning;
 

@@ -6,7 +6,7 @@ use switchboard_registration::{Registration, RegistrationSpec};
 pub use switchboard_api::host::{Finding, Severity};
 
 use crate::client::HomeserverClient;
-use crate::runtime;
+use crate::startup;
 use crate::store::Store;
 
 /// Whether the registration on disk (`path`) still matches what the config implies.
@@ -74,7 +74,7 @@ pub async fn homeserver(
     registration: &Registration,
     path: &str,
 ) -> Vec<Finding> {
-    match runtime::self_test(client, registration, path).await {
+    match startup::self_test(client, registration, path).await {
         Ok(report) => {
             let mut findings = vec![
                 Finding::new(

@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod metrics;
 pub mod plugins;
 pub mod runtime;
+mod startup;
 pub mod telemetry;
 
 pub use async_trait::async_trait;

@@ -23,11 +23,12 @@ use crate::command::{CommandSet, may_hold_command};
 use crate::config::OutboxConfig;
 use crate::inbox::HandleError;
 use crate::metrics::HostMetrics;
+use crate::options::{HostError, HostOptions};
 use crate::permission::{PermissionLevel, Permissions};
-use crate::plugin::{HostError, HostOptions, send_notice_reply};
 use crate::store::Store;
 use crate::template::Template;
 use switchboard_api::PluginError;
+use switchboard_api::bot::send_notice_reply;
 use switchboard_api::bridge::{Bridge, BridgeContext, HostPort};
 use switchboard_api::event::RoomEvent;
 use switchboard_api::services::Services;
@@ -113,7 +114,7 @@ impl BridgeHost {
                 PuppetNaming::new(&bridge.puppet_template(), &server_name).map_err(|source| {
                     HostError::PuppetTemplate {
                         id: info.id.clone(),
-                        source,
+                        source: source.into(),
                     }
                 })?;
             let waiting = store.outbox_portals(&info.id).await?.into_iter().collect();

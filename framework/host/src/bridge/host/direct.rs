@@ -11,7 +11,7 @@ use crate::bridge::ids::RemoteUserId;
 use crate::client::Identity;
 use crate::inbox::HandleError;
 use crate::permission::PermissionLevel;
-use crate::plugin::RoomEvent;
+use switchboard_api::event::RoomEvent;
 
 impl BridgeHost {
     /// The homeserver asks about a user id: if it is the puppet of a remote user a bridge
