@@ -8,7 +8,9 @@ use crate::login::Login;
 
 /// What the framework keeps for a bridge besides its Matrix side: the state of its connection
 /// and of each login, its stored logins, and its outbox. Implemented by the host; a bridge
-/// reaches it through [`BridgeContext`].
+/// reaches it through [`BridgeContext`](crate::bridge::BridgeContext). Its setters are called
+/// while a connection's link holds its own lock: they must be quick and must not call back
+/// into a [`crate::connection::Link`].
 #[async_trait::async_trait]
 pub trait HostPort: Send + Sync + std::fmt::Debug {
     /// Records the connection's state.

@@ -126,11 +126,11 @@ pub fn bot_user_id(config: &Config, registration: &Registration) -> Result<Owned
     .map_err(|_| RunError::ServerName(config.homeserver.server_name.clone()))
 }
 
-/// Runs Switchboard until `shutdown` is cancelled.
+/// Runs Switchboard until `shutdown` is cancelled. Returns after in-flight work has finished
+/// and been recorded.
 // One linear start-up and shutdown sequence; splitting it would scatter the ordering that
 // matters (listeners before the self-test; on the way down HTTP, then the inbox, then the
-// plug-ins and their tasks, then the database). Returns after in-flight work has finished
-/// and been recorded.
+// plug-ins and their tasks, then the database).
 #[allow(clippy::too_many_lines)]
 pub async fn run(
     config: Config,

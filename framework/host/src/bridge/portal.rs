@@ -58,7 +58,7 @@ impl BridgeMatrix {
     /// The room of a portal, created (looking as `info` says, else as the bridge's
     /// [`Bridge::chat_info`] says; with `alias` if given) unless it has one; the portal lock
     /// is held.
-    pub(super) async fn create_portal_room(
+    async fn create_portal_room(
         &self,
         key: &PortalKey,
         info: Option<&PortalInfo>,
@@ -113,7 +113,7 @@ impl BridgeMatrix {
 
     /// Records `room_id` as the room of the portal `key` (keeping the bridge's data of an
     /// `existing` portal) and routes it to this bridge.
-    pub(super) async fn record_room(
+    async fn record_room(
         &self,
         key: &PortalKey,
         room_id: &RoomId,
@@ -214,7 +214,7 @@ impl BridgeMatrix {
 
     /// The `m.bridge` and `uk.half-shot.bridge` state (MSC2346) of a portal: each event type,
     /// with the state key and content they share.
-    pub(super) fn bridge_state(
+    fn bridge_state(
         &self,
         key: &PortalKey,
         info: &PortalInfo,
@@ -231,7 +231,7 @@ impl BridgeMatrix {
     }
 
     /// The bridge state of a portal as initial state of its room.
-    pub(super) fn initial_bridge_state(
+    fn initial_bridge_state(
         &self,
         key: &PortalKey,
         info: &PortalInfo,

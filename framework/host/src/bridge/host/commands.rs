@@ -38,7 +38,7 @@ impl HostedBridge {
 
     /// Runs a parsed command other than `help`: a built-in one, a login command, or the
     /// bridge's own.
-    pub(super) async fn run_own_command(
+    async fn run_own_command(
         &self,
         invocation: CommandInvocation,
         event: &RoomEvent,

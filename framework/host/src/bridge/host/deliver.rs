@@ -97,7 +97,7 @@ impl HostedBridge {
 
     /// Hands a decoded event to the capability that carries it (`via` its login), unless an
     /// admin turned the bridge off; `referenced` is the bridged message it refers to.
-    pub(super) async fn dispatch(
+    async fn dispatch(
         &self,
         portal: &PortalKey,
         event: &RoomEvent,
@@ -210,7 +210,7 @@ impl HostedBridge {
 
     /// Hands a Matrix message to the bridge (relayed text when it goes through the relay)
     /// and records what it became on the network.
-    pub(super) async fn deliver_message(
+    async fn deliver_message(
         &self,
         portal: &PortalKey,
         event: &RoomEvent,
@@ -264,7 +264,7 @@ impl HostedBridge {
     }
 
     /// Tells the bridge a Matrix user joined or left a portal.
-    pub(super) async fn deliver_membership(
+    async fn deliver_membership(
         &self,
         portal: &PortalKey,
         membership: &MatrixMembership,
@@ -279,7 +279,7 @@ impl HostedBridge {
     }
 
     /// Hands a redaction to the bridge: of a reaction, or of a message.
-    pub(super) async fn deliver_redaction(
+    async fn deliver_redaction(
         &self,
         portal: &PortalKey,
         redaction: &MatrixRedaction,
@@ -303,7 +303,7 @@ impl HostedBridge {
     }
 
     /// Downloads a Matrix user's file (within the size limit) and hands it to the bridge.
-    pub(super) async fn deliver_media(
+    async fn deliver_media(
         &self,
         portal: &PortalKey,
         event: &RoomEvent,
@@ -374,7 +374,7 @@ impl HostedBridge {
 }
 
 /// The kind of a portal event, as a metric label.
-pub(super) fn kind_label(event: &PortalEvent) -> &'static str {
+fn kind_label(event: &PortalEvent) -> &'static str {
     match event {
         PortalEvent::Message { .. } => "message",
         PortalEvent::Media(_) => "media",
@@ -386,7 +386,7 @@ pub(super) fn kind_label(event: &PortalEvent) -> &'static str {
 }
 
 /// What became of an event handed to a bridge.
-pub(super) enum Delivered {
+enum Delivered {
     /// The bridge took it.
     Yes,
     /// It refers to an event never bridged (nothing to do).

@@ -16,7 +16,7 @@ use crate::inbox::HandleError;
 impl HostedBridge {
     /// Counts an outbox outcome (`queued`, `delivered`, `retry`, `given_up`) and keeps the
     /// depth gauge in step.
-    pub(super) fn count_outbox(&self, outcome: &str) {
+    fn count_outbox(&self, outcome: &str) {
         let metrics = &self.matrix.metrics;
         metrics
             .bridge_outbox
@@ -30,12 +30,12 @@ impl HostedBridge {
     }
 
     /// Whether `portal` has events waiting in the outbox (its new events queue behind them).
-    pub(super) fn is_waiting(&self, portal: &PortalKey) -> bool {
+    fn is_waiting(&self, portal: &PortalKey) -> bool {
         self.waiting.lock().is_ok_and(|w| w.contains(portal))
     }
 
     /// Records whether `portal` has events waiting in the outbox.
-    pub(super) fn set_waiting(&self, portal: &PortalKey, waiting: bool) {
+    fn set_waiting(&self, portal: &PortalKey, waiting: bool) {
         if let Ok(mut set) = self.waiting.lock() {
             if waiting {
                 set.insert(portal.clone());
@@ -104,7 +104,7 @@ impl HostedBridge {
     }
 
     /// The pause after `attempts` failed attempts: 0, then 1 s doubling up to the maximum.
-    pub(super) fn backoff_ms(&self, attempts: u32) -> i64 {
+    fn backoff_ms(&self, attempts: u32) -> i64 {
         let Some(retry) = attempts.checked_sub(1) else {
             return 0;
         };
@@ -149,7 +149,7 @@ impl HostedBridge {
 
     /// Delivers the events of one portal that are due (all of them, once, when the network
     /// is back: `retry_now`), in order; returns when the next attempt is due if some are left.
-    pub(super) async fn drain(&self, portal: &PortalKey, mut retry_now: bool) -> Option<i64> {
+    async fn drain(&self, portal: &PortalKey, mut retry_now: bool) -> Option<i64> {
         let _portal = self.outbound.lock(portal).await;
         loop {
             let entry = match self.store.outbox_head(self.id(), portal).await {
@@ -217,7 +217,7 @@ impl HostedBridge {
     }
 
     /// Takes an entry out of the outbox, counted as `outcome`.
-    pub(super) async fn remove(&self, seq: i64, outcome: &str) {
+    async fn remove(&self, seq: i64, outcome: &str) {
         match self.store.outbox_remove(seq).await {
             Ok(()) => self.count_outbox(outcome),
             Err(e) => {
