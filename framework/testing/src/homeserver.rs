@@ -161,6 +161,8 @@ struct Server {
     counter: u64,
     users: BTreeSet<String>,
     rooms: BTreeMap<String, Room>,
+    /// Room ids in the order the rooms were created.
+    room_order: Vec<String>,
     /// (sender, transaction id) → the event it made.
     transactions: HashMap<(String, String), String>,
     /// media id → (content type, bytes).
@@ -224,6 +226,7 @@ impl MockHomeserver {
         let mut server = self.lock();
         let room_id = server.next_id('!');
         server.rooms.insert(room_id.clone(), Room::default());
+        server.room_order.push(room_id.clone());
         for member in members {
             server.set_membership_unchecked(&room_id, member, member, "join");
         }
@@ -244,10 +247,7 @@ impl MockHomeserver {
     /// The ids of every room, oldest first by creation.
     #[must_use]
     pub fn rooms(&self) -> Vec<String> {
-        let server = self.lock();
-        let mut rooms: Vec<(&String, &Room)> = server.rooms.iter().collect();
-        rooms.sort_by_key(|(_, room)| room.events.first().map(|e| e.event_id.clone()));
-        rooms.into_iter().map(|(id, _)| id.clone()).collect()
+        self.lock().room_order.clone()
     }
 
     /// The events of `room_id`, oldest first (none for an unknown room).
@@ -472,6 +472,7 @@ impl Server {
     fn create_room(&mut self, sender: &str, body: &Value) -> Answer {
         let room_id = self.next_id('!');
         self.rooms.insert(room_id.clone(), Room::default());
+        self.room_order.push(room_id.clone());
         let preset = body["preset"].as_str().unwrap_or("private_chat");
         let join_rule = if preset == "public_chat" {
             "public"
@@ -664,4 +665,69 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rooms_are_listed_in_creation_order_past_ten() {
+        let hs = MockHomeserver::start("mock.test", "bot")
+            .await
+            .expect("starts");
+        let made: Vec<String> = (0..12).map(|_| hs.add_room(&["@a:mock.test"])).collect();
+        assert_eq!(hs.rooms(), made);
+    }
+
+    #[test]
+    fn a_send_repeated_with_its_transaction_id_makes_one_event() {
+        let mut server = Server {
+            name: "mock.test".to_owned(),
+            ..Server::default()
+        };
+        let body = json!({ "msgtype": "m.text", "body": "hi" });
+        let (_, created) = server.create_room("@a:mock.test", &json!({}));
+        let room = created["room_id"].as_str().expect("room id").to_owned();
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/t1");
+        let first = server.route(&Method::PUT, &path, "@a:mock.test", &body);
+        let again = server.route(&Method::PUT, &path, "@a:mock.test", &body);
+        assert_eq!(first, again);
+        let other = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/t2");
+        let (status, _) = server.route(&Method::PUT, &other, "@b:mock.test", &body);
+        assert_eq!(status, 403, "a sender who is not in the room is refused");
+        let messages = server.rooms[&room]
+            .events
+            .iter()
+            .filter(|e| e.event_type == "m.room.message")
+            .count();
+        assert_eq!(messages, 1);
+    }
+
+    #[test]
+    fn a_fault_answers_as_many_matching_requests_as_it_was_told() {
+        let mut server = Server::default();
+        server
+            .faults
+            .push(Fault::put("/send/").rate_limited(5).times(2));
+        assert!(
+            server.fault_for(&Method::GET, "/x/send/y").is_none(),
+            "another method"
+        );
+        assert!(
+            server.fault_for(&Method::PUT, "/x/state/y").is_none(),
+            "another path"
+        );
+        for _ in 0..2 {
+            let fault = server
+                .fault_for(&Method::PUT, "/x/send/y")
+                .expect("matches");
+            assert_eq!(fault.status, 429);
+            assert_eq!(fault.body["retry_after_ms"], 5);
+        }
+        assert!(
+            server.fault_for(&Method::PUT, "/x/send/y").is_none(),
+            "used up"
+        );
+    }
 }
