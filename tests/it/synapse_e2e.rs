@@ -547,3 +547,71 @@ async fn a_synapse_restart_mid_run_loses_no_message() {
     }
     running.stop().await.expect("clean shutdown");
 }
+
+/// A bot with a bug: it panics on every event whose body is `trigger`.
+struct PanicsOn {
+    trigger: &'static str,
+}
+
+#[switchboard_runtime::async_trait]
+impl switchboard_runtime::Bot for PanicsOn {
+    fn id(&self) -> &'static str {
+        "panicky"
+    }
+
+    async fn on_room_event(
+        &self,
+        _ctx: &switchboard_runtime::BotContext,
+        event: &switchboard_runtime::RoomEvent,
+    ) -> Result<(), switchboard_runtime::PluginError> {
+        let body = event.text_message().map(|(_, body)| body);
+        assert!(body.as_deref() != Some(self.trigger), "a bug in the bot");
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_that_panics_costs_one_event_and_every_room_goes_on() {
+    let mut slot = Slot::new("panics").expect("slot");
+    let mut plugins =
+        switchboard::plugins::enabled_plugins(&slot.config().expect("config")).expect("plugins");
+    plugins
+        .bots
+        .push(std::sync::Arc::new(PanicsOn { trigger: "ping 1" }));
+    slot.register(&plugins).expect("registration");
+    let synapse = synapse_with(&[&slot]).await;
+    slot.point_at(&synapse.base_url()).expect("config");
+    let running = slot.start_with(plugins).await.expect("Switchboard starts");
+    let (alice, room_a) = user_in_room_with_bot(&synapse, &slot, "alice").await;
+    let (bob, room_b) = user_in_room_with_bot(&synapse, &slot, "bob").await;
+    let bot = slot.bot();
+
+    // The echo bot runs before the broken one: it answers the very event the other panics on.
+    alice.send_text(&room_a, "ping 1").await.expect("sent");
+    bob.send_text(&room_b, "ping 2").await.expect("sent");
+    alice.send_text(&room_a, "ping 3").await.expect("sent");
+    for (user, room, pong) in [
+        (&bob, &room_b, "pong 2"),
+        (&alice, &room_a, "pong 1"),
+        (&alice, &room_a, "pong 3"),
+    ] {
+        user.wait_for_event(room, WAIT, |e| {
+            e["sender"] == bot.as_str() && e["content"]["body"] == pong
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{pong} arrives: {e}"));
+    }
+    assert_eq!(
+        replies(&alice, &room_a, &bot, "pong 1").await,
+        1,
+        "the retries after the panic do not answer twice"
+    );
+    let panics = slot
+        .metric("switchboard_handler_panics_total{plugin=\"panicky\"}")
+        .await;
+    assert!(
+        (panics - 3.0).abs() < 0.5,
+        "each attempt's panic is counted, then the event is given up: {panics}"
+    );
+    running.stop().await.expect("clean shutdown");
+}

@@ -12,10 +12,12 @@
 //! room; its events wait in memory up to `stuck_room_events_limit`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt as _;
 use tokio::sync::{Mutex, Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -443,6 +445,29 @@ struct RoomActor {
     last_used: Instant,
 }
 
+impl RoomActor {
+    /// Starts the actor of a room that has none.
+    fn spawn(shared: &Arc<Shared>, handler: &Arc<dyn EventHandler>, tracker: &TaskTracker) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let load = Arc::new(StdMutex::new(RoomLoad {
+            pending: 0,
+            head_since: Instant::now(),
+            stuck: false,
+        }));
+        tracker.spawn(run_room(
+            Arc::clone(shared),
+            rx,
+            Arc::clone(handler),
+            Arc::clone(&load),
+        ));
+        Self {
+            tx,
+            load,
+            last_used: Instant::now(),
+        }
+    }
+}
+
 /// What a room has queued; shared by the router (which adds) and the room's actor (which
 /// handles).
 struct RoomLoad {
@@ -535,25 +560,15 @@ async fn route(
             }
         };
         let key = item.room_id.clone().unwrap_or_else(|| Arc::clone(&no_room));
-        let actor = actors.entry(Arc::clone(&key)).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let load = Arc::new(StdMutex::new(RoomLoad {
-                pending: 0,
-                head_since: Instant::now(),
-                stuck: false,
-            }));
-            tracker.spawn(run_room(
-                Arc::clone(&shared),
-                rx,
-                Arc::clone(&handler),
-                Arc::clone(&load),
-            ));
-            RoomActor {
-                tx,
-                load,
-                last_used: Instant::now(),
-            }
-        });
+        if actors.get(&key).is_some_and(|a| a.tx.is_closed()) {
+            // Its actor ended (it cannot, short of a bug): the room gets a new one rather
+            // than every room stopping.
+            tracing::error!(room_id = %key, "a room's actor had stopped; starting a new one");
+            actors.remove(&key);
+        }
+        let actor = actors
+            .entry(Arc::clone(&key))
+            .or_insert_with(|| RoomActor::spawn(&shared, &handler, &tracker));
         let now = Instant::now();
         {
             let mut load = lock(&actor.load);
@@ -566,8 +581,11 @@ async fn route(
             }
         }
         actor.last_used = now;
-        if actor.tx.send(item).is_err() {
-            break;
+        if let Err(lost) = actor.tx.send(item) {
+            tracing::error!(
+                seq = lost.0.seq,
+                "a room's actor stopped; the event is handled after a restart"
+            );
         }
     }
     // Dropping the senders lets every actor finish the event in hand and stop.
@@ -622,7 +640,17 @@ async fn handle_until_settled(
     let mut pause = Duration::from_millis(500);
     let max_pause = Duration::from_secs(shared.config.retry_max_secs.max(1));
     loop {
-        match handler.handle(item).await {
+        // The handler isolates the plug-ins' panics itself; one that still escapes costs
+        // this event, not the room.
+        let outcome = AssertUnwindSafe(handler.handle(item))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(HandleError::Permanent(
+                    "its handling panicked (a bug; see the log above)".to_owned(),
+                ))
+            });
+        match outcome {
             Ok(()) => {
                 // The writer only stops after every actor has stopped.
                 let _ = shared
@@ -774,6 +802,8 @@ mod tests {
         seen: StdMutex<Vec<(String, String)>>,
         gate: Option<Arc<Semaphore>>,
         gated_room: Option<&'static str>,
+        /// Panics on the event with this body (a handler with a bug).
+        panic_on: Option<&'static str>,
     }
 
     #[async_trait::async_trait]
@@ -785,6 +815,7 @@ mod tests {
             {
                 gate.acquire().await.expect("gate open").forget();
             }
+            assert!(self.panic_on != Some(&*item.body), "a bug in the handler");
             self.seen
                 .lock()
                 .expect("lock")
@@ -808,6 +839,7 @@ mod tests {
                 seen: StdMutex::new(Vec::new()),
                 gate,
                 gated_room: None,
+                panic_on: None,
             })
         }
 
@@ -817,6 +849,7 @@ mod tests {
                 seen: StdMutex::new(Vec::new()),
                 gate: Some(gate),
                 gated_room: Some(room),
+                panic_on: None,
             })
         }
 
@@ -956,6 +989,35 @@ mod tests {
                 "{room} out of order: {order:?}"
             );
         }
+        running.stop(inbox).await;
+    }
+
+    #[tokio::test]
+    async fn a_panic_costs_one_event_and_its_room_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let recorder = Arc::new(Recorder {
+            seen: StdMutex::new(Vec::new()),
+            gate: None,
+            gated_room: None,
+            panic_on: Some("1"),
+        });
+        let (inbox, running) = start(&dir, 10_000, Arc::clone(&recorder)).await;
+        let events = vec![
+            event("!a", 1),
+            event("!b", 3),
+            event("!a", 2),
+            event("!b", 4),
+        ];
+        inbox.accept("t1", "d", events).await.expect("accepted");
+        inbox
+            .accept("t2", "d", vec![event("!a", 5)])
+            .await
+            .expect("accepted");
+        drained(&inbox).await;
+        assert_eq!(recorder.seen_in("!a"), ["2", "5"]);
+        assert_eq!(recorder.seen_in("!b"), ["3", "4"]);
+        let failed = store(&dir).await.inbox_failed_count().await.expect("count");
+        assert_eq!(failed, 1, "the event it panicked on is kept as failed");
         running.stop(inbox).await;
     }
 

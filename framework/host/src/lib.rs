@@ -10,6 +10,7 @@ pub mod bridge;
 mod commands;
 pub mod config;
 pub mod diagnostics;
+mod isolation;
 pub mod metrics;
 mod options;
 pub mod plugin;

@@ -22,6 +22,8 @@ pub struct HostMetrics {
     pub bridge_puppets_cached: IntGaugeVec,
     /// What a network sent that a bridge could not bring into Matrix, by bridge and reason.
     pub bridge_remote_skipped: IntCounterVec,
+    /// Panics caught in plug-ins' handlers, by plug-in (`switchboard` for the host's own code).
+    pub handler_panics: IntCounterVec,
 }
 
 impl HostMetrics {
@@ -81,6 +83,11 @@ impl HostMetrics {
                 "switchboard_bridge_remote_skipped_total",
                 "What a network sent that a bridge could not bring into Matrix, by reason.",
                 &["bridge", "reason"],
+            ),
+            handler_panics: counter_vec(
+                "switchboard_handler_panics_total",
+                "Panics caught while plug-ins handled events, by plug-in; each cost one event.",
+                &["plugin"],
             ),
         }
     }

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use prometheus::IntCounterVec;
 use ruma::{RoomAliasId, ServerName, UserId};
 use serde::Deserialize;
 use serde_json::Value;
@@ -21,6 +22,7 @@ use crate::client::{HomeserverClient, Identity};
 use crate::command::{CommandError, CommandInvocation, CommandSet, help_command, may_hold_command};
 use crate::commands::{CommandSource, plugin_answer, run_command};
 use crate::inbox::{EventHandler, HandleError, InboxItem};
+use crate::isolation::{Handling, catch_panic, retry_panics};
 use crate::metrics::HostMetrics;
 use crate::permission::PermissionLevel;
 use crate::store::Store;
@@ -83,6 +85,7 @@ impl HostedBot {
         parsed: Result<CommandInvocation, CommandError>,
         event: &RoomEvent,
         level: PermissionLevel,
+        panics: &IntCounterVec,
     ) -> Result<(), HandleError> {
         let source = CommandSource {
             plugin: self.bot.id(),
@@ -102,10 +105,27 @@ impl HostedBot {
                     event: event.clone(),
                     level,
                 };
-                plugin_answer(self.bot.handle_command(&self.ctx, &command).await)
+                let answer = catch_panic(
+                    panics,
+                    self.handling(event),
+                    self.bot.handle_command(&self.ctx, &command),
+                )
+                .await;
+                plugin_answer(
+                    answer.unwrap_or_else(|panicked| Err(PluginError::permanent(panicked))),
+                )
             },
         )
         .await
+    }
+
+    /// What the bot handles, for a panic's log line.
+    fn handling<'a>(&'a self, event: &'a RoomEvent) -> Handling<'a> {
+        Handling {
+            plugin: self.bot.id(),
+            room_id: event.room_id.as_str(),
+            event: event.event_id.as_str(),
+        }
     }
 }
 
@@ -118,6 +138,8 @@ pub struct PluginHost {
     client: HomeserverClient,
     namespaces: NamespaceMatcher,
     accept_invites: bool,
+    /// `switchboard_handler_panics_total`.
+    panics: IntCounterVec,
 }
 
 /// The plug-ins one Switchboard runs.
@@ -230,6 +252,7 @@ impl PluginHost {
             client,
             namespaces,
             accept_invites: options.accept_invites,
+            panics: metrics.handler_panics,
         })
     }
 
@@ -315,6 +338,7 @@ impl PluginHost {
             .flatten()
             .filter(|(kind, _)| matches!(kind, TextKind::Text | TextKind::Notice))
             .map(|(_, body)| body);
+        let mut given_up = None;
         for hosted in &self.bots {
             if !hosted.enabled.load(std::sync::atomic::Ordering::Relaxed) {
                 continue;
@@ -325,19 +349,45 @@ impl PluginHost {
                     |own| own.level(&event.sender),
                 );
                 if let Some(parsed) = commands.parse(body, false, level) {
-                    hosted.run_command(commands, parsed, event, level).await?;
+                    hosted
+                        .run_command(commands, parsed, event, level, &self.panics)
+                        .await?;
                     continue;
                 }
             }
-            hosted.bot.on_room_event(&hosted.ctx, event).await?;
+            let handled = retry_panics(&self.panics, hosted.handling(event), || async {
+                Ok(hosted.bot.on_room_event(&hosted.ctx, event).await?)
+            })
+            .await;
+            match handled {
+                Ok(()) => {}
+                // A bot that gave the event up does not keep it from the bots after it.
+                Err(HandleError::Permanent(why)) => {
+                    given_up.get_or_insert(why);
+                }
+                Err(transient) => return Err(transient),
+            }
         }
-        Ok(())
+        given_up.map_or(Ok(()), |why| Err(HandleError::Permanent(why)))
     }
 }
 
 #[async_trait::async_trait]
 impl EventHandler for PluginHost {
+    /// Handles one inbox item; a panic the plug-ins' own guards did not catch (in the host's
+    /// code) is caught here, so it too costs at most this event.
     async fn handle(&self, item: &InboxItem) -> Result<(), HandleError> {
+        let handling = Handling {
+            plugin: "switchboard",
+            room_id: item.room_id.as_deref().unwrap_or(""),
+            event: &item.kind,
+        };
+        retry_panics(&self.panics, handling, || Box::pin(self.handle_item(item))).await
+    }
+}
+
+impl PluginHost {
+    async fn handle_item(&self, item: &InboxItem) -> Result<(), HandleError> {
         if &*item.kind == list::PDU {
             let event: RoomEvent = serde_json::from_str(&item.body).map_err(|e| {
                 HandleError::Permanent(format!("the event does not decode as a room event: {e}"))
@@ -360,7 +410,15 @@ impl EventHandler for PluginHost {
         }
         for hosted in &self.bots {
             if hosted.enabled.load(std::sync::atomic::Ordering::Relaxed) {
-                hosted.bot.on_other(&hosted.ctx, &item.kind, &raw).await?;
+                let handling = Handling {
+                    plugin: hosted.bot.id(),
+                    room_id: item.room_id.as_deref().unwrap_or(""),
+                    event: &item.kind,
+                };
+                retry_panics(&self.panics, handling, || async {
+                    Ok(hosted.bot.on_other(&hosted.ctx, &item.kind, &raw).await?)
+                })
+                .await?;
             }
         }
         Ok(())

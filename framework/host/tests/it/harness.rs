@@ -30,8 +30,11 @@ use tokio_util::task::TaskTracker;
 /// The fake network's one chat, bridged to one portal.
 pub const CHAT: &str = "lobby";
 
+/// A message with this text makes [`ChatBridge`] panic (a bridge with a bug).
+pub const BUG: &str = "trigger the bug";
+
 /// A bridge carrying text and files between the portal of [`CHAT`] and the fake network.
-/// Its one background task, at shutdown, takes a moment before it says it is done.
+/// It panics on [`BUG`]. Its one background task, at shutdown, takes a moment before it says it is done.
 #[derive(Debug, Default)]
 pub struct ChatBridge {
     pub network: FakeNetwork,
@@ -84,6 +87,7 @@ impl Bridge for ChatBridge {
         portal: &PortalKey,
         message: &MatrixMessage,
     ) -> Result<RemoteMessageId, PluginError> {
+        assert!(message.body != BUG, "a bug in the bridge");
         self.network
             .send(portal.chat.as_str(), message.sender.as_str(), &message.body)
             .map(RemoteMessageId)
@@ -140,6 +144,7 @@ pub struct Harness {
     pub host: Arc<PluginHost>,
     pub bridge: Arc<ChatBridge>,
     pub store: Store,
+    pub metrics: HostMetrics,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     /// The portal room of [`CHAT`].
@@ -201,11 +206,12 @@ impl Harness {
             clock: Arc::new(SystemClock),
             puppet_templates: BTreeMap::new(),
         };
+        let metrics = HostMetrics::default();
         let host = PluginHost::new(
             plugins,
             client,
             store.clone(),
-            HostMetrics::default(),
+            metrics.clone(),
             namespaces,
             &options,
             shutdown.clone(),
@@ -223,6 +229,7 @@ impl Harness {
             host: Arc::new(host),
             bridge,
             store,
+            metrics,
             shutdown,
             tasks,
             portal_room,

@@ -3,5 +3,6 @@
 //! on demand, in seconds. One binary, a module per area.
 
 mod harness;
+mod isolation;
 mod outbox;
 mod shutdown;

@@ -2,6 +2,7 @@
 //! `bridge`, `sync`, `unbridge`), the login commands, and the bridge's own, through the one
 //! command runner every plug-in shares.
 
+use switchboard_api::PluginError;
 use switchboard_api::bridge::BridgeCommand;
 use switchboard_api::event::RoomEvent;
 
@@ -10,6 +11,7 @@ use crate::bridge::ids::{PortalKey, RemoteChatId};
 use crate::command::{CommandError, CommandInvocation, CommandReply};
 use crate::commands::{CommandOutcome, CommandSource, plugin_answer, run_command};
 use crate::inbox::HandleError;
+use crate::isolation::{Handling, catch_panic};
 use crate::permission::PermissionLevel;
 
 impl HostedBridge {
@@ -96,7 +98,20 @@ impl HostedBridge {
                     sender: event.sender.clone(),
                     level,
                 };
-                return plugin_answer(self.bridge.handle_command(&self.ctx, &command).await);
+                let handling = Handling {
+                    plugin: self.id(),
+                    room_id: event.room_id.as_str(),
+                    event: event.event_id.as_str(),
+                };
+                let answer = catch_panic(
+                    &self.matrix.metrics.handler_panics,
+                    handling,
+                    self.bridge.handle_command(&self.ctx, &command),
+                )
+                .await;
+                return plugin_answer(
+                    answer.unwrap_or_else(|panicked| Err(PluginError::permanent(panicked))),
+                );
             }
         })
     }

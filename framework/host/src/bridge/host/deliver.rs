@@ -15,9 +15,30 @@ use crate::bridge::login::Via;
 use crate::bridge::media::MatrixMedia;
 use crate::bridge::remote::{reaction_key, reaction_part};
 use crate::inbox::HandleError;
+use crate::isolation::{Handling, retry_panics};
 use crate::store::MessageRecord;
 
 impl HostedBridge {
+    /// [`Self::deliver`] under panic isolation: a bridge that panics on the event is tried
+    /// again a few times, then the event is given up (a permanent failure, told to the sender)
+    /// and the portal goes on with its next one.
+    pub(super) async fn deliver_isolated(
+        &self,
+        portal: &PortalKey,
+        event: &RoomEvent,
+        raw: &str,
+    ) -> Result<(), HandleError> {
+        let handling = Handling {
+            plugin: self.id(),
+            room_id: event.room_id.as_str(),
+            event: event.event_id.as_str(),
+        };
+        retry_panics(&self.matrix.metrics.handler_panics, handling, || {
+            self.deliver(portal, event, raw)
+        })
+        .await
+    }
+
     /// Hands one event to the bridge and records what it created on the network. An event
     /// delivered before (a crash came between) is not delivered again.
     pub(super) async fn deliver(

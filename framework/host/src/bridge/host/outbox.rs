@@ -57,7 +57,7 @@ impl HostedBridge {
         if self.is_waiting(portal) {
             return self.queue(portal, event, raw, 0, "").await;
         }
-        match self.deliver(portal, event, raw).await {
+        match self.deliver_isolated(portal, event, raw).await {
             Ok(()) => Ok(()),
             Err(HandleError::Transient(reason)) => {
                 tracing::info!(bridge = %self.id(), error = %reason, "the network cannot take the event now: it waits in the outbox");
@@ -173,7 +173,7 @@ impl HostedBridge {
                 self.remove(entry.seq, "given_up").await;
                 continue;
             };
-            let outcome = self.deliver(portal, &event, &entry.event).await;
+            let outcome = self.deliver_isolated(portal, &event, &entry.event).await;
             let reason = match outcome {
                 Ok(()) => {
                     tracing::info!(bridge = %self.id(), event_id = %entry.event_id, attempts = entry.attempts + 1, "delivered from the outbox");
