@@ -26,6 +26,9 @@ pub enum ClientError {
         url: String,
         /// The transport error.
         message: String,
+        /// Whether the request may have reached the homeserver (it was sent, or the
+        /// connection broke while it was); `false` when no connection could be made.
+        sent: bool,
     },
     /// Retries were exhausted; the last error is inside.
     #[error("gave up after {attempts} attempts: {last}")]
@@ -62,6 +65,21 @@ impl ClientError {
             ClientError::Unreachable { .. } => true,
             ClientError::GaveUp { last, .. } => last.is_transient(),
             ClientError::Build { .. } | ClientError::Decode { .. } => false,
+        }
+    }
+
+    /// Whether the homeserver may have done what was asked even though no success came
+    /// back: a 5xx, a lost connection or a timeout after the request went out, or a success
+    /// that did not decode. A request that creates something (a room, an upload) is not
+    /// repeated blindly after such a failure: what it created is looked up first.
+    #[must_use]
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            ClientError::Homeserver { status, .. } => *status >= 500,
+            ClientError::Unreachable { sent, .. } => *sent,
+            ClientError::GaveUp { last, .. } => last.may_have_been_applied(),
+            ClientError::Decode { .. } => true,
+            ClientError::Build { .. } => false,
         }
     }
 

@@ -190,17 +190,23 @@ impl HomeserverClient {
         for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
         for<'a> <R::PathBuilder as PathBuilder>::Input<'a>: PathInput<'a>,
     {
-        self.with_retries(endpoint_name::<R>(), || {
+        let endpoint = endpoint_name::<R>();
+        let repeatable = !CREATING_ENDPOINTS.contains(&endpoint);
+        self.with_retries(endpoint, repeatable, || {
             self.attempt(request.clone(), identity, extra_query)
         })
         .await
     }
 
     /// Runs `attempt` until it succeeds, fails permanently or the retries run out, pausing
-    /// as the homeserver asks (429) or with exponential backoff and jitter.
+    /// as the homeserver asks (429) or with exponential backoff and jitter. A request that is
+    /// not `repeatable` (it creates something) is retried only after failures that prove it
+    /// was not done (429, no connection); after any other, the error is returned at once, so
+    /// that the caller looks up what it may have created.
     async fn with_retries<T, F, Fut>(
         &self,
         endpoint: &'static str,
+        repeatable: bool,
         mut attempt: F,
     ) -> Result<T, ClientError>
     where
@@ -213,7 +219,7 @@ impl HomeserverClient {
                 Ok(response) => return Ok(response),
                 Err(failure) => failure,
             };
-            if !error.is_transient() {
+            if !error.is_transient() || (!repeatable && error.may_have_been_applied()) {
                 return Err(error);
             }
             if tries >= self.config.max_retries {
@@ -298,7 +304,7 @@ impl HomeserverClient {
             target.push('=');
             target.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
         }
-        let unreachable = |message: String| {
+        let unreachable = |message: String, sent: bool| {
             self.metrics
                 .requests
                 .with_label_values(&[endpoint, "error"])
@@ -308,13 +314,14 @@ impl HomeserverClient {
                     endpoint,
                     url: self.base_url.clone(),
                     message,
+                    sent,
                 },
                 None,
             )
         };
         parts.uri = target
             .parse()
-            .map_err(|e: http::uri::InvalidUri| unreachable(e.to_string()))?;
+            .map_err(|e: http::uri::InvalidUri| unreachable(e.to_string(), false))?;
         let timeout = Duration::from_secs(self.config.request_timeout_secs);
         let response = match tokio::time::timeout(
             timeout,
@@ -323,8 +330,11 @@ impl HomeserverClient {
         .await
         {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"))),
+            Ok(Err(e)) => {
+                let sent = e.may_have_been_sent();
+                return Err(unreachable(e.to_string(), sent));
+            }
+            Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"), true)),
         };
         let status = response.status();
         let retry_after_header = response
@@ -353,35 +363,7 @@ impl HomeserverClient {
             *out.status_mut() = status;
             return Ok(out);
         }
-        let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
-        let retry_after = parsed
-            .as_ref()
-            .and_then(|b| b.retry_after_ms)
-            .map(Duration::from_millis)
-            .or(retry_after_header);
-        let (errcode, message) = parsed.map_or_else(
-            || {
-                (
-                    "-".to_owned(),
-                    String::from_utf8_lossy(&body).chars().take(200).collect(),
-                )
-            },
-            |b| {
-                (
-                    b.errcode.unwrap_or_else(|| "-".to_owned()),
-                    b.error.unwrap_or_default(),
-                )
-            },
-        );
-        Err((
-            ClientError::Homeserver {
-                endpoint,
-                status: status.as_u16(),
-                errcode,
-                message,
-            },
-            retry_after,
-        ))
+        Err(error_answer(endpoint, status, &body, retry_after_header))
     }
 }
 
@@ -409,8 +391,9 @@ impl HomeserverClient {
             None => bytes::Bytes::new(),
         };
         let authorization = format!("Bearer {token}");
+        let repeatable = method != http::Method::POST;
         let response = self
-            .with_retries(endpoint, || {
+            .with_retries(endpoint, repeatable, || {
                 let mut request = http::Request::builder()
                     .method(method.clone())
                     .uri(path)
@@ -441,11 +424,59 @@ impl HomeserverClient {
     }
 }
 
+/// An error answer as a [`ClientError`], with the pause the homeserver asked for (its body's
+/// `retry_after_ms`, else the `Retry-After` header).
+fn error_answer(
+    endpoint: &'static str,
+    status: http::StatusCode,
+    body: &[u8],
+    retry_after_header: Option<Duration>,
+) -> (ClientError, Option<Duration>) {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let retry_after = parsed
+        .as_ref()
+        .and_then(|b| b.retry_after_ms)
+        .map(Duration::from_millis)
+        .or(retry_after_header);
+    let (errcode, message) = parsed.map_or_else(
+        || {
+            (
+                "-".to_owned(),
+                String::from_utf8_lossy(body).chars().take(200).collect(),
+            )
+        },
+        |b| {
+            (
+                b.errcode.unwrap_or_else(|| "-".to_owned()),
+                b.error.unwrap_or_default(),
+            )
+        },
+    );
+    (
+        ClientError::Homeserver {
+            endpoint,
+            status: status.as_u16(),
+            errcode,
+            message,
+        },
+        retry_after,
+    )
+}
+
 /// Escapes one path segment (a user id, room id…) for [`HomeserverClient::request_json`].
 #[must_use]
 pub fn escape_path_segment(segment: &str) -> String {
     path_segment(segment).to_string()
 }
+
+/// Requests that create something each time they are done, so that a blind retry after a lost
+/// answer would create it twice (a second room, a second upload).
+const CREATING_ENDPOINTS: &[&str] = &[
+    "room::create_room",
+    "room::upgrade_room",
+    "media::create_content",
+    "media::create_mxc_uri",
+];
 
 /// Endpoint name of `PUT /rooms/{roomId}/send/{eventType}/{txnId}` in metrics and errors (as
 /// ruma's requests are named).
@@ -501,6 +532,14 @@ mod tests {
         assert_eq!(
             endpoint_name::<ruma::api::client::membership::join_room_by_id::v3::Request>(),
             "membership::join_room_by_id"
+        );
+        assert_eq!(
+            endpoint_name::<ruma::api::client::room::create_room::v3::Request>(),
+            CREATING_ENDPOINTS[0]
+        );
+        assert_eq!(
+            endpoint_name::<ruma::api::client::media::create_content::v3::Request>(),
+            CREATING_ENDPOINTS[2]
         );
     }
 }

@@ -394,7 +394,7 @@ impl HomeserverClient {
         }
         let authorization = format!("Bearer {}", identity.as_token.unwrap_or(&self.as_token));
         let response = self
-            .with_retries(SEND_EVENT, || {
+            .with_retries(SEND_EVENT, true, || {
                 let request = http::Request::put(path.as_str())
                     .header(http::header::AUTHORIZATION, authorization.as_str())
                     .header(http::header::CONTENT_TYPE, "application/json")

@@ -1,7 +1,7 @@
 //! The store conformance suite: every backend must pass it. Each function takes a freshly
 //! migrated, empty store.
 
-use super::{ManagedUser, NewInboxEvent, Store};
+use super::{Intent, ManagedUser, NewInboxEvent, Store};
 
 /// Inserts with the next free sequence numbers, as the inbox does; returns the first one,
 /// or `None` for a repeated transaction.
@@ -44,6 +44,59 @@ pub async fn run_all(store: &Store) {
     logins_and_relays_round_trip(store).await;
     bot_data_and_the_audit_log_round_trip(store).await;
     puppets_are_listed(store).await;
+    intents_are_resumed_until_ended(store).await;
+}
+
+/// An intent is recorded once: a second attempt gets the first one's nonce, marked resumed,
+/// until the intent is ended.
+pub async fn intents_are_resumed_until_ended(store: &Store) {
+    let first = store
+        .begin_intent("portal_room", "b\nchat", "n1", 1)
+        .await
+        .expect("begin");
+    assert_eq!(
+        first,
+        Intent {
+            nonce: "n1".into(),
+            resumed: false
+        }
+    );
+    let again = store
+        .begin_intent("portal_room", "b\nchat", "n2", 2)
+        .await
+        .expect("begin again");
+    assert_eq!(
+        again,
+        Intent {
+            nonce: "n1".into(),
+            resumed: true
+        }
+    );
+    let other = store
+        .begin_intent("upload", "b\nchat", "n3", 2)
+        .await
+        .expect("another scope");
+    assert!(!other.resumed, "scopes are apart");
+    store
+        .end_intent("portal_room", "b\nchat")
+        .await
+        .expect("end");
+    let fresh = store
+        .begin_intent("portal_room", "b\nchat", "n4", 3)
+        .await
+        .expect("begin after the end");
+    assert_eq!(
+        fresh,
+        Intent {
+            nonce: "n4".into(),
+            resumed: false
+        }
+    );
+    store
+        .end_intent("portal_room", "b\nchat")
+        .await
+        .expect("end");
+    store.end_intent("upload", "b\nchat").await.expect("end");
 }
 
 /// Puppets are listed per bridge or all together, in order, limited.

@@ -70,11 +70,13 @@ macro_rules! on_pool {
 
 mod bot;
 mod bridge;
+mod intent;
 mod login;
 mod outbox;
 
 pub use bot::AuditRecord;
 pub use bridge::{MessageRecord, PortalRecord};
+pub use intent::Intent;
 pub use login::LoginRecord;
 pub use outbox::OutboxEntry;
 

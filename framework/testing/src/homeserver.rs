@@ -57,6 +57,8 @@ pub struct Fault {
     body: Value,
     headers: Vec<(String, String)>,
     delay: Duration,
+    /// Do what was asked before answering with the fault (a lost answer).
+    applied: bool,
 }
 
 impl Fault {
@@ -92,6 +94,7 @@ impl Fault {
             body: json!({ "errcode": "M_UNKNOWN", "error": "injected by the test" }),
             headers: Vec::new(),
             delay: Duration::ZERO,
+            applied: false,
         }
     }
 
@@ -113,6 +116,14 @@ impl Fault {
     #[must_use]
     pub fn delayed(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Does what the request asks (creates the room, stores the file…) and then answers with
+    /// the fault instead of the result: the answer of a request that was carried out is lost.
+    #[must_use]
+    pub fn after_applying(mut self) -> Self {
+        self.applied = true;
         self
     }
 
@@ -332,8 +343,9 @@ async fn answer(
             user_id: user_id.clone(),
             body: body.clone(),
         });
-        if let Some(fault) = server.fault_for(&method, &path) {
-            Reply::Fault(fault)
+        let fault = server.fault_for(&method, &path);
+        let reply = if let Some(fault) = fault.as_ref().filter(|f| !f.applied) {
+            Reply::Fault(fault.clone())
         } else if path.starts_with("/_matrix/media/") && path.ends_with("/upload") {
             let content_type = uri
                 .query()
@@ -350,7 +362,9 @@ async fn answer(
         } else {
             let sender = user_id.unwrap_or_else(|| server.bot.clone());
             Reply::Json(server.route(&method, &path, &sender, &body))
-        }
+        };
+        // A fault after applying replaces whatever was answered.
+        fault.filter(|f| f.applied).map_or(reply, Reply::Fault)
     };
     match reply {
         Reply::Json((status, json)) => {
@@ -422,6 +436,14 @@ impl Server {
             ("GET", ["account", "whoami"]) => (200, json!({ "user_id": sender })),
             ("POST", ["appservice", _, "ping"]) => (200, json!({ "duration_ms": 1 })),
             ("POST", ["createRoom"]) => self.create_room(sender, body),
+            ("GET", ["joined_rooms"]) => {
+                let joined: Vec<&String> = self
+                    .room_order
+                    .iter()
+                    .filter(|room| self.is_joined(room, sender))
+                    .collect();
+                (200, json!({ "joined_rooms": joined }))
+            }
             ("PUT", ["rooms", room, "send", event_type, txn]) => {
                 self.send(room, sender, event_type, None, txn, body)
             }
@@ -479,12 +501,14 @@ impl Server {
         } else {
             "invite"
         };
+        let mut create = json!({ "creator": sender });
+        if let (Some(create), Some(extra)) =
+            (create.as_object_mut(), body["creation_content"].as_object())
+        {
+            create.extend(extra.clone());
+        }
         let mut state = vec![
-            (
-                "m.room.create".to_owned(),
-                String::new(),
-                json!({ "creator": sender }),
-            ),
+            ("m.room.create".to_owned(), String::new(), create),
             (
                 "m.room.join_rules".to_owned(),
                 String::new(),

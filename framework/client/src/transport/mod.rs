@@ -71,6 +71,14 @@ pub enum TransportError {
     TooLarge,
 }
 
+impl TransportError {
+    /// Whether the request may have reached the server: `false` only when no connection was
+    /// made (or the URL was unusable).
+    pub(crate) fn may_have_been_sent(&self) -> bool {
+        matches!(self, Self::Http(_) | Self::TooLarge)
+    }
+}
+
 /// Where requests go: scheme, host and port of the homeserver URL.
 struct Origin {
     host: String,

@@ -73,12 +73,37 @@ impl BridgeMatrix {
                 .insert(room_id.clone(), &self.info.id, key.clone());
             return Ok(room_id);
         }
+        // Recorded before the room is asked for: if the answer is lost or Switchboard dies,
+        // the next attempt finds the room by this nonce instead of creating a second one.
+        let subject = intent_subject(&self.info.id, key);
+        let intent = self
+            .store
+            .begin_intent(
+                PORTAL_ROOM_INTENT,
+                &subject,
+                &format!("{:032x}", rand::random::<u128>()),
+                now_ms(),
+            )
+            .await?;
+        if intent.resumed
+            && let Some(room_id) = self.find_created_room(&intent.nonce).await?
+        {
+            tracing::info!(bridge = %self.info.id, chat = %key.chat, %room_id, "found the portal room an earlier attempt created");
+            return self
+                .finish_creation(key, &room_id, existing, &subject)
+                .await;
+        }
         let info = match info {
             Some(info) => info.clone(),
             None => self.chat_info(key).await?,
         };
         let info = &info;
         let mut request = create_room::v3::Request::new();
+        request.creation_content = Some(
+            serde_json::value::to_raw_value(&json!({ CREATION_NONCE: intent.nonce }))
+                .map(Raw::from_json)
+                .map_err(|e| build_error("room::create_room", &e))?,
+        );
         request.room_alias_name = alias;
         request.name.clone_from(&info.name);
         request.topic.clone_from(&info.topic);
@@ -101,14 +126,73 @@ impl BridgeMatrix {
                     .map_err(|e| build_error("room::create_room", &e))?,
             );
         }
-        let room_id = self.client.send(request, Identity::bot()).await?.room_id;
-        self.client
-            .remember_membership(&room_id, self.client.bot_user_id(), true)
-            .await;
-        self.record_room(key, &room_id, existing).await?;
+        let room_id = match self.client.send(request, Identity::bot()).await {
+            Ok(created) => created.room_id,
+            Err(e) if e.may_have_been_applied() => {
+                match self.find_created_room(&intent.nonce).await {
+                    Ok(Some(room_id)) => room_id,
+                    // Not there (yet): the intent stays, and the next attempt looks again.
+                    Ok(None) | Err(_) => return Err(e.into()),
+                }
+            }
+            Err(e) => {
+                self.store.end_intent(PORTAL_ROOM_INTENT, &subject).await?;
+                return Err(e.into());
+            }
+        };
         tracing::info!(bridge = %self.info.id, chat = %key.chat, %room_id, "portal room created");
+        self.finish_creation(key, &room_id, existing, &subject)
+            .await
+    }
+
+    /// Records a portal's new room, forgets the intent that created it, and fills in its
+    /// history.
+    async fn finish_creation(
+        &self,
+        key: &PortalKey,
+        room_id: &RoomId,
+        existing: Option<PortalRecord>,
+        subject: &str,
+    ) -> Result<OwnedRoomId, BridgeError> {
+        self.client
+            .remember_membership(room_id, self.client.bot_user_id(), true)
+            .await;
+        self.record_room(key, room_id, existing).await?;
+        self.store.end_intent(PORTAL_ROOM_INTENT, subject).await?;
         self.backfill_locked(key).await;
-        Ok(room_id)
+        Ok(room_id.to_owned())
+    }
+
+    /// The room a portal creation carrying `nonce` made, if it exists: among the rooms the
+    /// bot is in and no portal has, the one whose `m.room.create` holds the nonce.
+    async fn find_created_room(&self, nonce: &str) -> Result<Option<OwnedRoomId>, BridgeError> {
+        use ruma::api::client::membership::joined_rooms;
+        use ruma::api::client::state::get_state_event_for_key;
+        let joined = self
+            .client
+            .send(joined_rooms::v3::Request::new(), Identity::bot())
+            .await?
+            .joined_rooms;
+        for room_id in joined.into_iter().rev() {
+            if self.portal_rooms.get(&room_id).is_some() {
+                continue;
+            }
+            let request = get_state_event_for_key::v3::Request::new(
+                room_id.clone(),
+                ruma::events::StateEventType::RoomCreate,
+                String::new(),
+            );
+            let create = match self.client.send(request, Identity::bot()).await {
+                Ok(answer) => answer.event_or_content,
+                Err(e) if e.status() == Some(404) || e.status() == Some(403) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let content = serde_json::from_str::<serde_json::Value>(create.get()).ok();
+            if content.is_some_and(|c| c[CREATION_NONCE] == nonce) {
+                return Ok(Some(room_id));
+            }
+        }
+        Ok(None)
     }
 
     /// Records `room_id` as the room of the portal `key` (keeping the bridge's data of an
@@ -248,6 +332,24 @@ impl BridgeMatrix {
             })
             .collect()
     }
+}
+
+/// The intent scope of portal room creations.
+const PORTAL_ROOM_INTENT: &str = "portal_room";
+/// The key of the creation nonce in a portal room's `m.room.create` content.
+const CREATION_NONCE: &str = "org.switchboard.creation_nonce";
+
+/// A portal's subject in the intent table: bridge, chat and receiver.
+fn intent_subject(bridge: &str, key: &PortalKey) -> String {
+    let receiver = key.receiver.as_ref().map_or("", |r| r.as_str());
+    format!("{bridge}\n{}\n{receiver}", key.chat)
+}
+
+/// Milliseconds since the Unix epoch (when an intent was recorded; shown to no one).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The room a stored portal has, if any.

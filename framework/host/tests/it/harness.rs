@@ -157,6 +157,16 @@ impl Harness {
     /// A started host whose homeserver client does not retry (so that every 429 or 500
     /// reaches the host).
     pub async fn start() -> Self {
+        Self::start_with(ClientConfig {
+            max_retries: 0,
+            request_timeout_secs: 5,
+            ..ClientConfig::default()
+        })
+        .await
+    }
+
+    /// A started host whose homeserver client works as `client` says.
+    pub async fn start_with(client: ClientConfig) -> Self {
         let homeserver = MockHomeserver::start("mock.test", "bot")
             .await
             .expect("the mock homeserver starts");
@@ -172,11 +182,7 @@ impl Harness {
             homeserver.url(),
             "as_token_for_host_tests",
             "@bot:mock.test".try_into().expect("bot id"),
-            ClientConfig {
-                max_retries: 0,
-                request_timeout_secs: 5,
-                ..ClientConfig::default()
-            },
+            client,
             ClientMetrics::default(),
             Arc::new(store.clone()),
         )

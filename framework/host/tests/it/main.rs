@@ -4,5 +4,6 @@
 
 mod harness;
 mod isolation;
+mod lost_answers;
 mod outbox;
 mod shutdown;
