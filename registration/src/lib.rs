@@ -401,7 +401,17 @@ impl Registration {
                 field: "receive_ephemeral",
                 message: "ephemeral events are enabled in the config but not in the \
                           registration, so typing notifications and read receipts will never \
-                          arrive"
+                          arrive (Synapse 1.156 and later read only this key)"
+                    .to_owned(),
+            });
+        }
+        if spec.receive_ephemeral && self.msc2409_push_ephemeral != Some(true) {
+            drift.push(Drift {
+                field: "de.sorunome.msc2409.push_ephemeral",
+                message: "ephemeral events are enabled in the config but the registration \
+                          lacks `de.sorunome.msc2409.push_ephemeral: true`, which homeservers \
+                          older than the stable `receive_ephemeral` key read; add it (or run \
+                          generate-registration, which writes both)"
                     .to_owned(),
             });
         }
@@ -573,6 +583,12 @@ mod tests {
                 .drift(&spec())
                 .is_empty()
         );
+        let mut hand_kept = Registration::generate(&spec(), None);
+        hand_kept.msc2409_push_ephemeral = None;
+        let drift = hand_kept.drift(&spec());
+        let fields: Vec<_> = drift.iter().map(|d| d.field).collect();
+        assert_eq!(fields, ["de.sorunome.msc2409.push_ephemeral"]);
+        assert!(drift[0].message.contains("older"), "{}", drift[0].message);
     }
 
     #[test]

@@ -101,12 +101,15 @@ fn every_command_has_help() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_checks_a_real_homeserver_and_run_warns_about_drift_and_stops_on_sigterm() {
     let slot = Slot::new("doctor").expect("slot");
-    // The operator turned ephemeral events off in the registration the homeserver loads.
+    // The operator keeps the registration by hand: ephemeral events turned off, and without
+    // the MSC2409 key older homeservers read.
     let path = slot.registration_path();
     let text = std::fs::read_to_string(&path).expect("registration");
+    assert!(text.contains("de.sorunome.msc2409.push_ephemeral: true\n"));
     std::fs::write(
         &path,
-        text.replace("receive_ephemeral: true", "receive_ephemeral: false"),
+        text.replace("receive_ephemeral: true", "receive_ephemeral: false")
+            .replace("de.sorunome.msc2409.push_ephemeral: true\n", ""),
     )
     .expect("write");
     let synapse = Synapse::start(std::slice::from_ref(&path))
@@ -127,6 +130,10 @@ async fn doctor_checks_a_real_homeserver_and_run_warns_about_drift_and_stops_on_
     );
     assert!(
         stdout.contains("warn  registration receive_ephemeral"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warn  registration de.sorunome.msc2409.push_ephemeral"),
         "{stdout}"
     );
     assert!(

@@ -239,33 +239,72 @@ async fn authenticate(State(hs_token): State<Arc<str>>, request: Request, next: 
 }
 
 /// The body of a transaction. Lists are kept as raw JSON so that one bad event cannot fail
-/// the others.
-#[derive(Deserialize)]
+/// the others. Each field is read under its stable name and every unstable one homeservers
+/// have used (see the `*_NAMES` constants), the first present winning: Synapse, for one,
+/// sends the one-time-key counts under two names at once.
 struct TransactionBody<'a> {
-    #[serde(borrow, default)]
     events: Vec<&'a RawValue>,
-    #[serde(borrow, default)]
     ephemeral: Option<Vec<&'a RawValue>>,
-    #[serde(borrow, default, rename = "de.sorunome.msc2409.ephemeral")]
-    msc2409_ephemeral: Option<Vec<&'a RawValue>>,
-    #[serde(borrow, default, rename = "de.sorunome.msc2409.to_device")]
-    msc2409_to_device: Option<Vec<&'a RawValue>>,
-    #[serde(borrow, default, rename = "org.matrix.msc4203.to_device")]
-    msc4203_to_device: Option<Vec<&'a RawValue>>,
-    #[serde(borrow, default, rename = "org.matrix.msc3202.device_lists")]
+    to_device: Option<Vec<&'a RawValue>>,
     device_lists: Option<&'a RawValue>,
-    #[serde(
-        borrow,
-        default,
-        rename = "org.matrix.msc3202.device_one_time_keys_count"
-    )]
     otk_counts: Option<&'a RawValue>,
-    #[serde(
-        borrow,
-        default,
-        rename = "org.matrix.msc3202.device_unused_fallback_key_types"
-    )]
     fallback_keys: Option<&'a RawValue>,
+}
+
+/// Names of the ephemeral list: stable, MSC2409.
+const EPHEMERAL_NAMES: &[&str] = &["ephemeral", "de.sorunome.msc2409.ephemeral"];
+/// Names of the to-device list: stable, MSC4203, MSC2409.
+const TO_DEVICE_NAMES: &[&str] = &[
+    "to_device",
+    "org.matrix.msc4203.to_device",
+    "de.sorunome.msc2409.to_device",
+];
+/// Names of the device list changes: stable, MSC3202 (both prefixes).
+const DEVICE_LISTS_NAMES: &[&str] = &[
+    "device_lists",
+    "org.matrix.msc3202.device_lists",
+    "de.sorunome.msc3202.device_lists",
+];
+/// Names of the one-time-key counts: stable, MSC3202 (both prefixes, and Synapse's older
+/// misspelling).
+const OTK_COUNTS_NAMES: &[&str] = &[
+    "device_one_time_keys_count",
+    "org.matrix.msc3202.device_one_time_keys_count",
+    "org.matrix.msc3202.device_one_time_key_counts",
+    "de.sorunome.msc3202.device_one_time_keys_count",
+];
+/// Names of the unused fallback key types: stable, MSC3202 (both prefixes).
+const FALLBACK_KEYS_NAMES: &[&str] = &[
+    "device_unused_fallback_key_types",
+    "org.matrix.msc3202.device_unused_fallback_key_types",
+    "de.sorunome.msc3202.device_unused_fallback_key_types",
+];
+
+impl<'a> TransactionBody<'a> {
+    /// Reads a transaction body; an error when it is not a JSON object or a list is not a list.
+    fn parse(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+        let fields: std::collections::HashMap<std::borrow::Cow<'a, str>, &'a RawValue> =
+            serde_json::from_slice(json)?;
+        let field = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|name| fields.get(*name).copied())
+                .filter(|raw| raw.get() != "null")
+        };
+        let list = |names: &[&str]| {
+            field(names)
+                .map(|raw| serde_json::from_str::<Vec<&'a RawValue>>(raw.get()))
+                .transpose()
+        };
+        Ok(Self {
+            events: list(&["events"])?.unwrap_or_default(),
+            ephemeral: list(EPHEMERAL_NAMES)?,
+            to_device: list(TO_DEVICE_NAMES)?,
+            device_lists: field(DEVICE_LISTS_NAMES),
+            otk_counts: field(OTK_COUNTS_NAMES),
+            fallback_keys: field(FALLBACK_KEYS_NAMES),
+        })
+    }
 }
 
 /// The fields every event in a list must have to be routed.
@@ -347,7 +386,7 @@ async fn push_transaction(
 ) -> Result<Json<Value>, MatrixError> {
     state.metrics.transaction_arrived();
     let digest = body_digest(&body);
-    let body: TransactionBody<'_> = match serde_json::from_slice(&body) {
+    let body = match TransactionBody::parse(&body) {
         Ok(b) => b,
         Err(e) if e.is_syntax() || e.is_eof() => {
             state
@@ -378,10 +417,10 @@ async fn push_transaction(
     async move {
         let mut events = Vec::with_capacity(body.events.len());
         decode_list(&state.metrics, list::PDU, &body.events, true, &mut events);
-        if let Some(ephemeral) = body.ephemeral.as_ref().or(body.msc2409_ephemeral.as_ref()) {
+        if let Some(ephemeral) = &body.ephemeral {
             decode_list(&state.metrics, list::EPHEMERAL, ephemeral, false, &mut events);
         }
-        if let Some(to_device) = body.msc4203_to_device.as_ref().or(body.msc2409_to_device.as_ref()) {
+        if let Some(to_device) = &body.to_device {
             decode_list(&state.metrics, list::TO_DEVICE, to_device, false, &mut events);
         }
         for (list, raw) in [
@@ -616,7 +655,7 @@ mod tests {
             {"room_id":"!a:x"},
             {"type":"m.room.message","room_id":"!a:x","event_id":"$2","sender":"@u:x","content":{}}
         ]}"#;
-        let parsed: TransactionBody<'_> = serde_json::from_str(body).expect("valid body");
+        let parsed = TransactionBody::parse(body.as_bytes()).expect("valid body");
         let mut out = Vec::new();
         decode_list(&metrics, list::PDU, &parsed.events, true, &mut out);
         assert_eq!(out.len(), 2);
@@ -626,6 +665,39 @@ mod tests {
         assert_eq!(
             metrics.events_invalid.with_label_values(&[list::PDU]).get(),
             3
+        );
+    }
+
+    #[test]
+    fn every_name_of_a_field_is_read_and_the_first_present_wins() {
+        let stable = r#"{"events":[],"ephemeral":[{"type":"m.typing"}],"to_device":[{"type":"m.room_key"}],
+            "device_lists":{"changed":["@a:x"]},"device_one_time_keys_count":{"@a:x":{"D":{"signed_curve25519":1}}},
+            "device_unused_fallback_key_types":{"@a:x":{"D":[]}}}"#;
+        let unstable = r#"{"de.sorunome.msc2409.ephemeral":[{"type":"m.typing"}],
+            "de.sorunome.msc2409.to_device":[{"type":"m.room_key"}],
+            "de.sorunome.msc3202.device_lists":{"changed":["@a:x"]},
+            "org.matrix.msc3202.device_one_time_keys_count":{"@a:x":{"D":{"signed_curve25519":2}}},
+            "org.matrix.msc3202.device_one_time_key_counts":{"@a:x":{"D":{"signed_curve25519":2}}},
+            "org.matrix.msc3202.device_unused_fallback_key_types":{"@a:x":{"D":[]}}}"#;
+        for body in [stable, unstable] {
+            let parsed = TransactionBody::parse(body.as_bytes()).expect("valid body");
+            assert!(parsed.events.is_empty());
+            assert_eq!(parsed.ephemeral.map(|l| l.len()), Some(1), "{body}");
+            assert_eq!(parsed.to_device.map(|l| l.len()), Some(1), "{body}");
+            assert!(parsed.device_lists.is_some(), "{body}");
+            assert!(parsed.otk_counts.is_some(), "{body}");
+            assert!(parsed.fallback_keys.is_some(), "{body}");
+        }
+        let msc4203 = r#"{"events":[],"org.matrix.msc4203.to_device":[{"type":"a"},{"type":"b"}]}"#;
+        let parsed = TransactionBody::parse(msc4203.as_bytes()).expect("valid body");
+        assert_eq!(parsed.to_device.map(|l| l.len()), Some(2));
+        assert!(
+            TransactionBody::parse(br#"{"events":{}}"#).is_err(),
+            "a list must be a list"
+        );
+        assert!(
+            TransactionBody::parse(b"[]").is_err(),
+            "a body must be an object"
         );
     }
 }

@@ -336,7 +336,8 @@ impl HomeserverClient {
     }
 
     /// Sends a message as `identity` with the given transaction id; `ts` sets the event's
-    /// timestamp (appservices only, e.g. for messages bridged late).
+    /// timestamp (appservices only, e.g. for messages bridged late). A message without
+    /// `m.mentions` is sent with an empty one (it mentions no one).
     pub async fn send_message(
         &self,
         room_id: &RoomId,
@@ -345,7 +346,15 @@ impl HomeserverClient {
         identity: Identity<'_>,
         ts: Option<MilliSecondsSinceUnixEpoch>,
     ) -> Result<OwnedEventId, ClientError> {
-        let body = serde_json::to_vec(content).map_err(|e| ClientError::Build {
+        // Every message says whom it mentions (spec v1.17 dropped body-based mentions).
+        let body = if content.mentions.is_some() {
+            serde_json::to_vec(content)
+        } else {
+            let mut content = content.clone();
+            content.mentions = Some(ruma::events::Mentions::new());
+            serde_json::to_vec(&content)
+        }
+        .map_err(|e| ClientError::Build {
             endpoint: SEND_EVENT,
             message: e.to_string(),
         })?;

@@ -28,6 +28,8 @@ pub struct RecordedRequest {
     pub user_id: Option<String>,
     /// The JSON body (`null` when there was none or it was not JSON).
     pub body: Value,
+    /// The `Authorization` header, if one was sent.
+    pub authorization: Option<String>,
 }
 
 /// An event as the mock homeserver stored it.
@@ -322,6 +324,7 @@ async fn answer(
     State(server): State<Arc<Mutex<Server>>>,
     method: Method,
     uri: Uri,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let path = percent_decode(uri.path());
@@ -342,6 +345,10 @@ async fn answer(
             query: uri.query().unwrap_or_default().to_owned(),
             user_id: user_id.clone(),
             body: body.clone(),
+            authorization: headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(ToOwned::to_owned),
         });
         let fault = server.fault_for(&method, &path);
         let reply = if let Some(fault) = fault.as_ref().filter(|f| !f.applied) {

@@ -367,13 +367,7 @@ impl BridgeMatrix {
             .speaker_in(&room_id, &message.sender, &message.sender_profile)
             .await?;
         let mut content = text_content(message);
-        if !message.mentions.is_empty() {
-            let mut user_ids = Vec::with_capacity(message.mentions.len());
-            for remote in &message.mentions {
-                user_ids.push(self.matrix_user_of(remote).await?);
-            }
-            content["m.mentions"] = json!({ "user_ids": user_ids });
-        }
+        content["m.mentions"] = self.mentions_of(message).await?;
         let replied = match &message.reply_to {
             Some(reply_to) => self.mapped_event(key, reply_to, "").await?,
             None => None,
@@ -426,8 +420,12 @@ impl BridgeMatrix {
         let speaker = self
             .speaker_in(&room_id, &edit.sender, &edit.sender_profile)
             .await?;
-        let new_content = text_content(edit);
+        let mut new_content = text_content(edit);
+        new_content["m.mentions"] = self.mentions_of(edit).await?;
         let mut content = new_content.clone();
+        // The edit itself mentions no one: those the new text mentions were notified by the
+        // original (spec v1.17, "mentions in edits").
+        content["m.mentions"] = json!({});
         content["body"] = format!("* {}", edit.body).into();
         if let Some(formatted) = new_content.get("formatted_body").and_then(|v| v.as_str()) {
             content["formatted_body"] = format!("* {formatted}").into();
@@ -438,6 +436,20 @@ impl BridgeMatrix {
             .send_and_map(&room_id, &speaker, key, edit, content)
             .await?;
         Ok(Some(Bridged::Sent(event_id)))
+    }
+
+    /// `m.mentions` of a remote message: the Matrix users of the remote users it mentions
+    /// (`{}` when none — every message carries it, as spec v1.17 asks).
+    async fn mentions_of(&self, message: &RemoteText) -> Result<serde_json::Value, BridgeError> {
+        let mut user_ids = Vec::with_capacity(message.mentions.len());
+        for remote in &message.mentions {
+            user_ids.push(self.matrix_user_of(remote).await?);
+        }
+        Ok(if user_ids.is_empty() {
+            json!({})
+        } else {
+            json!({ "user_ids": user_ids })
+        })
     }
 
     /// Removes a bridged message (part) that was deleted on the remote network: redacted by
@@ -576,6 +588,11 @@ impl BridgeMatrix {
         ]);
         if matches!(speaker, Speaker::Real { .. }) {
             content[DOUBLE_PUPPET_MARK] = self.info.id.clone().into();
+        }
+        if event_type == "m.room.message"
+            && let Some(fields) = content.as_object_mut()
+        {
+            fields.entry("m.mentions").or_insert_with(|| json!({}));
         }
         let body = bytes::Bytes::from(content.to_string());
         let ts = sent

@@ -27,6 +27,9 @@ use switchboard_testing::{FakeNetwork, MockHomeserver, NetworkMessage};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The token the host's client authenticates with.
+pub const AS_TOKEN: &str = "as_token_for_host_tests";
+
 /// The fake network's one chat, bridged to one portal.
 pub const CHAT: &str = "lobby";
 
@@ -180,7 +183,7 @@ impl Harness {
         .expect("store");
         let client = HomeserverClient::new(
             homeserver.url(),
-            "as_token_for_host_tests",
+            AS_TOKEN,
             "@bot:mock.test".try_into().expect("bot id"),
             client,
             ClientMetrics::default(),

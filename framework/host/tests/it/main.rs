@@ -7,3 +7,4 @@ mod isolation;
 mod lost_answers;
 mod outbox;
 mod shutdown;
+mod wire;
