@@ -824,7 +824,8 @@ async fn double_puppeting_shows_a_users_own_remote_messages_as_them() {
 }
 
 /// A direct chat a user opens with the bot is their management room: commands there need no
-/// prefix, and a login is made there like anywhere else.
+/// prefix; a login that asks for a password moves to a room the bot opens, where it can
+/// remove the password (in the user's own room it cannot).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_in_the_management_room_need_no_prefix() {
     let extra = format!("    require_login: true\n{PERMISSIONS}");
@@ -844,15 +845,38 @@ async fn commands_in_the_management_room_need_no_prefix() {
         command_answer(&alice, &dm, &bot, "hello").await,
         "Unknown command `hello`. Did you mean `help`? Send `help` to see the commands you can use."
     );
+    // Alice made this room, and the bot may not remove her messages in it: the login, which
+    // asks for a password, moves to a private room the bot opens for it.
     assert_eq!(
         command_answer(&alice, &dm, &bot, "login").await,
-        "Log in to the loopback network.\nSend your username."
+        "I cannot remove messages in this room, so your password would stay readable here. \
+         I opened a private room for logging in to Loopback and invited you: go on there."
     );
-    command_answer(&alice, &dm, &bot, "dm-alice").await;
+    let login_room = alice
+        .join_invite(WAIT)
+        .await
+        .expect("invited to the login room");
+    wait_for(&alice, &login_room, "the first question there", |e| {
+        e["sender"] == bot.as_str()
+            && e["content"]["body"] == "Log in to the loopback network.\nSend your username."
+    })
+    .await;
     assert_eq!(
-        command_answer(&alice, &dm, &bot, "loopback").await,
-        "Logged in as dm-alice."
+        command_answer(&alice, &login_room, &bot, "dm-alice").await,
+        "Send your password."
     );
+    let password = alice
+        .send_text(&login_room, "loopback")
+        .await
+        .expect("sent");
+    wait_for(&alice, &login_room, "the login", |e| {
+        e["content"]["body"] == "Logged in as dm-alice."
+    })
+    .await;
+    wait_for(&alice, &login_room, "the password removed", |e| {
+        e["event_id"] == password.as_str() && is_redacted(e)
+    })
+    .await;
     assert_eq!(
         command_answer(&alice, &dm, &bot, "list-logins").await,
         "Your logins: dm-alice (user:dm-alice, connected)."
@@ -975,11 +999,22 @@ async fn the_loopback_bridge_passes_the_contract_tests() {
 /// Joining the alias of a remote chat (`#_loopback_<chat>`) creates its portal on demand: the
 /// homeserver asks Switchboard, the bridge creates the room with that alias, shows the chat's
 /// latest history first (as sent on the network, `backfill.initial_messages` of it), and
-/// messages there reach that chat.
+/// messages there reach that chat. The alias of a portal that already has a room leads to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_a_chat_alias_creates_its_portal() {
     let history = "    history: 3\nbackfill:\n  initial_messages: 2\n";
-    let (_slot, _synapse, running, alice, _lobby) = loopback("alias", history).await;
+    let (_slot, synapse, running, alice, lobby) = loopback("alias", history).await;
+    // The lobby's portal existed before anyone asked for its alias: the alias is added to it,
+    // and a user who was never invited can join through it.
+    let bob = synapse.register_user("bob", false).await.expect("bob");
+    let joined = bob
+        .join("#_loopback_lobby:localhost")
+        .await
+        .expect("the alias of an existing portal resolves, and the portal lets bob in");
+    assert_eq!(
+        joined, lobby,
+        "the alias leads to the existing portal, not a new one"
+    );
     let room = alice
         .join("#_loopback_side:localhost")
         .await

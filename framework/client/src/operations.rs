@@ -202,46 +202,38 @@ impl HomeserverClient {
             .unwrap_or_else(|| user_id.localpart().to_owned())
     }
 
-    /// The power level of `user_id` in `room_id` (`m.room.power_levels`: their entry in
-    /// `users`, else `users_default`), read as the bot.
+    /// The power level of `user_id` in `room_id` (as the bot reads the room's power levels).
     pub async fn power_level(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
     ) -> Result<i64, ClientError> {
+        Ok(self.power_levels(room_id).await?.of(user_id))
+    }
+
+    /// Whether `user_id` may redact other users' messages in `room_id`.
+    pub async fn may_redact(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<bool, ClientError> {
+        let levels = self.power_levels(room_id).await?;
+        Ok(levels.of(user_id) >= levels.redact.as_ref().and_then(level).unwrap_or(50))
+    }
+
+    /// The room's `m.room.power_levels`, as the bot reads them.
+    async fn power_levels(&self, room_id: &RoomId) -> Result<PowerLevels, ClientError> {
         use ruma::api::client::state::get_state_event_for_key::v3::Request;
-        #[derive(Deserialize)]
-        struct PowerLevels {
-            #[serde(default)]
-            users: std::collections::HashMap<String, serde_json::Value>,
-            #[serde(default)]
-            users_default: Option<serde_json::Value>,
-        }
         let request = Request::new(
             room_id.to_owned(),
             ruma::events::StateEventType::RoomPowerLevels,
             String::new(),
         );
         let response = self.send(request, Identity::bot()).await?;
-        let levels: PowerLevels =
-            serde_json::from_str(response.event_or_content.get()).map_err(|e| {
-                ClientError::Decode {
-                    endpoint: "get_state_event",
-                    message: format!("m.room.power_levels: {e}"),
-                }
-            })?;
-        // Old rooms may hold levels as strings ("50").
-        let level = |value: &serde_json::Value| {
-            value
-                .as_i64()
-                .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
-        };
-        Ok(levels
-            .users
-            .get(user_id.as_str())
-            .and_then(level)
-            .or_else(|| levels.users_default.as_ref().and_then(level))
-            .unwrap_or(0))
+        serde_json::from_str(response.event_or_content.get()).map_err(|e| ClientError::Decode {
+            endpoint: "get_state_event",
+            message: format!("m.room.power_levels: {e}"),
+        })
     }
 
     /// Joins `room` as `user_id`. If the homeserver refuses (not invited), the bot invites the
@@ -427,4 +419,33 @@ impl HomeserverClient {
             })?;
         Ok(sent.event_id)
     }
+}
+
+/// The parts of `m.room.power_levels` the client reads.
+#[derive(Deserialize)]
+struct PowerLevels {
+    #[serde(default)]
+    users: std::collections::HashMap<String, serde_json::Value>,
+    #[serde(default)]
+    users_default: Option<serde_json::Value>,
+    #[serde(default)]
+    redact: Option<serde_json::Value>,
+}
+
+impl PowerLevels {
+    /// The level of `user_id` (its own, else the default, else 0).
+    fn of(&self, user_id: &UserId) -> i64 {
+        self.users
+            .get(user_id.as_str())
+            .and_then(level)
+            .or_else(|| self.users_default.as_ref().and_then(level))
+            .unwrap_or(0)
+    }
+}
+
+/// A power level; old rooms may hold levels as strings ("50").
+fn level(value: &serde_json::Value) -> Option<i64> {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
 }

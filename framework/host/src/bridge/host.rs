@@ -223,11 +223,11 @@ impl BridgeHost {
                 return false;
             };
             return match matrix
-                .ensure_portal_with_alias(&PortalKey::shared(chat), &info)
+                .ensure_portal_with_alias(&PortalKey::shared(chat), &info, alias)
                 .await
             {
                 Ok(room_id) => {
-                    tracing::info!(bridge = %hosted.id(), %alias, %room_id, "portal created for its alias");
+                    tracing::info!(bridge = %hosted.id(), %alias, %room_id, "the alias leads to its portal");
                     true
                 }
                 Err(e) => {

@@ -5,7 +5,7 @@
 use ruma::api::client::room::create_room;
 use ruma::events::AnyInitialStateEvent;
 use ruma::serde::Raw;
-use ruma::{OwnedRoomId, RoomId};
+use ruma::{OwnedRoomId, RoomAliasId, RoomId};
 use serde_json::json;
 use switchboard_api::PluginError;
 
@@ -35,16 +35,67 @@ impl BridgeMatrix {
         self.ensure_portal_locked(key).await
     }
 
-    /// The room of a portal, created the first time with the bridge's alias for its chat
-    /// (when a Matrix user asked for that alias).
+    /// The room of a portal for its `alias` (a Matrix user asked for it, so it does not exist
+    /// yet): created the first time with that alias; a portal that has a room already gets the
+    /// alias pointed at it, and — when `info` says the chat is public — its room opened to
+    /// anyone, so the join by alias succeeds.
     pub(crate) async fn ensure_portal_with_alias(
         &self,
         key: &PortalKey,
         info: &PortalInfo,
+        alias: &RoomAliasId,
     ) -> Result<OwnedRoomId, BridgeError> {
         let _portal = self.portal_locks.lock(key).await;
-        let alias = self.naming.alias_localpart(&key.chat);
-        self.create_portal_room(key, Some(info), Some(alias)).await
+        if let Some(room_id) = self.known_room(key).await? {
+            self.publish_alias(&room_id, alias, info.public).await?;
+            return Ok(room_id);
+        }
+        let localpart = self.naming.alias_localpart(&key.chat);
+        self.create_portal_room(key, Some(info), Some(localpart))
+            .await
+    }
+
+    /// Points `alias` at the existing portal room `room_id`, and makes the room public when
+    /// `public` and it is not yet.
+    async fn publish_alias(
+        &self,
+        room_id: &RoomId,
+        alias: &RoomAliasId,
+        public: bool,
+    ) -> Result<(), BridgeError> {
+        use ruma::api::client::alias::create_alias;
+        use ruma::api::client::state::{get_state_event_for_key, send_state_event};
+        let request = create_alias::v3::Request::new(alias.to_owned(), room_id.to_owned());
+        match self.client.send(request, Identity::bot()).await {
+            // Another request for the alias won the race: it exists now.
+            Err(e) if e.status() == Some(409) => {}
+            answer => {
+                answer?;
+            }
+        }
+        if public {
+            let request = get_state_event_for_key::v3::Request::new(
+                room_id.to_owned(),
+                ruma::events::StateEventType::RoomJoinRules,
+                String::new(),
+            );
+            let rule = self.client.send(request, Identity::bot()).await?;
+            let rule: serde_json::Value =
+                serde_json::from_str(rule.event_or_content.get()).unwrap_or_default();
+            if rule["join_rule"] != "public" {
+                let content = serde_json::value::to_raw_value(&json!({ "join_rule": "public" }))
+                    .map_err(|e| build_error("state::send_state_event", &e))?;
+                let request = send_state_event::v3::Request::new_raw(
+                    room_id.to_owned(),
+                    ruma::events::StateEventType::RoomJoinRules,
+                    String::new(),
+                    Raw::from_json(content),
+                );
+                self.client.send(request, Identity::bot()).await?;
+            }
+        }
+        tracing::info!(bridge = %self.info.id, %alias, %room_id, "alias added to an existing portal");
+        Ok(())
     }
 
     /// [`BridgeMatrix::ensure_portal`] with the portal lock held.

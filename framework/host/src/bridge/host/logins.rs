@@ -312,9 +312,18 @@ impl HostedBridge {
                     return Ok(format!("Login failed: {instructions}"));
                 };
                 let text = format!("{instructions}\nSend your {}.", first.name);
+                let secret = fields.iter().find(|f| f.secret).map(|f| f.name.clone());
                 pending.fields = fields.into();
-                self.set_pending(key, Some(pending));
-                text
+                match secret {
+                    Some(secret) if !self.may_redact_in(&event.room_id).await => {
+                        self.continue_elsewhere(event, pending, &secret, &text)
+                            .await?
+                    }
+                    _ => {
+                        self.set_pending(key, Some(pending));
+                        text
+                    }
+                }
             }
             Ok(LoginStep::DisplayAndWait {
                 instructions,
@@ -327,6 +336,72 @@ impl HostedBridge {
             }
             Ok(LoginStep::Complete(login)) => format!("Logged in as {}.", login.remote_name),
         })
+    }
+
+    /// Whether the bot may remove other users' messages in `room` (so that a secret typed
+    /// there can be taken out of sight).
+    async fn may_redact_in(&self, room: &ruma::RoomId) -> bool {
+        self.client
+            .may_redact(room, self.client.bot_user_id())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(bridge = %self.id(), %room, error = %e, "cannot read the room's power levels");
+                false
+            })
+    }
+
+    /// A login is about to ask for `secret` in a room where the bot could not remove it: the
+    /// login moves to a private room the bot opens and invites the user to (where it can),
+    /// and the answer says so. When that room cannot be made, the user is warned plainly
+    /// instead, before they type anything.
+    async fn continue_elsewhere(
+        &self,
+        event: &RoomEvent,
+        pending: PendingLogin,
+        secret: &str,
+        ask: &str,
+    ) -> Result<String, HandleError> {
+        let network = &self.matrix.info().displayname;
+        let room = match self.open_login_room(&event.sender).await {
+            Ok(room) => room,
+            Err(e) => {
+                tracing::warn!(bridge = %self.id(), error = %e, "cannot open a private room for a login");
+                self.set_pending((event.sender.clone(), event.room_id.clone()), Some(pending));
+                return Ok(format!(
+                    "⚠️ I cannot remove messages in this room, so the {secret} you send here \
+                     would stay readable by everyone in it. Send `cancel` and log in from a \
+                     room where I am a moderator, or go on at your own risk.\n{ask}"
+                ));
+            }
+        };
+        self.set_pending((event.sender.clone(), room.clone()), Some(pending));
+        let content = ruma::events::room::message::RoomMessageEventContent::notice_plain(ask);
+        let txn_id =
+            crate::client::derive_txn_id(&[self.id(), event.event_id.as_str(), "login-room"]);
+        self.client
+            .send_message(&room, txn_id, &content, Identity::bot(), None)
+            .await?;
+        Ok(format!(
+            "I cannot remove messages in this room, so your {secret} would stay readable here. \
+             I opened a private room for logging in to {network} and invited you: go on there."
+        ))
+    }
+
+    /// A private room for one user's login, made by the bot (so it may remove what is typed
+    /// there), the user invited.
+    async fn open_login_room(&self, user: &ruma::UserId) -> Result<OwnedRoomId, HandleError> {
+        use ruma::api::client::room::create_room;
+        let mut request = create_room::v3::Request::new();
+        request.name = Some(format!("{} login", self.matrix.info().displayname));
+        request.invite = vec![user.to_owned()];
+        request.is_direct = true;
+        request.preset = Some(create_room::v3::RoomPreset::PrivateChat);
+        let room = self.client.send(request, Identity::bot()).await?.room_id;
+        self.client
+            .remember_membership(&room, self.client.bot_user_id(), true)
+            .await;
+        tracing::info!(bridge = %self.id(), %user, %room, "opened a private room for a login");
+        Ok(room)
     }
 
     /// Removes a message holding a secret, if the bot may.
