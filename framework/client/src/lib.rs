@@ -79,7 +79,13 @@ pub struct HomeserverClient {
     /// paths make for every message costs no lookup in `users` once seen. Kept in step with
     /// `users` by [`HomeserverClient::remember_membership`].
     joined: Arc<std::sync::Mutex<foldhash::HashSet<(OwnedRoomId, OwnedUserId)>>>,
+    /// The privileged creators of rooms (room version 12 and later), by room, shared by the
+    /// clones: read once per room, since a room's creation never changes.
+    creators: Arc<std::sync::Mutex<foldhash::HashMap<OwnedRoomId, Arc<[OwnedUserId]>>>>,
 }
+
+/// Rooms whose creators are remembered at most; the memory is cleared when it is full.
+const CREATORS_REMEMBERED: usize = 10_000;
 
 impl std::fmt::Debug for HomeserverClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,6 +146,7 @@ impl HomeserverClient {
             metrics,
             users,
             joined: Arc::default(),
+            creators: Arc::default(),
         })
     }
 
@@ -147,6 +154,27 @@ impl HomeserverClient {
     #[must_use]
     pub fn bot_user_id(&self) -> &UserId {
         &self.bot_user_id
+    }
+
+    /// The creators remembered for `room_id`, if read before.
+    pub(crate) fn known_creators(&self, room_id: &ruma::RoomId) -> Option<Arc<[OwnedUserId]>> {
+        self.creators
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(room_id)
+            .cloned()
+    }
+
+    /// Remembers the creators of `room_id`.
+    pub(crate) fn remember_creators(&self, room_id: &ruma::RoomId, creators: Arc<[OwnedUserId]>) {
+        let mut known = self
+            .creators
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= CREATORS_REMEMBERED {
+            known.clear();
+        }
+        known.insert(room_id.to_owned(), creators);
     }
 
     /// The homeserver's base URL.

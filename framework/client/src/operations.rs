@@ -1,6 +1,7 @@
 //! The Client-Server operations Switchboard uses, on top of [`HomeserverClient::send`]:
 //! start-up checks, registering and profiling its users, memberships, messages.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -203,11 +204,21 @@ impl HomeserverClient {
     }
 
     /// The power level of `user_id` in `room_id` (as the bot reads the room's power levels).
+    /// A room's creators have unlimited power from room version 12 on (they are not listed in
+    /// the power levels): `i64::MAX` for them.
     pub async fn power_level(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
     ) -> Result<i64, ClientError> {
+        if self
+            .privileged_creators(room_id)
+            .await?
+            .iter()
+            .any(|c| c == user_id)
+        {
+            return Ok(i64::MAX);
+        }
         Ok(self.power_levels(room_id).await?.of(user_id))
     }
 
@@ -217,8 +228,61 @@ impl HomeserverClient {
         room_id: &RoomId,
         user_id: &UserId,
     ) -> Result<bool, ClientError> {
+        if self
+            .privileged_creators(room_id)
+            .await?
+            .iter()
+            .any(|c| c == user_id)
+        {
+            return Ok(true);
+        }
         let levels = self.power_levels(room_id).await?;
         Ok(levels.of(user_id) >= levels.redact.as_ref().and_then(level).unwrap_or(50))
+    }
+
+    /// The creators of `room_id` when its version gives them unlimited power (12 and later,
+    /// MSC4289): the sender of `m.room.create` and its `additional_creators`; none for older
+    /// versions. Read once per room (a room's creation never changes).
+    async fn privileged_creators(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Arc<[OwnedUserId]>, ClientError> {
+        use ruma::api::client::state::get_state_event_for_key::v3::{Request, StateEventFormat};
+        #[derive(Deserialize)]
+        struct Create {
+            sender: Option<OwnedUserId>,
+            content: CreateContent,
+        }
+        #[derive(Deserialize)]
+        struct CreateContent {
+            #[serde(default)]
+            room_version: Option<String>,
+            #[serde(default)]
+            additional_creators: Vec<OwnedUserId>,
+        }
+        if let Some(known) = self.known_creators(room_id) {
+            return Ok(known);
+        }
+        let mut request = Request::new(
+            room_id.to_owned(),
+            ruma::events::StateEventType::RoomCreate,
+            String::new(),
+        );
+        request.format = StateEventFormat::Event;
+        let response = self.send(request, Identity::bot()).await?;
+        let creators: Arc<[OwnedUserId]> =
+            match serde_json::from_str::<Create>(response.event_or_content.get()) {
+                Ok(create) if creators_are_privileged(create.content.room_version.as_deref()) => {
+                    create
+                        .sender
+                        .into_iter()
+                        .chain(create.content.additional_creators)
+                        .collect()
+                }
+                _ => Arc::from([]),
+            };
+        self.remember_creators(room_id, Arc::clone(&creators));
+        Ok(creators)
     }
 
     /// The room's `m.room.power_levels`, as the bot reads them.
@@ -448,4 +512,33 @@ fn level(value: &serde_json::Value) -> Option<i64> {
     value
         .as_i64()
         .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// Whether a room version gives its creators unlimited power (MSC4289: version 12 and later,
+/// and its unstable `org.matrix.hydra.11`). An absent version is 1.
+fn creators_are_privileged(room_version: Option<&str>) -> bool {
+    room_version.is_some_and(|version| {
+        version.contains("hydra") || version.parse::<u32>().is_ok_and(|v| v >= 12)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::creators_are_privileged;
+
+    #[test]
+    fn creators_are_privileged_from_room_version_12() {
+        for (version, privileged) in [
+            (None, false),
+            (Some("1"), false),
+            (Some("10"), false),
+            (Some("11"), false),
+            (Some("org.matrix.hydra.11"), true),
+            (Some("12"), true),
+            (Some("13"), true),
+            (Some("com.example.custom"), false),
+        ] {
+            assert_eq!(creators_are_privileged(version), privileged, "{version:?}");
+        }
+    }
 }
