@@ -1376,3 +1376,51 @@ async fn inviting_a_puppet_starts_a_direct_chat() {
     assert!(reason.contains("may not start chats"), "{reason}");
     running.stop().await.expect("clean stop");
 }
+
+/// With two logins, a user's messages in a portal go through the login that owns it there:
+/// the oldest until they choose another with `use-login`, which is kept for that portal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_answers_through_the_login_that_owns_it() {
+    let extra = format!("    require_login: true\n{PERMISSIONS}");
+    let (slot, _synapse, running, alice, portal) = loopback("owner", &extra).await;
+    let bot = slot.bot();
+    for name in ["alice-one", "alice-two"] {
+        command_answer(&alice, &portal, &bot, "!loopback login").await;
+        command_answer(&alice, &portal, &bot, name).await;
+        alice.send_text(&portal, "loopback").await.expect("sent");
+        wait_for(&alice, &portal, "the login", |e| {
+            e["content"]["body"] == format!("Logged in as {name}.").as_str()
+        })
+        .await;
+    }
+    alice.send_text(&portal, "first").await.expect("sent");
+    wait_for(&alice, &portal, "echo through the oldest login", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: for alice-one: first"
+    })
+    .await;
+    assert_eq!(
+        command_answer(&alice, &portal, &bot, "!loopback use-login user:nobody").await,
+        "You have no login user:nobody; see `!loopback list-logins`."
+    );
+    assert_eq!(
+        command_answer(&alice, &portal, &bot, "!loopback use-login user:alice-two").await,
+        "Your messages in this room now go through alice-two."
+    );
+    alice.send_text(&portal, "second").await.expect("sent");
+    wait_for(&alice, &portal, "echo through the chosen login", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: for alice-two: second"
+    })
+    .await;
+    running.stop().await.expect("clean stop");
+    // The choice is stored with the portal: it holds after a restart.
+    let running = slot.start().await.expect("Switchboard starts again");
+    alice.send_text(&portal, "third").await.expect("sent");
+    wait_for(
+        &alice,
+        &portal,
+        "echo through the chosen login after the restart",
+        |e| e["sender"] == ECHO && e["content"]["body"] == "echo: for alice-two: third",
+    )
+    .await;
+    running.stop().await.expect("clean stop");
+}

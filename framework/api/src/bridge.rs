@@ -277,6 +277,12 @@ pub trait MatrixSide: Send + Sync + std::fmt::Debug {
         event_id: &ruma::EventId,
     ) -> Result<(), PluginError>;
 
+    /// Records that `login` sees the chat of portal `key` (its connection brought the chat,
+    /// or it joined it): its owner's messages in that portal go through it. Without this, a
+    /// user with several logins sends through the login whose id is the portal's receiver,
+    /// else their oldest; the user can choose with the `use-login` command.
+    async fn set_portal_login(&self, key: &PortalKey, login: &Login) -> Result<(), PluginError>;
+
     /// The Matrix user a remote user is seen as: the Matrix user whose login they are, else
     /// their puppet.
     async fn matrix_user_of(&self, remote: &RemoteUserId) -> Result<OwnedUserId, PluginError>;

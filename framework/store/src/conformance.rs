@@ -45,6 +45,58 @@ pub async fn run_all(store: &Store) {
     bot_data_and_the_audit_log_round_trip(store).await;
     puppets_are_listed(store).await;
     intents_are_resumed_until_ended(store).await;
+    portal_logins_are_kept_per_user(store).await;
+}
+
+/// The login a user's messages in a portal go through is kept per portal and user.
+pub async fn portal_logins_are_kept_per_user(store: &Store) {
+    use switchboard_api::ids::{PortalKey, RemoteUserId};
+    let lobby = PortalKey::shared("lobby");
+    let dm = PortalKey {
+        receiver: Some(RemoteUserId("me".into())),
+        ..PortalKey::shared("lobby")
+    };
+    assert_eq!(
+        store.portal_login("b", &lobby, "@a:x").await.expect("read"),
+        None
+    );
+    store
+        .put_portal_login("b", &lobby, "@a:x", "one")
+        .await
+        .expect("put");
+    store
+        .put_portal_login("b", &lobby, "@a:x", "two")
+        .await
+        .expect("replace");
+    store
+        .put_portal_login("b", &dm, "@a:x", "three")
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .portal_login("b", &lobby, "@a:x")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("two")
+    );
+    assert_eq!(
+        store
+            .portal_login("b", &dm, "@a:x")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("three"),
+        "a per-user portal of the same chat is another portal"
+    );
+    assert_eq!(
+        store.portal_login("b", &lobby, "@z:x").await.expect("read"),
+        None
+    );
+    assert_eq!(
+        store.portal_login("c", &lobby, "@a:x").await.expect("read"),
+        None
+    );
 }
 
 /// An intent is recorded once: a second attempt gets the first one's nonce, marked resumed,

@@ -47,6 +47,53 @@ where
 }
 
 impl Store {
+    /// Records that `user`'s messages in `portal` go through their login `login_id`.
+    pub async fn put_portal_login(
+        &self,
+        bridge: &str,
+        portal: &PortalKey,
+        user_id: &str,
+        login_id: &str,
+    ) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO bridge_portal_login (bridge_id, chat_id, receiver, user_id, \
+                 login_id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (bridge_id, chat_id, \
+                 receiver, user_id) DO UPDATE SET login_id = $5",
+            )
+            .bind(bridge)
+            .bind(portal.chat.as_str())
+            .bind(receiver_column(portal))
+            .bind(user_id)
+            .bind(login_id)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// The login `user`'s messages in `portal` go through, if one was recorded.
+    pub async fn portal_login(
+        &self,
+        bridge: &str,
+        portal: &PortalKey,
+        user_id: &str,
+    ) -> StoreResult<Option<String>> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT login_id FROM bridge_portal_login WHERE bridge_id = $1 AND \
+                 chat_id = $2 AND receiver = $3 AND user_id = $4",
+            )
+            .bind(bridge)
+            .bind(portal.chat.as_str())
+            .bind(receiver_column(portal))
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|r| r.try_get(0)).transpose().map_err(StoreError::from)
+        })
+    }
+
     /// Creates or replaces a login of `bridge` (a login id belongs to one Matrix user: logging
     /// in again as the same account moves it).
     pub async fn put_login(&self, bridge: &str, login: &LoginRecord) -> StoreResult<()> {

@@ -19,6 +19,13 @@ fn login_commands() -> Vec<CommandSpec> {
             .args("[login id]")
             .max_args(1),
         CommandSpec::new(
+            "use-login",
+            "Sends your messages in this room through one of your logins",
+        )
+        .args("<login id>")
+        .min_args(1)
+        .max_args(1),
+        CommandSpec::new(
             "set-relay",
             "Relays messages of users without a login through yours, in this room",
         )

@@ -4,6 +4,7 @@
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use switchboard_api::PluginError;
 use switchboard_api::bridge::{DataOwner, MatrixSide};
+use switchboard_api::login::Login;
 use switchboard_api::remote::{Applied, RemoteEvent, RemoteMedia};
 
 use super::matrix::{BridgeInfo, BridgeMatrix, Bridged, PuppetProfile, RemoteText};
@@ -96,6 +97,18 @@ impl MatrixSide for BridgeMatrix {
         event_id: &ruma::EventId,
     ) -> Result<(), PluginError> {
         Ok(BridgeMatrix::map_matrix_event(self, key, remote_id, part, room_id, event_id).await?)
+    }
+
+    async fn set_portal_login(&self, key: &PortalKey, login: &Login) -> Result<(), PluginError> {
+        Ok(self
+            .store
+            .put_portal_login(
+                &self.info().id,
+                key,
+                login.user_id.as_str(),
+                login.id.as_str(),
+            )
+            .await?)
     }
 
     async fn matrix_user_of(&self, remote: &RemoteUserId) -> Result<OwnedUserId, PluginError> {

@@ -1,7 +1,7 @@
 //! Logins as the host runs them: which login a Matrix event goes to the network with (the
 //! sender's own, the portal's relay, or none), relayed text, and the login flows driven from
 //! chat — `login`, the fields asked one message at a time, `logout`, `list-logins`,
-//! `set-relay`, `unset-relay`, `cancel`.
+//! `use-login`, `set-relay`, `unset-relay`, `cancel`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -67,7 +67,7 @@ impl HostedBridge {
             return Ok((level >= PermissionLevel::User).then_some(Via::Bridge));
         };
         if level >= PermissionLevel::User
-            && let Some(own) = self.logins_of(&event.sender).await?.into_iter().next()
+            && let Some(own) = self.login_in(portal, &event.sender).await?
         {
             return Ok(Some(Via::Own(own)));
         }
@@ -93,6 +93,34 @@ impl HostedBridge {
             self.reply(event, "no-login", &text, None).await?;
         }
         Ok(None)
+    }
+
+    /// The login `user`'s messages in `portal` go through: the one recorded for the portal
+    /// (by the bridge or `use-login`), else the one whose id is the portal's receiver (a chat
+    /// seen from one login), else their oldest; `None` without logins.
+    async fn login_in(
+        &self,
+        portal: &PortalKey,
+        user: &ruma::UserId,
+    ) -> Result<Option<Login>, HandleError> {
+        let mut logins = self.logins_of(user).await?;
+        if logins.len() < 2 {
+            return Ok(logins.pop());
+        }
+        let owner = self
+            .store
+            .portal_login(self.id(), portal, user.as_str())
+            .await?;
+        let chosen = owner
+            .and_then(|id| logins.iter().position(|l| l.id.as_str() == id))
+            .or_else(|| {
+                let receiver = portal.receiver.as_ref()?;
+                logins
+                    .iter()
+                    .position(|l| l.id.as_str() == receiver.as_str())
+            })
+            .unwrap_or(0);
+        Ok(Some(logins.swap_remove(chosen)))
     }
 
     /// The logins of a Matrix user, oldest first.
@@ -162,7 +190,13 @@ impl HostedBridge {
         let network = &self.matrix.info().displayname;
         if !matches!(
             name,
-            "login" | "logout" | "list-logins" | "set-relay" | "unset-relay" | "cancel"
+            "login"
+                | "logout"
+                | "list-logins"
+                | "set-relay"
+                | "unset-relay"
+                | "cancel"
+                | "use-login"
         ) {
             return None;
         }
@@ -173,6 +207,7 @@ impl HostedBridge {
             "login" => self.start_login(invocation, event).await,
             "logout" => self.logout(invocation, event).await,
             "list-logins" => self.list_logins(event).await,
+            "use-login" => self.use_login(invocation, event, portal).await,
             "cancel" => {
                 self.set_pending((event.sender.clone(), event.room_id.clone()), None);
                 Ok("Login cancelled.".to_owned())
@@ -516,6 +551,37 @@ impl HostedBridge {
             // Connected at the same time by the bridge's start: one connection is enough.
             replaced.close();
         }
+    }
+
+    /// `use-login <login id>`: the sender's messages in this portal go through that login.
+    async fn use_login(
+        &self,
+        invocation: &CommandInvocation,
+        event: &RoomEvent,
+        portal: Option<&PortalKey>,
+    ) -> Result<String, HandleError> {
+        let Some(portal) = portal else {
+            return Ok("This room is not a portal.".to_owned());
+        };
+        let wanted = invocation
+            .args
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default();
+        let logins = self.logins_of(&event.sender).await?;
+        let Some(login) = logins.iter().find(|l| l.id.as_str() == wanted) else {
+            return Ok(format!(
+                "You have no login {wanted}; see `{} list-logins`.",
+                self.commands.prefix()
+            ));
+        };
+        self.store
+            .put_portal_login(self.id(), portal, event.sender.as_str(), login.id.as_str())
+            .await?;
+        Ok(format!(
+            "Your messages in this room now go through {}.",
+            login.remote_name
+        ))
     }
 
     async fn set_relay(
