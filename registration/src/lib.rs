@@ -396,33 +396,7 @@ impl Registration {
                 ),
             });
         }
-        if spec.receive_ephemeral && !self.receive_ephemeral {
-            drift.push(Drift {
-                field: "receive_ephemeral",
-                message: "ephemeral events are enabled in the config but not in the \
-                          registration, so typing notifications and read receipts will never \
-                          arrive (Synapse 1.156 and later read only this key)"
-                    .to_owned(),
-            });
-        }
-        if spec.receive_ephemeral && self.msc2409_push_ephemeral != Some(true) {
-            drift.push(Drift {
-                field: "de.sorunome.msc2409.push_ephemeral",
-                message: "ephemeral events are enabled in the config but the registration \
-                          lacks `de.sorunome.msc2409.push_ephemeral: true`, which homeservers \
-                          older than the stable `receive_ephemeral` key read; add it (or run \
-                          generate-registration, which writes both)"
-                    .to_owned(),
-            });
-        }
-        if spec.msc3202 && self.msc3202 != Some(true) {
-            drift.push(Drift {
-                field: "org.matrix.msc3202",
-                message: "MSC3202 is enabled in the config but not in the registration, so \
-                          device lists and one-time-key counts will never arrive"
-                    .to_owned(),
-            });
-        }
+        self.delivery_drift(spec, &mut drift);
         if self.rate_limited != Some(false) {
             drift.push(Drift {
                 field: "rate_limited",
@@ -457,6 +431,54 @@ impl Registration {
             }
         }
         drift
+    }
+
+    /// Where the registration would keep events from arriving: ephemeral events under either
+    /// key, MSC3202 data, third-party lookups.
+    fn delivery_drift(&self, spec: &RegistrationSpec, drift: &mut Vec<Drift>) {
+        if spec.receive_ephemeral && !self.receive_ephemeral {
+            drift.push(Drift {
+                field: "receive_ephemeral",
+                message: "ephemeral events are enabled in the config but not in the \
+                          registration, so typing notifications and read receipts will never \
+                          arrive (Synapse 1.156 and later read only this key)"
+                    .to_owned(),
+            });
+        }
+        if spec.receive_ephemeral && self.msc2409_push_ephemeral != Some(true) {
+            drift.push(Drift {
+                field: "de.sorunome.msc2409.push_ephemeral",
+                message: "ephemeral events are enabled in the config but the registration \
+                          lacks `de.sorunome.msc2409.push_ephemeral: true`, which homeservers \
+                          older than the stable `receive_ephemeral` key read; add it (or run \
+                          generate-registration, which writes both)"
+                    .to_owned(),
+            });
+        }
+        if spec.msc3202 && self.msc3202 != Some(true) {
+            drift.push(Drift {
+                field: "org.matrix.msc3202",
+                message: "MSC3202 is enabled in the config but not in the registration, so \
+                          device lists and one-time-key counts will never arrive"
+                    .to_owned(),
+            });
+        }
+        let missing: Vec<&str> = spec
+            .protocols
+            .iter()
+            .filter(|p| !self.protocols.contains(p))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            drift.push(Drift {
+                field: "protocols",
+                message: format!(
+                    "the enabled bridges answer third-party lookups for {} but the registration \
+                     does not list it, so the homeserver never asks",
+                    missing.join(", ")
+                ),
+            });
+        }
     }
 }
 
@@ -589,6 +611,12 @@ mod tests {
         let fields: Vec<_> = drift.iter().map(|d| d.field).collect();
         assert_eq!(fields, ["de.sorunome.msc2409.push_ephemeral"]);
         assert!(drift[0].message.contains("older"), "{}", drift[0].message);
+        let mut with_lookups = spec();
+        with_lookups.protocols = vec!["xmpp".into()];
+        let drift = Registration::generate(&spec(), None).drift(&with_lookups);
+        assert_eq!(drift.len(), 1);
+        assert_eq!(drift[0].field, "protocols");
+        assert!(drift[0].message.contains("xmpp"));
     }
 
     #[test]

@@ -1424,3 +1424,89 @@ async fn a_portal_answers_through_the_login_that_owns_it() {
     .await;
     running.stop().await.expect("clean stop");
 }
+
+/// Third-party lookups through a real Synapse: the protocol with its fields and instance, a
+/// user found by name (as their puppet), a chat found by name (as its portal alias, which a
+/// user then joins); and the reverse lookups, asked of Switchboard as the homeserver would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_party_lookups_follow_the_spec_through_synapse() {
+    let (slot, _synapse, running, alice, _lobby) = loopback("3pid", "").await;
+    assert_eq!(slot.registration.protocols, ["loopback"]);
+
+    let protocols = alice.get("/thirdparty/protocols").await.expect("protocols");
+    let loopback = &protocols["loopback"];
+    assert_eq!(loopback["user_fields"], json!(["user"]), "{protocols}");
+    assert_eq!(loopback["location_fields"], json!(["chat"]));
+    assert_eq!(loopback["field_types"]["chat"]["placeholder"], "lobby");
+    let instance = &loopback["instances"][0];
+    assert_eq!(instance["desc"], "The loopback network");
+    assert!(
+        instance["instance_id"]
+            .as_str()
+            .is_some_and(|id| id.contains("loopback")),
+        "Synapse gives the instance its directory id: {instance}"
+    );
+    assert_eq!(
+        alice
+            .get("/thirdparty/protocol/loopback")
+            .await
+            .expect("one protocol"),
+        *loopback
+    );
+
+    let users = alice
+        .get("/thirdparty/user/loopback?user=bob")
+        .await
+        .expect("users");
+    assert_eq!(
+        users,
+        json!([{ "userid": "@_loopback_bob:localhost", "protocol": "loopback", "fields": { "user": "bob" } }])
+    );
+    let nobody = alice
+        .get("/thirdparty/user/loopback?user=nobody-here")
+        .await
+        .expect("an empty answer");
+    assert_eq!(nobody, json!([]));
+
+    let locations = alice
+        .get("/thirdparty/location/loopback?chat=garden")
+        .await
+        .expect("locations");
+    assert_eq!(
+        locations,
+        json!([{ "alias": "#_loopback_garden:localhost", "protocol": "loopback", "fields": { "chat": "garden" } }])
+    );
+    let garden = alice
+        .join("#_loopback_garden:localhost")
+        .await
+        .expect("the alias found leads to the chat's portal");
+    assert!(garden.starts_with('!'));
+
+    // The reverse lookups, as the homeserver asks them.
+    let http = reqwest::Client::new();
+    let ask = |path: &str| {
+        http.get(format!(
+            "{}/_matrix/app/v1/thirdparty/{path}",
+            slot.as_url()
+        ))
+        .bearer_auth(&slot.registration.hs_token)
+        .send()
+    };
+    let by_id: Value = ask("user?userid=%40_loopback_bob%3Alocalhost")
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(by_id[0]["fields"], json!({ "user": "bob" }));
+    let by_alias: Value = ask("location?alias=%23_loopback_garden%3Alocalhost")
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(by_alias[0]["fields"], json!({ "chat": "garden" }));
+    let unknown = ask("protocol/irc").await.expect("answered");
+    assert_eq!(unknown.status(), 404);
+    running.stop().await.expect("clean stop");
+}

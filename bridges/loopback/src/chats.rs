@@ -1,11 +1,14 @@
 //! Chats beyond the lobby: portals joined by alias, direct chats started by inviting a
-//! puppet, and each chat's history.
+//! puppet, each chat's history, and users and chats looked up by name (third-party lookups).
 
 use switchboard_api::PluginError;
 use switchboard_api::bridge::{AliasHandler, BackfillHandler, BridgeContext, DirectChatHandler};
 use switchboard_api::ids::{PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId};
 use switchboard_api::remote::{PortalInfo, PuppetProfile, RemoteEvent, RemoteText};
 use switchboard_api::ruma::UserId;
+use switchboard_api::thirdparty::{
+    Fields, ThirdPartyField, ThirdPartyHandler, ThirdPartyInstance, ThirdPartyProtocol,
+};
 
 use crate::{DM_PREFIX, ECHO, LoopbackBridge, PIXEL_GIF, echo_profile, person_profile};
 
@@ -81,5 +84,64 @@ impl BackfillHandler for LoopbackBridge {
                 })
             })
             .collect())
+    }
+}
+
+/// Users are named by `user`, chats by `chat`; every chat exists, and every user whose name
+/// does not start with `nobody`.
+#[switchboard_api::async_trait]
+impl ThirdPartyHandler for LoopbackBridge {
+    fn protocol(&self) -> ThirdPartyProtocol {
+        let field = |id: &str, placeholder: &str| ThirdPartyField {
+            id: id.to_owned(),
+            regexp: "[A-Za-z0-9._-]+".to_owned(),
+            placeholder: placeholder.to_owned(),
+        };
+        ThirdPartyProtocol {
+            id: "loopback".to_owned(),
+            user_fields: vec![field("user", "echo")],
+            location_fields: vec![field("chat", "lobby")],
+            icon: None,
+            instances: vec![ThirdPartyInstance {
+                network_id: "loopback".to_owned(),
+                desc: "The loopback network".to_owned(),
+                icon: None,
+                fields: Fields::new(),
+            }],
+        }
+    }
+
+    async fn find_users(
+        &self,
+        _ctx: &BridgeContext,
+        fields: &Fields,
+    ) -> Result<Vec<RemoteUserId>, PluginError> {
+        Ok(fields
+            .get("user")
+            .filter(|user| !user.is_empty() && !user.starts_with("nobody"))
+            .map(|user| RemoteUserId(user.clone()))
+            .into_iter()
+            .collect())
+    }
+
+    fn user_fields(&self, remote: &RemoteUserId) -> Fields {
+        Fields::from([("user".to_owned(), remote.to_string())])
+    }
+
+    async fn find_chats(
+        &self,
+        _ctx: &BridgeContext,
+        fields: &Fields,
+    ) -> Result<Vec<RemoteChatId>, PluginError> {
+        Ok(fields
+            .get("chat")
+            .filter(|chat| !chat.is_empty())
+            .map(|chat| RemoteChatId(chat.clone()))
+            .into_iter()
+            .collect())
+    }
+
+    fn chat_fields(&self, chat: &RemoteChatId) -> Fields {
+        Fields::from([("chat".to_owned(), chat.to_string())])
     }
 }

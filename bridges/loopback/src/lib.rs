@@ -457,6 +457,10 @@ impl Bridge for LoopbackBridge {
         Some(self)
     }
 
+    fn third_party(&self) -> Option<&dyn switchboard_api::thirdparty::ThirdPartyHandler> {
+        Some(self)
+    }
+
     fn edits(&self) -> Option<&dyn EditHandler> {
         Some(self)
     }

@@ -536,6 +536,12 @@ pub trait Bridge: Send + Sync + 'static {
     fn backfill(&self) -> Option<&dyn BackfillHandler> {
         None
     }
+
+    /// Third-party lookups of its users and chats (the room directory, clients' network
+    /// search), if the network can name them by fields.
+    fn third_party(&self) -> Option<&dyn crate::thirdparty::ThirdPartyHandler> {
+        None
+    }
 }
 
 /// A bridge whose chats can be joined by alias: asking for `#<alias of chat>:server` creates

@@ -46,6 +46,7 @@ pub mod secret;
 pub mod services;
 pub mod status;
 pub mod template;
+pub mod thirdparty;
 
 pub use error::{BoxError, PluginError, ResultExt};
 pub use secret::Secret;

@@ -152,6 +152,15 @@ pub struct Plugins {
 }
 
 impl Plugins {
+    /// The third-party protocols the bridges answer lookups for (listed in the registration).
+    #[must_use]
+    pub fn protocols(&self) -> Vec<String> {
+        self.bridges
+            .iter()
+            .filter_map(|bridge| bridge.third_party().map(|t| t.protocol().id))
+            .collect()
+    }
+
     /// The namespaces every plug-in needs on `server_name` (the registration is their union).
     /// A bridge whose puppet template is invalid contributes nothing; [`PluginHost::new`]
     /// reports it.
@@ -457,23 +466,23 @@ impl QueryHandler for PluginHost {
         false
     }
 
-    async fn thirdparty_protocol(&self, _protocol: &str) -> Option<Value> {
-        None
+    async fn thirdparty_protocol(&self, protocol: &str) -> Option<Value> {
+        self.bridges.thirdparty_protocol(protocol)
     }
 
     async fn thirdparty_users(
         &self,
-        _protocol: Option<&str>,
-        _query: &[(String, String)],
+        protocol: Option<&str>,
+        query: &[(String, String)],
     ) -> Vec<Value> {
-        Vec::new()
+        self.bridges.thirdparty_users(protocol, query).await
     }
 
     async fn thirdparty_locations(
         &self,
-        _protocol: Option<&str>,
-        _query: &[(String, String)],
+        protocol: Option<&str>,
+        query: &[(String, String)],
     ) -> Vec<Value> {
-        Vec::new()
+        self.bridges.thirdparty_locations(protocol, query).await
     }
 }

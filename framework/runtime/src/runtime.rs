@@ -97,7 +97,7 @@ pub fn registration_spec(config: &Config, plugins: &Plugins) -> RegistrationSpec
         namespaces,
         receive_ephemeral: config.appservice.ephemeral_events,
         msc3202: config.appservice.msc3202,
-        protocols: Vec::new(),
+        protocols: plugins.protocols(),
     }
 }
 

@@ -85,6 +85,7 @@ mod direct;
 mod logins;
 mod outbox;
 mod presence;
+mod thirdparty;
 
 impl BridgeHost {
     /// Hosts `bridges`, acting through `client`; loads the known portal rooms and which portals

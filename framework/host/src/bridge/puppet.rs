@@ -112,6 +112,16 @@ impl PuppetNaming {
         )
     }
 
+    /// The alias of a remote chat's portal. (Fails only if it is too long: aliases are
+    /// limited to 255 bytes.)
+    pub fn alias(&self, chat: &RemoteChatId) -> Result<ruma::OwnedRoomAliasId, ruma::IdParseError> {
+        ruma::OwnedRoomAliasId::try_from(format!(
+            "#{}:{}",
+            self.alias_localpart(chat),
+            self.server_name
+        ))
+    }
+
     /// The remote chat an alias names, if it is in this bridge's alias namespace.
     #[must_use]
     pub fn chat_of_alias(&self, alias: &RoomAliasId) -> Option<RemoteChatId> {
