@@ -2,12 +2,14 @@
 //! puppet, each chat's history, and users and chats looked up by name (third-party lookups).
 
 use switchboard_api::PluginError;
-use switchboard_api::bridge::{AliasHandler, BackfillHandler, BridgeContext, DirectChatHandler};
+use switchboard_api::bridge::{
+    AliasHandler, BackfillHandler, BridgeContext, DirectChatHandler, ThirdPartyHandler,
+};
 use switchboard_api::ids::{PortalKey, RemoteChatId, RemoteMessageId, RemoteUserId};
 use switchboard_api::remote::{PortalInfo, PuppetProfile, RemoteEvent, RemoteText};
 use switchboard_api::ruma::UserId;
 use switchboard_api::thirdparty::{
-    Fields, ThirdPartyField, ThirdPartyHandler, ThirdPartyInstance, ThirdPartyProtocol,
+    Fields, ThirdPartyField, ThirdPartyInstance, ThirdPartyProtocol,
 };
 
 use crate::{DM_PREFIX, ECHO, LoopbackBridge, PIXEL_GIF, echo_profile, person_profile};

@@ -457,7 +457,7 @@ impl Bridge for LoopbackBridge {
         Some(self)
     }
 
-    fn third_party(&self) -> Option<&dyn switchboard_api::thirdparty::ThirdPartyHandler> {
+    fn third_party(&self) -> Option<&dyn switchboard_api::bridge::ThirdPartyHandler> {
         Some(self)
     }
 

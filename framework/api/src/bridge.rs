@@ -27,6 +27,7 @@ use crate::remote::{
 };
 use crate::services::Services;
 pub use crate::status::{BridgeState, HostPort};
+use crate::thirdparty::{Fields, ThirdPartyProtocol};
 use crate::{Backoff, PluginError};
 
 /// What a bridge acts with: the Matrix side of its portals and puppets, the state of its
@@ -539,7 +540,7 @@ pub trait Bridge: Send + Sync + 'static {
 
     /// Third-party lookups of its users and chats (the room directory, clients' network
     /// search), if the network can name them by fields.
-    fn third_party(&self) -> Option<&dyn crate::thirdparty::ThirdPartyHandler> {
+    fn third_party(&self) -> Option<&dyn ThirdPartyHandler> {
         None
     }
 }
@@ -748,4 +749,32 @@ pub struct BridgeCommand {
     pub sender: OwnedUserId,
     /// The sender's permission level.
     pub level: PermissionLevel,
+}
+
+/// A bridge whose users and chats can be looked up from Matrix (clients' "find a user / a
+/// room on this network", the room directory).
+#[async_trait::async_trait]
+pub trait ThirdPartyHandler: Send + Sync {
+    /// The protocol: fields and instances.
+    fn protocol(&self) -> ThirdPartyProtocol;
+
+    /// The remote users `fields` name (none when they name no one). May ask the network.
+    async fn find_users(
+        &self,
+        ctx: &BridgeContext,
+        fields: &Fields,
+    ) -> Result<Vec<RemoteUserId>, PluginError>;
+
+    /// The fields that name `remote` (for the lookup by Matrix user id).
+    fn user_fields(&self, remote: &RemoteUserId) -> Fields;
+
+    /// The remote chats `fields` name (none when they name none). May ask the network.
+    async fn find_chats(
+        &self,
+        ctx: &BridgeContext,
+        fields: &Fields,
+    ) -> Result<Vec<RemoteChatId>, PluginError>;
+
+    /// The fields that name `chat` (for the lookup by alias).
+    fn chat_fields(&self, chat: &RemoteChatId) -> Fields;
 }

@@ -1,14 +1,11 @@
-//! Third-party lookups (the Application Service API's `/thirdparty/*`): a bridge describes its
+//! The types of third-party lookups (the Application Service API's `/thirdparty/*`; the
+//! capability is [`ThirdPartyHandler`](crate::bridge::ThirdPartyHandler)): a bridge describes its
 //! network as a protocol — the fields that name a user or a chat on it, and its instances for
 //! the room directory — and turns those fields into remote ids and back. The framework answers
 //! the homeserver: remote users as the Matrix users they are seen as (a login's owner or a
 //! puppet), chats as their portal aliases, and the reverse lookups by user id or alias.
 
 use std::collections::BTreeMap;
-
-use crate::PluginError;
-use crate::bridge::BridgeContext;
-use crate::ids::{RemoteChatId, RemoteUserId};
 
 /// The values of a lookup's fields, by field id (`{"jid": "bob@example.org"}`).
 pub type Fields = BTreeMap<String, String>;
@@ -50,32 +47,4 @@ pub struct ThirdPartyProtocol {
     pub icon: Option<String>,
     /// Its instances (may be empty).
     pub instances: Vec<ThirdPartyInstance>,
-}
-
-/// A bridge whose users and chats can be looked up from Matrix (clients' "find a user / a
-/// room on this network", the room directory).
-#[async_trait::async_trait]
-pub trait ThirdPartyHandler: Send + Sync {
-    /// The protocol: fields and instances.
-    fn protocol(&self) -> ThirdPartyProtocol;
-
-    /// The remote users `fields` name (none when they name no one). May ask the network.
-    async fn find_users(
-        &self,
-        ctx: &BridgeContext,
-        fields: &Fields,
-    ) -> Result<Vec<RemoteUserId>, PluginError>;
-
-    /// The fields that name `remote` (for the lookup by Matrix user id).
-    fn user_fields(&self, remote: &RemoteUserId) -> Fields;
-
-    /// The remote chats `fields` name (none when they name none). May ask the network.
-    async fn find_chats(
-        &self,
-        ctx: &BridgeContext,
-        fields: &Fields,
-    ) -> Result<Vec<RemoteChatId>, PluginError>;
-
-    /// The fields that name `chat` (for the lookup by alias).
-    fn chat_fields(&self, chat: &RemoteChatId) -> Fields;
 }

@@ -4,7 +4,8 @@
 //! fields (as their portal aliases) or by alias.
 
 use serde_json::{Value, json};
-use switchboard_api::thirdparty::{Fields, ThirdPartyField, ThirdPartyHandler};
+use switchboard_api::bridge::ThirdPartyHandler;
+use switchboard_api::thirdparty::{Fields, ThirdPartyField};
 
 use super::{BridgeHost, HostedBridge};
 
