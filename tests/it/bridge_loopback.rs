@@ -1510,3 +1510,52 @@ async fn third_party_lookups_follow_the_spec_through_synapse() {
     assert_eq!(unknown.status(), 404);
     running.stop().await.expect("clean stop");
 }
+
+/// Switchboard was down longer than `outage_notices.after_secs` while alice wrote in a portal:
+/// after the restart her message is delivered, and the portal is told once that messages from
+/// that time arrive late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_is_told_once_that_messages_from_a_downtime_arrive_late() {
+    let extra = "outage_notices:\n  after_secs: 2\n";
+    let (slot, _synapse, running, alice, portal) = loopback("downtime", extra).await;
+    let bot = slot.bot();
+    running.stop().await.expect("stopped");
+    alice
+        .send_text(&portal, "while you were away")
+        .await
+        .expect("sent while Switchboard is down");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let running = slot.start().await.expect("Switchboard starts again");
+    wait_for(&alice, &portal, "the late message echoed", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: while you were away"
+    })
+    .await;
+    let told = wait_for(&alice, &portal, "the downtime notice", |e| {
+        e["sender"] == bot.as_str()
+            && e["content"]["body"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("ℹ️ Switchboard was offline from "))
+    })
+    .await;
+    assert!(
+        told["content"]["body"]
+            .as_str()
+            .is_some_and(|b| b.ends_with("are being delivered to Loopback now, late.")),
+        "{told}"
+    );
+    alice.send_text(&portal, "and now").await.expect("sent");
+    wait_for(&alice, &portal, "the next message echoed", |e| {
+        e["sender"] == ECHO && e["content"]["body"] == "echo: and now"
+    })
+    .await;
+    let notices = alice
+        .count_events(&portal, |e| {
+            e["content"]["body"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("ℹ️ Switchboard was offline"))
+        })
+        .await
+        .expect("timeline");
+    assert_eq!(notices, 1, "told once");
+    running.stop().await.expect("clean stop");
+}

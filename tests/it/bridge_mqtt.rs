@@ -801,3 +801,55 @@ async fn edits_and_deletions_are_published_when_configured() {
     assert_eq!(deleted["sender"], "@alice:localhost");
     running.stop().await.expect("clean stop");
 }
+
+/// The broker stays down longer than `outage_notices.after_secs`: the portal is told once that
+/// MQTT is unreachable, and once that it is back — with a real Mosquitto stopped and started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_is_told_once_and_its_end_too() {
+    let mut broker = Mosquitto::start_with_password("bridge", "bridge-pass").expect("mosquitto");
+    let config = mqtt_config("mqttoutage", &broker, "", "") + "outage_notices:\n  after_secs: 2\n";
+    let (slot, _synapse, running, alice, room) = bridged_by("mqttoutage", &config).await;
+    let bot = slot.bot();
+    let notices = |user: &MatrixUser, text: &'static str| {
+        let user = user.clone();
+        let room = room.clone();
+        let bot = bot.clone();
+        async move {
+            user.count_events(&room, |e| {
+                e["sender"] == bot.as_str()
+                    && e["content"]["body"]
+                        .as_str()
+                        .is_some_and(|b| b.contains(text))
+            })
+            .await
+            .expect("timeline")
+        }
+    };
+
+    broker.stop();
+    alice
+        .wait_for_event(&room, WAIT, |e| {
+            e["content"]["body"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("⚠️ MQTT is unreachable since "))
+        })
+        .await
+        .expect("the outage is told");
+    // Reconnect attempts go on meanwhile: they tell nothing more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(notices(&alice, "is unreachable since").await, 1);
+
+    broker.start_again().expect("the broker is back");
+    connected(&slot).await;
+    alice
+        .wait_for_event(&room, WAIT, |e| {
+            e["content"]["body"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("✅ MQTT is reachable again"))
+        })
+        .await
+        .expect("its end is told");
+    assert_eq!(notices(&alice, "is unreachable since").await, 1);
+    assert_eq!(notices(&alice, "is reachable again").await, 1);
+    running.stop().await.expect("clean stop");
+}

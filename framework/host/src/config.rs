@@ -1,5 +1,5 @@
-//! The config sections the host reads: the outbox, media, puppets, and the compiled puppet
-//! templates. The runtime's `Config` composes them with the other parts' sections.
+//! The config sections the host reads: the outbox, media, outage notices, puppets, and the
+//! compiled puppet templates. The runtime's `Config` composes them with the other parts' sections.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,29 @@ impl Default for MediaConfig {
         Self {
             max_bytes: 50 * 1024 * 1024,
         }
+    }
+}
+
+/// The outage_notices section: when rooms are told that a network (or Switchboard) is down.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutageNoticesConfig {
+    /// Seconds a connection must stay down (or Switchboard must have been down) before the
+    /// rooms affected are told, once, and again when it is back; 0 turns the notices off.
+    pub after_secs: u64,
+}
+
+impl Default for OutageNoticesConfig {
+    fn default() -> Self {
+        Self { after_secs: 180 }
+    }
+}
+
+impl OutageNoticesConfig {
+    /// The delay before a notice; `None` when notices are off.
+    #[must_use]
+    pub fn after(&self) -> Option<std::time::Duration> {
+        (self.after_secs > 0).then(|| std::time::Duration::from_secs(self.after_secs))
     }
 }
 

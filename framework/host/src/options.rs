@@ -39,6 +39,28 @@ pub struct HostOptions {
     pub clock: Arc<dyn Clock>,
     /// Puppet display-name templates, by bridge id (bridges without one show remote names).
     pub puppet_templates: std::collections::BTreeMap<String, crate::config::PuppetTemplates>,
+    /// How long a network connection stays down before its rooms are told (`None`: never).
+    pub outage_notices_after: Option<std::time::Duration>,
+    /// When Switchboard was last down, if that lasted long enough to tell the rooms whose
+    /// messages from then are delivered late.
+    pub downtime: Option<Downtime>,
+}
+
+/// A time Switchboard was not running (ms since the epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Downtime {
+    /// Its last sign of life before.
+    pub from_ms: i64,
+    /// When it started again.
+    pub to_ms: i64,
+}
+
+impl Downtime {
+    /// Whether a message sent at `at_ms` was sent while Switchboard was down.
+    #[must_use]
+    pub fn contains(&self, at_ms: i64) -> bool {
+        (self.from_ms..=self.to_ms).contains(&at_ms)
+    }
 }
 
 /// A plug-in cannot be set up.

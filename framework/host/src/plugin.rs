@@ -129,7 +129,7 @@ impl HostedBot {
     }
 }
 
-pub use crate::options::{HostError, HostOptions};
+pub use crate::options::{Downtime, HostError, HostOptions};
 
 /// Hands inbox events and homeserver queries to the bots.
 pub struct PluginHost {

@@ -16,7 +16,9 @@ pub use switchboard_api::Secret;
 pub use switchboard_api::config::{PluginSection, ReloadError, SettingsError, from_yaml};
 pub use switchboard_appservice::InboxConfig;
 pub use switchboard_client::ClientConfig;
-pub use switchboard_host::config::{MediaConfig, OutboxConfig, PuppetTemplates, PuppetsConfig};
+pub use switchboard_host::config::{
+    MediaConfig, OutageNoticesConfig, OutboxConfig, PuppetTemplates, PuppetsConfig,
+};
 pub use switchboard_store::{DatabaseConfig, SqliteSync, redact_url_password};
 
 /// Prefix of environment overrides.
@@ -102,6 +104,8 @@ pub struct Config {
     pub client: ClientConfig,
     /// The bridges' outbox: Matrix messages a network could not take yet, retried.
     pub outbox: OutboxConfig,
+    /// When rooms are told that their network, or Switchboard, was down.
+    pub outage_notices: OutageNoticesConfig,
     /// Relay mode: how messages of users without their own login are sent.
     pub relay: RelayConfig,
     /// The provisioning HTTP API.
@@ -143,6 +147,7 @@ impl Default for Config {
             inbox: InboxConfig::default(),
             client: ClientConfig::default(),
             outbox: OutboxConfig::default(),
+            outage_notices: OutageNoticesConfig::default(),
             relay: RelayConfig::default(),
             provisioning: ProvisioningConfig::default(),
             media: MediaConfig::default(),
@@ -661,6 +666,7 @@ const SECTIONS: &[&str] = &[
     "inbox",
     "client",
     "outbox",
+    "outage_notices",
     "relay",
     "provisioning",
     "media",

@@ -11,7 +11,7 @@ use switchboard_registration::{
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use switchboard_api::clock::SystemClock;
+use switchboard_api::clock::{Clock, SystemClock};
 
 use crate::appservice;
 use crate::client::{ClientError, HomeserverClient};
@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::diagnostics::RuntimeDiagnostics;
 use crate::inbox::Inbox;
 use crate::metrics::{self, Metrics, Readiness};
-use crate::plugin::{HostError, HostOptions, PluginHost, Plugins};
+use crate::plugin::{Downtime, HostError, HostOptions, PluginHost, Plugins};
 use crate::store::{Store, StoreError};
 
 /// How long the plug-ins' tasks get to end at shutdown before the database closes anyway.
@@ -101,6 +101,51 @@ pub fn registration_spec(config: &Config, plugins: &Plugins) -> RegistrationSpec
     }
 }
 
+/// How often Switchboard records that it is running.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// The time Switchboard was down before this start, if its last heartbeat is older than
+/// `after` (rooms are then told about late messages); `None` on a first start or with notices
+/// off.
+async fn last_downtime(
+    store: &Store,
+    clock: &dyn Clock,
+    after: Option<Duration>,
+) -> Result<Option<Downtime>, StoreError> {
+    let (Some(after), Some(last)) = (after, store.last_beat().await?) else {
+        return Ok(None);
+    };
+    let now = clock.now_ms();
+    let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+    Ok((now.saturating_sub(last) >= after_ms).then(|| {
+        tracing::info!(
+            down_for_secs = (now - last) / 1000,
+            "Switchboard was down; portals with messages from then will be told"
+        );
+        Downtime {
+            from_ms: last,
+            to_ms: now,
+        }
+    }))
+}
+
+/// Records every [`HEARTBEAT`] that Switchboard is running, and once more at `shutdown` (so
+/// that a graceful stop's downtime is measured exactly; a crash's within a heartbeat).
+async fn keep_heartbeat(store: Store, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = store.beat(clock.now_ms()).await {
+            tracing::warn!(error = %e, "cannot record the heartbeat");
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(HEARTBEAT) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+}
+
 /// Loads the registration and logs, in plain language, where it drifted from the config.
 pub fn load_registration(
     config: &Config,
@@ -164,6 +209,13 @@ pub async fn run(
     // network), and their tasks are waited for before the database closes.
     let plugin_shutdown = CancellationToken::new();
     let plugin_tasks = TaskTracker::new();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let downtime = last_downtime(&store, clock.as_ref(), config.outage_notices.after()).await?;
+    plugin_tasks.spawn(keep_heartbeat(
+        store.clone(),
+        Arc::clone(&clock),
+        plugin_shutdown.clone(),
+    ));
     let host = Arc::new(
         PluginHost::new(
             plugins,
@@ -193,7 +245,9 @@ pub async fn run(
                     config: std::sync::RwLock::new(config.clone()),
                 }),
                 tasks: plugin_tasks.clone(),
-                clock: Arc::new(SystemClock),
+                clock: Arc::clone(&clock),
+                outage_notices_after: config.outage_notices.after(),
+                downtime,
             },
             plugin_shutdown.clone(),
         )

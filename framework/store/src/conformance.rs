@@ -46,6 +46,15 @@ pub async fn run_all(store: &Store) {
     puppets_are_listed(store).await;
     intents_are_resumed_until_ended(store).await;
     portal_logins_are_kept_per_user(store).await;
+    the_heartbeat_keeps_the_latest_time(store).await;
+}
+
+/// The heartbeat keeps the time it was last given.
+pub async fn the_heartbeat_keeps_the_latest_time(store: &Store) {
+    assert_eq!(store.last_beat().await.expect("read"), None);
+    store.beat(1_000).await.expect("beat");
+    store.beat(31_000).await.expect("beat");
+    assert_eq!(store.last_beat().await.expect("read"), Some(31_000));
 }
 
 /// The login a user's messages in a portal go through is kept per portal and user.

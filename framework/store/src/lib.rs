@@ -70,6 +70,7 @@ macro_rules! on_pool {
 
 mod bot;
 mod bridge;
+mod heartbeat;
 mod intent;
 mod login;
 mod outbox;

@@ -157,6 +157,11 @@ impl Mosquitto {
     /// Stops the broker (its persisted state stays) and starts it again on the same port.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
+        self.start_again()
+    }
+
+    /// Starts a stopped broker again on the same port, with its persisted state.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
         self.spawn()
     }
 

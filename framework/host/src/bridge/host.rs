@@ -77,12 +77,15 @@ pub(crate) struct HostedBridge {
     started: std::sync::atomic::AtomicBool,
     /// The connection of each login, kept up while it is logged in.
     links: Mutex<HashMap<switchboard_api::ids::LoginId, switchboard_api::connection::Link>>,
+    /// When its rooms are told about outages and downtime.
+    notices: notices::NoticePolicy,
 }
 
 mod commands;
 mod deliver;
 mod direct;
 mod logins;
+mod notices;
 mod outbox;
 mod presence;
 mod thirdparty;
@@ -124,7 +127,12 @@ impl BridgeHost {
                 .get(&info.id)
                 .cloned()
                 .unwrap_or_default();
-            let status = Arc::new(BridgeStatus::new(&info.id, store.clone(), metrics.clone()));
+            let status = Arc::new(BridgeStatus::new(
+                &info.id,
+                store.clone(),
+                metrics.clone(),
+                Arc::clone(&options.clock),
+            ));
             let matrix =
                 BridgeMatrix::new(info, naming, client.clone(), store.clone(), metrics.clone())
                     .with_portal_rooms(portal_rooms.clone())
@@ -164,6 +172,11 @@ impl BridgeHost {
                 disabled: std::sync::atomic::AtomicBool::new(false),
                 started: std::sync::atomic::AtomicBool::new(false),
                 links: Mutex::default(),
+                notices: notices::NoticePolicy {
+                    outage_after: options.outage_notices_after,
+                    downtime: options.downtime,
+                    downtime_told: Mutex::default(),
+                },
             }));
         }
         metrics.bridge_outbox_depth.set(store.outbox_depth().await?);
@@ -279,6 +292,11 @@ impl BridgeHost {
                 hosted.connect_login(login);
             }
             hosted.ctx.spawn("outbox", Arc::clone(hosted).run_outbox());
+            if let Some(after) = hosted.notices.outage_after {
+                hosted
+                    .ctx
+                    .spawn("outage notices", Arc::clone(hosted).watch_outages(after));
+            }
             hosted
                 .ctx
                 .spawn("puppet reaper", Arc::clone(hosted).reap_puppets());

@@ -62,6 +62,22 @@ impl PortalRooms {
         }
     }
 
+    /// The portal rooms of `bridge`.
+    #[must_use]
+    pub fn rooms_of(&self, bridge: &str) -> Vec<OwnedRoomId> {
+        self.rooms.read().map_or_else(
+            |_| Vec::new(),
+            |rooms| {
+                rooms
+                    .by_portal
+                    .iter()
+                    .filter(|((b, _), _)| b == bridge)
+                    .map(|(_, room)| room.clone())
+                    .collect()
+            },
+        )
+    }
+
     /// How many portal rooms `bridge` has.
     #[must_use]
     pub fn count(&self, bridge: &str) -> usize {

@@ -4,11 +4,12 @@
 //! [`BridgeContext`](switchboard_api::bridge::BridgeContext) as a [`HostPort`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use switchboard_api::PluginError;
 use switchboard_api::bridge::{BridgeState, HostPort};
+use switchboard_api::clock::Clock;
 
 use super::ids::LoginId;
 use super::login::Login;
@@ -23,6 +24,9 @@ pub(crate) struct OutboxSignal {
     pub(crate) retry_now: AtomicBool,
 }
 
+/// Whose connection is down: the bridge's own (`None`) or one login's.
+pub(crate) type OutageSubject = Option<LoginId>;
+
 /// One bridge's connection state, login states and outbox signal.
 #[derive(Debug)]
 pub(crate) struct BridgeStatus {
@@ -32,11 +36,23 @@ pub(crate) struct BridgeStatus {
     outbox: OutboxSignal,
     state: Mutex<BridgeState>,
     login_states: Mutex<HashMap<LoginId, BridgeState>>,
+    clock: Arc<dyn Clock>,
+    /// Connections that are down, and since when (ms since the epoch): set when one reports a
+    /// disconnection, cleared when it is connected again (reconnect attempts in between
+    /// change nothing).
+    outages: Mutex<HashMap<OutageSubject, i64>>,
+    /// Rung when `outages` changes.
+    outages_changed: tokio::sync::Notify,
 }
 
 impl BridgeStatus {
     /// The status of the bridge `bridge`, starting.
-    pub(crate) fn new(bridge: &str, store: Store, metrics: HostMetrics) -> Self {
+    pub(crate) fn new(
+        bridge: &str,
+        store: Store,
+        metrics: HostMetrics,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let status = Self {
             bridge: bridge.to_owned(),
             store,
@@ -44,9 +60,45 @@ impl BridgeStatus {
             outbox: OutboxSignal::default(),
             state: Mutex::default(),
             login_states: Mutex::default(),
+            clock,
+            outages: Mutex::default(),
+            outages_changed: tokio::sync::Notify::new(),
         };
         status.publish_state(&BridgeState::Starting);
         status
+    }
+
+    /// The connections that are down, and since when.
+    pub(crate) fn outages(&self) -> HashMap<OutageSubject, i64> {
+        self.outages.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Waits until a connection goes down or comes back.
+    pub(crate) async fn outages_changed(&self) {
+        self.outages_changed.notified().await;
+    }
+
+    /// Records what `state` means for the outage of `subject`.
+    fn track_outage(&self, subject: OutageSubject, state: &BridgeState) {
+        let Ok(mut outages) = self.outages.lock() else {
+            return;
+        };
+        let changed = match state {
+            BridgeState::Connected => outages.remove(&subject).is_some(),
+            BridgeState::TransientDisconnect(_) | BridgeState::BadCredentials(_) => {
+                match outages.entry(subject) {
+                    std::collections::hash_map::Entry::Occupied(_) => false,
+                    std::collections::hash_map::Entry::Vacant(new) => {
+                        new.insert(self.clock.now_ms());
+                        true
+                    }
+                }
+            }
+            BridgeState::Starting | BridgeState::Connecting => false,
+        };
+        if changed {
+            self.outages_changed.notify_one();
+        }
     }
 
     /// What wakes the bridge's outbox worker.
@@ -59,6 +111,9 @@ impl BridgeStatus {
         if let Ok(mut states) = self.login_states.lock() {
             states.remove(login);
             self.publish_login_states(&states);
+        }
+        if let Ok(mut outages) = self.outages.lock() {
+            outages.remove(&Some(login.clone()));
         }
     }
 
@@ -91,6 +146,7 @@ impl HostPort for BridgeStatus {
         if *current != state {
             tracing::info!(bridge = %self.bridge, state = %state, "bridge state");
             self.publish_state(&state);
+            self.track_outage(None, &state);
             *current = state;
         }
     }
@@ -105,6 +161,7 @@ impl HostPort for BridgeStatus {
         };
         if states.get(login) != Some(&state) {
             tracing::info!(bridge = %self.bridge, %login, state = %state, "login state");
+            self.track_outage(Some(login.clone()), &state);
         }
         states.insert(login.clone(), state);
         self.publish_login_states(&states);

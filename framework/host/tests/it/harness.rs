@@ -27,6 +27,9 @@ use switchboard_testing::{FakeNetwork, MockHomeserver, NetworkMessage};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How long the network stays down before the portal is told.
+pub const OUTAGE_NOTICES_AFTER: Duration = Duration::from_millis(300);
+
 /// The token the host's client authenticates with.
 pub const AS_TOKEN: &str = "as_token_for_host_tests";
 
@@ -214,6 +217,8 @@ impl Harness {
             tasks: tasks.clone(),
             clock: Arc::new(SystemClock),
             puppet_templates: BTreeMap::new(),
+            outage_notices_after: Some(OUTAGE_NOTICES_AFTER),
+            downtime: None,
         };
         let metrics = HostMetrics::default();
         let host = PluginHost::new(

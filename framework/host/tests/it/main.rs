@@ -5,6 +5,7 @@
 mod harness;
 mod isolation;
 mod lost_answers;
+mod notices;
 mod outbox;
 mod shutdown;
 mod wire;

@@ -54,6 +54,7 @@ impl HostedBridge {
         raw: &str,
     ) -> Result<(), HandleError> {
         let _portal = self.outbound.lock(portal).await;
+        self.tell_downtime_once(event).await;
         if self.is_waiting(portal) {
             return self.queue(portal, event, raw, 0, "").await;
         }
