@@ -10,5 +10,6 @@ mod bridge_matrix;
 mod bridge_mqtt;
 mod cli;
 mod faults;
+mod standby;
 mod store_postgres;
 mod synapse_e2e;

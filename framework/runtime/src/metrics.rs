@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -26,6 +26,8 @@ pub struct Metrics {
     pub inbox: InboxMetrics,
     /// The host's: bridges' events, outbox, connections, logins, puppets, skipped input.
     pub host: HostMetrics,
+    /// 1 while this process waits as a hot standby (another one holds the database lease).
+    pub standby: prometheus::IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -49,6 +51,14 @@ impl Metrics {
             client: ClientMetrics::register(&registry),
             inbox: InboxMetrics::register(&registry),
             host: HostMetrics::register(&registry),
+            standby: switchboard_client::register_metric(
+                &registry,
+                prometheus::IntGauge::new(
+                    "switchboard_standby",
+                    "1 while this process waits as a hot standby for the database lease.",
+                )
+                .expect("valid metric"),
+            ),
             registry,
         }
     }
@@ -97,20 +107,38 @@ impl Metrics {
     }
 }
 
-/// Readiness flag shared by the runtime and `/ready`.
+/// Where Switchboard stands, shared by the runtime and `/ready`: starting (or stopping),
+/// waiting as a hot standby, or ready.
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<AtomicU8>);
+
+/// [`Readiness`] states.
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const STANDBY: u8 = 2;
 
 impl Readiness {
     /// Marks Switchboard ready (or not) to receive traffic.
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.0
+            .store(if ready { READY } else { STARTING }, Ordering::Relaxed);
+    }
+
+    /// Marks Switchboard as a hot standby: another process serves.
+    pub fn set_standby(&self) {
+        self.0.store(STANDBY, Ordering::Relaxed);
     }
 
     /// Whether Switchboard is ready.
     #[must_use]
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.load(Ordering::Relaxed) == READY
+    }
+
+    /// Whether Switchboard waits as a hot standby.
+    #[must_use]
+    pub fn is_standby(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == STANDBY
     }
 }
 
@@ -156,6 +184,8 @@ async fn render_metrics(State(state): State<MetricsState>) -> impl IntoResponse 
 async fn ready_state(State(state): State<MetricsState>) -> impl IntoResponse {
     if state.ready.get() {
         (StatusCode::OK, "ready")
+    } else if state.ready.is_standby() {
+        (StatusCode::SERVICE_UNAVAILABLE, "standby")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting")
     }

@@ -64,6 +64,21 @@ pub enum RunError {
     /// A plug-in could not be set up or started.
     #[error("{0}\n  fix: check the plug-in's section of the config and its network")]
     Plugin(#[from] HostError),
+    /// Another process serves from the same SQLite database.
+    #[error(
+        "the database is in use by another Switchboard ({holder})\n  fix: stop that one first; \
+         to run a hot standby, use PostgreSQL (docs/standby.md)"
+    )]
+    DatabaseInUse {
+        /// Who holds it (`pid 1234 on host`).
+        holder: String,
+    },
+    /// The database lease was lost while serving (its connection broke).
+    #[error(
+        "lost the database lease (its connection to PostgreSQL broke); a standby may be serving \
+         now\n  fix: start this one again: it becomes the standby"
+    )]
+    LeaseLost,
 }
 
 impl RunError {
@@ -77,6 +92,8 @@ impl RunError {
             RunError::Config(_) | RunError::ServerName(_) | RunError::Client(_) => 2,
             RunError::SelfTest(e) => e.exit_code(),
             RunError::Plugin(_) => 15,
+            RunError::DatabaseInUse { .. } => 6,
+            RunError::LeaseLost => 7,
         }
     }
 }
@@ -187,6 +204,24 @@ pub async fn run(
     let matcher = NamespaceMatcher::new(&registration.namespaces)?;
     let metrics = Metrics::new();
     let ready = Readiness::default();
+    // Served from the start: a hot standby reports itself on `/ready` while it waits.
+    let metrics_server = if config.metrics.enabled {
+        let listener = metrics::bind(config.metrics.listen)
+            .await
+            .map_err(|source| RunError::Bind {
+                addr: config.metrics.listen,
+                what: "metrics.listen",
+                source,
+            })?;
+        Some(tokio::spawn(metrics::serve(
+            listener,
+            metrics.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
 
     let store = Store::connect(
         &config.database_url(),
@@ -195,6 +230,29 @@ pub async fn run(
     )
     .await?;
     tracing::info!(backend = store.backend(), "database ready");
+    let lease = crate::lease::take(
+        &config.database_url(),
+        &config.appservice.id,
+        &ready,
+        &metrics,
+        &shutdown,
+    )
+    .await?;
+    let Some(lease) = lease else {
+        // Stopped while waiting as a standby.
+        if let Some(m) = metrics_server {
+            let _ = m.await;
+        }
+        store.close().await;
+        return Ok(());
+    };
+    let lease_lost = CancellationToken::new();
+    let lease_shutdown = CancellationToken::new();
+    let lease_task = tokio::spawn(crate::lease::keep(
+        lease,
+        lease_lost.clone(),
+        lease_shutdown.clone(),
+    ));
 
     let client = HomeserverClient::new(
         &config.homeserver.url,
@@ -261,19 +319,6 @@ pub async fn run(
             what: "appservice.listen",
             source,
         })?;
-    let metrics_listener = if config.metrics.enabled {
-        Some(
-            metrics::bind(config.metrics.listen)
-                .await
-                .map_err(|source| RunError::Bind {
-                    addr: config.metrics.listen,
-                    what: "metrics.listen",
-                    source,
-                })?,
-        )
-    } else {
-        None
-    };
 
     let inbox_shutdown = CancellationToken::new();
     let (inbox, inbox_tasks) = Inbox::start(
@@ -300,14 +345,6 @@ pub async fn run(
         ));
     }
     let server = tokio::spawn(appservice::serve(listener, app, http_shutdown.clone()));
-    let metrics_server = metrics_listener.map(|l| {
-        tokio::spawn(metrics::serve(
-            l,
-            metrics.clone(),
-            ready.clone(),
-            shutdown.clone(),
-        ))
-    });
     tracing::info!(listen = %config.appservice.listen, bot = %bot_user, "appservice API listening");
 
     let registration_path = config.appservice.registration.display().to_string();
@@ -329,9 +366,13 @@ pub async fn run(
                 Ok(()) => {
                     ready.set(true);
                     tracing::info!("Switchboard is running");
-                    shutdown.cancelled().await;
-                    tracing::info!("shutting down: finishing requests and events in flight");
-                    Ok(())
+                    tokio::select! {
+                        () = shutdown.cancelled() => {
+                            tracing::info!("shutting down: finishing requests and events in flight");
+                            Ok(())
+                        }
+                        () = lease_lost.cancelled() => Err(RunError::LeaseLost),
+                    }
                 }
                 Err(e) => Err(RunError::Plugin(e)),
             }
@@ -363,6 +404,8 @@ pub async fn run(
         let _ = m.await;
     }
     store.close().await;
+    lease_shutdown.cancel();
+    let _ = lease_task.await;
     tracing::info!("stopped");
     result
 }

@@ -72,12 +72,14 @@ mod bot;
 mod bridge;
 mod heartbeat;
 mod intent;
+mod lease;
 mod login;
 mod outbox;
 
 pub use bot::AuditRecord;
 pub use bridge::{MessageRecord, PortalRecord};
 pub use intent::Intent;
+pub use lease::{Lease, LeaseAttempt};
 pub use login::LoginRecord;
 pub use outbox::OutboxEntry;
 

@@ -142,6 +142,24 @@ impl Postgres {
         Ok(self.url(name))
     }
 
+    /// Runs `sql` with `psql` in `database` as the superuser; its output (unaligned, tuples
+    /// only).
+    pub async fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
+        let mut command = Command::new(self.bin.join("psql"));
+        command
+            .args(self.client_args())
+            .args(["-d", database, "-At", "-c", sql]);
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
+            .await
+            .map_err(|_| anyhow::anyhow!("psql did not finish within {COMMAND_TIMEOUT:?}"))??;
+        anyhow::ensure!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     fn client_args(&self) -> Vec<String> {
         vec![
             "-h".into(),
