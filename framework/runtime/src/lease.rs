@@ -9,8 +9,16 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Metrics, Readiness};
-use crate::runtime::RunError;
-use crate::store::{Lease, LeaseAttempt};
+use crate::store::{Lease, LeaseAttempt, StoreError};
+
+/// Why the lease could not be taken.
+#[derive(Debug)]
+pub(crate) enum TakeError {
+    /// Another process serves from the same SQLite file (who, as its lock file says).
+    InUse(String),
+    /// The database failed.
+    Store(StoreError),
+}
 
 /// How often a standby tries to take the lease.
 const STANDBY_RETRY: Duration = Duration::from_secs(1);
@@ -25,7 +33,7 @@ pub(crate) async fn take(
     ready: &Readiness,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> Result<Option<Lease>, RunError> {
+) -> Result<Option<Lease>, TakeError> {
     let mut announced = false;
     loop {
         match Lease::try_take(url, appservice_id).await {
@@ -45,13 +53,13 @@ pub(crate) async fn take(
                 metrics.standby.set(1);
             }
             Ok(LeaseAttempt::HeldBy(holder)) => {
-                return Err(RunError::DatabaseInUse { holder });
+                return Err(TakeError::InUse(holder));
             }
             // The database may be restarting: a standby keeps trying.
             Err(e) if announced => {
                 tracing::warn!(error = %e, "cannot reach the database for the lease; retrying");
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(TakeError::Store(e)),
         }
         tokio::select! {
             () = tokio::time::sleep(STANDBY_RETRY) => {}

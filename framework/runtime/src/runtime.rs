@@ -81,6 +81,15 @@ pub enum RunError {
     LeaseLost,
 }
 
+impl From<crate::lease::TakeError> for RunError {
+    fn from(error: crate::lease::TakeError) -> Self {
+        match error {
+            crate::lease::TakeError::InUse(holder) => RunError::DatabaseInUse { holder },
+            crate::lease::TakeError::Store(e) => RunError::Store(e),
+        }
+    }
+}
+
 impl RunError {
     /// The process exit code for this error.
     #[must_use]
