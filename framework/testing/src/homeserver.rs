@@ -170,6 +170,8 @@ struct Room {
 struct Server {
     /// The server name (the part of ids after `:`).
     name: String,
+    /// `m.upload.size` of the media config.
+    upload_size: u64,
     bot: String,
     counter: u64,
     users: BTreeSet<String>,
@@ -205,6 +207,7 @@ impl MockHomeserver {
             name: server_name.to_owned(),
             users: BTreeSet::from([bot.clone()]),
             bot,
+            upload_size: 50 * 1024 * 1024,
             ..Server::default()
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -224,6 +227,11 @@ impl MockHomeserver {
     #[must_use]
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Sets the `m.upload.size` its media config announces (50 MiB at start).
+    pub fn set_upload_size(&self, bytes: u64) {
+        self.lock().upload_size = bytes;
     }
 
     /// Stores a file as if a user had uploaded it; its `mxc://` URI.
@@ -432,7 +440,7 @@ impl Server {
             return (200, json!({ "versions": ["v1.11", "v1.12"] }));
         }
         if path.ends_with("/media/config") {
-            return (200, json!({ "m.upload.size": 52_428_800 }));
+            return (200, json!({ "m.upload.size": self.upload_size }));
         }
         let Some(rest) = path.strip_prefix("/_matrix/client/") else {
             return error(404, "M_UNRECOGNIZED", "not a client-server path");

@@ -271,6 +271,7 @@ impl BridgeHost {
     /// Starts every bridge (connects them to their networks) and their outbox workers.
     pub(crate) async fn start(&self) -> Result<(), HostError> {
         for hosted in &self.bridges {
+            hosted.matrix.read_upload_size().await;
             hosted
                 .bridge
                 .start(hosted.ctx.clone())

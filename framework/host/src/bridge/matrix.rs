@@ -104,6 +104,8 @@ pub struct BridgeMatrix {
     pub(super) double_puppets: Arc<BTreeMap<String, String>>,
     /// The largest file bridged either way.
     pub(super) max_media_bytes: u64,
+    /// The homeserver's `m.upload.size`, once read (0: not known, no limit of its own).
+    pub(super) upload_size: Arc<std::sync::atomic::AtomicU64>,
     /// How puppets are named, if not by the remote name as it is.
     templates: crate::config::PuppetTemplates,
     /// The puppets used lately, with their profiles.
@@ -188,6 +190,7 @@ impl BridgeMatrix {
             portal_locks: PortalLocks::default(),
             double_puppets: Arc::default(),
             max_media_bytes: crate::config::MediaConfig::default().max_bytes,
+            upload_size: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             templates: crate::config::PuppetTemplates::default(),
             puppets: PuppetCache::new(std::time::Duration::from_secs(
                 crate::config::PuppetsConfig::default().idle_secs,

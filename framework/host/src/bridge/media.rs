@@ -31,6 +31,33 @@ impl BridgeMatrix {
             .to_string())
     }
 
+    /// Reads the homeserver's upload limit (`m.upload.size`); files from the network above it
+    /// are refused as above `media.max_bytes` are. Without an answer, only `media.max_bytes`
+    /// applies.
+    pub(crate) async fn read_upload_size(&self) {
+        let request = ruma::api::client::authenticated_media::get_media_config::v1::Request::new();
+        match self.client.send(request, Identity::bot()).await {
+            Ok(config) => {
+                let size = u64::from(config.upload_size);
+                self.upload_size
+                    .store(size, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(bridge = %self.info.id, upload_size = size, "the homeserver's upload limit");
+            }
+            Err(e) => {
+                tracing::warn!(bridge = %self.info.id, error = %e, "cannot read the homeserver's upload limit (m.upload.size); media.max_bytes alone applies");
+            }
+        }
+    }
+
+    /// The largest file bridged into Matrix: `media.max_bytes`, or the homeserver's
+    /// `m.upload.size` when that is lower.
+    pub(crate) fn upload_limit(&self) -> u64 {
+        match self.upload_size.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => self.max_media_bytes,
+            homeserver => homeserver.min(self.max_media_bytes),
+        }
+    }
+
     /// Sends a file from the network into its portal from its sender, once (uploaded first).
     /// A file larger than the media limit is refused (nothing is sent).
     pub async fn bridge_media(
@@ -48,7 +75,7 @@ impl BridgeMatrix {
         key: &PortalKey,
         media: &RemoteMedia,
     ) -> Result<Bridged, BridgeError> {
-        let max_bytes = self.max_media_bytes;
+        let max_bytes = self.upload_limit();
         if let Some(event_id) = self.mapped_event(key, &media.id, &media.part).await? {
             return Ok(Bridged::AlreadyBridged(event_id));
         }

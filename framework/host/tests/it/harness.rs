@@ -173,9 +173,16 @@ impl Harness {
 
     /// A started host whose homeserver client works as `client` says.
     pub async fn start_with(client: ClientConfig) -> Self {
+        Self::start_on(client, 50 * 1024 * 1024).await
+    }
+
+    /// Like [`Harness::start_with`], on a homeserver whose uploads are limited to
+    /// `upload_size` bytes (`m.upload.size`).
+    pub async fn start_on(client: ClientConfig, upload_size: u64) -> Self {
         let homeserver = MockHomeserver::start("mock.test", "bot")
             .await
             .expect("the mock homeserver starts");
+        homeserver.set_upload_size(upload_size);
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::connect(
             &format!("sqlite://{}", dir.path().join("host.db").display()),

@@ -343,7 +343,20 @@ impl HostedBridge {
         if let Some(size) = media.size.filter(|s| *s > max) {
             return Err(too_large(size));
         }
-        let data = crate::bridge::media::download(&self.client, &media.url).await?;
+        // A file that cannot be fetched (after the client's own retries) is given up with a
+        // notice saying why: one file never holds back the portal's next messages.
+        let data = crate::bridge::media::download(&self.client, &media.url)
+            .await
+            .map_err(|e| {
+                tracing::warn!(bridge = %self.id(), url = %media.url, error = %e, "cannot fetch a file");
+                HandleError::Permanent(format!(
+                    "the file could not be fetched from the homeserver ({})",
+                    match e.status() {
+                        Some(status) => format!("it answered {status}"),
+                        None => "it did not answer".to_owned(),
+                    }
+                ))
+            })?;
         let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
         if length > max {
             return Err(too_large(length));
