@@ -25,7 +25,7 @@ impl AliasHandler for LoopbackBridge {
     ) -> Option<PortalInfo> {
         let avatar = ctx
             .matrix()
-            .upload(PIXEL_GIF, "image/gif", "loopback.gif")
+            .upload(&PIXEL_GIF.into(), "image/gif", "loopback.gif")
             .await;
         Some(PortalInfo {
             name: Some(format!("Loopback {chat}")),

@@ -334,7 +334,7 @@ impl Bridge for LoopbackBridge {
         // The chat's picture on the network: a 1×1 transparent GIF.
         let avatar = ctx
             .matrix()
-            .upload(PIXEL_GIF, "image/gif", "loopback.gif")
+            .upload(&PIXEL_GIF.into(), "image/gif", "loopback.gif")
             .await?;
         let events = [
             RemoteEvent::Membership {

@@ -1113,7 +1113,7 @@ fn event_for(
                 .content_type
                 .clone()
                 .unwrap_or_else(|| "application/octet-stream".to_owned()),
-            data: publish.payload.clone(),
+            data: publish.payload.clone().into(),
             sent_at_ms: None,
         });
         return (file, None);
@@ -1272,7 +1272,7 @@ mod tests {
         match event_for(&m, "ci/build", &binary, RemoteMessageId::from("2")).0 {
             RemoteEvent::Media(media) => {
                 assert_eq!(media.filename, "build.bin");
-                assert_eq!(&media.data[..], &[0xff, 0xfe, 0x00]);
+                assert_eq!(media.data, vec![0xff, 0xfe, 0x00].into());
             }
             other => panic!("not a file: {other:?}"),
         }

@@ -242,10 +242,11 @@ pub trait MatrixSide: Send + Sync + std::fmt::Debug {
         part: &str,
     ) -> Result<Option<OwnedEventId>, PluginError>;
 
-    /// Uploads a file to the homeserver; its `mxc://` URI.
+    /// Uploads a file to the homeserver (streamed from its temporary file when it is large);
+    /// its `mxc://` URI.
     async fn upload(
         &self,
-        data: &[u8],
+        data: &crate::FileData,
         mimetype: &str,
         filename: &str,
     ) -> Result<String, PluginError>;

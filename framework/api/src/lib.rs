@@ -55,6 +55,6 @@ pub use async_trait::async_trait;
 pub use ruma;
 pub use serde;
 pub use serde_json;
-pub use switchboard_client::{self as client, Backoff, tls};
+pub use switchboard_client::{self as client, Backoff, FileData, tls};
 pub use switchboard_registration::{Namespace, Namespaces, is_valid_localpart};
 pub use tokio_util::sync::CancellationToken;

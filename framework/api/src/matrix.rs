@@ -2,8 +2,8 @@
 //! to), files, edits, reactions, redactions, typing, read markers and memberships, with every
 //! Matrix event id the bridge would need already turned into the remote id it was bridged as.
 
-use bytes::Bytes;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+pub use switchboard_client::FileData;
 
 use crate::event::TextKind;
 use crate::ids::{RemoteMessageId, RemoteUserId};
@@ -149,6 +149,7 @@ pub struct MatrixMedia {
     pub caption: Option<String>,
     /// The content type, as the sender's client said.
     pub mimetype: Option<String>,
-    /// The file.
-    pub data: Bytes,
+    /// The file: in memory, or streamed into a temporary file when it is large (read it with
+    /// [`FileData::reader`], or whole with [`FileData::bytes`]).
+    pub data: FileData,
 }

@@ -2,8 +2,8 @@
 //! [`RemoteEvent`] per thing that happened (messages, edits, reactions, files, typing, read
 //! markers, memberships, chat and profile changes), and how portals and puppets look.
 
-use bytes::Bytes;
 use ruma::{OwnedEventId, OwnedUserId};
+use switchboard_client::FileData;
 
 use crate::event::TextKind;
 use crate::ids::{RemoteMessageId, RemoteUserId};
@@ -275,8 +275,9 @@ pub struct RemoteMedia {
     pub filename: String,
     /// The content type.
     pub mimetype: String,
-    /// The file.
-    pub data: Bytes,
+    /// The file (`Bytes` convert into it; a large file from a stream: [`FileData::collect`],
+    /// which keeps it in a temporary file).
+    pub data: FileData,
     /// When it was sent (ms since the epoch).
     pub sent_at_ms: Option<u64>,
 }

@@ -14,6 +14,9 @@ pub struct ClientConfig {
     pub max_backoff_ms: u64,
     /// Timeout of one request, in seconds.
     pub request_timeout_secs: u64,
+    /// Timeout of one file download or upload, in seconds (files are streamed; a large one
+    /// on a slow link needs longer than a request).
+    pub media_timeout_secs: u64,
     /// PEM file of CA certificates trusted for an `https` homeserver URL besides the system's
     /// (a private CA); relative to the config file. Empty: the system's only.
     pub tls_ca_file: String,
@@ -26,6 +29,7 @@ impl Default for ClientConfig {
             initial_backoff_ms: 250,
             max_backoff_ms: 30_000,
             request_timeout_secs: 60,
+            media_timeout_secs: 600,
             tls_ca_file: String::new(),
         }
     }

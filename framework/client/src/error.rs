@@ -38,6 +38,14 @@ pub enum ClientError {
         /// The last error.
         last: Box<ClientError>,
     },
+    /// A file is larger than the limit it was fetched with.
+    #[error("{endpoint}: the file is larger than {limit} bytes")]
+    TooLarge {
+        /// Endpoint name.
+        endpoint: &'static str,
+        /// The limit.
+        limit: u64,
+    },
     /// The request could not be built (a bug or an invalid id).
     #[error("{endpoint}: cannot build the request: {message}")]
     Build {
@@ -64,7 +72,9 @@ impl ClientError {
             ClientError::Homeserver { status, .. } => *status == 429 || *status >= 500,
             ClientError::Unreachable { .. } => true,
             ClientError::GaveUp { last, .. } => last.is_transient(),
-            ClientError::Build { .. } | ClientError::Decode { .. } => false,
+            ClientError::Build { .. }
+            | ClientError::Decode { .. }
+            | ClientError::TooLarge { .. } => false,
         }
     }
 
@@ -79,7 +89,7 @@ impl ClientError {
             ClientError::Unreachable { sent, .. } => *sent,
             ClientError::GaveUp { last, .. } => last.may_have_been_applied(),
             ClientError::Decode { .. } => true,
-            ClientError::Build { .. } => false,
+            ClientError::Build { .. } | ClientError::TooLarge { .. } => false,
         }
     }
 

@@ -23,7 +23,9 @@ use ruma::{OwnedRoomId, OwnedUserId, UserId};
 mod backoff;
 mod config;
 mod error;
+pub mod file;
 mod identity;
+mod media;
 mod metrics;
 mod operations;
 pub mod tls;
@@ -34,6 +36,7 @@ pub use backoff::Backoff;
 pub use config::ClientConfig;
 pub use error::ClientError;
 use error::ErrorBody;
+pub use file::FileData;
 /// The `http` crate, whose types [`HomeserverClient::request_json`] takes.
 pub use http;
 pub use identity::{Identity, derive_txn_id};
@@ -175,6 +178,26 @@ impl HomeserverClient {
             known.clear();
         }
         known.insert(room_id.to_owned(), creators);
+    }
+
+    /// Counts an answer of `endpoint` and its duration.
+    pub(crate) fn count(&self, endpoint: &'static str, status: http::StatusCode, started: Instant) {
+        self.metrics
+            .requests
+            .with_label_values(&[endpoint, status.as_str()])
+            .inc();
+        self.metrics
+            .request_seconds
+            .with_label_values(&[endpoint])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Counts a request of `endpoint` that got no answer.
+    pub(crate) fn count_error(&self, endpoint: &'static str) {
+        self.metrics
+            .requests
+            .with_label_values(&[endpoint, "error"])
+            .inc();
     }
 
     /// The homeserver's base URL.
@@ -365,12 +388,7 @@ impl HomeserverClient {
             Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"), true)),
         };
         let status = response.status();
-        let retry_after_header = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after_header = retry_after_header(response.headers());
         let body = response.into_body();
         let seconds = started.elapsed().as_secs_f64();
         if endpoint == SEND_EVENT && status == http::StatusCode::OK {
@@ -454,7 +472,7 @@ impl HomeserverClient {
 
 /// An error answer as a [`ClientError`], with the pause the homeserver asked for (its body's
 /// `retry_after_ms`, else the `Retry-After` header).
-fn error_answer(
+pub(crate) fn error_answer(
     endpoint: &'static str,
     status: http::StatusCode,
     body: &[u8],
@@ -489,6 +507,15 @@ fn error_answer(
         },
         retry_after,
     )
+}
+
+/// The pause a `Retry-After` header (in seconds) asks for.
+pub(crate) fn retry_after_header(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// Escapes one path segment (a user id, room id…) for [`HomeserverClient::request_json`].

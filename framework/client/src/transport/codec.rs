@@ -36,6 +36,20 @@ pub(super) fn encode_request(
     body: &[u8],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + body.len());
+    encode_head(&mut out, method, target, headers, body.len() as u64);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Writes the request line, the headers and a `Content-Length` of `body_len` (left out for a
+/// `GET` or `HEAD` without a body) into `out`; the body is sent after it.
+pub(super) fn encode_head(
+    out: &mut Vec<u8>,
+    method: &http::Method,
+    target: &str,
+    headers: &HeaderMap,
+    body_len: u64,
+) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -49,14 +63,12 @@ pub(super) fn encode_request(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !body.is_empty() || !matches!(*method, http::Method::GET | http::Method::HEAD) {
+    if body_len > 0 || !matches!(*method, http::Method::GET | http::Method::HEAD) {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(body_len.to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
-    out
 }
 
 /// How the body of an answer is delimited.
@@ -66,13 +78,20 @@ enum Framing {
     UntilClose,
 }
 
-/// Reads one answer from `stream`; `buffer` keeps bytes read past it (none, for a server that
-/// does not pipeline) and is reused between answers.
-pub(super) async fn read_response<S: AsyncRead + Unpin>(
+/// An answer's head: its status and headers, how its body is delimited, and whether the
+/// connection may carry another request once the body is read.
+struct AnswerHead {
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// Reads an answer's head (skipping informational answers such as `100 Continue`).
+async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buffer: &mut BytesMut,
-    max_body: usize,
-) -> Result<Answer, ReadError> {
+) -> Result<AnswerHead, ReadError> {
     loop {
         let (head_len, status, headers, http10) = loop {
             if let Some(head) = parse_head(buffer)? {
@@ -114,24 +133,113 @@ pub(super) async fn read_response<S: AsyncRead + Unpin>(
         } else {
             Framing::UntilClose
         };
-        let (body, reached_close) = match framing {
-            Framing::Length(length) => {
-                if length > max_body {
-                    return Err(ReadError::TooLarge);
-                }
-                (read_exact(stream, buffer, length).await?, false)
-            }
-            Framing::Chunked => (read_chunked(stream, buffer, max_body).await?, false),
-            Framing::UntilClose => (read_to_close(stream, buffer, max_body).await?, true),
-        };
-        let keep_alive = !reached_close && !connection_close && (!http10 || keep_alive_token);
-        let mut response = Response::new(body);
-        *response.status_mut() = status;
-        *response.headers_mut() = headers;
-        return Ok(Answer {
-            response,
+        let keep_alive = !matches!(framing, Framing::UntilClose)
+            && !connection_close
+            && (!http10 || keep_alive_token);
+        return Ok(AnswerHead {
+            status,
+            headers,
+            framing,
             keep_alive,
         });
+    }
+}
+
+/// Reads one answer from `stream`; `buffer` keeps bytes read past it (none, for a server that
+/// does not pipeline) and is reused between answers.
+pub(super) async fn read_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+    max_body: usize,
+) -> Result<Answer, ReadError> {
+    let head = read_head(stream, buffer).await?;
+    let body = match head.framing {
+        Framing::Length(length) => {
+            if length > max_body {
+                return Err(ReadError::TooLarge);
+            }
+            read_exact(stream, buffer, length).await?
+        }
+        Framing::Chunked => read_chunked(stream, buffer, max_body).await?,
+        Framing::UntilClose => read_to_close(stream, buffer, max_body).await?,
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    Ok(Answer {
+        response,
+        keep_alive: head.keep_alive,
+    })
+}
+
+/// Where a streamed body goes, chunk by chunk.
+pub(super) trait BodySink {
+    /// Takes the next chunk of the body.
+    async fn put(&mut self, chunk: &[u8]) -> Result<(), ReadError>;
+}
+
+/// Reads one answer, handing its body to `sink` as it arrives (never more than a read buffer
+/// of it in memory); the answer's status and headers, and whether the connection may be
+/// reused.
+pub(super) async fn stream_response<S: AsyncRead + Unpin, K: BodySink>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+    sink: &mut K,
+) -> Result<(StatusCode, HeaderMap, bool), ReadError> {
+    let head = read_head(stream, buffer).await?;
+    match head.framing {
+        Framing::Length(length) => stream_exact(stream, buffer, length, sink).await?,
+        Framing::Chunked => loop {
+            let line = read_line(stream, buffer).await?;
+            let size_text = line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|_| ReadError::Broken(format!("bad chunk size {size_text:?}")))?;
+            if size == 0 {
+                while !read_line(stream, buffer).await?.is_empty() {}
+                break;
+            }
+            stream_exact(stream, buffer, size, sink).await?;
+            if !read_line(stream, buffer).await?.is_empty() {
+                return Err(ReadError::Broken(
+                    "a chunk is longer than its size".to_owned(),
+                ));
+            }
+        },
+        Framing::UntilClose => loop {
+            if !buffer.is_empty() {
+                sink.put(buffer).await?;
+                buffer.clear();
+            }
+            if fill(stream, buffer).await? == 0 {
+                break;
+            }
+        },
+    }
+    Ok((head.status, head.headers, head.keep_alive))
+}
+
+/// Hands the next `length` bytes of the stream to `sink`.
+async fn stream_exact<S: AsyncRead + Unpin, K: BodySink>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+    mut length: usize,
+    sink: &mut K,
+) -> Result<(), ReadError> {
+    loop {
+        let take = length.min(buffer.len());
+        if take > 0 {
+            let chunk = buffer.split_to(take);
+            sink.put(&chunk).await?;
+            length -= take;
+        }
+        if length == 0 {
+            return Ok(());
+        }
+        if fill(stream, buffer).await? == 0 {
+            return Err(ReadError::Broken(
+                "the connection closed in the middle of the answer's body".to_owned(),
+            ));
+        }
     }
 }
 

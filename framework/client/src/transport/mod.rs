@@ -197,23 +197,10 @@ impl Transport {
     /// Sends `request` (its URI is the path and query; `Host` and `User-Agent` are added) and
     /// reads the whole answer.
     pub async fn send(&self, request: Request<Bytes>) -> Result<FullResponse, TransportError> {
-        let (mut parts, body) = request.into_parts();
-        parts
-            .headers
-            .insert(header::HOST, self.origin.authority.clone());
-        parts
-            .headers
-            .insert(header::USER_AGENT, self.user_agent.clone());
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or("/", http::uri::PathAndQuery::as_str);
-        let wire = codec::encode_request(&parts.method, target, &parts.headers, &body);
+        let (parts, body) = request.into_parts();
+        let wire = self.encode(parts, &body);
         loop {
-            let (mut connection, reused) = match self.checkout() {
-                Some(c) => (c, true),
-                None => (self.connect().await?, false),
-            };
+            let (mut connection, reused) = self.connection().await?;
             match exchange(&mut connection, &wire).await {
                 Ok(answer) => {
                     if answer.keep_alive {
@@ -226,6 +213,109 @@ impl Transport {
                 Err(Failure::BeforeAnswer(e) | Failure::Answer(e)) => return Err(e),
             }
         }
+    }
+
+    /// Sends a request without a body (a media download) and hands the answer's body to
+    /// `sink` as it arrives; the answer's status and headers.
+    pub async fn send_streamed(
+        &self,
+        request: Request<Bytes>,
+        sink: &mut crate::file::Spill,
+    ) -> Result<(http::StatusCode, http::HeaderMap), TransportError> {
+        let (parts, body) = request.into_parts();
+        let wire = self.encode(parts, &body);
+        loop {
+            let (mut connection, reused) = self.connection().await?;
+            match send_wire(&mut connection, &wire).await {
+                Err(Failure::BeforeAnswer(_)) if reused => continue,
+                Err(Failure::BeforeAnswer(e) | Failure::Answer(e)) => return Err(e),
+                Ok(()) => {}
+            }
+            let streamed =
+                codec::stream_response(&mut connection.stream, &mut connection.buffer, sink).await;
+            return match streamed {
+                Ok((status, headers, keep_alive)) => {
+                    if keep_alive {
+                        self.checkin(connection);
+                    }
+                    Ok((status, headers))
+                }
+                Err(ReadError::ClosedBeforeAnswer) if reused => continue,
+                Err(e) => Err(read_failure(e)),
+            };
+        }
+    }
+
+    /// Sends `parts` with `body` read from a file as it goes out (an upload), and reads the
+    /// whole (small) answer.
+    pub async fn send_file(
+        &self,
+        parts: http::request::Parts,
+        body: &crate::file::FileData,
+    ) -> Result<FullResponse, TransportError> {
+        let mut head = Vec::with_capacity(512);
+        let parts = self.with_default_headers(parts);
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        codec::encode_head(&mut head, &parts.method, target, &parts.headers, body.len());
+        let io_error = |e: std::io::Error| TransportError::Http(e.to_string());
+        loop {
+            let (mut connection, reused) = self.connection().await?;
+            let mut reader = body.reader().await.map_err(io_error)?;
+            let sent = async {
+                connection.stream.write_all(&head).await?;
+                tokio::io::copy(&mut reader, &mut connection.stream).await?;
+                connection.stream.flush().await
+            }
+            .await;
+            if let Err(e) = sent {
+                if reused {
+                    continue;
+                }
+                return Err(io_error(e));
+            }
+            match codec::read_response(&mut connection.stream, &mut connection.buffer, MAX_BODY)
+                .await
+            {
+                Ok(answer) => {
+                    if answer.keep_alive {
+                        self.checkin(connection);
+                    }
+                    return Ok(answer.response);
+                }
+                Err(e) => return Err(read_failure(e)),
+            }
+        }
+    }
+
+    /// The request's head on the wire, `Host` and `User-Agent` added, and its body.
+    fn encode(&self, parts: http::request::Parts, body: &[u8]) -> Vec<u8> {
+        let parts = self.with_default_headers(parts);
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        codec::encode_request(&parts.method, target, &parts.headers, body)
+    }
+
+    fn with_default_headers(&self, mut parts: http::request::Parts) -> http::request::Parts {
+        parts
+            .headers
+            .insert(header::HOST, self.origin.authority.clone());
+        parts
+            .headers
+            .insert(header::USER_AGENT, self.user_agent.clone());
+        parts
+    }
+
+    /// An idle connection (`true`: reused), else a new one.
+    async fn connection(&self) -> Result<(Connection, bool), TransportError> {
+        Ok(match self.checkout() {
+            Some(c) => (c, true),
+            None => (self.connect().await?, false),
+        })
     }
 
     fn checkout(&self) -> Option<Connection> {
@@ -298,8 +388,8 @@ enum Failure {
     Answer(TransportError),
 }
 
-/// Sends one request (already encoded) on `connection` and reads the whole answer.
-async fn exchange(connection: &mut Connection, wire: &[u8]) -> Result<codec::Answer, Failure> {
+/// Writes one request (already encoded) on `connection`.
+async fn send_wire(connection: &mut Connection, wire: &[u8]) -> Result<(), Failure> {
     let io_error = |e: std::io::Error| TransportError::Http(e.to_string());
     connection
         .stream
@@ -310,16 +400,42 @@ async fn exchange(connection: &mut Connection, wire: &[u8]) -> Result<codec::Ans
         .stream
         .flush()
         .await
-        .map_err(|e| Failure::BeforeAnswer(io_error(e)))?;
+        .map_err(|e| Failure::BeforeAnswer(io_error(e)))
+}
+
+/// Sends one request (already encoded) on `connection` and reads the whole answer.
+async fn exchange(connection: &mut Connection, wire: &[u8]) -> Result<codec::Answer, Failure> {
+    send_wire(connection, wire).await?;
     codec::read_response(&mut connection.stream, &mut connection.buffer, MAX_BODY)
         .await
         .map_err(|e| match e {
-            ReadError::ClosedBeforeAnswer => Failure::BeforeAnswer(TransportError::Http(
-                "the server closed the connection without answering".to_owned(),
-            )),
-            ReadError::Broken(message) => Failure::Answer(TransportError::Http(message)),
-            ReadError::TooLarge => Failure::Answer(TransportError::TooLarge),
+            ReadError::ClosedBeforeAnswer => Failure::BeforeAnswer(read_failure(e)),
+            e => Failure::Answer(read_failure(e)),
         })
+}
+
+/// A failed read as a transport error.
+fn read_failure(error: ReadError) -> TransportError {
+    match error {
+        ReadError::ClosedBeforeAnswer => {
+            TransportError::Http("the server closed the connection without answering".to_owned())
+        }
+        ReadError::Broken(message) => TransportError::Http(message),
+        ReadError::TooLarge => TransportError::TooLarge,
+    }
+}
+
+impl codec::BodySink for crate::file::Spill {
+    async fn put(&mut self, chunk: &[u8]) -> Result<(), ReadError> {
+        crate::file::Spill::put(self, chunk)
+            .await
+            .map_err(|e| match e {
+                crate::file::CollectError::TooLarge { .. } => ReadError::TooLarge,
+                crate::file::CollectError::Io(e) => {
+                    ReadError::Broken(format!("cannot keep the file: {e}"))
+                }
+            })
+    }
 }
 
 /// A TLS connector trusting the platform's roots and `extra_roots`, speaking HTTP/1.1.

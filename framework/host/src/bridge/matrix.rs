@@ -57,7 +57,7 @@ pub enum BridgeError {
     #[error("the file has {size} bytes, more than the {max_bytes} allowed (media.max_bytes)")]
     TooLarge {
         /// Its size.
-        size: usize,
+        size: u64,
         /// The limit.
         max_bytes: u64,
     },

@@ -3,32 +3,23 @@
 //! a bridge that declares [`MediaHandler`]; media from the network is uploaded and sent from
 //! the right puppet with [`RemoteEvent::Media`](super::RemoteEvent).
 
-use bytes::Bytes;
 use serde_json::json;
 
 use super::ids::PortalKey;
 use super::matrix::{BridgeError, BridgeMatrix, Bridged, Mapped};
-use crate::client::{ClientError, Identity};
-pub use switchboard_api::matrix::MatrixMedia;
+use crate::client::Identity;
+pub use switchboard_api::matrix::{FileData, MatrixMedia};
 pub use switchboard_api::remote::{MediaKind, RemoteMedia};
 
 impl BridgeMatrix {
-    /// Uploads a file to the homeserver's media repository; its `mxc://` URI.
+    /// Uploads a file to the homeserver's media repository (streamed); its `mxc://` URI.
     pub async fn upload(
         &self,
-        data: &[u8],
+        data: &FileData,
         mimetype: &str,
         filename: &str,
     ) -> Result<String, BridgeError> {
-        let mut upload = ruma::api::client::media::create_content::v3::Request::new(data.to_vec());
-        upload.filename = Some(filename.to_owned());
-        upload.content_type = Some(mimetype.to_owned());
-        Ok(self
-            .client
-            .send(upload, Identity::bot())
-            .await?
-            .content_uri
-            .to_string())
+        Ok(self.client.upload_media(data, mimetype, filename).await?)
     }
 
     /// Reads the homeserver's upload limit (`m.upload.size`); files from the network above it
@@ -79,7 +70,7 @@ impl BridgeMatrix {
         if let Some(event_id) = self.mapped_event(key, &media.id, &media.part).await? {
             return Ok(Bridged::AlreadyBridged(event_id));
         }
-        if u64::try_from(media.data.len()).unwrap_or(u64::MAX) > max_bytes {
+        if media.data.len() > max_bytes {
             return Err(BridgeError::TooLarge {
                 size: media.data.len(),
                 max_bytes,
@@ -109,25 +100,4 @@ impl BridgeMatrix {
             .await?;
         Ok(Bridged::Sent(event_id))
     }
-}
-
-/// Downloads `mxc` (`mxc://server/id`) from the homeserver's authenticated media endpoint.
-pub(crate) async fn download(
-    client: &crate::client::HomeserverClient,
-    mxc: &str,
-) -> Result<Bytes, ClientError> {
-    let bad = || ClientError::Build {
-        endpoint: "authenticated_media::get_content",
-        message: format!("{mxc:?} is not an mxc:// URI"),
-    };
-    let (server, media_id) = mxc
-        .strip_prefix("mxc://")
-        .and_then(|rest| rest.split_once('/'))
-        .ok_or_else(bad)?;
-    let server = ruma::OwnedServerName::try_from(server).map_err(|_| bad())?;
-    let request = ruma::api::client::authenticated_media::get_content::v1::Request::new(
-        media_id.to_owned(),
-        server,
-    );
-    Ok(client.send(request, Identity::bot()).await?.file.into())
 }

@@ -65,7 +65,7 @@ impl MatrixSide for BridgeMatrix {
 
     async fn upload(
         &self,
-        data: &[u8],
+        data: &switchboard_api::FileData,
         mimetype: &str,
         filename: &str,
     ) -> Result<String, PluginError> {

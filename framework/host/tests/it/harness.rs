@@ -113,11 +113,8 @@ impl MediaHandler for ChatBridge {
         portal: &PortalKey,
         media: &MatrixMedia,
     ) -> Result<RemoteMessageId, PluginError> {
-        let text = format!(
-            "[{}: {}]",
-            media.filename,
-            String::from_utf8_lossy(&media.data)
-        );
+        let data = media.data.bytes().await.permanent()?;
+        let text = format!("[{}: {}]", media.filename, String::from_utf8_lossy(&data));
         self.network
             .send(portal.chat.as_str(), media.sender.as_str(), &text)
             .map(RemoteMessageId)

@@ -130,7 +130,7 @@ async fn a_network_file_above_the_homeservers_upload_limit_is_refused() {
         kind: MediaKind::File,
         filename: "notes.txt".into(),
         mimetype: "text/plain".into(),
-        data: bytes::Bytes::from_static(data),
+        data: data.into(),
         sent_at_ms: None,
     };
     let matrix = h.bridge.ctx().matrix();

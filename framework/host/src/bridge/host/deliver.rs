@@ -345,22 +345,25 @@ impl HostedBridge {
         }
         // A file that cannot be fetched (after the client's own retries) is given up with a
         // notice saying why: one file never holds back the portal's next messages.
-        let data = crate::bridge::media::download(&self.client, &media.url)
+        let data = self
+            .client
+            .download_media(&media.url, max)
             .await
             .map_err(|e| {
                 tracing::warn!(bridge = %self.id(), url = %media.url, error = %e, "cannot fetch a file");
-                HandleError::Permanent(format!(
-                    "the file could not be fetched from the homeserver ({})",
-                    match e.status() {
-                        Some(status) => format!("it answered {status}"),
-                        None => "it did not answer".to_owned(),
+                HandleError::Permanent(match e {
+                    crate::client::ClientError::TooLarge { limit, .. } => {
+                        format!("the file has more than the {limit} bytes allowed")
                     }
-                ))
+                    e => format!(
+                        "the file could not be fetched from the homeserver ({})",
+                        match e.status() {
+                            Some(status) => format!("it answered {status}"),
+                            None => "it did not answer".to_owned(),
+                        }
+                    ),
+                })
             })?;
-        let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
-        if length > max {
-            return Err(too_large(length));
-        }
         let (filename, caption) = match media.filename {
             Some(name) if name != media.body => (name, Some(media.body)),
             _ => (media.body, None),

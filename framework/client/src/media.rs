@@ -1,0 +1,199 @@
+//! Files to and from the homeserver's media repository, streamed: a download goes to a
+//! [`FileData`] (memory, or a temporary file above [`crate::file::IN_MEMORY_MAX`]) as it
+//! arrives, an upload is read from one as it goes out. Downloads are retried like any `GET`;
+//! an upload creates something, so it is retried only after failures that prove it was not
+//! done.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::file::{FileData, Spill};
+use crate::transport::TransportError;
+use crate::{ClientError, HomeserverClient, error_answer, path_segment, retry_after_header};
+
+/// Endpoint name of media downloads in metrics and errors.
+const DOWNLOAD: &str = "authenticated_media::get_content";
+/// Endpoint name of uploads in metrics and errors (one of the creating endpoints).
+const UPLOAD: &str = "media::create_content";
+
+impl HomeserverClient {
+    /// Downloads `mxc` (`mxc://server/id`) from the authenticated media endpoint; more than
+    /// `limit` bytes is [`ClientError::TooLarge`] (the download stops there).
+    ///
+    /// # Errors
+    /// As any request; [`ClientError::Build`] for something that is not an `mxc://` URI.
+    pub async fn download_media(&self, mxc: &str, limit: u64) -> Result<FileData, ClientError> {
+        let (server, media_id) = mxc
+            .strip_prefix("mxc://")
+            .and_then(|rest| rest.split_once('/'))
+            .filter(|(server, id)| !server.is_empty() && !id.is_empty())
+            .ok_or_else(|| ClientError::Build {
+                endpoint: DOWNLOAD,
+                message: format!("{mxc:?} is not an mxc:// URI"),
+            })?;
+        let path = format!(
+            "/_matrix/client/v1/media/download/{}/{}",
+            path_segment(server),
+            path_segment(media_id)
+        );
+        let authorization = format!("Bearer {}", self.as_token);
+        self.with_retries(DOWNLOAD, true, || async {
+            let request = http::Request::get(path.as_str())
+                .header(http::header::AUTHORIZATION, authorization.as_str())
+                .body(Bytes::new())
+                .map_err(|e| build_error(DOWNLOAD, &e))?;
+            let mut spill = Spill::new(limit);
+            let started = Instant::now();
+            let answer = tokio::time::timeout(
+                self.media_timeout(),
+                self.http.send_streamed(request, &mut spill),
+            )
+            .await;
+            let (status, headers) = self.media_answer(DOWNLOAD, answer, limit, started)?;
+            if status.is_success() {
+                return spill.finish().await.map_err(|e| {
+                    let error = ClientError::Unreachable {
+                        endpoint: DOWNLOAD,
+                        url: self.base_url.clone(),
+                        message: format!("cannot keep the file: {e}"),
+                        sent: true,
+                    };
+                    (error, None)
+                });
+            }
+            let body = spill.in_memory().unwrap_or_default();
+            Err(error_answer(
+                DOWNLOAD,
+                status,
+                body,
+                retry_after_header(&headers),
+            ))
+        })
+        .await
+    }
+
+    /// Uploads `data` to the media repository as the bot, read from memory or its temporary
+    /// file as it goes out; its `mxc://` URI.
+    ///
+    /// # Errors
+    /// As any request that creates something: not retried after a failure that may have
+    /// reached the homeserver.
+    pub async fn upload_media(
+        &self,
+        data: &FileData,
+        content_type: &str,
+        filename: &str,
+    ) -> Result<String, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Uploaded {
+            content_uri: String,
+        }
+        let mut path = "/_matrix/media/v3/upload?filename=".to_owned();
+        path.extend(url::form_urlencoded::byte_serialize(filename.as_bytes()));
+        let authorization = format!("Bearer {}", self.as_token);
+        let response = self
+            .with_retries(UPLOAD, false, || async {
+                let (parts, ()) = http::Request::post(path.as_str())
+                    .header(http::header::AUTHORIZATION, authorization.as_str())
+                    .header(http::header::CONTENT_TYPE, content_type)
+                    .body(())
+                    .map_err(|e| build_error(UPLOAD, &e))?
+                    .into_parts();
+                let started = Instant::now();
+                let answer =
+                    tokio::time::timeout(self.media_timeout(), self.http.send_file(parts, data))
+                        .await
+                        .map(|answer| answer.map(|r| (r.status(), r)));
+                let limit = data.len();
+                let response = match answer {
+                    Ok(Ok((_, response))) => response,
+                    Ok(Err(e)) => return Err(self.transport_error(UPLOAD, &e, limit)),
+                    Err(_) => return Err(self.timed_out(UPLOAD)),
+                };
+                self.count(UPLOAD, response.status(), started);
+                if response.status().is_success() {
+                    Ok(response)
+                } else {
+                    Err(error_answer(
+                        UPLOAD,
+                        response.status(),
+                        response.body(),
+                        retry_after_header(response.headers()),
+                    ))
+                }
+            })
+            .await?;
+        let uploaded: Uploaded =
+            serde_json::from_slice(response.body()).map_err(|e| ClientError::Decode {
+                endpoint: UPLOAD,
+                message: e.to_string(),
+            })?;
+        Ok(uploaded.content_uri)
+    }
+
+    fn media_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.media_timeout_secs.max(1))
+    }
+
+    /// The status and headers of a streamed answer, counted; the error otherwise.
+    fn media_answer(
+        &self,
+        endpoint: &'static str,
+        answer: Result<
+            Result<(http::StatusCode, http::HeaderMap), TransportError>,
+            tokio::time::error::Elapsed,
+        >,
+        limit: u64,
+        started: Instant,
+    ) -> Result<(http::StatusCode, http::HeaderMap), (ClientError, Option<Duration>)> {
+        match answer {
+            Ok(Ok((status, headers))) => {
+                self.count(endpoint, status, started);
+                Ok((status, headers))
+            }
+            Ok(Err(e)) => Err(self.transport_error(endpoint, &e, limit)),
+            Err(_) => Err(self.timed_out(endpoint)),
+        }
+    }
+
+    /// A transport failure of a media request as the client's error.
+    fn transport_error(
+        &self,
+        endpoint: &'static str,
+        error: &TransportError,
+        limit: u64,
+    ) -> (ClientError, Option<Duration>) {
+        if matches!(error, TransportError::TooLarge) {
+            return (ClientError::TooLarge { endpoint, limit }, None);
+        }
+        self.count_error(endpoint);
+        let error = ClientError::Unreachable {
+            endpoint,
+            url: self.base_url.clone(),
+            message: error.to_string(),
+            sent: error.may_have_been_sent(),
+        };
+        (error, None)
+    }
+
+    fn timed_out(&self, endpoint: &'static str) -> (ClientError, Option<Duration>) {
+        self.count_error(endpoint);
+        let error = ClientError::Unreachable {
+            endpoint,
+            url: self.base_url.clone(),
+            message: format!("no answer within {:?}", self.media_timeout()),
+            sent: true,
+        };
+        (error, None)
+    }
+}
+
+/// A request that could not be built, as the retry loop takes errors.
+fn build_error(endpoint: &'static str, error: &http::Error) -> (ClientError, Option<Duration>) {
+    let error = ClientError::Build {
+        endpoint,
+        message: error.to_string(),
+    };
+    (error, None)
+}
