@@ -1559,3 +1559,63 @@ async fn a_portal_is_told_once_that_messages_from_a_downtime_arrive_late() {
     assert_eq!(notices, 1, "told once");
     running.stop().await.expect("clean stop");
 }
+
+/// A 40 MiB file goes through the loopback bridge and back (alice → Switchboard → the network
+/// → echo's copy uploaded again) in the real binary, whose peak memory stays far below the
+/// file's size: downloads and uploads are streamed through a temporary file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_40_mib_file_is_streamed_both_ways_without_being_held_in_memory() {
+    const SIZE: usize = 40 * 1024 * 1024;
+    let config = "bridges:\n  loopback:\n    enabled: true\n    invite: [\"@alice:localhost\"]\n";
+    let slot = Slot::with_config("bigfile", config).expect("slot");
+    let synapse = Synapse::start(&[slot.registration_path()])
+        .await
+        .expect("Synapse starts");
+    let alice = synapse.register_user("alice", false).await.expect("alice");
+    slot.point_at(&synapse.base_url()).expect("config");
+    let child = slot.spawn_process().await.expect("Switchboard runs");
+    let portal = alice.join_invite(WAIT).await.expect("the lobby");
+    let pid = child.id().expect("running");
+    let peak_kib = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM")
+    };
+    let before = peak_kib();
+
+    let file: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8).collect();
+    let mxc = alice
+        .upload(file.clone(), "application/octet-stream", "big.bin")
+        .await
+        .expect("uploaded");
+    let content = json!({
+        "msgtype": "m.file", "body": "big.bin", "url": mxc, "info": { "size": SIZE },
+    });
+    alice
+        .send_event(&portal, "m.room.message", &content)
+        .await
+        .expect("sent");
+    let back = alice
+        .wait_for_event(&portal, Duration::from_mins(2), |e| {
+            e["sender"] == ECHO && e["content"]["body"] == "echo-big.bin"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", slot.process_log()));
+    let url = back["content"]["url"].as_str().expect("mxc");
+    assert_eq!(back["content"]["info"]["size"], SIZE);
+    let copy = alice.download(url).await.expect("echo's copy");
+    assert!(copy == file, "the same 40 MiB came back");
+
+    let after = peak_kib();
+    eprintln!(
+        "big file: Switchboard's peak RSS {before} KiB before, {after} KiB after 40 MiB both ways"
+    );
+    assert!(
+        after < before + 16 * 1024,
+        "peak memory grew by {} KiB for a 40 MiB file",
+        after - before
+    );
+}
