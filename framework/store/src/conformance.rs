@@ -47,6 +47,28 @@ pub async fn run_all(store: &Store) {
     intents_are_resumed_until_ended(store).await;
     portal_logins_are_kept_per_user(store).await;
     the_heartbeat_keeps_the_latest_time(store).await;
+    uploads_are_kept_by_content(store).await;
+}
+
+/// An upload is recorded reserved, then uploaded, by its content key.
+pub async fn uploads_are_kept_by_content(store: &Store) {
+    assert_eq!(store.media_upload("k").await.expect("read"), None);
+    store
+        .put_media_upload("k", "mxc://hs/a", false, 1)
+        .await
+        .expect("reserve");
+    assert_eq!(
+        store.media_upload("k").await.expect("read"),
+        Some(("mxc://hs/a".to_owned(), false))
+    );
+    store
+        .put_media_upload("k", "mxc://hs/a", true, 2)
+        .await
+        .expect("done");
+    assert_eq!(
+        store.media_upload("k").await.expect("read"),
+        Some(("mxc://hs/a".to_owned(), true))
+    );
 }
 
 /// The heartbeat keeps the time it was last given.

@@ -74,6 +74,7 @@ mod heartbeat;
 mod intent;
 mod lease;
 mod login;
+mod media;
 mod outbox;
 
 pub use bot::AuditRecord;

@@ -172,6 +172,8 @@ struct Server {
     name: String,
     /// `m.upload.size` of the media config.
     upload_size: u64,
+    /// Media ids reserved for uploads to come.
+    reserved: BTreeSet<String>,
     bot: String,
     counter: u64,
     users: BTreeSet<String>,
@@ -227,6 +229,12 @@ impl MockHomeserver {
     #[must_use]
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// How many files its media repository holds.
+    #[must_use]
+    pub fn media_count(&self) -> usize {
+        self.lock().media.len()
     }
 
     /// Sets the `m.upload.size` its media config announces (50 MiB at start).
@@ -361,6 +369,20 @@ async fn answer(
         let fault = server.fault_for(&method, &path);
         let reply = if let Some(fault) = fault.as_ref().filter(|f| !f.applied) {
             Reply::Fault(fault.clone())
+        } else if path == "/_matrix/media/v1/create" && method == Method::POST {
+            let mxc = server.reserve_media();
+            Reply::Json((200, json!({ "content_uri": mxc })))
+        } else if let Some(target) = path
+            .strip_prefix("/_matrix/media/v3/upload/")
+            .filter(|_| method == Method::PUT)
+        {
+            let id = target.split('/').nth(1).unwrap_or_default().to_owned();
+            let content_type = headers
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            Reply::Json(server.fill_media(&id, raw.to_vec(), &content_type))
         } else if path.starts_with("/_matrix/media/") && path.ends_with("/upload") {
             let content_type = uri
                 .query()
@@ -420,6 +442,31 @@ impl Server {
             self.faults.remove(index);
         }
         Some(answer)
+    }
+
+    /// Reserves a media id for an upload to come (`POST /media/v1/create`).
+    fn reserve_media(&mut self) -> String {
+        self.counter += 1;
+        let id = format!("file{}", self.counter);
+        self.reserved.insert(id.clone());
+        format!("mxc://{}/{id}", self.name)
+    }
+
+    /// Uploads to a reserved media id; a second upload to it is refused, as the spec says.
+    fn fill_media(&mut self, id: &str, data: Vec<u8>, content_type: &str) -> Answer {
+        if self.media.contains_key(id) {
+            return error(
+                409,
+                "M_CANNOT_OVERWRITE_MEDIA",
+                "the media is uploaded already",
+            );
+        }
+        if !self.reserved.remove(id) {
+            return error(404, "M_NOT_FOUND", "no such reserved media");
+        }
+        self.media
+            .insert(id.to_owned(), (content_type.to_owned(), data));
+        (200, json!({}))
     }
 
     fn store_media(&mut self, data: Vec<u8>, content_type: &str) -> String {

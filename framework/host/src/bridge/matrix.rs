@@ -743,3 +743,11 @@ pub(super) fn build_error(endpoint: &'static str, error: &serde_json::Error) -> 
         message: error.to_string(),
     })
 }
+
+/// Milliseconds since the Unix epoch, for what the store records when it happened (intents,
+/// uploads); shown to no one.
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -6,20 +6,71 @@
 use serde_json::json;
 
 use super::ids::PortalKey;
-use super::matrix::{BridgeError, BridgeMatrix, Bridged, Mapped};
+use super::matrix::{BridgeError, BridgeMatrix, Bridged, Mapped, now_ms};
 use crate::client::Identity;
 pub use switchboard_api::matrix::{FileData, MatrixMedia};
 pub use switchboard_api::remote::{MediaKind, RemoteMedia};
 
 impl BridgeMatrix {
     /// Uploads a file to the homeserver's media repository (streamed); its `mxc://` URI.
+    /// Never twice: the file's media URI is reserved and recorded by content first, then the
+    /// file is sent to it (a request that may be repeated), so that a lost answer or a crash
+    /// resumes the same upload, and the same file sent again reuses its URI. A homeserver
+    /// without reservations (spec v1.7 asynchronous uploads) gets one plain upload.
     pub async fn upload(
         &self,
         data: &FileData,
         mimetype: &str,
         filename: &str,
     ) -> Result<String, BridgeError> {
-        Ok(self.client.upload_media(data, mimetype, filename).await?)
+        let key = format!("{}:{mimetype}", data.sha256_hex());
+        match self.store.media_upload(&key).await? {
+            Some((mxc, true)) => return Ok(mxc),
+            Some((mxc, false)) => {
+                match self
+                    .client
+                    .upload_media_to(&mxc, data, mimetype, filename)
+                    .await
+                {
+                    Ok(()) => {
+                        self.store
+                            .put_media_upload(&key, &mxc, true, now_ms())
+                            .await?;
+                        return Ok(mxc);
+                    }
+                    // The reservation expired (or was never made): reserve anew.
+                    Err(e) if !e.is_transient() => {
+                        tracing::info!(bridge = %self.info.id, %mxc, error = %e, "a reserved upload cannot be resumed; reserving a new one");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => {}
+        }
+        let mxc = match self.client.create_mxc().await {
+            Ok(mxc) => mxc,
+            Err(e)
+                if matches!(e.status(), Some(404 | 405))
+                    || e.errcode() == Some("M_UNRECOGNIZED") =>
+            {
+                let mxc = self.client.upload_media(data, mimetype, filename).await?;
+                self.store
+                    .put_media_upload(&key, &mxc, true, now_ms())
+                    .await?;
+                return Ok(mxc);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.store
+            .put_media_upload(&key, &mxc, false, now_ms())
+            .await?;
+        self.client
+            .upload_media_to(&mxc, data, mimetype, filename)
+            .await?;
+        self.store
+            .put_media_upload(&key, &mxc, true, now_ms())
+            .await?;
+        Ok(mxc)
     }
 
     /// Reads the homeserver's upload limit (`m.upload.size`); files from the network above it

@@ -9,7 +9,7 @@ use ruma::{OwnedRoomId, RoomAliasId, RoomId};
 use serde_json::json;
 use switchboard_api::PluginError;
 
-use super::matrix::{BridgeError, BridgeMatrix, PortalInfo, build_error};
+use super::matrix::{BridgeError, BridgeMatrix, PortalInfo, build_error, now_ms};
 use crate::bridge::ids::PortalKey;
 use crate::client::Identity;
 use crate::store::PortalRecord;
@@ -394,13 +394,6 @@ const CREATION_NONCE: &str = "org.switchboard.creation_nonce";
 fn intent_subject(bridge: &str, key: &PortalKey) -> String {
     let receiver = key.receiver.as_ref().map_or("", |r| r.as_str());
     format!("{bridge}\n{}\n{receiver}", key.chat)
-}
-
-/// Milliseconds since the Unix epoch (when an intent was recorded; shown to no one).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The room a stored portal has, if any.

@@ -105,3 +105,70 @@ async fn a_lost_creation_is_found_by_the_next_attempt_even_when_the_lookup_faile
         Some(hall.as_str())
     );
 }
+
+#[tokio::test]
+async fn an_upload_whose_answer_was_lost_is_not_made_twice_and_a_file_sent_again_reuses_it() {
+    let h = retrying().await;
+    let matrix = h.bridge.ctx().matrix();
+    let file: switchboard_api::FileData = b"a picture of a cat".to_vec().into();
+    let files_before = h.homeserver.media_count();
+    h.homeserver
+        .inject(Fault::put("/media/v3/upload/").after_applying());
+
+    let mxc = matrix
+        .upload(&file, "image/png", "cat.png")
+        .await
+        .expect("uploaded");
+    assert_eq!(
+        h.homeserver.media_count(),
+        files_before + 1,
+        "the file is stored once"
+    );
+    let again = matrix
+        .upload(&file, "image/png", "cat-again.png")
+        .await
+        .expect("the same file");
+    assert_eq!(again, mxc, "the same content reuses its URI");
+    let other = matrix
+        .upload(&b"another picture".to_vec().into(), "image/png", "dog.png")
+        .await
+        .expect("another file");
+    assert_ne!(other, mxc);
+    let requests = h.homeserver.requests();
+    let reserved = requests
+        .iter()
+        .filter(|r| r.path == "/_matrix/media/v1/create")
+        .count();
+    assert_eq!(reserved, 2, "one reservation per distinct file");
+    assert_eq!(h.homeserver.media_count(), files_before + 2);
+}
+
+#[tokio::test]
+async fn an_upload_that_failed_after_its_reservation_resumes_to_the_same_uri() {
+    let h = Harness::start().await;
+    let matrix = h.bridge.ctx().matrix();
+    let file: switchboard_api::FileData = b"minutes of the meeting".to_vec().into();
+    h.homeserver.inject(Fault::put("/media/v3/upload/"));
+    assert!(
+        matrix
+            .upload(&file, "text/plain", "minutes.txt")
+            .await
+            .is_err(),
+        "the 500 reaches the caller (this client does not retry)"
+    );
+    let mxc = matrix
+        .upload(&file, "text/plain", "minutes.txt")
+        .await
+        .expect("resumed");
+    let reservations = h
+        .homeserver
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/_matrix/media/v1/create")
+        .count();
+    assert_eq!(
+        reservations, 1,
+        "the second attempt used the first reservation"
+    );
+    assert!(mxc.starts_with("mxc://mock.test/"));
+}
