@@ -252,7 +252,7 @@ mod tests {
         assert!(matches!(small.content, Content::Memory(_)));
         assert_eq!(small.bytes().await.expect("bytes"), &b"meow"[..]);
 
-        let big: Vec<u8> = (0..3 * IN_MEMORY_MAX).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..=250u8).cycle().take(3 * IN_MEMORY_MAX).collect();
         let file = FileData::collect(&big[..], 10 * IN_MEMORY_MAX as u64)
             .await
             .expect("collected");
