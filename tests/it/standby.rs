@@ -73,16 +73,16 @@ async fn until_standby(port: u16, what: &str) {
     .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// How many of `pong 1` … `pong <pings>` the bot sent never, and more than once.
+/// Which of `pong 1` … `pong <pings>` the bot sent never, and more than once.
 async fn lost_and_doubled(
     alice: &MatrixUser,
     room: &str,
     bot: &str,
     pings: usize,
-) -> (usize, usize) {
+) -> (Vec<usize>, Vec<usize>) {
     let timeline = alice.messages(room, 1000).await.expect("timeline");
-    let mut lost = 0;
-    let mut doubled = 0;
+    let mut lost = Vec::new();
+    let mut doubled = Vec::new();
     for n in 1..=pings {
         let body = format!("pong {n}");
         let copies = timeline
@@ -90,9 +90,9 @@ async fn lost_and_doubled(
             .filter(|e| e["sender"] == bot && e["content"]["body"] == body.as_str())
             .count();
         match copies {
-            0 => lost += 1,
+            0 => lost.push(n),
             1 => {}
-            _ => doubled += 1,
+            _ => doubled.push(n),
         }
     }
     (lost, doubled)
@@ -168,10 +168,25 @@ async fn the_standby_takes_over_a_killed_active_process_and_nothing_is_lost_or_d
     let (lost, doubled) = lost_and_doubled(&alice, &room, &bot, PINGS).await;
     eprintln!(
         "standby: {PINGS} pings, SIGKILL after {KILL_AFTER}; the standby was ready {:.1} s after \
-         the kill; {lost} lost, {doubled} doubled",
-        takeover.as_secs_f64()
+         the kill; {} lost, {} doubled",
+        takeover.as_secs_f64(),
+        lost.len(),
+        doubled.len()
     );
-    assert_eq!((lost, doubled), (0, 0), "every ping answered exactly once");
+    let logs = || {
+        let read =
+            |name: &str| std::fs::read_to_string(second.with_file_name(name)).unwrap_or_default();
+        format!(
+            "first:\n{}\nsecond:\n{}",
+            slot.process_log(),
+            read("second.log")
+        )
+    };
+    assert!(
+        lost.is_empty() && doubled.is_empty(),
+        "every ping answered exactly once: lost {lost:?}, doubled {doubled:?}\n{}",
+        logs()
+    );
     assert!(
         takeover < Duration::from_secs(10),
         "took over in {takeover:?}"
