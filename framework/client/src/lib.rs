@@ -395,14 +395,7 @@ impl HomeserverClient {
             self.sent.0.inc();
             self.sent.1.observe(seconds);
         } else {
-            self.metrics
-                .requests
-                .with_label_values(&[endpoint, status.as_str()])
-                .inc();
-            self.metrics
-                .request_seconds
-                .with_label_values(&[endpoint])
-                .observe(seconds);
+            self.count(endpoint, status, started);
         }
         if status.is_success() {
             let mut out = http::Response::new(body);

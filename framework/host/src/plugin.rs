@@ -17,7 +17,7 @@ use switchboard_registration::{NamespaceMatcher, Namespaces};
 use tokio_util::sync::CancellationToken;
 
 use crate::appservice::{QueryHandler, list};
-use crate::bridge::{Bridge, BridgeHost, PuppetNaming, TextKind};
+use crate::bridge::{Bridge, BridgeHost, Lookup, PuppetNaming, TextKind};
 use crate::client::{HomeserverClient, Identity};
 use crate::command::{CommandError, CommandInvocation, CommandSet, help_command, may_hold_command};
 use crate::commands::{CommandSource, plugin_answer, run_command};
@@ -475,7 +475,9 @@ impl QueryHandler for PluginHost {
         protocol: Option<&str>,
         query: &[(String, String)],
     ) -> Vec<Value> {
-        self.bridges.thirdparty_users(protocol, query).await
+        self.bridges
+            .thirdparty_lookup(Lookup::User, protocol, query)
+            .await
     }
 
     async fn thirdparty_locations(
@@ -483,6 +485,8 @@ impl QueryHandler for PluginHost {
         protocol: Option<&str>,
         query: &[(String, String)],
     ) -> Vec<Value> {
-        self.bridges.thirdparty_locations(protocol, query).await
+        self.bridges
+            .thirdparty_lookup(Lookup::Location, protocol, query)
+            .await
     }
 }

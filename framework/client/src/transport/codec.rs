@@ -189,22 +189,7 @@ pub(super) async fn stream_response<S: AsyncRead + Unpin, K: BodySink>(
     let head = read_head(stream, buffer).await?;
     match head.framing {
         Framing::Length(length) => stream_exact(stream, buffer, length, sink).await?,
-        Framing::Chunked => loop {
-            let line = read_line(stream, buffer).await?;
-            let size_text = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|_| ReadError::Broken(format!("bad chunk size {size_text:?}")))?;
-            if size == 0 {
-                while !read_line(stream, buffer).await?.is_empty() {}
-                break;
-            }
-            stream_exact(stream, buffer, size, sink).await?;
-            if !read_line(stream, buffer).await?.is_empty() {
-                return Err(ReadError::Broken(
-                    "a chunk is longer than its size".to_owned(),
-                ));
-            }
-        },
+        Framing::Chunked => stream_chunked(stream, buffer, sink).await?,
         Framing::UntilClose => loop {
             if !buffer.is_empty() {
                 sink.put(buffer).await?;
@@ -324,13 +309,42 @@ async fn read_to_close<S: AsyncRead + Unpin>(
     Ok(buffer.split().freeze())
 }
 
-/// A chunked body: `size[;ext]\r\n data \r\n` … `0\r\n` trailers `\r\n`.
+/// A chunked body (`size[;ext]\r\n data \r\n` … `0\r\n` trailers `\r\n`), in memory.
 async fn read_chunked<S: AsyncRead + Unpin>(
     stream: &mut S,
     buffer: &mut BytesMut,
     max_body: usize,
 ) -> Result<Bytes, ReadError> {
-    let mut body = BytesMut::new();
+    let mut body = InMemory {
+        body: BytesMut::new(),
+        max_body,
+    };
+    stream_chunked(stream, buffer, &mut body).await?;
+    Ok(body.body.freeze())
+}
+
+/// A body collected in memory, up to `max_body` bytes.
+struct InMemory {
+    body: BytesMut,
+    max_body: usize,
+}
+
+impl BodySink for InMemory {
+    async fn put(&mut self, chunk: &[u8]) -> Result<(), ReadError> {
+        if self.body.len() + chunk.len() > self.max_body {
+            return Err(ReadError::TooLarge);
+        }
+        self.body.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+/// Hands a chunked body to `sink`, chunk by chunk; the trailers are read and dropped.
+async fn stream_chunked<S: AsyncRead + Unpin, K: BodySink>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+    sink: &mut K,
+) -> Result<(), ReadError> {
     loop {
         let line = read_line(stream, buffer).await?;
         let size_text = line.split(';').next().unwrap_or("").trim();
@@ -339,13 +353,9 @@ async fn read_chunked<S: AsyncRead + Unpin>(
         if size == 0 {
             // Trailers, up to an empty line.
             while !read_line(stream, buffer).await?.is_empty() {}
-            return Ok(body.freeze());
+            return Ok(());
         }
-        if body.len() + size > max_body {
-            return Err(ReadError::TooLarge);
-        }
-        let chunk = read_exact(stream, buffer, size).await?;
-        body.extend_from_slice(&chunk);
+        stream_exact(stream, buffer, size, sink).await?;
         if !read_line(stream, buffer).await?.is_empty() {
             return Err(ReadError::Broken(
                 "a chunk is longer than its size".to_owned(),
@@ -412,6 +422,73 @@ mod tests {
             .await
             .expect("close");
         assert!(!answer.keep_alive);
+    }
+
+    /// Streams one answer into memory, in chunks of at most 3 bytes read at a time.
+    async fn stream(wire: &[u8], max_body: usize) -> Result<(StatusCode, Bytes, bool), ReadError> {
+        let mut stream = tokio_test_reader(wire);
+        let mut buffer = BytesMut::new();
+        let mut sink = InMemory {
+            body: BytesMut::new(),
+            max_body,
+        };
+        let (status, _, keep_alive) = stream_response(&mut stream, &mut buffer, &mut sink).await?;
+        Ok((status, sink.body.freeze(), keep_alive))
+    }
+
+    /// A reader that hands out `wire` a few bytes at a time, as a slow network would.
+    fn tokio_test_reader(wire: &[u8]) -> impl AsyncRead + Unpin + '_ {
+        struct Trickle<'a>(&'a [u8]);
+        impl AsyncRead for Trickle<'_> {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                let n = self.0.len().min(3).min(buf.remaining());
+                buf.put_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        Trickle(wire)
+    }
+
+    #[tokio::test]
+    async fn streamed_bodies_arrive_whole_in_every_framing_and_respect_the_limit() {
+        let (status, body, keep_alive) = stream(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
+            100,
+        )
+        .await
+        .expect("content-length");
+        assert_eq!(
+            (status, &body[..], keep_alive),
+            (StatusCode::OK, &b"hello world"[..], true)
+        );
+        let (_, body, keep_alive) = stream(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x\r\n world\r\n0\r\n\r\n",
+            100,
+        )
+        .await
+        .expect("chunked");
+        assert_eq!((&body[..], keep_alive), (&b"hello world"[..], true));
+        let (_, body, keep_alive) = stream(b"HTTP/1.0 200 OK\r\n\r\nuntil close", 100)
+            .await
+            .expect("until close");
+        assert_eq!((&body[..], keep_alive), (&b"until close"[..], false));
+        assert!(matches!(
+            stream(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
+                5
+            )
+            .await,
+            Err(ReadError::TooLarge)
+        ));
+        assert!(matches!(
+            stream(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello", 100).await,
+            Err(ReadError::Broken(_))
+        ));
     }
 
     #[tokio::test]

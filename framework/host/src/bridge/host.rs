@@ -90,6 +90,8 @@ mod outbox;
 mod presence;
 mod thirdparty;
 
+pub(crate) use thirdparty::Lookup;
+
 impl BridgeHost {
     /// Hosts `bridges`, acting through `client`; loads the known portal rooms and which portals
     /// have events waiting in the outbox.

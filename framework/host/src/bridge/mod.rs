@@ -47,7 +47,7 @@ pub use switchboard_api::remote::{
     RemoteReaction, RemoteText,
 };
 
-pub(crate) use host::BridgeHost;
+pub(crate) use host::{BridgeHost, Lookup};
 pub use matrix::{BridgeError, BridgeMatrix};
 pub use plugin::PortalRooms;
 pub use puppet::{PuppetNaming, TemplateError};

@@ -4,6 +4,7 @@
 //! fields (as their portal aliases) or by alias.
 
 use serde_json::{Value, json};
+use switchboard_api::PluginError;
 use switchboard_api::bridge::ThirdPartyHandler;
 use switchboard_api::thirdparty::{Fields, ThirdPartyField};
 
@@ -60,110 +61,121 @@ impl BridgeHost {
         }))
     }
 
-    /// `GET /thirdparty/user[/{protocol}]`: with a protocol, the users its fields name (as
-    /// the Matrix users they are seen as); without, the remote user a `userid` is the puppet
-    /// of.
-    pub(crate) async fn thirdparty_users(
+    /// `GET /thirdparty/user[/{protocol}]` and `GET /thirdparty/location[/{protocol}]`: with a
+    /// protocol, the users (as the Matrix users they are seen as) or chats (as their portal
+    /// aliases, which lead to the portals) its fields name; without, the remote user a
+    /// `userid` is the puppet of, or the chat an `alias` names.
+    pub(crate) async fn thirdparty_lookup(
         &self,
+        kind: Lookup,
         protocol: Option<&str>,
         query: &[(String, String)],
     ) -> Vec<Value> {
         let mut found = Vec::new();
         for (hosted, handler) in self.third_parties() {
             let id = handler.protocol().id;
-            match protocol {
+            let matches = match protocol {
                 Some(wanted) if wanted == id => {
                     let fields: Fields = query.iter().cloned().collect();
-                    let users = handler
-                        .find_users(&hosted.ctx, &fields)
-                        .await
-                        .unwrap_or_else(|e| {
-                            tracing::warn!(bridge = %hosted.id(), error = %e, "user lookup failed");
-                            Vec::new()
-                        });
-                    for remote in users {
-                        match hosted.matrix.matrix_user_of(&remote).await {
-                            Ok(user) => found.push(json!({
-                                "userid": user,
-                                "protocol": id,
-                                "fields": handler.user_fields(&remote),
-                            })),
-                            Err(e) => {
-                                tracing::warn!(bridge = %hosted.id(), error = %e, "no Matrix user for a looked-up user");
-                            }
-                        }
-                    }
+                    kind.find(hosted, handler, &fields).await
                 }
-                Some(_) => {}
-                None => {
-                    let remotes = query
-                        .iter()
-                        .filter(|(key, _)| key == "userid")
-                        .filter_map(|(_, user)| ruma::UserId::parse(user.as_str()).ok())
-                        .filter_map(|user| Some((hosted.matrix.naming.remote_user(&user)?, user)));
-                    for (remote, user) in remotes {
-                        found.push(json!({
-                            "userid": user,
-                            "protocol": id,
-                            "fields": handler.user_fields(&remote),
-                        }));
-                    }
-                }
-            }
+                Some(_) => continue,
+                None => kind.reverse(hosted, handler, query),
+            };
+            found.extend(matches.into_iter().map(|(matrix_id, fields)| {
+                json!({ kind.id_field(): matrix_id, "protocol": id, "fields": fields })
+            }));
         }
         found
     }
+}
 
-    /// `GET /thirdparty/location[/{protocol}]`: with a protocol, the chats its fields name
-    /// (as their portal aliases, which lead to the portals); without, the chat an `alias`
-    /// names.
-    pub(crate) async fn thirdparty_locations(
-        &self,
-        protocol: Option<&str>,
-        query: &[(String, String)],
-    ) -> Vec<Value> {
-        let mut found = Vec::new();
-        for (hosted, handler) in self.third_parties() {
-            let id = handler.protocol().id;
-            match protocol {
-                Some(wanted) if wanted == id => {
-                    let fields: Fields = query.iter().cloned().collect();
-                    let chats = handler
-                        .find_chats(&hosted.ctx, &fields)
-                        .await
-                        .unwrap_or_else(|e| {
-                            tracing::warn!(bridge = %hosted.id(), error = %e, "location lookup failed");
-                            Vec::new()
-                        });
-                    for chat in chats {
-                        if let Ok(alias) = hosted.matrix.naming.alias(&chat) {
-                            found.push(json!({
-                                "alias": alias,
-                                "protocol": id,
-                                "fields": handler.chat_fields(&chat),
-                            }));
+/// What a third-party lookup looks for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Lookup {
+    /// Users, answered with user ids.
+    User,
+    /// Chats (locations), answered with aliases.
+    Location,
+}
+
+impl Lookup {
+    /// The field that carries the Matrix id, in answers and in reverse queries.
+    fn id_field(self) -> &'static str {
+        match self {
+            Lookup::User => "userid",
+            Lookup::Location => "alias",
+        }
+    }
+
+    /// What `fields` name on the bridge's network: (Matrix id, the fields that name it).
+    async fn find(
+        self,
+        hosted: &HostedBridge,
+        handler: &dyn ThirdPartyHandler,
+        fields: &Fields,
+    ) -> Vec<(String, Fields)> {
+        let failed = |e: &PluginError| {
+            tracing::warn!(bridge = %hosted.id(), lookup = ?self, error = %e, "third-party lookup failed");
+        };
+        match self {
+            Lookup::User => {
+                let users = handler
+                    .find_users(&hosted.ctx, fields)
+                    .await
+                    .inspect_err(failed)
+                    .unwrap_or_default();
+                let mut found = Vec::with_capacity(users.len());
+                for remote in users {
+                    match hosted.matrix.matrix_user_of(&remote).await {
+                        Ok(user) => found.push((user.to_string(), handler.user_fields(&remote))),
+                        Err(e) => {
+                            tracing::warn!(bridge = %hosted.id(), error = %e, "no Matrix user for a looked-up user");
                         }
                     }
                 }
-                Some(_) => {}
-                None => {
-                    let chats = query
-                        .iter()
-                        .filter(|(key, _)| key == "alias")
-                        .filter_map(|(_, alias)| ruma::RoomAliasId::parse(alias.as_str()).ok())
-                        .filter_map(|alias| {
-                            Some((hosted.matrix.naming.chat_of_alias(&alias)?, alias))
-                        });
-                    for (chat, alias) in chats {
-                        found.push(json!({
-                            "alias": alias,
-                            "protocol": id,
-                            "fields": handler.chat_fields(&chat),
-                        }));
-                    }
-                }
+                found
             }
+            Lookup::Location => handler
+                .find_chats(&hosted.ctx, fields)
+                .await
+                .inspect_err(failed)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|chat| {
+                    let alias = hosted.matrix.naming.alias(&chat).ok()?;
+                    Some((alias.to_string(), handler.chat_fields(&chat)))
+                })
+                .collect(),
         }
-        found
+    }
+
+    /// The remote users or chats the Matrix ids in `query` stand for on this bridge.
+    fn reverse(
+        self,
+        hosted: &HostedBridge,
+        handler: &dyn ThirdPartyHandler,
+        query: &[(String, String)],
+    ) -> Vec<(String, Fields)> {
+        let ids = query
+            .iter()
+            .filter(|(key, _)| key == self.id_field())
+            .map(|(_, id)| id.as_str());
+        match self {
+            Lookup::User => ids
+                .filter_map(|user| {
+                    let user = ruma::UserId::parse(user).ok()?;
+                    let remote = hosted.matrix.naming.remote_user(&user)?;
+                    Some((user.to_string(), handler.user_fields(&remote)))
+                })
+                .collect(),
+            Lookup::Location => ids
+                .filter_map(|alias| {
+                    let alias = ruma::RoomAliasId::parse(alias).ok()?;
+                    let chat = hosted.matrix.naming.chat_of_alias(&alias)?;
+                    Some((alias.to_string(), handler.chat_fields(&chat)))
+                })
+                .collect(),
+        }
     }
 }
