@@ -270,16 +270,19 @@ impl HomeserverClient {
         );
         request.format = StateEventFormat::Event;
         let response = self.send(request, Identity::bot()).await?;
+        let Ok(create) = serde_json::from_str::<Create>(response.event_or_content.get()) else {
+            // Not remembered: the next check reads it again.
+            return Ok(Arc::from([]));
+        };
         let creators: Arc<[OwnedUserId]> =
-            match serde_json::from_str::<Create>(response.event_or_content.get()) {
-                Ok(create) if creators_are_privileged(create.content.room_version.as_deref()) => {
-                    create
-                        .sender
-                        .into_iter()
-                        .chain(create.content.additional_creators)
-                        .collect()
-                }
-                _ => Arc::from([]),
+            if creators_are_privileged(create.content.room_version.as_deref()) {
+                create
+                    .sender
+                    .into_iter()
+                    .chain(create.content.additional_creators)
+                    .collect()
+            } else {
+                Arc::from([])
             };
         self.remember_creators(room_id, Arc::clone(&creators));
         Ok(creators)

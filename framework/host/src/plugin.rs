@@ -384,14 +384,17 @@ impl PluginHost {
 #[async_trait::async_trait]
 impl EventHandler for PluginHost {
     /// Handles one inbox item; a panic the plug-ins' own guards did not catch (in the host's
-    /// code) is caught here, so it too costs at most this event.
+    /// code) is caught here and gives the event up (not retried: the bots and commands that
+    /// ran before it would run again), so it too costs at most this event.
     async fn handle(&self, item: &InboxItem) -> Result<(), HandleError> {
         let handling = Handling {
             plugin: "switchboard",
             room_id: item.room_id.as_deref().unwrap_or(""),
             event: &item.kind,
         };
-        retry_panics(&self.panics, handling, || Box::pin(self.handle_item(item))).await
+        catch_panic(&self.panics, handling, Box::pin(self.handle_item(item)))
+            .await
+            .unwrap_or_else(|panicked| Err(HandleError::Permanent(panicked.to_string())))
     }
 }
 

@@ -1,8 +1,10 @@
 //! The hot-standby lock: before it serves, Switchboard takes the database lease
 //! ([`Lease`]). On PostgreSQL a second process waits as a standby — `/ready` says `standby`,
 //! `switchboard_standby` is 1 — and takes over within about a second of the active one's
-//! connection ending; on SQLite a second process on the same file is refused. The active
-//! process checks its lease every few seconds, and stops at once when it is lost.
+//! connection ending, first ending the old process's database sessions (so nothing it had in
+//! flight lands afterwards); on SQLite a second process on the same file is refused. The
+//! active process checks its lease every 2 s (a check unanswered for 2 s counts as lost), and
+//! stops when it is lost.
 
 use std::time::Duration;
 
@@ -26,28 +28,30 @@ const STANDBY_RETRY: Duration = Duration::from_secs(1);
 const LEASE_CHECK: Duration = Duration::from_secs(2);
 
 /// Takes the lease of `appservice_id` in the database at `url`, waiting as a standby while
-/// another process holds it (PostgreSQL). `None` when `shutdown` came first.
+/// another process holds it (PostgreSQL); with whether it took over from another process.
+/// `None` when `shutdown` came first.
 pub(crate) async fn take(
     url: &str,
     appservice_id: &str,
     ready: &Readiness,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> Result<Option<Lease>, TakeError> {
-    let mut announced = false;
+) -> Result<Option<(Lease, bool)>, TakeError> {
+    let mut previous: Option<String> = None;
     loop {
         match Lease::try_take(url, appservice_id).await {
-            Ok(LeaseAttempt::Taken(lease)) => {
+            Ok(LeaseAttempt::Taken(mut lease)) => {
                 metrics.standby.set(0);
-                if announced {
-                    tracing::warn!("took over: the active Switchboard is gone; serving now");
+                if let Some(holder) = &previous {
+                    let ended = lease.fence(holder).await.map_err(TakeError::Store)?;
+                    tracing::warn!(previous = %holder, sessions_ended = ended, "took over: the active Switchboard is gone; serving now");
                 }
-                return Ok(Some(lease));
+                return Ok(Some((lease, previous.is_some())));
             }
             Ok(LeaseAttempt::HeldBy(holder)) if Lease::allows_standby(url) => {
-                if !announced {
+                if previous.as_ref() != Some(&holder) {
                     tracing::info!(active = %holder, "another Switchboard serves this registration; waiting as a hot standby");
-                    announced = true;
+                    previous = Some(holder);
                 }
                 ready.set_standby();
                 metrics.standby.set(1);
@@ -56,7 +60,7 @@ pub(crate) async fn take(
                 return Err(TakeError::InUse(holder));
             }
             // The database may be restarting: a standby keeps trying.
-            Err(e) if announced => {
+            Err(e) if previous.is_some() => {
                 tracing::warn!(error = %e, "cannot reach the database for the lease; retrying");
             }
             Err(e) => return Err(TakeError::Store(e)),
@@ -75,10 +79,43 @@ pub(crate) async fn keep(mut lease: Lease, lost: CancellationToken, shutdown: Ca
             () = tokio::time::sleep(LEASE_CHECK) => {}
             () = shutdown.cancelled() => return,
         }
-        if let Err(e) = lease.check().await {
+        let checked = tokio::time::timeout(LEASE_CHECK, lease.check()).await;
+        if let Err(e) = checked
+            .map_err(|_| "no answer".to_owned())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             tracing::error!(error = %e, "lost the database lease; stopping (a standby may serve now)");
             lost.cancel();
             return;
+        }
+    }
+}
+
+/// How long a process that took over waits for the appservice address the old one may still
+/// hold (it stops after losing its lease, but finishes what is in flight first).
+const BIND_AFTER_TAKEOVER: Duration = Duration::from_secs(30);
+
+/// Binds the appservice address; after a takeover, an address still in use is tried again
+/// for up to [`BIND_AFTER_TAKEOVER`] (two processes sharing one address hand it over).
+pub(crate) async fn bind_after_takeover(
+    address: std::net::SocketAddr,
+    took_over: bool,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let deadline = tokio::time::Instant::now() + BIND_AFTER_TAKEOVER;
+    let mut told = false;
+    loop {
+        match tokio::net::TcpListener::bind(address).await {
+            Err(e)
+                if took_over
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                if !std::mem::replace(&mut told, true) {
+                    tracing::info!(%address, "the address is still held by the previous active process; waiting for it");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            bound => return bound,
         }
     }
 }

@@ -247,7 +247,7 @@ pub async fn run(
         &shutdown,
     )
     .await?;
-    let Some(lease) = lease else {
+    let Some((lease, took_over)) = lease else {
         // Stopped while waiting as a standby.
         if let Some(m) = metrics_server {
             let _ = m.await;
@@ -321,7 +321,7 @@ pub async fn run(
         .await?,
     );
 
-    let listener = tokio::net::TcpListener::bind(config.appservice.listen)
+    let listener = crate::lease::bind_after_takeover(config.appservice.listen, took_over)
         .await
         .map_err(|source| RunError::Bind {
             addr: config.appservice.listen,
@@ -357,36 +357,31 @@ pub async fn run(
     tracing::info!(listen = %config.appservice.listen, bot = %bot_user, "appservice API listening");
 
     let registration_path = config.appservice.registration.display().to_string();
-    let checked = tokio::select! {
-        r = self_test(&client, &registration, &registration_path) => r,
-        () = shutdown.cancelled() => Ok(SelfTestReport { versions: Vec::new(), ping: None }),
-    };
-    let result = match checked {
-        Ok(report) => {
-            tracing::info!(versions = ?report.versions.last(), ping = ?report.ping, "homeserver checks passed");
-            if !config.appservice.bot_displayname.is_empty()
-                && let Err(e) = client
-                    .ensure_profile(&bot_user, Some(&config.appservice.bot_displayname), None)
-                    .await
-            {
-                tracing::warn!(error = %e, "cannot set the bot's display name");
-            }
-            match host.start_plugins().await {
-                Ok(()) => {
-                    ready.set(true);
-                    tracing::info!("Switchboard is running");
-                    tokio::select! {
-                        () = shutdown.cancelled() => {
-                            tracing::info!("shutting down: finishing requests and events in flight");
-                            Ok(())
-                        }
-                        () = lease_lost.cancelled() => Err(RunError::LeaseLost),
-                    }
-                }
-                Err(e) => Err(RunError::Plugin(e)),
-            }
+    let serving = async {
+        let checked = tokio::select! {
+            r = self_test(&client, &registration, &registration_path) => r,
+            () = shutdown.cancelled() => Ok(SelfTestReport { versions: Vec::new(), ping: None }),
+        };
+        let report = checked.map_err(RunError::SelfTest)?;
+        tracing::info!(versions = ?report.versions.last(), ping = ?report.ping, "homeserver checks passed");
+        if !config.appservice.bot_displayname.is_empty()
+            && let Err(e) = client
+                .ensure_profile(&bot_user, Some(&config.appservice.bot_displayname), None)
+                .await
+        {
+            tracing::warn!(error = %e, "cannot set the bot's display name");
         }
-        Err(e) => Err(RunError::SelfTest(e)),
+        host.start_plugins().await.map_err(RunError::Plugin)?;
+        ready.set(true);
+        tracing::info!("Switchboard is running");
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: finishing requests and events in flight");
+        Ok(())
+    };
+    // A lost lease stops Switchboard whatever it is doing, start-up included.
+    let result = tokio::select! {
+        result = serving => result,
+        () = lease_lost.cancelled() => Err(RunError::LeaseLost),
     };
     ready.set(false);
     // Stop accepting transactions first (requests in flight are stored and acknowledged),

@@ -41,8 +41,9 @@ fn lock_key(appservice_id: &str) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
-/// How this process shows itself to the other one (`pid 1234 on host`).
-fn this_process() -> String {
+/// How this process shows itself to the other one (`pid 1234 on host`); its PostgreSQL
+/// connections are named `switchboard <this>` (the pool) and `switchboard lease, <this>`.
+pub(crate) fn this_process() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();
@@ -135,6 +136,40 @@ impl Lease {
             }
             Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
         }
+    }
+
+    /// Ends the database sessions of the process that held the lease before (`holder`, as
+    /// [`LeaseAttempt::HeldBy`] named it) and waits until they are gone: a write it had in
+    /// flight when it died, or goes on making after it lost the lease, is rolled back instead
+    /// of landing after this process read the inbox. The number of sessions ended.
+    pub async fn fence(&mut self, holder: &str) -> StoreResult<i64> {
+        let Lease::Postgres(connection) = self else {
+            return Ok(0);
+        };
+        let name = format!("switchboard {holder}");
+        let ended: i64 = sqlx::query(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = $1",
+        )
+        .bind(&name)
+        .fetch_one(&mut *connection)
+        .await?
+        .try_get(0)?;
+        for _ in 0..50 {
+            let left: i64 = sqlx::query(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = $1",
+            )
+            .bind(&name)
+            .fetch_one(&mut *connection)
+            .await?
+            .try_get(0)?;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(ended)
     }
 
     /// Whether the lease is still held: on PostgreSQL, whether its connection still answers

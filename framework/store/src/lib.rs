@@ -172,7 +172,11 @@ impl Store {
             source,
         };
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
+            // Named after this process, so that a standby taking over can end what this one
+            // still has in flight (see `Lease::fence`).
+            let options = PgConnectOptions::from_str(url)
+                .map_err(connect_err)?
+                .application_name(&format!("switchboard {}", lease::this_process()));
             // One direct attempt first, so a wrong URL fails at once instead of after the
             // pool's acquire timeout.
             sqlx::Connection::close(

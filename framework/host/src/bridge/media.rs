@@ -15,7 +15,8 @@ impl BridgeMatrix {
     /// Uploads a file to the homeserver's media repository (streamed); its `mxc://` URI.
     /// Never twice: the file's media URI is reserved and recorded by content first, then the
     /// file is sent to it (a request that may be repeated), so that a lost answer or a crash
-    /// resumes the same upload, and the same file sent again reuses its URI. A homeserver
+    /// resumes the same upload, and the same file sent again (same content, type and name)
+    /// reuses its URI. A homeserver
     /// without reservations (spec v1.7 asynchronous uploads) gets one plain upload.
     pub async fn upload(
         &self,
@@ -23,7 +24,7 @@ impl BridgeMatrix {
         mimetype: &str,
         filename: &str,
     ) -> Result<String, BridgeError> {
-        let key = format!("{}:{mimetype}", data.sha256_hex());
+        let key = format!("{}:{mimetype}:{filename}", data.sha256_hex());
         match self.store.media_upload(&key).await? {
             Some((mxc, true)) => return Ok(mxc),
             Some((mxc, false)) => {

@@ -413,9 +413,15 @@ impl HostedBridge {
         let content = ruma::events::room::message::RoomMessageEventContent::notice_plain(ask);
         let txn_id =
             crate::client::derive_txn_id(&[self.id(), event.event_id.as_str(), "login-room"]);
-        self.client
+        // Not retried with the event (that would open a second room): the user, invited,
+        // finds the question there or answers the one shown here.
+        if let Err(e) = self
+            .client
             .send_message(&room, txn_id, &content, Identity::bot(), None)
-            .await?;
+            .await
+        {
+            tracing::warn!(bridge = %self.id(), %room, error = %e, "cannot ask in the login room");
+        }
         Ok(format!(
             "I cannot remove messages in this room, so your {secret} would stay readable here. \
              I opened a private room for logging in to {network} and invited you: go on there."
