@@ -385,6 +385,7 @@ fn router(state: Arc<HsState>) -> Router {
     Router::new()
         .route("/_matrix/client/versions", get(versions))
         .route("/_matrix/client/v3/account/whoami", get(whoami))
+        .route("/_matrix/client/v1/media/config", get(media_config))
         .route("/_matrix/client/v1/appservice/{id}/ping", post(ping))
         .route("/_matrix/client/v3/profile/{user_id}/{field}", put(profile))
         .route(
@@ -413,6 +414,11 @@ fn router(state: Arc<HsState>) -> Router {
 }
 
 type Params = Query<HashMap<String, String>>;
+
+/// The media repository's limits, which bridges read at start (50 MiB, Synapse's default).
+async fn media_config() -> Response {
+    axum::Json(json!({ "m.upload.size": 52_428_800 })).into_response()
+}
 
 async fn fallback(State(s): State<Arc<HsState>>, method: Method, uri: Uri) -> Response {
     s.unexpected(&format!("{method} {}", uri.path()))

@@ -128,7 +128,10 @@ async fn an_upload_whose_answer_was_lost_is_not_made_twice_and_a_file_sent_again
         .upload(&file, "image/png", "cat.png")
         .await
         .expect("the same file");
-    assert_eq!(again, mxc, "the same file (content, type, name) reuses its URI");
+    assert_eq!(
+        again, mxc,
+        "the same file (content, type, name) reuses its URI"
+    );
     let other = matrix
         .upload(&b"another picture".to_vec().into(), "image/png", "dog.png")
         .await
