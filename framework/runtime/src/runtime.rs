@@ -232,13 +232,8 @@ pub async fn run(
         None
     };
 
-    let store = Store::connect(
-        &config.database_url(),
-        config.database.max_connections,
-        config.database.sqlite_synchronous,
-    )
-    .await?;
-    tracing::info!(backend = store.backend(), "database ready");
+    // The lease first: a standby neither serves nor migrates the schema under the active
+    // process (a newer version waiting as standby migrates once it takes over).
     let lease = crate::lease::take(
         &config.database_url(),
         &config.appservice.id,
@@ -252,9 +247,15 @@ pub async fn run(
         if let Some(m) = metrics_server {
             let _ = m.await;
         }
-        store.close().await;
         return Ok(());
     };
+    let store = Store::connect(
+        &config.database_url(),
+        config.database.max_connections,
+        config.database.sqlite_synchronous,
+    )
+    .await?;
+    tracing::info!(backend = store.backend(), "database ready");
     let lease_lost = CancellationToken::new();
     let lease_shutdown = CancellationToken::new();
     let lease_task = tokio::spawn(crate::lease::keep(

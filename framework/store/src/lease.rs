@@ -109,6 +109,11 @@ impl Lease {
                 source,
             }
         })?;
+        if let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(io_err)?;
+        }
         let mut path = options.get_filename().as_os_str().to_owned();
         path.push(".lock");
         let mut file = std::fs::OpenOptions::new()
