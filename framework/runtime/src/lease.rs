@@ -43,8 +43,16 @@ pub(crate) async fn take(
             Ok(LeaseAttempt::Taken(mut lease)) => {
                 metrics.standby.set(0);
                 if let Some(holder) = &previous {
-                    let ended = lease.fence(holder).await.map_err(TakeError::Store)?;
-                    tracing::warn!(previous = %holder, sessions_ended = ended, "took over: the active Switchboard is gone; serving now");
+                    match lease.fence(holder).await {
+                        Ok(ended) => {
+                            tracing::warn!(previous = %holder, sessions_ended = ended, "took over: the active Switchboard is gone; serving now");
+                        }
+                        // Serving beats waiting: the old process's writes are unlikely to be
+                        // in flight still, and a role that may not end them is a setup to fix.
+                        Err(e) => {
+                            tracing::error!(previous = %holder, error = %e, "took over, but cannot end the old process's database sessions (the database role needs to be the same as its, or pg_signal_backend)");
+                        }
+                    }
                 }
                 return Ok(Some((lease, previous.is_some())));
             }
