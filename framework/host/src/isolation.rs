@@ -1,9 +1,9 @@
 //! Panic isolation: a plug-in that panics on one event costs that event — not its room, not
-//! the other plug-ins, not the process. Each call into a plug-in runs under
+//! the other plug-ins, not the process. Each call into a plug-in made for an event runs under
 //! [`catch_unwind`](futures_util::FutureExt::catch_unwind); a panic is logged with the room
 //! and the event, counted in `switchboard_handler_panics_total{plugin}`, and then either
 //! retried ([`retry_panics`]: handlers that may run again) or answered as a failure
-//! ([`catch_panic`]: commands, which are not run twice).
+//! ([`catch_panic`]: commands, which are not run twice, and the host's own handling).
 
 use std::any::Any;
 use std::future::Future;
