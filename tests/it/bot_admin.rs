@@ -295,11 +295,12 @@ async fn switchboards_own_commands_show_plugins_portals_and_puppets() {
 async fn doctor_plugin_switches_and_config_reload() {
     let c = console_with("adminops", "bridges:\n  loopback:\n    enabled: true\n").await;
     let doctor = c.ask("!admin doctor").await;
-    for expected in [
-        "matches the config",
-        "database (sqlite) answers",
-        "reaches Switchboard",
-    ] {
+    let database = if crate::common::switchboard_instance::on_postgres() {
+        "database (postgres) answers"
+    } else {
+        "database (sqlite) answers"
+    };
+    for expected in ["matches the config", database, "reaches Switchboard"] {
         assert!(doctor.contains(expected), "{expected}: {doctor}");
     }
     assert!(!doctor.contains("fail"), "{doctor}");

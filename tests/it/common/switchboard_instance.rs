@@ -32,6 +32,8 @@ pub struct Slot {
     pub metrics_port: u16,
     /// Config appended to the slot's own (e.g. a `bridges:` section).
     extra_config: String,
+    /// The slot's own PostgreSQL, when the suite runs on that backend (see [`on_postgres`]).
+    postgres: Option<super::postgres::Postgres>,
     /// `appservice.max_body_bytes`, when a test needs a small one.
     pub max_body_bytes: Option<usize>,
 }
@@ -47,6 +49,13 @@ impl Slot {
         let dir = tempfile::Builder::new()
             .prefix(&format!("sb-{name}-"))
             .tempdir()?;
+        // On the PostgreSQL run, each slot gets a private cluster, unless the test chose its
+        // database itself.
+        let postgres = if on_postgres() && !extra_config.contains("database:") {
+            Some(start_postgres()?)
+        } else {
+            None
+        };
         let config_path = dir.path().join("config.yaml");
         let as_port = free_port()?;
         let metrics_port = free_port()?;
@@ -59,6 +68,7 @@ impl Slot {
             metrics_port,
             extra_config: extra_config.to_owned(),
             max_body_bytes: None,
+            postgres,
         };
         slot.point_at("http://127.0.0.1:9")?;
         let out = std::process::Command::new(BINARY)
@@ -85,7 +95,7 @@ impl Slot {
         let yaml = format!(
             "homeserver:\n  url: {url}\n  server_name: localhost\n\
              appservice:\n  id: sb_{name}\n  listen: 127.0.0.1:{as_port}\n  url: http://127.0.0.1:{as_port}\n  registration: registration.yaml\n  bot_localpart: bot_{name}\n{body_limit}\
-             metrics:\n  listen: 127.0.0.1:{metrics_port}\n\
+             {database}metrics:\n  listen: 127.0.0.1:{metrics_port}\n\
              logging:\n  filter: warn,switchboard_runtime=debug\n\
              client:\n  initial_backoff_ms: 100\n  max_backoff_ms: 2000\n\
              inbox:\n  retry_max_secs: 2\n\
@@ -93,6 +103,11 @@ impl Slot {
             as_port = self.as_port,
             metrics_port = self.metrics_port,
             extra = self.extra_config,
+            database = self
+                .postgres
+                .as_ref()
+                .map(|pg| format!("database:\n  url: {}\n", pg.url("postgres")))
+                .unwrap_or_default(),
             body_limit = self
                 .max_body_bytes
                 .map(|n| format!("  max_body_bytes: {n}\n"))
@@ -195,6 +210,25 @@ impl Slot {
     pub fn process_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("switchboard.log")).unwrap_or_default()
     }
+}
+
+/// Whether the suite runs on PostgreSQL (`SWITCHBOARD_TEST_DATABASE=postgres`) rather than
+/// on each slot's SQLite file.
+pub fn on_postgres() -> bool {
+    std::env::var("SWITCHBOARD_TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+/// Starts a private PostgreSQL cluster from synchronous code (slots are made before the
+/// test's first await): on a thread of its own, with a runtime of its own.
+fn start_postgres() -> anyhow::Result<super::postgres::Postgres> {
+    std::thread::spawn(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(super::postgres::Postgres::start())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the PostgreSQL fixture panicked"))?
 }
 
 fn placeholder_registration() -> Registration {
