@@ -192,12 +192,24 @@ impl HomeserverClient {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Counts a request of `endpoint` that got no answer.
-    pub(crate) fn count_error(&self, endpoint: &'static str) {
+    /// A request of `endpoint` that got no answer, counted, as the client's error; `sent`:
+    /// whether it may have reached the homeserver.
+    pub(crate) fn unreachable(
+        &self,
+        endpoint: &'static str,
+        message: String,
+        sent: bool,
+    ) -> ClientError {
         self.metrics
             .requests
             .with_label_values(&[endpoint, "error"])
             .inc();
+        ClientError::Unreachable {
+            endpoint,
+            url: self.base_url.clone(),
+            message,
+            sent,
+        }
     }
 
     /// The homeserver's base URL.
@@ -355,21 +367,8 @@ impl HomeserverClient {
             target.push('=');
             target.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
         }
-        let unreachable = |message: String, sent: bool| {
-            self.metrics
-                .requests
-                .with_label_values(&[endpoint, "error"])
-                .inc();
-            (
-                ClientError::Unreachable {
-                    endpoint,
-                    url: self.base_url.clone(),
-                    message,
-                    sent,
-                },
-                None,
-            )
-        };
+        let unreachable =
+            |message: String, sent: bool| (self.unreachable(endpoint, message, sent), None);
         parts.uri = target
             .parse()
             .map_err(|e: http::uri::InvalidUri| unreachable(e.to_string(), false))?;
@@ -442,13 +441,7 @@ impl HomeserverClient {
                 }
                 let request = request.body(body.clone());
                 async move {
-                    let request = request.map_err(|e| {
-                        let error = ClientError::Build {
-                            endpoint,
-                            message: e.to_string(),
-                        };
-                        (error, None)
-                    })?;
+                    let request = request.map_err(|e| build_failure(endpoint, &e))?;
                     self.execute(endpoint, request, &[]).await
                 }
             })
@@ -502,6 +495,18 @@ pub(crate) fn error_answer(
     )
 }
 
+/// A request that could not be built, as the retry loop takes failures.
+pub(crate) fn build_failure(
+    endpoint: &'static str,
+    error: &http::Error,
+) -> (ClientError, Option<Duration>) {
+    let error = ClientError::Build {
+        endpoint,
+        message: error.to_string(),
+    };
+    (error, None)
+}
+
 /// The pause a `Retry-After` header (in seconds) asks for.
 pub(crate) fn retry_after_header(headers: &http::HeaderMap) -> Option<Duration> {
     headers
@@ -519,12 +524,7 @@ pub fn escape_path_segment(segment: &str) -> String {
 
 /// Requests that create something each time they are done, so that a blind retry after a lost
 /// answer would create it twice (a second room, a second upload).
-const CREATING_ENDPOINTS: &[&str] = &[
-    "room::create_room",
-    "room::upgrade_room",
-    "media::create_content",
-    "media::create_mxc_uri",
-];
+const CREATING_ENDPOINTS: &[&str] = &["room::create_room", "room::upgrade_room"];
 
 /// Endpoint name of `PUT /rooms/{roomId}/send/{eventType}/{txnId}` in metrics and errors (as
 /// ruma's requests are named).
@@ -586,8 +586,8 @@ mod tests {
             CREATING_ENDPOINTS[0]
         );
         assert_eq!(
-            endpoint_name::<ruma::api::client::media::create_content::v3::Request>(),
-            CREATING_ENDPOINTS[2]
+            endpoint_name::<ruma::api::client::room::upgrade_room::v3::Request>(),
+            CREATING_ENDPOINTS[1]
         );
     }
 }

@@ -10,7 +10,9 @@ use bytes::Bytes;
 
 use crate::file::{FileData, Spill};
 use crate::transport::TransportError;
-use crate::{ClientError, HomeserverClient, error_answer, path_segment, retry_after_header};
+use crate::{
+    ClientError, HomeserverClient, build_failure, error_answer, path_segment, retry_after_header,
+};
 
 /// Endpoint name of media downloads in metrics and errors.
 const DOWNLOAD: &str = "authenticated_media::get_content";
@@ -39,7 +41,7 @@ impl HomeserverClient {
             let request = http::Request::get(path.as_str())
                 .header(http::header::AUTHORIZATION, authorization.as_str())
                 .body(Bytes::new())
-                .map_err(|e| build_error(DOWNLOAD, &e))?;
+                .map_err(|e| build_failure(DOWNLOAD, &e))?;
             let mut spill = Spill::new(limit);
             let started = Instant::now();
             let answer = tokio::time::timeout(
@@ -50,13 +52,8 @@ impl HomeserverClient {
             let (status, headers) = self.media_answer(DOWNLOAD, answer, limit, started)?;
             if status.is_success() {
                 return spill.finish().await.map_err(|e| {
-                    let error = ClientError::Unreachable {
-                        endpoint: DOWNLOAD,
-                        url: self.base_url.clone(),
-                        message: format!("cannot keep the file: {e}"),
-                        sent: true,
-                    };
-                    (error, None)
+                    let message = format!("cannot keep the file: {e}");
+                    (self.unreachable(DOWNLOAD, message, true), None)
                 });
             }
             let body = spill.in_memory().unwrap_or_default();
@@ -173,7 +170,7 @@ impl HomeserverClient {
                 .header(http::header::AUTHORIZATION, authorization.as_str())
                 .header(http::header::CONTENT_TYPE, content_type)
                 .body(())
-                .map_err(|e| build_error(endpoint, &e))?
+                .map_err(|e| build_failure(endpoint, &e))?
                 .into_parts();
             let started = Instant::now();
             let answer =
@@ -233,35 +230,14 @@ impl HomeserverClient {
         if matches!(error, TransportError::TooLarge) {
             return (ClientError::TooLarge { endpoint, limit }, None);
         }
-        self.count_error(endpoint);
-        let error = ClientError::Unreachable {
-            endpoint,
-            url: self.base_url.clone(),
-            message: error.to_string(),
-            sent: error.may_have_been_sent(),
-        };
-        (error, None)
+        let sent = error.may_have_been_sent();
+        (self.unreachable(endpoint, error.to_string(), sent), None)
     }
 
     fn timed_out(&self, endpoint: &'static str) -> (ClientError, Option<Duration>) {
-        self.count_error(endpoint);
-        let error = ClientError::Unreachable {
-            endpoint,
-            url: self.base_url.clone(),
-            message: format!("no answer within {:?}", self.media_timeout()),
-            sent: true,
-        };
-        (error, None)
+        let message = format!("no answer within {:?}", self.media_timeout());
+        (self.unreachable(endpoint, message, true), None)
     }
-}
-
-/// A request that could not be built, as the retry loop takes errors.
-fn build_error(endpoint: &'static str, error: &http::Error) -> (ClientError, Option<Duration>) {
-    let error = ClientError::Build {
-        endpoint,
-        message: error.to_string(),
-    };
-    (error, None)
 }
 
 /// The server name and media id of an `mxc://` URI.

@@ -470,13 +470,7 @@ impl HomeserverClient {
                     .header(http::header::CONTENT_TYPE, "application/json")
                     .body(content.clone());
                 async {
-                    let request = request.map_err(|e| {
-                        let error = ClientError::Build {
-                            endpoint: SEND_EVENT,
-                            message: e.to_string(),
-                        };
-                        (error, None)
-                    })?;
+                    let request = request.map_err(|e| crate::build_failure(SEND_EVENT, &e))?;
                     self.execute(SEND_EVENT, request, &query).await
                 }
             })
