@@ -52,6 +52,21 @@ async fn bridge_on_synapse() -> (
     let path = dir.path().join("registration.yaml");
     registration.save(&path).expect("registration written");
     let synapse = Synapse::start(&[path]).await.expect("Synapse starts");
+    let chats = Arc::new(Chats::default());
+    let side = matrix_side(&synapse, &dir, &naming, &chats).await;
+    (synapse, side, naming, chats, dir)
+}
+
+/// The bridge's Matrix side as a freshly started Switchboard builds it over the database in
+/// `dir`: nothing cached from an earlier run.
+async fn matrix_side(
+    synapse: &Synapse,
+    dir: &tempfile::TempDir,
+    naming: &PuppetNaming,
+    chats: &Arc<Chats>,
+) -> BridgeMatrix {
+    let registration =
+        Registration::load(&dir.path().join("registration.yaml")).expect("registration read");
     let store = Store::connect(
         &format!("sqlite://{}", dir.path().join("bridge.db").display()),
         1,
@@ -68,7 +83,7 @@ async fn bridge_on_synapse() -> (
         std::sync::Arc::new(store.clone()),
     )
     .expect("client");
-    let side = BridgeMatrix::new(
+    BridgeMatrix::new(
         BridgeInfo {
             id: "loop".into(),
             displayname: "Loopback".into(),
@@ -77,10 +92,8 @@ async fn bridge_on_synapse() -> (
         client,
         store,
         Metrics::new().host,
-    );
-    let chats = Arc::new(Chats::default());
-    let side = side.with_bridge(&(Arc::clone(&chats) as Arc<dyn Bridge>), 0);
-    (synapse, side, naming, chats, dir)
+    )
+    .with_bridge(&(Arc::clone(chats) as Arc<dyn Bridge>), 0)
 }
 
 /// The chats of the test's network, described to the Matrix side as a bridge would.
@@ -286,7 +299,9 @@ async fn a_send_repeated_after_a_crash_is_shown_once_and_profiles_follow_changes
     };
 
     // A crash after the homeserver accepted the event but before the message map was written:
-    // simulated by forgetting the mapping, as a restarted Switchboard would not have it.
+    // simulated by forgetting the mapping and starting afresh, as a restarted Switchboard would
+    // not have it.
+    drop(side);
     let db = Store::connect(
         &format!("sqlite://{}", dir.path().join("bridge.db").display()),
         1,
@@ -303,6 +318,7 @@ async fn a_send_repeated_after_a_crash_is_shown_once_and_profiles_follow_changes
     db.put_portal("loop", &room_record)
         .await
         .expect("portal kept");
+    let side = matrix_side(&synapse, &dir, &naming, &chats).await;
     let again = side.bridge_text(&key, &message).await.expect("resent");
     assert_eq!(
         again,

@@ -665,6 +665,9 @@ struct Pending {
 /// A message held by a throttle: the message and its remote id.
 type Held = (Arc<Pending>, String);
 
+/// Messages brought in together, at most (their delivery state is stored in one write).
+const INBOUND_BATCH: usize = 64;
+
 /// How long a held message that could not be shown waits before the next try.
 const HELD_RETRY: Duration = Duration::from_secs(5);
 
@@ -690,9 +693,11 @@ struct Inbound {
 async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<AtomicBool>) {
     let shutdown = inbound.ctx.shutdown().clone();
     // The connection is polled in a task of its own (kept up by the framework), so that a
-    // due throttle never cancels a poll halfway; one report at a time keeps the broker's
-    // flow control in charge.
-    let (reports, mut received) = tokio::sync::mpsc::channel(1);
+    // due throttle never cancels a poll halfway. Messages are brought in as many as have
+    // arrived at once (at most INBOUND_BATCH), so that what is stored for them is stored in
+    // one write; the broker's flow control stays in charge, as nothing is acknowledged
+    // before it is in Matrix.
+    let (reports, mut received) = tokio::sync::mpsc::channel(INBOUND_BATCH);
     let connection = BrokerConnection {
         events: tokio::sync::Mutex::new(events),
         reports,
@@ -704,22 +709,37 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
     // broker confirmed them all.
     let mut awaiting_subacks = 0_usize;
     let mut acks = UnsentAcks::default();
+    // A report taken from the channel while gathering messages, handled next.
+    let mut next: Option<Result<LinkEvent, String>> = None;
+    // Messages shown whose records are not yet known to be stored. While more messages wait,
+    // they are stored with the next batch's delivery state (one write for both); once
+    // nothing waits, they are stored and acknowledged.
+    let mut unsettled: Vec<Arc<Pending>> = Vec::new();
     loop {
+        if !unsettled.is_empty()
+            && ((next.is_none() && received.is_empty()) || unsettled.len() >= 4 * INBOUND_BATCH)
+        {
+            let done = std::mem::take(&mut unsettled);
+            acks.release_settled(&inbound.ctx, &client, done).await;
+        }
         acks.hand_over(&client);
         let next_due = inbound.next_due();
-        let event = tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = sleep_until_due(next_due) => {
-                for done in inbound.show_due().await {
-                    acks.release(&client, done);
+        let event = if let Some(event) = next.take() {
+            event
+        } else {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = sleep_until_due(next_due) => {
+                    let done = inbound.show_due().await;
+                    acks.release_settled(&inbound.ctx, &client, done).await;
+                    continue;
                 }
-                continue;
+                () = tokio::time::sleep(ACK_RETRY), if acks.waiting() => continue,
+                event = received.recv() => match event {
+                    Some(event) => event,
+                    None => return,
+                },
             }
-            () = tokio::time::sleep(ACK_RETRY), if acks.waiting() => continue,
-            event = received.recv() => match event {
-                Some(event) => event,
-                None => return,
-            },
         };
         match event {
             Ok(LinkEvent::Connected { session_present }) => {
@@ -741,9 +761,19 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
                 }
             }
             Ok(LinkEvent::Message(publish)) => {
-                for done in inbound.bring_in(publish).await {
-                    acks.release(&client, done);
+                let mut batch = vec![publish];
+                while batch.len() < INBOUND_BATCH
+                    && let Ok(event) = received.try_recv()
+                {
+                    match event {
+                        Ok(LinkEvent::Message(publish)) => batch.push(publish),
+                        other => {
+                            next = Some(other);
+                            break;
+                        }
+                    }
                 }
+                unsettled.extend(inbound.bring_in(batch).await);
             }
             Ok(_) => {}
             Err(_) => connected.store(false, Ordering::Relaxed),
@@ -793,6 +823,27 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
 struct UnsentAcks(std::collections::VecDeque<Incoming>);
 
 impl UnsentAcks {
+    /// Lets go of messages once what bringing them into Matrix recorded is stored (see
+    /// [`UnsentAcks::release`]); if it cannot be stored, they are not acknowledged (the broker
+    /// delivers them again after a reconnection).
+    async fn release_settled(
+        &mut self,
+        ctx: &BridgeContext,
+        client: &Client,
+        messages: Vec<Arc<Pending>>,
+    ) {
+        if messages.is_empty() {
+            return;
+        }
+        if let Err(e) = ctx.matrix().settle().await {
+            tracing::warn!(error = %e, "cannot store which MQTT messages are in Matrix; the broker will deliver them again");
+            return;
+        }
+        for message in messages {
+            self.release(client, message);
+        }
+    }
+
     /// Lets go of a message: once no mapping holds it any more, it is acknowledged to the
     /// broker (after those waiting already), unless a mapping could not show it (then the
     /// broker delivers it again).
@@ -885,20 +936,9 @@ impl Inbound {
         id
     }
 
-    /// Brings one message into the rooms whose filters match it, or hands it to their
-    /// throttles; returns the messages this is done with, to be released.
-    async fn bring_in(&self, publish: Incoming) -> Vec<Arc<Pending>> {
-        let message = Arc::new(Pending {
-            publish,
-            failed: AtomicBool::new(false),
-        });
-        let publish = &message.publish;
-        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
-            tracing::warn!("skipped an MQTT message whose topic is not UTF-8");
-            return vec![message];
-        };
-        let matching: Vec<&Mapping> = self
-            .mappings
+    /// The inbound mappings whose filters match `topic`.
+    fn matching(&self, topic: &str) -> Vec<&Mapping> {
+        self.mappings
             .iter()
             .filter(|m| {
                 m.settings.direction.inbound()
@@ -906,9 +946,48 @@ impl Inbound {
                         .iter()
                         .any(|f| topic::matches(f, topic))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Brings messages that arrived together into the rooms whose filters match them, or
+    /// hands them to their throttles, in order; their ids (and delivery state) are recorded
+    /// in one write first. Returns the messages this is done with, to be released.
+    async fn bring_in(&self, publishes: Vec<Incoming>) -> Vec<Arc<Pending>> {
+        let mut released = Vec::new();
+        let mut admitted = Vec::with_capacity(publishes.len());
+        for publish in publishes {
+            let message = Arc::new(Pending {
+                publish,
+                failed: AtomicBool::new(false),
+            });
+            match self.admit(&message.publish).await {
+                Some(topic) => admitted.push((message, topic)),
+                None => released.push(message),
+            }
+        }
+        // Recorded together: the writes of one moment are stored in one group.
+        let ids = futures_util::future::join_all(
+            admitted
+                .iter()
+                .map(|(message, topic)| self.message_id(&message.publish, topic)),
+        )
+        .await;
+        for ((message, topic), id) in admitted.into_iter().zip(ids) {
+            released.extend(self.show_or_hold(message, &topic, &id).await);
+        }
+        released
+    }
+
+    /// The topic of a message to bring in, or `None` when it is not for any room (no mapping
+    /// matches it, its topic is not UTF-8, it is too large: then it is reported and dropped).
+    async fn admit(&self, publish: &Incoming) -> Option<String> {
+        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+            tracing::warn!("skipped an MQTT message whose topic is not UTF-8");
+            return None;
+        };
+        let matching = self.matching(topic);
         if matching.is_empty() {
-            return vec![message];
+            return None;
         }
         if publish.payload.len() > self.max_payload_bytes {
             let detail = format!(
@@ -924,12 +1003,23 @@ impl Inbound {
                     .report_skipped(&key, "too_large", &detail)
                     .await;
             }
-            return vec![message];
+            return None;
         }
-        let id = self.message_id(publish, topic).await;
-        self.remember(publish, topic, &id);
+        Some(topic.to_owned())
+    }
+
+    /// Shows one message (with its id) in the rooms whose filters match it, or hands it to
+    /// their throttles; returns the messages this is done with, to be released.
+    async fn show_or_hold(
+        &self,
+        message: Arc<Pending>,
+        topic: &str,
+        id: &str,
+    ) -> Vec<Arc<Pending>> {
+        let publish = &message.publish;
+        self.remember(publish, topic, id);
         let mut released = Vec::new();
-        for mapping in matching {
+        for mapping in self.matching(topic) {
             let throttle = mapping.settings.throttle.filter(|_| {
                 // A last will always shows.
                 mapping
@@ -940,7 +1030,7 @@ impl Inbound {
                     != Some(&publish.payload[..])
             });
             let Some(throttle) = throttle else {
-                if !self.show(mapping, topic, publish, &id).await {
+                if !self.show(mapping, topic, publish, id).await {
                     message.failed.store(true, Ordering::Relaxed);
                 }
                 continue;
@@ -954,11 +1044,11 @@ impl Inbound {
                     throttle,
                     topic,
                     tokio::time::Instant::now(),
-                    (Arc::clone(&message), id.clone()),
+                    (Arc::clone(&message), id.to_owned()),
                 );
             match admission {
                 Admission::Show(_) => {
-                    if !self.show(mapping, topic, publish, &id).await {
+                    if !self.show(mapping, topic, publish, id).await {
                         message.failed.store(true, Ordering::Relaxed);
                     }
                 }

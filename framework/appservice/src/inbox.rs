@@ -118,6 +118,13 @@ impl From<switchboard_api::PluginError> for HandleError {
 pub trait EventHandler: Send + Sync + 'static {
     /// Handles one event; called again after a restart if the process died before it returned.
     async fn handle(&self, item: &InboxItem) -> Result<(), HandleError>;
+
+    /// Waits until what the handling of every event so far left to be stored later (writes
+    /// gathered for a group commit) is stored: events are marked handled only after it
+    /// returns `Ok`, so a crash never loses what their handling recorded.
+    async fn settle(&self) -> Result<(), HandleError> {
+        Ok(())
+    }
 }
 
 /// Outcome of offering a transaction to the inbox.
@@ -326,7 +333,7 @@ impl Inbox {
             let _ = item_tx.send(InboxItem::from_row(row));
         }
         drop(item_tx);
-        tracker.spawn(record_done(store.clone(), done_rx));
+        tracker.spawn(record_done(store.clone(), Arc::clone(&handler), done_rx));
         tracker.spawn(route(
             Arc::clone(&shared),
             item_rx,
@@ -735,10 +742,15 @@ impl BatchProgress {
     }
 }
 
-/// Deletes batches once all their events are handled, gathering deletes for a moment;
-/// flushes everything before stopping. (A batch whose deletion is not yet written is handled
-/// again after a crash, which idempotent sends make harmless.)
-async fn record_done(store: Store, mut done: mpsc::UnboundedReceiver<Completion>) {
+/// Deletes batches once all their events are handled (and what their handling left to be
+/// stored is stored: [`EventHandler::settle`]), gathering deletes for a moment; flushes
+/// everything before stopping. (A batch whose deletion is not yet written is handled again
+/// after a crash, which idempotent sends make harmless.)
+async fn record_done(
+    store: Store,
+    handler: Arc<dyn EventHandler>,
+    mut done: mpsc::UnboundedReceiver<Completion>,
+) {
     let mut progress = BatchProgress::default();
     let mut messages = Vec::with_capacity(DONE_BATCH);
     loop {
@@ -753,7 +765,9 @@ async fn record_done(store: Store, mut done: mpsc::UnboundedReceiver<Completion>
                 }
             }
             let mut attempt = 0u32;
-            while let Err(e) = store.inbox_batches_done(&progress.finished).await {
+            while let Err(e) =
+                settle_then_mark_done(&store, handler.as_ref(), &progress.finished).await
+            {
                 attempt += 1;
                 tracing::error!(error = %e, attempt, "cannot record handled events; retrying");
                 if attempt >= 20 {
@@ -768,6 +782,19 @@ async fn record_done(store: Store, mut done: mpsc::UnboundedReceiver<Completion>
             return;
         }
     }
+}
+
+/// Stores what the handling left to be stored, then marks `batches` handled.
+async fn settle_then_mark_done(
+    store: &Store,
+    handler: &dyn EventHandler,
+    batches: &[i64],
+) -> Result<(), String> {
+    handler.settle().await.map_err(|e| e.to_string())?;
+    store
+        .inbox_batches_done(batches)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Forgets transaction ids older than the retention, hourly.

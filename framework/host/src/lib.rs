@@ -10,11 +10,14 @@ pub mod bridge;
 mod commands;
 pub mod config;
 pub mod diagnostics;
+mod group_commit;
 mod isolation;
 pub mod metrics;
 mod options;
 pub mod plugin;
 pub mod provisioning;
+#[cfg(test)]
+mod test_fixtures;
 
 use switchboard_api::{command, permission, template};
 use switchboard_appservice::{self as appservice, inbox};

@@ -265,6 +265,15 @@ impl PluginHost {
         })
     }
 
+    /// Waits until what the plug-ins recorded so far is stored (called last at shutdown).
+    ///
+    /// # Errors
+    /// The database failed: what was not stored is lost with the process (the networks
+    /// deliver again what they were not told was received).
+    pub async fn settle(&self) -> Result<(), crate::store::StoreError> {
+        self.bridges.settle().await
+    }
+
     /// The bridges.
     pub(crate) fn bridges(&self) -> &BridgeHost {
         &self.bridges
@@ -395,6 +404,11 @@ impl EventHandler for PluginHost {
         catch_panic(&self.panics, handling, Box::pin(self.handle_item(item)))
             .await
             .unwrap_or_else(|panicked| Err(HandleError::Permanent(panicked.to_string())))
+    }
+
+    /// Stores the bridges' message-map entries gathered so far.
+    async fn settle(&self) -> Result<(), HandleError> {
+        Ok(self.bridges.settle().await?)
     }
 }
 

@@ -404,6 +404,9 @@ pub async fn run(
             "plug-in tasks still running after {PLUGIN_STOP_TIMEOUT:?}; closing the database anyway"
         );
     }
+    if let Err(e) = host.settle().await {
+        tracing::error!(error = %e, "cannot store the last message-map entries; their messages may be bridged again after the restart");
+    }
     if let Some(m) = metrics_server {
         shutdown.cancel();
         let _ = m.await;

@@ -1,7 +1,8 @@
 //! The store conformance suite: every backend must pass it. Each function takes a freshly
 //! migrated, empty store.
 
-use super::{Intent, ManagedUser, NewInboxEvent, Store};
+use super::{GroupWrite, Intent, ManagedUser, MessageRecord, NewInboxEvent, Store};
+use switchboard_api::ids::{PortalKey, RemoteMessageId};
 
 /// Inserts with the next free sequence numbers, as the inbox does; returns the first one,
 /// or `None` for a repeated transaction.
@@ -48,6 +49,71 @@ pub async fn run_all(store: &Store) {
     portal_logins_are_kept_per_user(store).await;
     the_heartbeat_keeps_the_latest_time(store).await;
     uploads_are_kept_by_content(store).await;
+    a_group_of_writes_is_stored_in_order(store).await;
+}
+
+/// A group of writes lands in order: messages (a repeat changes nothing), a forgotten
+/// event, data whose last write wins; a group written twice changes nothing more.
+pub async fn a_group_of_writes_is_stored_in_order(store: &Store) {
+    let message = |n: u32| GroupWrite::Message {
+        bridge: "g".into(),
+        record: MessageRecord {
+            portal: PortalKey::shared("chat"),
+            remote_message_id: RemoteMessageId(format!("m{n}")),
+            part: String::new(),
+            room_id: "!r:x".into(),
+            event_id: format!("$e{n}"),
+        },
+    };
+    let data = |json: &str| GroupWrite::Data {
+        owner: "bridge:g".into(),
+        key: "k".into(),
+        json: json.into(),
+    };
+    let mut writes: Vec<GroupWrite> = (0..2500).map(message).collect();
+    writes.push(message(7));
+    writes.push(data("1"));
+    writes.push(data("2"));
+    writes.push(GroupWrite::ForgetEvent {
+        event_id: "$e3".into(),
+    });
+    writes.push(data("3"));
+    let before = store.message_count().await.expect("count");
+    for _ in 0..2 {
+        store.write_group(&writes).await.expect("group");
+        assert_eq!(store.message_count().await.expect("count"), before + 2499);
+        assert_eq!(
+            store
+                .bot_data("bridge:g", "k")
+                .await
+                .expect("data")
+                .as_deref(),
+            Some("3")
+        );
+    }
+    let key = PortalKey::shared("chat");
+    let (kept, forgotten) = (
+        RemoteMessageId("m2499".into()),
+        RemoteMessageId("m3".into()),
+    );
+    let event = |id| store.message_event("g", &key, id, "");
+    assert_eq!(event(&kept).await.expect("read").as_deref(), Some("$e2499"));
+    assert_eq!(event(&forgotten).await.expect("read"), None);
+    let mut seen = 0;
+    store
+        .message_keys(|keys| {
+            if keys.bridge == "g" && keys.chat == "chat" && keys.event_id.starts_with("$e") {
+                seen += 1;
+            }
+        })
+        .await
+        .expect("keys");
+    assert_eq!(seen, 2499);
+    store
+        .write_group(&[message(1)])
+        .await
+        .expect("one statement");
+    store.delete_portal("g", &key).await.expect("clean up");
 }
 
 /// An upload is recorded reserved, then uploaded, by its content key.

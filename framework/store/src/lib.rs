@@ -70,6 +70,7 @@ macro_rules! on_pool {
 
 mod bot;
 mod bridge;
+mod group;
 mod heartbeat;
 mod intent;
 mod lease;
@@ -79,6 +80,7 @@ mod outbox;
 
 pub use bot::AuditRecord;
 pub use bridge::{MessageRecord, PortalRecord};
+pub use group::{GroupWrite, MessageKeys};
 pub use intent::Intent;
 pub use lease::{Lease, LeaseAttempt};
 pub use login::LoginRecord;

@@ -15,17 +15,19 @@ use super::commands::command_set;
 use super::ids::{PortalKey, RemoteChatId};
 use super::matrix::TextKind;
 use super::matrix::{BridgeMatrix, DOUBLE_PUPPET_MARK, PortalLocks};
+use super::message_map::MessageMap;
 use super::plugin::PortalRooms;
 use super::puppet::PuppetNaming;
 use super::status::BridgeStatus;
 use crate::client::HomeserverClient;
 use crate::command::{CommandSet, may_hold_command};
 use crate::config::OutboxConfig;
+use crate::group_commit::GroupCommit;
 use crate::inbox::HandleError;
 use crate::metrics::HostMetrics;
 use crate::options::{HostError, HostOptions};
 use crate::permission::{PermissionLevel, Permissions};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::template::Template;
 use switchboard_api::PluginError;
 use switchboard_api::bot::send_notice_reply;
@@ -39,6 +41,8 @@ pub(crate) struct BridgeHost {
     portal_rooms: PortalRooms,
     permissions: Permissions,
     store: Store,
+    /// The bridges' message map, stored by group commit.
+    messages: MessageMap,
     /// Management rooms and their users.
     management: std::sync::RwLock<HashMap<ruma::OwnedRoomId, ruma::OwnedUserId>>,
     /// Who was typing in each portal at the last notification.
@@ -92,6 +96,28 @@ mod thirdparty;
 
 pub(crate) use thirdparty::Lookup;
 
+/// The message map every hosted bridge shares, with its group commit; when `active`, its ticker
+/// runs and its known keys load in the background.
+fn start_message_map(
+    store: &Store,
+    active: bool,
+    options: &HostOptions,
+    shutdown: &CancellationToken,
+) -> MessageMap {
+    let commit = GroupCommit::new(store.clone());
+    let messages = MessageMap::new(store.clone(), commit.clone());
+    if active {
+        options.tasks.spawn(commit.run_ticker(shutdown.clone()));
+        let loading = messages.clone();
+        options.tasks.spawn(async move {
+            if let Err(e) = loading.load_known().await {
+                tracing::warn!(error = %e, "cannot read the message map's keys; every new message is looked up in the database");
+            }
+        });
+    }
+    messages
+}
+
 impl BridgeHost {
     /// Hosts `bridges`, acting through `client`; loads the known portal rooms and which portals
     /// have events waiting in the outbox.
@@ -113,6 +139,7 @@ impl BridgeHost {
             }
         }
         let server_name = client.bot_user_id().server_name().to_owned();
+        let messages = start_message_map(store, !bridges.is_empty(), options, shutdown);
         let mut hosted = Vec::with_capacity(bridges.len());
         for bridge in bridges {
             let info = bridge.info();
@@ -138,6 +165,7 @@ impl BridgeHost {
             let matrix =
                 BridgeMatrix::new(info, naming, client.clone(), store.clone(), metrics.clone())
                     .with_portal_rooms(portal_rooms.clone())
+                    .with_message_map(messages.clone())
                     .with_double_puppets(options.double_puppets.clone())
                     .with_media_limit(options.max_media_bytes)
                     .with_puppet_idle(options.puppet_idle)
@@ -193,6 +221,7 @@ impl BridgeHost {
             portal_rooms,
             permissions: options.permissions.clone(),
             store: store.clone(),
+            messages,
             management: std::sync::RwLock::new(management),
             typing: Mutex::default(),
         })
@@ -268,6 +297,11 @@ impl BridgeHost {
     /// Who may do what.
     pub(crate) fn permissions(&self) -> &Permissions {
         &self.permissions
+    }
+
+    /// Waits until what the bridges recorded so far (their message map) is stored.
+    pub(crate) async fn settle(&self) -> Result<(), StoreError> {
+        self.messages.settle().await
     }
 
     /// Starts every bridge (connects them to their networks) and their outbox workers.

@@ -9,14 +9,16 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use serde_json::json;
 
 use super::ids::{PortalKey, RemoteMessageId, RemoteUserId};
+use super::message_map::MessageMap;
 use super::plugin::PortalRooms;
 use super::puppet::PuppetNaming;
 use super::puppet_cache::PuppetCache;
 use super::skipped::SkipNotices;
 use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
+use crate::group_commit::GroupCommit;
 use crate::inbox::HandleError;
 use crate::metrics::HostMetrics;
-use crate::store::{MessageRecord, PortalRecord, Store, StoreError};
+use crate::store::{GroupWrite, MessageRecord, PortalRecord, Store, StoreError};
 use switchboard_api::PluginError;
 use switchboard_api::bridge::{Bridge, DataOwner};
 pub use switchboard_api::event::TextKind;
@@ -97,6 +99,8 @@ pub struct BridgeMatrix {
     pub(super) naming: PuppetNaming,
     pub(super) client: HomeserverClient,
     pub(super) store: Store,
+    /// Which remote message is which Matrix event (shared by the host's bridges).
+    pub(super) messages: MessageMap,
     pub(super) metrics: HostMetrics,
     pub(super) portal_rooms: PortalRooms,
     pub(super) portal_locks: PortalLocks,
@@ -184,6 +188,7 @@ impl BridgeMatrix {
             info,
             naming,
             client,
+            messages: MessageMap::new(store.clone(), GroupCommit::new(store.clone())),
             store,
             metrics,
             portal_rooms: PortalRooms::default(),
@@ -270,6 +275,13 @@ impl BridgeMatrix {
     }
 
     /// Shares the host's map of portal rooms, so that rooms created here are routed to this
+    /// Shares the host's message map (and its group commit) instead of one of its own.
+    #[must_use]
+    pub(crate) fn with_message_map(mut self, messages: MessageMap) -> Self {
+        self.messages = messages;
+        self
+    }
+
     /// bridge.
     #[must_use]
     pub fn with_portal_rooms(mut self, portal_rooms: PortalRooms) -> Self {
@@ -514,9 +526,15 @@ impl BridgeMatrix {
                     .await?;
             }
             DataOwner::Bridge(key) => {
-                self.store
-                    .put_bot_data(&self.data_owner(), key, &json)
-                    .await?;
+                // Through the group commit: what a bridge records for several messages at
+                // once (their delivery state) is stored in one write.
+                let commit = self.messages.commit();
+                commit.submit(GroupWrite::Data {
+                    owner: self.data_owner(),
+                    key: key.to_owned(),
+                    json,
+                });
+                commit.settle().await?;
             }
         }
         Ok(())
@@ -621,10 +639,10 @@ impl BridgeMatrix {
             }
             sent => sent?,
         };
-        self.store
-            .put_message(
+        self.messages
+            .record(
                 &self.info.id,
-                &MessageRecord {
+                MessageRecord {
                     portal: key.clone(),
                     remote_message_id: sent.remote_id.clone(),
                     part: sent.part.to_owned(),
@@ -646,10 +664,10 @@ impl BridgeMatrix {
         room_id: &RoomId,
         event_id: &ruma::EventId,
     ) -> Result<(), BridgeError> {
-        self.store
-            .put_message(
+        self.messages
+            .record(
                 &self.info.id,
-                &MessageRecord {
+                MessageRecord {
                     portal: key.clone(),
                     remote_message_id: remote_id.clone(),
                     part: part.to_owned(),
@@ -698,8 +716,8 @@ impl BridgeMatrix {
         part: &str,
     ) -> Result<Option<OwnedEventId>, BridgeError> {
         Ok(self
-            .store
-            .message_event(&self.info.id, key, id, part)
+            .messages
+            .event_of(&self.info.id, key, id, part)
             .await?
             .and_then(|e| OwnedEventId::try_from(e).ok()))
     }

@@ -11,6 +11,7 @@ pub mod from_matrix;
 pub(crate) mod host;
 pub mod matrix;
 pub mod media;
+mod message_map;
 pub mod plugin;
 mod portal;
 pub mod puppet;

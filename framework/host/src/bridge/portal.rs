@@ -342,7 +342,7 @@ impl BridgeMatrix {
         if let Some(room_id) = self.known_room(key).await? {
             self.portal_rooms.remove(&room_id);
         }
-        self.store.delete_portal(&self.info.id, key).await?;
+        self.messages.forget_portal(&self.info.id, key).await?;
         tracing::info!(bridge = %self.info.id, chat = %key.chat, "portal unbridged");
         Ok(())
     }

@@ -169,7 +169,7 @@ impl BridgeMatrix {
         );
         self.client.send(request, speaker.identity()).await?;
         // The same reaction may be given again later: it is a new event then.
-        self.store.delete_message(event_id.as_str()).await?;
+        self.messages.forget_event(event_id.as_str()).await?;
         Ok(Applied::Done)
     }
 

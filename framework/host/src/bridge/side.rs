@@ -7,7 +7,7 @@ use switchboard_api::bridge::{DataOwner, MatrixSide};
 use switchboard_api::login::Login;
 use switchboard_api::remote::{Applied, RemoteEvent, RemoteMedia};
 
-use super::matrix::{BridgeInfo, BridgeMatrix, Bridged, PuppetProfile, RemoteText};
+use super::matrix::{BridgeError, BridgeInfo, BridgeMatrix, Bridged, PuppetProfile, RemoteText};
 use crate::bridge::ids::{PortalKey, RemoteMessageId, RemoteUserId};
 
 /// The bridges' view of their Matrix side: the same operations, failing with [`PluginError`].
@@ -130,6 +130,10 @@ impl MatrixSide for BridgeMatrix {
 
     async fn report_skipped(&self, key: &PortalKey, reason: &'static str, detail: &str) {
         BridgeMatrix::report_skipped(self, key, reason, detail).await;
+    }
+
+    async fn settle(&self) -> Result<(), PluginError> {
+        Ok(self.messages.settle().await.map_err(BridgeError::from)?)
     }
 
     async fn load_data(&self, owner: DataOwner<'_>) -> Result<Option<String>, PluginError> {

@@ -52,8 +52,9 @@ impl HostedBridge {
         };
         let kind = kind_label(&read);
         if self
-            .store
-            .message_by_event(event.event_id.as_str())
+            .matrix
+            .messages
+            .by_event(event.event_id.as_str())
             .await?
             .is_some()
         {
@@ -109,8 +110,9 @@ impl HostedBridge {
         event_id: &OwnedEventId,
     ) -> Result<Option<MessageRecord>, HandleError> {
         Ok(self
-            .store
-            .message_by_event(event_id.as_str())
+            .matrix
+            .messages
+            .by_event(event_id.as_str())
             .await?
             .filter(|(bridge, record)| bridge == self.id() && record.portal == *portal)
             .map(|(_, record)| record))
@@ -394,10 +396,11 @@ impl HostedBridge {
         remote_message_id: crate::bridge::RemoteMessageId,
         part: String,
     ) -> Result<(), HandleError> {
-        self.store
-            .put_message(
+        self.matrix
+            .messages
+            .record(
                 self.id(),
-                &MessageRecord {
+                MessageRecord {
                     portal: portal.clone(),
                     remote_message_id,
                     part,

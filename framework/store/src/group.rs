@@ -1,0 +1,206 @@
+//! Group commit: many small writes (message-map entries, plug-ins' data) stored by one
+//! statement, or one transaction, instead of one round trip each.
+
+use futures_util::TryStreamExt;
+use sqlx::{QueryBuilder, Row};
+
+use super::bridge::{MessageRecord, receiver_column};
+use super::{ROWS_PER_STATEMENT, Store, StoreResult};
+
+/// One write of a group ([`Store::write_group`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupWrite {
+    /// Records a message-map entry of `bridge` (nothing when either side was mapped before,
+    /// as [`Store::put_message`]).
+    Message {
+        /// The bridge.
+        bridge: String,
+        /// The entry.
+        record: MessageRecord,
+    },
+    /// Forgets the message-map entry of a Matrix event (as [`Store::delete_message`]).
+    ForgetEvent {
+        /// The Matrix event.
+        event_id: String,
+    },
+    /// Stores a plug-in's data under a key (as [`Store::put_bot_data`]).
+    Data {
+        /// The plug-in whose data it is.
+        owner: String,
+        /// The key.
+        key: String,
+        /// The data, JSON.
+        json: String,
+    },
+}
+
+/// A message-map entry's two keys, as [`Store::message_keys`] hands them out.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageKeys<'a> {
+    /// The bridge.
+    pub bridge: &'a str,
+    /// The remote chat.
+    pub chat: &'a str,
+    /// The receiver (`""` for a shared portal).
+    pub receiver: &'a str,
+    /// The remote message.
+    pub remote_message_id: &'a str,
+    /// The part.
+    pub part: &'a str,
+    /// The Matrix event.
+    pub event_id: &'a str,
+}
+
+/// Writes that go into one statement.
+enum Statement<'a> {
+    Messages(Vec<(&'a str, &'a MessageRecord)>),
+    Forget(Vec<&'a str>),
+    Data(Vec<(&'a str, &'a str, &'a str)>),
+}
+
+impl Statement<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Statement::Messages(rows) => rows.len(),
+            Statement::Forget(rows) => rows.len(),
+            Statement::Data(rows) => rows.len(),
+        }
+    }
+}
+
+/// Cuts `writes` into statements, in order: each run of writes of one kind becomes one
+/// statement of at most [`ROWS_PER_STATEMENT`] rows. Within a run of data writes, the last
+/// write of a key wins (one statement may not update a row twice).
+fn statements(writes: &[GroupWrite]) -> Vec<Statement<'_>> {
+    let mut out: Vec<Statement<'_>> = Vec::new();
+    for write in writes {
+        let full = out.last().is_some_and(|s| s.len() >= ROWS_PER_STATEMENT);
+        match (write, out.last_mut()) {
+            (GroupWrite::Message { bridge, record }, Some(Statement::Messages(rows))) if !full => {
+                rows.push((bridge, record));
+            }
+            (GroupWrite::Message { bridge, record }, _) => {
+                out.push(Statement::Messages(vec![(bridge, record)]));
+            }
+            (GroupWrite::ForgetEvent { event_id }, Some(Statement::Forget(rows))) if !full => {
+                rows.push(event_id);
+            }
+            (GroupWrite::ForgetEvent { event_id }, _) => {
+                out.push(Statement::Forget(vec![event_id]));
+            }
+            (GroupWrite::Data { owner, key, json }, Some(Statement::Data(rows))) if !full => {
+                rows.retain(|(o, k, _)| (*o, *k) != (owner.as_str(), key.as_str()));
+                rows.push((owner, key, json));
+            }
+            (GroupWrite::Data { owner, key, json }, _) => {
+                out.push(Statement::Data(vec![(owner, key, json)]));
+            }
+        }
+    }
+    out
+}
+
+/// Appends the statement's SQL to `qb`, with its values bound.
+fn push_sql<'q, DB>(qb: &mut QueryBuilder<DB>, statement: &Statement<'q>)
+where
+    DB: sqlx::Database,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    match statement {
+        Statement::Messages(rows) => {
+            qb.push(
+                "INSERT INTO bridge_message \
+                 (bridge_id, chat_id, receiver, remote_message_id, part, room_id, event_id) ",
+            );
+            qb.push_values(rows, |mut row, (bridge, record)| {
+                row.push_bind(*bridge)
+                    .push_bind(record.portal.chat.as_str())
+                    .push_bind(receiver_column(&record.portal))
+                    .push_bind(record.remote_message_id.as_str())
+                    .push_bind(record.part.as_str())
+                    .push_bind(record.room_id.as_str())
+                    .push_bind(record.event_id.as_str());
+            });
+            qb.push(" ON CONFLICT DO NOTHING");
+        }
+        Statement::Forget(event_ids) => {
+            qb.push("DELETE FROM bridge_message WHERE event_id IN (");
+            let mut list = qb.separated(", ");
+            for event_id in event_ids {
+                list.push_bind(*event_id);
+            }
+            qb.push(")");
+        }
+        Statement::Data(rows) => {
+            qb.push("INSERT INTO bot_data (bot_id, key, data) ");
+            qb.push_values(rows, |mut row, (owner, key, json)| {
+                row.push_bind(*owner).push_bind(*key).push_bind(*json);
+            });
+            qb.push(" ON CONFLICT (bot_id, key) DO UPDATE SET data = excluded.data");
+        }
+    }
+}
+
+impl Store {
+    /// Stores `writes` in order. Not atomically: a group that failed (or whose outcome was
+    /// lost) is stored again whole, which its idempotent writes make harmless. On SQLite the
+    /// whole group is one query — one hand-off to the database thread — whatever it holds.
+    pub async fn write_group(&self, writes: &[GroupWrite]) -> StoreResult<()> {
+        let statements = statements(writes);
+        match self {
+            Store::Sqlite(pool) => {
+                let mut qb = QueryBuilder::new("");
+                for (i, statement) in statements.iter().enumerate() {
+                    if i > 0 {
+                        qb.push("; ");
+                    }
+                    push_sql(&mut qb, statement);
+                }
+                if !statements.is_empty() {
+                    qb.build().execute(pool).await?;
+                }
+            }
+            Store::Postgres(pool) => {
+                for statement in &statements {
+                    let mut qb = QueryBuilder::new("");
+                    push_sql(&mut qb, statement);
+                    qb.build().execute(pool).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many message-map entries there are.
+    pub async fn message_count(&self) -> StoreResult<i64> {
+        on_pool!(self, pool => Ok(sqlx::query("SELECT COUNT(*) FROM bridge_message")
+            .fetch_one(pool)
+            .await?
+            .try_get(0)?))
+    }
+
+    /// Hands the keys of every message-map entry to `each`, streamed (never all in memory).
+    pub async fn message_keys(
+        &self,
+        mut each: impl FnMut(MessageKeys<'_>) + Send,
+    ) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            let mut rows = sqlx::query(
+                "SELECT bridge_id, chat_id, receiver, remote_message_id, part, event_id \
+                 FROM bridge_message",
+            )
+            .fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                each(MessageKeys {
+                    bridge: row.try_get(0)?,
+                    chat: row.try_get(1)?,
+                    receiver: row.try_get(2)?,
+                    remote_message_id: row.try_get(3)?,
+                    part: row.try_get(4)?,
+                    event_id: row.try_get(5)?,
+                });
+            }
+            Ok(())
+        })
+    }
+}
