@@ -187,6 +187,11 @@ impl HsState {
         self.rooms.lock().ok().and_then(|r| r.first().cloned())
     }
 
+    /// How many rooms were created here.
+    pub(crate) fn room_count(&self) -> u64 {
+        self.rooms.lock().map_or(0, |r| r.len() as u64)
+    }
+
     /// Whether `room_id` is a room created here.
     fn is_room(&self, room_id: &str) -> bool {
         self.rooms

@@ -125,6 +125,10 @@ struct MqttInArgs {
     /// Devices the messages are spread over (round-robin): topics `bench/dev<k>/in`.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     devices: u64,
+    /// Rooms (one mapping each) the devices are spread over: device `k` is in room
+    /// `k mod N`. At most `--devices`.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    rooms: u64,
     /// Publishes the broker has not acknowledged yet, at most.
     #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_535))]
     in_flight: u32,
@@ -200,6 +204,7 @@ impl Cli {
             Some(Command::MqttIn(a)) => Plan {
                 workload: Workload::MqttIn {
                     devices: a.devices,
+                    rooms: a.rooms.min(a.devices),
                     in_flight: a.in_flight,
                     pace: Pace {
                         window: (a.window > 0).then_some(a.window),
@@ -281,6 +286,7 @@ fn describe(opts: &Options, threads: u64, repeat: u64) -> (String, Map<String, V
         }
         Workload::MqttIn {
             devices,
+            rooms,
             in_flight,
             pace,
             broker_inflight,
@@ -288,6 +294,7 @@ fn describe(opts: &Options, threads: u64, repeat: u64) -> (String, Map<String, V
             set("broker_inflight", Value::from(broker_inflight));
             set("workload", Value::from(opts.workload.name()));
             set("devices", Value::from(devices));
+            set("rooms", Value::from(rooms));
             set("in_flight", Value::from(in_flight));
             set("window", pace.window.map_or(Value::Null, Value::from));
             set("rate", pace.rate.map_or(Value::Null, Value::from));
@@ -295,7 +302,7 @@ fn describe(opts: &Options, threads: u64, repeat: u64) -> (String, Map<String, V
             let rate = limit_text(pace.rate, "/s");
             let window = limit_text(pace.window, "");
             format!(
-                "mqtt-in: {} messages at QoS {}, {devices} devices, {in_flight} in flight, \
+                "mqtt-in: {} messages at QoS {}, {devices} devices in {rooms} room(s), {in_flight} in flight, \
                  window {window}, rate {rate}, {} warm-up",
                 opts.events, pace.qos, opts.warmup
             )

@@ -7,6 +7,7 @@
 //! - `mqtt-out`: transactions of `out <N>` in the bridge's portal room → the bridge's MQTT
 //!   message at the bench's subscriber.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,9 @@ pub(crate) enum Workload {
     MqttIn {
         /// Devices the messages are spread over.
         devices: u64,
+        /// Rooms (one mapping each) the devices are spread over: device `k` in room `k mod
+        /// rooms`.
+        rooms: u64,
         /// Publishes the broker has not acknowledged yet, at most.
         in_flight: u32,
         /// How fast to publish.
@@ -112,8 +116,50 @@ impl Workload {
             (Workload::Echo { .. }, _) | (_, None) => {
                 "bots:\n  echo:\n    enabled: true\n".to_owned()
             }
-            (_, Some(broker)) => format!(
-                "bots:
+            (Workload::MqttIn { devices, rooms, .. }, Some(broker)) => {
+                let mut section = bridge_section(broker);
+                for k in 0..rooms {
+                    let topics = if rooms == 1 {
+                        "\"bench/+/in\"".to_owned()
+                    } else {
+                        (k..devices)
+                            .step_by(usize::try_from(rooms).unwrap_or(1))
+                            .map(|d| format!("\"bench/dev{d}/in\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let _ = write!(
+                        section,
+                        "      - name: bench{k}
+        topics: [{topics}]
+        direction: in
+        device_level: 1
+        qos: 1
+"
+                    );
+                }
+                section
+            }
+            (_, Some(broker)) => {
+                bridge_section(broker)
+                    + &format!(
+                        "      - name: bench
+        topics: [\"bench/+/in\"]
+        direction: both
+        device_level: 1
+        publish_to: {OUT_TOPIC}
+        qos: 1
+"
+                    )
+            }
+        }
+    }
+}
+
+/// The config of the MQTT bridge on `broker` up to its list of mappings (the echo bot off).
+fn bridge_section(broker: &str) -> String {
+    format!(
+        "bots:
   echo:
     enabled: false
 bridges:
@@ -122,16 +168,8 @@ bridges:
     broker: {broker}
     client_id: switchboard-bench
     mappings:
-      - name: bench
-        topics: [\"bench/+/in\"]
-        direction: both
-        device_level: 1
-        publish_to: {OUT_TOPIC}
-        qos: 1
 "
-            ),
-        }
-    }
+    )
 }
 
 /// Where the load goes.
@@ -195,11 +233,12 @@ impl Driver {
             }
             Workload::MqttIn {
                 devices,
+                rooms,
                 in_flight,
                 pace,
                 ..
             } => {
-                wait_bridge(state, target.metrics_port, sb).await?;
+                wait_bridge(state, rooms, target.metrics_port, sb).await?;
                 let client =
                     MqttClient::connect(broker_port()?, Arc::clone(state), in_flight, 1).await?;
                 Ok(Driver::Publishes {
@@ -211,7 +250,7 @@ impl Driver {
             Workload::MqttOut {
                 batch, users, rate, ..
             } => {
-                let room = wait_bridge(state, target.metrics_port, sb).await?;
+                let room = wait_bridge(state, 1, target.metrics_port, sb).await?;
                 let client = MqttClient::connect(
                     broker_port()?,
                     Arc::clone(state),
@@ -273,13 +312,18 @@ impl Driver {
     }
 }
 
-/// Waits until the MQTT bridge has created its portal room and is connected to the broker
-/// with its subscriptions confirmed; returns the room.
-async fn wait_bridge(state: &HsState, metrics_port: u16, sb: &mut Switchboard) -> Result<String> {
+/// Waits until the MQTT bridge has created its `rooms` portal rooms and is connected to the
+/// broker with its subscriptions confirmed; returns the first room.
+async fn wait_bridge(
+    state: &HsState,
+    rooms: u64,
+    metrics_port: u16,
+    sb: &mut Switchboard,
+) -> Result<String> {
     let started = Instant::now();
     loop {
         sb.check_alive()?;
-        if let Some(room) = state.first_room() {
+        if let Some(room) = state.first_room().filter(|_| state.room_count() >= rooms) {
             let text = switchboard::metrics_text(metrics_port)
                 .await
                 .unwrap_or_default();
@@ -297,9 +341,10 @@ async fn wait_bridge(state: &HsState, metrics_port: u16, sb: &mut Switchboard) -
         }
         if started.elapsed() > BRIDGE_TIMEOUT {
             bail!(
-                "the MQTT bridge did not create its room and connect within {} s (room: {:?})",
+                "the MQTT bridge did not create its {rooms} room(s) and connect within {} s \
+                 (rooms created: {})",
                 BRIDGE_TIMEOUT.as_secs(),
-                state.first_room()
+                state.room_count()
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -327,5 +372,34 @@ mod tests {
         assert_eq!(mqtt["mappings"][0]["direction"], "both");
         assert_eq!(value["bots"]["echo"]["enabled"], false);
         assert_eq!(workload.bot_localpart(), "bridgebot");
+    }
+
+    #[test]
+    fn mqtt_in_spreads_the_devices_over_one_mapping_per_room() {
+        let workload = Workload::MqttIn {
+            devices: 5,
+            rooms: 2,
+            in_flight: 10,
+            pace: Pace {
+                window: None,
+                rate: None,
+                qos: 1,
+            },
+            broker_inflight: 20,
+        };
+        let section = workload.config_section(Some("mqtt://127.0.0.1:1883"));
+        let value: serde_json::Value = serde_norway::from_str(&section).expect("YAML");
+        let mappings = &value["bridges"]["mqtt"]["mappings"];
+        let topics = |k: usize| mappings[k]["topics"].clone();
+        assert_eq!(
+            topics(0),
+            serde_json::json!(["bench/dev0/in", "bench/dev2/in", "bench/dev4/in"])
+        );
+        assert_eq!(
+            topics(1),
+            serde_json::json!(["bench/dev1/in", "bench/dev3/in"])
+        );
+        assert_eq!(mappings[1]["name"], "bench1");
+        assert!(mappings[2].is_null());
     }
 }

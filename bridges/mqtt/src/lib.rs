@@ -654,6 +654,13 @@ struct InFlight {
     topic: String,
 }
 
+/// A message on its way into one room: the message, its topic and its id.
+struct Arrival<'a> {
+    message: Arc<Pending>,
+    topic: &'a str,
+    id: Arc<str>,
+}
+
 /// A message from the broker on its way into Matrix: acknowledged when the last mapping is
 /// done with it (shown, dropped or replaced by a newer one), unless one could not show it.
 struct Pending {
@@ -936,22 +943,26 @@ impl Inbound {
         id
     }
 
-    /// The inbound mappings whose filters match `topic`.
+    /// The inbound mappings whose filters (configured, or added by command) match `topic`.
     fn matching(&self, topic: &str) -> Vec<&Mapping> {
+        let extra = self.extra.read().unwrap_or_else(PoisonError::into_inner);
         self.mappings
             .iter()
             .filter(|m| {
                 m.settings.direction.inbound()
-                    && filters_of(m, &self.extra)
-                        .iter()
-                        .any(|f| topic::matches(f, topic))
+                    && (m.settings.topics.iter().any(|f| topic::matches(f, topic))
+                        || extra
+                            .get(&m.settings.name)
+                            .is_some_and(|added| added.iter().any(|f| topic::matches(f, topic))))
             })
             .collect()
     }
 
     /// Brings messages that arrived together into the rooms whose filters match them, or
-    /// hands them to their throttles, in order; their ids (and delivery state) are recorded
-    /// in one write first. Returns the messages this is done with, to be released.
+    /// hands them to their throttles; their ids (and delivery state) are recorded in one write
+    /// first. Each room gets its messages in the order they arrived, and the rooms are served
+    /// at the same time (one room's round trips to the homeserver do not wait for another's).
+    /// Returns the messages this is done with, to be released.
     async fn bring_in(&self, publishes: Vec<Incoming>) -> Vec<Arc<Pending>> {
         let mut released = Vec::new();
         let mut admitted = Vec::with_capacity(publishes.len());
@@ -961,7 +972,7 @@ impl Inbound {
                 failed: AtomicBool::new(false),
             });
             match self.admit(&message.publish).await {
-                Some(topic) => admitted.push((message, topic)),
+                Some((topic, mappings)) => admitted.push((message, topic, mappings)),
                 None => released.push(message),
             }
         }
@@ -969,18 +980,43 @@ impl Inbound {
         let ids = futures_util::future::join_all(
             admitted
                 .iter()
-                .map(|(message, topic)| self.message_id(&message.publish, topic)),
+                .map(|(message, topic, _)| self.message_id(&message.publish, topic)),
         )
         .await;
-        for ((message, topic), id) in admitted.into_iter().zip(ids) {
-            released.extend(self.show_or_hold(message, &topic, &id).await);
+        let mut lanes: Vec<(&Mapping, Vec<Arrival>)> = Vec::new();
+        for ((message, topic, mappings), id) in admitted.iter().zip(ids) {
+            self.remember(&message.publish, topic, &id);
+            let id: Arc<str> = id.into();
+            for &mapping in mappings {
+                let arrival = Arrival {
+                    message: Arc::clone(message),
+                    topic: topic.as_str(),
+                    id: Arc::clone(&id),
+                };
+                match lanes.iter_mut().find(|(m, _)| std::ptr::eq(*m, mapping)) {
+                    Some((_, lane)) => lane.push(arrival),
+                    None => lanes.push((mapping, vec![arrival])),
+                }
+            }
         }
+        let replaced =
+            futures_util::future::join_all(lanes.into_iter().map(|(mapping, lane)| async move {
+                let mut replaced = Vec::new();
+                for arrival in lane {
+                    replaced.extend(self.show_or_hold(mapping, arrival).await);
+                }
+                replaced
+            }))
+            .await;
+        released.extend(replaced.into_iter().flatten());
+        released.extend(admitted.into_iter().map(|(message, _, _)| message));
         released
     }
 
-    /// The topic of a message to bring in, or `None` when it is not for any room (no mapping
-    /// matches it, its topic is not UTF-8, it is too large: then it is reported and dropped).
-    async fn admit(&self, publish: &Incoming) -> Option<String> {
+    /// The topic of a message to bring in and the mappings it is for, or `None` when it is not
+    /// for any room (no mapping matches it, its topic is not UTF-8, it is too large: then it
+    /// is reported and dropped).
+    async fn admit(&self, publish: &Incoming) -> Option<(String, Vec<&Mapping>)> {
         let Ok(topic) = std::str::from_utf8(&publish.topic) else {
             tracing::warn!("skipped an MQTT message whose topic is not UTF-8");
             return None;
@@ -1005,70 +1041,62 @@ impl Inbound {
             }
             return None;
         }
-        Some(topic.to_owned())
+        Some((topic.to_owned(), matching))
     }
 
-    /// Shows one message (with its id) in the rooms whose filters match it, or hands it to
-    /// their throttles; returns the messages this is done with, to be released.
-    async fn show_or_hold(
-        &self,
-        message: Arc<Pending>,
-        topic: &str,
-        id: &str,
-    ) -> Vec<Arc<Pending>> {
+    /// Shows one message in `mapping`'s room, or hands it to the room's throttle; returns the
+    /// message the throttle let go in its place, if any, to be released.
+    async fn show_or_hold(&self, mapping: &Mapping, arrival: Arrival<'_>) -> Option<Arc<Pending>> {
+        let Arrival { message, topic, id } = arrival;
         let publish = &message.publish;
-        self.remember(publish, topic, id);
-        let mut released = Vec::new();
-        for mapping in self.matching(topic) {
-            let throttle = mapping.settings.throttle.filter(|_| {
-                // A last will always shows.
-                mapping
-                    .settings
-                    .offline_payload
-                    .as_deref()
-                    .map(str::as_bytes)
-                    != Some(&publish.payload[..])
-            });
-            let Some(throttle) = throttle else {
-                if !self.show(mapping, topic, publish, id).await {
+        let throttle = mapping.settings.throttle.filter(|_| {
+            // A last will always shows.
+            mapping
+                .settings
+                .offline_payload
+                .as_deref()
+                .map(str::as_bytes)
+                != Some(&publish.payload[..])
+        });
+        let Some(throttle) = throttle else {
+            if !self.show(mapping, topic, publish, &id).await {
+                message.failed.store(true, Ordering::Relaxed);
+            }
+            return None;
+        };
+        let admission = self
+            .throttles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(
+                &mapping.settings.name,
+                throttle,
+                topic,
+                tokio::time::Instant::now(),
+                (Arc::clone(&message), id.to_string()),
+            );
+        match admission {
+            Admission::Show(_) => {
+                if !self.show(mapping, topic, publish, &id).await {
                     message.failed.store(true, Ordering::Relaxed);
                 }
-                continue;
-            };
-            let admission = self
-                .throttles
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .admit(
-                    &mapping.settings.name,
-                    throttle,
-                    topic,
-                    tokio::time::Instant::now(),
-                    (Arc::clone(&message), id.to_owned()),
+                None
+            }
+            Admission::Held { replaced } => replaced.map(|(old, _)| old),
+            Admission::Drop(_) => {
+                let detail = format!(
+                    "Messages on {topic} come more often than once every {} s, the \
+                     throttle of {}: those in between are not shown.",
+                    throttle.interval_secs, mapping.settings.name
                 );
-            match admission {
-                Admission::Show(_) => {
-                    if !self.show(mapping, topic, publish, id).await {
-                        message.failed.store(true, Ordering::Relaxed);
-                    }
-                }
-                Admission::Held { replaced } => released.extend(replaced.map(|(old, _)| old)),
-                Admission::Drop(_) => {
-                    let detail = format!(
-                        "Messages on {topic} come more often than once every {} s, the \
-                         throttle of {}: those in between are not shown.",
-                        throttle.interval_secs, mapping.settings.name
-                    );
-                    let key = PortalKey::shared(mapping.settings.name.as_str());
-                    self.ctx
-                        .matrix()
-                        .report_skipped(&key, "rate_limited", &detail)
-                        .await;
-                }
+                let key = PortalKey::shared(mapping.settings.name.as_str());
+                self.ctx
+                    .matrix()
+                    .report_skipped(&key, "rate_limited", &detail)
+                    .await;
+                None
             }
         }
-        released.push(message);
-        released
     }
 
     /// Remembers the latest text of the message's topic (for `!mqtt last`) and where replies
