@@ -25,8 +25,9 @@ use serde_json::{Map, Value};
 
 use crate::mqtt::Pace;
 use crate::report::Table;
-use crate::run::{Options, SqliteSync};
+use crate::run::{Database, Options, SqliteSync};
 use crate::workload::Workload;
+use switchboard_testing::postgres::Postgres;
 
 /// Measures Switchboard end to end against an in-process fake homeserver.
 ///
@@ -65,7 +66,12 @@ struct Common {
     /// The switchboard binary [default: target/release/switchboard in the workspace].
     #[arg(long, value_name = "PATH")]
     switchboard: Option<PathBuf>,
-    /// `database.sqlite_synchronous` of Switchboard.
+    /// Switchboard's database: a fresh SQLite file per run, or a fresh database per run in a
+    /// private PostgreSQL cluster the bench starts (Debian package postgresql; PostgreSQL's
+    /// own durability settings).
+    #[arg(long, value_enum, default_value_t = Database::Sqlite)]
+    database: Database,
+    /// `database.sqlite_synchronous` of Switchboard (SQLite only).
     #[arg(long, value_enum, default_value_t = SqliteSync::Normal)]
     sqlite_sync: SqliteSync,
     /// `inbox.high_water_mark` of Switchboard (default: Switchboard's own default).
@@ -328,7 +334,14 @@ fn describe(opts: &Options, threads: u64, repeat: u64) -> (String, Map<String, V
     };
     set("warmup", Value::from(opts.warmup));
     set("bench_threads", Value::from(threads));
-    set("sqlite_sync", Value::from(opts.sqlite_sync.as_str()));
+    let database = match opts.database {
+        Database::Sqlite => {
+            set("sqlite_sync", Value::from(opts.sqlite_sync.as_str()));
+            format!("sqlite {}", opts.sqlite_sync.as_str())
+        }
+        Database::Postgres => "postgresql".to_owned(),
+    };
+    set("database", Value::from(database.as_str()));
     if let Some(mark) = opts.high_water_mark {
         set("high_water_mark", Value::from(mark));
     }
@@ -336,9 +349,8 @@ fn describe(opts: &Options, threads: u64, repeat: u64) -> (String, Map<String, V
         set("log_filter", Value::from(opts.log_filter.as_str()));
     }
     let line = format!(
-        "switchboard-bench: {} ({line}, sqlite {}, {repeat} run(s))",
+        "switchboard-bench: {} ({line}, {database}, {repeat} run(s))",
         opts.switchboard.display(),
-        opts.sqlite_sync.as_str(),
     );
     (line, settings)
 }
@@ -350,6 +362,7 @@ async fn bench(plan: Plan) -> Result<()> {
         workload: plan.workload,
         events: plan.events,
         warmup: plan.warmup,
+        database: common.database,
         sqlite_sync: common.sqlite_sync,
         high_water_mark: common.high_water_mark,
         keep_dir: common.keep_dir,
@@ -367,11 +380,19 @@ async fn bench(plan: Plan) -> Result<()> {
         "machine_before".to_owned(),
         probe_machine("before the runs"),
     );
+    let postgres = match opts.database {
+        Database::Postgres => Some(
+            Postgres::start_durable()
+                .await
+                .context("cannot start the PostgreSQL cluster")?,
+        ),
+        Database::Sqlite => None,
+    };
     let runs = usize::try_from(common.repeat)?;
     let mut results = Vec::with_capacity(runs);
     for i in 1..=runs {
         eprintln!("run {i}/{runs}");
-        let figures = run::run_once(&opts)
+        let figures = run::run_once(&opts, postgres.as_ref(), i)
             .await
             .with_context(|| format!("run {i}/{runs} failed"))?;
         report::print_run(table, i, runs, &figures);

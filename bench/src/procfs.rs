@@ -27,22 +27,50 @@ pub(crate) fn cpu_ticks(pid: Pid) -> Result<u64> {
     parse_cpu_ticks(&stat).with_context(|| format!("unexpected format of {path}"))
 }
 
-/// utime (field 14) + stime (field 15) of a `/proc/<pid>/stat` line. The command name (field 2)
-/// may contain spaces and parentheses, so fields are counted from the last `)`.
-fn parse_cpu_ticks(stat: &str) -> Result<u64> {
+/// User + system CPU time of process `root` and its children (a PostgreSQL server and its
+/// backends), in clock ticks. A child that ends between two readings takes its time with it:
+/// the pool's connections live as long as Switchboard.
+pub(crate) fn tree_cpu_ticks(root: u32) -> Result<u64> {
+    let mut total = cpu_ticks(Pid::Id(root))?;
+    let entries = std::fs::read_dir("/proc").context("cannot list /proc")?;
+    for entry in entries.filter_map(std::result::Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may end while the list is read.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if parse_field(&stat, 4).ok() == Some(u64::from(root)) {
+            total += parse_cpu_ticks(&stat).unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+/// Field `n` (numbered as in proc(5), from 3 on) of a `/proc/<pid>/stat` line. The command
+/// name (field 2) may contain spaces and parentheses, so fields are counted from the last `)`.
+fn parse_field(stat: &str, n: usize) -> Result<u64> {
     let Some(close) = stat.rfind(')') else {
         bail!("no ')' after the command name");
     };
     // After ')' come field 3 (state), 4, … so field N is at index N - 3.
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let field = |n: usize| -> Result<u64> {
-        fields
-            .get(n - 3)
-            .with_context(|| format!("field {n} missing"))?
-            .parse::<u64>()
-            .with_context(|| format!("field {n} is not a number"))
-    };
-    Ok(field(14)? + field(15)?)
+    stat[close + 1..]
+        .split_whitespace()
+        .nth(n - 3)
+        .with_context(|| format!("field {n} missing"))?
+        .parse::<u64>()
+        .with_context(|| format!("field {n} is not a number"))
+}
+
+/// utime (field 14) + stime (field 15) of a `/proc/<pid>/stat` line. The command name (field 2)
+/// may contain spaces and parentheses, so fields are counted from the last `)`.
+fn parse_cpu_ticks(stat: &str) -> Result<u64> {
+    Ok(parse_field(stat, 14)? + parse_field(stat, 15)?)
 }
 
 /// A `kB` field of `/proc/<pid>/status` (e.g. `VmRSS`, `VmHWM`), in kB.
@@ -90,5 +118,24 @@ mod tests {
         assert_eq!(parse_status_kb(status, "VmRSS").expect("parses"), 8000);
         assert_eq!(parse_status_kb(status, "VmHWM").expect("parses"), 12345);
         assert!(parse_status_kb(status, "VmSwap").is_err());
+    }
+
+    #[test]
+    fn a_process_tree_counts_the_root_and_its_children() {
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .expect("sh");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let child_ticks = cpu_ticks(Pid::Id(child.id())).expect("child");
+        let own = cpu_ticks(Pid::Id(std::process::id())).expect("own");
+        let tree = tree_cpu_ticks(std::process::id()).expect("tree");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(child_ticks > 0, "the child used CPU");
+        assert!(tree >= own + child_ticks, "{tree} ≥ {own} + {child_ticks}");
     }
 }

@@ -28,6 +28,9 @@ pub(crate) struct Figures {
     pub(crate) bench_cpu_us_per_event: f64,
     /// Mosquitto's CPU time during the measured run, per message (MQTT workloads).
     pub(crate) broker_cpu_us_per_event: f64,
+    /// The PostgreSQL server's CPU time (with its backends) during the measured run, per
+    /// event (0 on SQLite).
+    pub(crate) database_cpu_us_per_event: f64,
     /// `VmRSS` after start-up, MB (2^20 bytes).
     pub(crate) idle_rss_mb: f64,
     /// `VmHWM` after the run, MB.
@@ -129,6 +132,7 @@ const ECHO: &[Spec] = &[
     spec("latency_max_ms", "latency max (ms)", 2, Median, None, |f| f.max_ms),
     spec("cpu_us_per_event", "CPU µs/event (switchboard)", 1, Median, Some(Target::AtMost(50.0)), |f| f.cpu_us_per_event),
     spec("bench_cpu_us_per_event", "CPU µs/event (bench itself)", 1, Median, None, |f| f.bench_cpu_us_per_event),
+    spec("database_cpu_us_per_event", "CPU µs/event (postgresql)", 1, Median, None, |f| f.database_cpu_us_per_event),
     spec("idle_rss_mb", "idle RSS (MB)", 1, Median, Some(Target::AtMost(15.0)), |f| f.idle_rss_mb),
     spec("peak_rss_mb", "peak RSS (MB)", 1, Median, Some(Target::AtMost(40.0)), |f| f.peak_rss_mb),
     spec("duplicates", "duplicate replies", 0, Total, ZERO, |f| count(f.duplicates)),
@@ -153,6 +157,7 @@ const MQTT_IN: &[Spec] = &[
     spec("cpu_us_per_event", "CPU µs/message (switchboard)", 1, Median, None, |f| f.cpu_us_per_event),
     spec("bench_cpu_us_per_event", "CPU µs/message (bench itself)", 1, Median, None, |f| f.bench_cpu_us_per_event),
     spec("broker_cpu_us_per_event", "CPU µs/message (mosquitto)", 1, Median, None, |f| f.broker_cpu_us_per_event),
+    spec("database_cpu_us_per_event", "CPU µs/message (postgresql)", 1, Median, None, |f| f.database_cpu_us_per_event),
     spec("idle_rss_mb", "idle RSS (MB)", 1, Median, None, |f| f.idle_rss_mb),
     spec("peak_rss_mb", "peak RSS (MB)", 1, Median, None, |f| f.peak_rss_mb),
     spec("duplicates", "duplicate messages", 0, Total, ZERO, |f| count(f.duplicates)),
@@ -175,6 +180,7 @@ const MQTT_OUT: &[Spec] = &[
     spec("cpu_us_per_event", "CPU µs/message (switchboard)", 1, Median, None, |f| f.cpu_us_per_event),
     spec("bench_cpu_us_per_event", "CPU µs/message (bench itself)", 1, Median, None, |f| f.bench_cpu_us_per_event),
     spec("broker_cpu_us_per_event", "CPU µs/message (mosquitto)", 1, Median, None, |f| f.broker_cpu_us_per_event),
+    spec("database_cpu_us_per_event", "CPU µs/message (postgresql)", 1, Median, None, |f| f.database_cpu_us_per_event),
     spec("idle_rss_mb", "idle RSS (MB)", 1, Median, None, |f| f.idle_rss_mb),
     spec("peak_rss_mb", "peak RSS (MB)", 1, Median, None, |f| f.peak_rss_mb),
     spec("duplicates", "duplicate messages", 0, Total, ZERO, |f| count(f.duplicates)),

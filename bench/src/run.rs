@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use switchboard_testing::postgres::Postgres;
 
 use crate::homeserver::{FakeHomeserver, HomeserverSetup, HsState};
 use crate::load::Sent;
@@ -47,6 +48,16 @@ impl SqliteSync {
     }
 }
 
+/// Where Switchboard keeps its state (`database`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Database {
+    /// A fresh SQLite file in each run's directory (Switchboard's default).
+    Sqlite,
+    /// A fresh database per run in a private PostgreSQL cluster the bench starts (with
+    /// PostgreSQL's own durability settings: every commit flushed).
+    Postgres,
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
@@ -58,6 +69,8 @@ pub(crate) struct Options {
     pub(crate) events: u64,
     /// Warm-up events (not measured).
     pub(crate) warmup: u64,
+    /// The database backend.
+    pub(crate) database: Database,
     /// `SQLite` durability.
     pub(crate) sqlite_sync: SqliteSync,
     /// `inbox.high_water_mark`, when not Switchboard's default.
@@ -87,11 +100,16 @@ fn free_port(taken: &[u16]) -> Result<u16> {
 fn write_config(
     dir: &Path,
     hs_url: &str,
-    as_port: u16,
-    metrics_port: u16,
+    ports: &Ports,
     broker: Option<&str>,
+    database_url: Option<&str>,
     opts: &Options,
 ) -> Result<()> {
+    let (as_port, metrics_port) = (ports.appservice, ports.metrics);
+    let database = match database_url {
+        Some(url) => format!("url: {url}"),
+        None => format!("sqlite_synchronous: {}", opts.sqlite_sync.as_str()),
+    };
     let bot = opts.workload.bot_localpart();
     let displayname = if opts.workload.is_mqtt() {
         "Bridge bot"
@@ -111,7 +129,7 @@ appservice:
   bot_localpart: {bot}
   bot_displayname: {displayname}
 database:
-  sqlite_synchronous: {sync}
+  {database}
 data_dir: data
 metrics:
   enabled: true
@@ -121,7 +139,6 @@ logging:
   filter: {filter}
 {plugins}",
         filter = opts.log_filter,
-        sync = opts.sqlite_sync.as_str(),
         plugins = opts.workload.config_section(broker),
     );
     if let Some(mark) = opts.high_water_mark {
@@ -139,8 +156,13 @@ struct Ports {
     broker: u16,
 }
 
-/// Runs one measurement in a fresh temporary directory.
-pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
+/// Runs measurement number `run` in a fresh temporary directory (and, on `postgres`, a fresh
+/// database).
+pub(crate) async fn run_once(
+    opts: &Options,
+    postgres: Option<&Postgres>,
+    run: usize,
+) -> Result<Figures> {
     let temp = tempfile::Builder::new()
         .prefix("switchboard-bench-")
         .tempdir()
@@ -172,12 +194,16 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
     };
     let hs_url = format!("http://127.0.0.1:{}", ports.hs);
     let broker_url = broker.as_ref().map(Mosquitto::url);
+    let database_url = match postgres {
+        Some(pg) => Some(pg.create_database(&format!("bench_run{run}")).await?),
+        None => None,
+    };
     write_config(
         &dir,
         &hs_url,
-        ports.appservice,
-        ports.metrics,
+        &ports,
         broker_url.as_deref(),
+        database_url.as_deref(),
         opts,
     )?;
 
@@ -191,7 +217,16 @@ pub(crate) async fn run_once(opts: &Options) -> Result<Figures> {
         metrics_port: ports.metrics,
         broker_port: broker.as_ref().map(Mosquitto::port),
     };
-    let measured = measure(opts, &mut sb, broker.as_mut(), &state, &target).await;
+    let database_pid = postgres.map(Postgres::server_pid).transpose()?;
+    let measured = measure(
+        opts,
+        &mut sb,
+        broker.as_mut(),
+        database_pid,
+        &state,
+        &target,
+    )
+    .await;
     if opts.keep_dir
         && measured.is_ok()
         && let Err(e) = write_latency_log(&dir.join("latencies.tsv"), opts, &state)
@@ -301,15 +336,21 @@ struct Cpu {
     switchboard: u64,
     bench: u64,
     broker: u64,
+    database: u64,
 }
 
 impl Cpu {
-    /// Reads Switchboard's, the bench's and the broker's CPU time now.
-    fn read(sb: Pid, broker: Option<Pid>) -> Result<Self> {
+    /// Reads Switchboard's, the bench's, the broker's and the PostgreSQL server's (with its
+    /// backends) CPU time now.
+    fn read(sb: Pid, broker: Option<Pid>, database: Option<u32>) -> Result<Self> {
         Ok(Self {
             switchboard: procfs::cpu_ticks(sb)?,
             bench: procfs::cpu_ticks(Pid::OurSelf)?,
             broker: broker.map(procfs::cpu_ticks).transpose()?.unwrap_or(0),
+            database: database
+                .map(procfs::tree_cpu_ticks)
+                .transpose()?
+                .unwrap_or(0),
         })
     }
 }
@@ -319,6 +360,7 @@ async fn measure(
     opts: &Options,
     sb: &mut Switchboard,
     broker: Option<&mut Mosquitto>,
+    database_pid: Option<u32>,
     state: &Arc<HsState>,
     target: &Target<'_>,
 ) -> Result<Figures> {
@@ -338,7 +380,7 @@ async fn measure(
 
     let broker_pid = broker.as_ref().map(|b| Pid::Id(b.pid()));
     let total = opts.warmup + opts.events;
-    let before = Cpu::read(pid, broker_pid)?;
+    let before = Cpu::read(pid, broker_pid, database_pid)?;
     let retries_before = driver.retries();
     let sent = driver
         .send(opts.warmup, total, sb)
@@ -347,7 +389,7 @@ async fn measure(
     let stall = opts.workload.is_mqtt().then_some(STALL_TIMEOUT);
     let (answered, stalled) =
         wait_answered(&state.counters.answered_measured, opts.events, stall, sb).await?;
-    let after = Cpu::read(pid, broker_pid)?;
+    let after = Cpu::read(pid, broker_pid, database_pid)?;
     let peak_rss_kb = procfs::status_kb(pid, "VmHWM")?;
     if let Some(b) = broker {
         b.check_alive()?;
@@ -430,6 +472,7 @@ fn figures_of(opts: &Options, state: &HsState, sent: &Sent, before: &Cpu, after:
         cpu_us_per_event: cpu_us(after.switchboard.saturating_sub(before.switchboard)),
         bench_cpu_us_per_event: cpu_us(after.bench.saturating_sub(before.bench)),
         broker_cpu_us_per_event: cpu_us(after.broker.saturating_sub(before.broker)),
+        database_cpu_us_per_event: cpu_us(after.database.saturating_sub(before.database)),
         duplicates: c.duplicates.load(Ordering::Relaxed),
         missing: opts.events - answered.min(opts.events),
         unexpected: c.unexpected.load(Ordering::Relaxed)

@@ -141,10 +141,73 @@ where
     }
 }
 
+/// Runs one statement of a group on PostgreSQL. The rows travel as one array per column
+/// (`UNNEST`), so that the SQL is the same whatever the number of rows and is prepared once
+/// per connection.
+async fn execute_on_postgres(
+    conn: &mut sqlx::PgConnection,
+    statement: &Statement<'_>,
+) -> StoreResult<()> {
+    match statement {
+        Statement::Messages(rows) => {
+            let mut columns: [Vec<&str>; 7] = Default::default();
+            for (bridge, record) in rows {
+                let values = [
+                    *bridge,
+                    record.portal.chat.as_str(),
+                    receiver_column(&record.portal),
+                    record.remote_message_id.as_str(),
+                    record.part.as_str(),
+                    record.room_id.as_str(),
+                    record.event_id.as_str(),
+                ];
+                for (column, value) in columns.iter_mut().zip(values) {
+                    column.push(value);
+                }
+            }
+            let mut query = sqlx::query(
+                "INSERT INTO bridge_message \
+                 (bridge_id, chat_id, receiver, remote_message_id, part, room_id, event_id) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                 $5::text[], $6::text[], $7::text[]) ON CONFLICT DO NOTHING",
+            );
+            for column in columns {
+                query = query.bind(column);
+            }
+            query.execute(conn).await?;
+        }
+        Statement::Forget(event_ids) => {
+            sqlx::query("DELETE FROM bridge_message WHERE event_id = ANY($1::text[])")
+                .bind(event_ids.as_slice())
+                .execute(conn)
+                .await?;
+        }
+        Statement::Data(rows) => {
+            let mut columns: [Vec<&str>; 3] = Default::default();
+            for (owner, key, json) in rows {
+                for (column, value) in columns.iter_mut().zip([*owner, *key, *json]) {
+                    column.push(value);
+                }
+            }
+            let mut query = sqlx::query(
+                "INSERT INTO bot_data (bot_id, key, data) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
+                 ON CONFLICT (bot_id, key) DO UPDATE SET data = excluded.data",
+            );
+            for column in columns {
+                query = query.bind(column);
+            }
+            query.execute(conn).await?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Stores `writes` in order. Not atomically: a group that failed (or whose outcome was
-    /// lost) is stored again whole, which its idempotent writes make harmless. On SQLite the
-    /// whole group is one query — one hand-off to the database thread — whatever it holds.
+    /// Stores `writes` in order. On SQLite the whole group is one query — one hand-off to the
+    /// database thread — whatever it holds, and not atomic: a group that failed (or whose
+    /// outcome was lost) is stored again whole, which its idempotent writes make harmless. On
+    /// PostgreSQL it is one transaction.
     pub async fn write_group(&self, writes: &[GroupWrite]) -> StoreResult<()> {
         let statements = statements(writes);
         match self {
@@ -161,11 +224,15 @@ impl Store {
                 }
             }
             Store::Postgres(pool) => {
-                for statement in &statements {
-                    let mut qb = QueryBuilder::new("");
-                    push_sql(&mut qb, statement);
-                    qb.build().execute(pool).await?;
+                if statements.is_empty() {
+                    return Ok(());
                 }
+                // One transaction: one flush of the write-ahead log for the whole group.
+                let mut tx = pool.begin().await?;
+                for statement in &statements {
+                    execute_on_postgres(&mut tx, statement).await?;
+                }
+                tx.commit().await?;
             }
         }
         Ok(())

@@ -48,8 +48,35 @@ impl std::fmt::Debug for Postgres {
 
 impl Postgres {
     /// Creates a cluster with `initdb` in a fresh temp dir and starts it on a
-    /// free port on 127.0.0.1 (trust auth, `fsync=off`).
+    /// free port on 127.0.0.1 (trust auth, `fsync=off`: fast, for tests).
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            "--no-sync",
+        )
+        .await
+    }
+
+    /// Like [`Self::start`], with PostgreSQL's own durability settings (every commit
+    /// flushed to disk), as an operator runs it: for measurements.
+    pub async fn start_durable() -> anyhow::Result<Self> {
+        Self::start_with("", "").await
+    }
+
+    /// The server's process id (the postmaster; its backends are its children).
+    pub fn server_pid(&self) -> anyhow::Result<u32> {
+        let path = self.data_dir().join("postmaster.pid");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        text.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .with_context(|| format!("no process id on the first line of {}", path.display()))
+    }
+
+    /// Creates and starts the cluster with `server_options` (`-c name=value …`) and
+    /// `initdb_options`.
+    async fn start_with(server_options: &str, initdb_options: &str) -> anyhow::Result<Self> {
         let bin = find_bin_dir()?;
         let as_os_user = is_root().await?;
         let dir = tempfile::Builder::new()
@@ -85,13 +112,13 @@ impl Postgres {
                 .arg("-D")
                 .arg(&data)
                 .args(["-U", PG_SUPERUSER, "-A", "trust", "-E", "UTF8"])
-                .args(["--locale=C.UTF-8", "--no-sync"]),
+                .arg("--locale=C.UTF-8")
+                .args(initdb_options.split_whitespace()),
             "initdb",
         )
         .await?;
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 {server_options}",
             pg.port,
             path_str(&sockets)?
         );
