@@ -55,15 +55,16 @@ pub async fn run_all(store: &Store) {
 /// A group of writes lands in order: messages (a repeat changes nothing), a forgotten
 /// event, data whose last write wins; a group written twice changes nothing more.
 pub async fn a_group_of_writes_is_stored_in_order(store: &Store) {
+    let record = |n: u32| MessageRecord {
+        portal: PortalKey::shared("chat"),
+        remote_message_id: RemoteMessageId(format!("m{n}")),
+        part: String::new(),
+        room_id: "!r:x".into(),
+        event_id: format!("$e{n}"),
+    };
     let message = |n: u32| GroupWrite::Message {
         bridge: "g".into(),
-        record: MessageRecord {
-            portal: PortalKey::shared("chat"),
-            remote_message_id: RemoteMessageId(format!("m{n}")),
-            part: String::new(),
-            room_id: "!r:x".into(),
-            event_id: format!("$e{n}"),
-        },
+        record: record(n),
     };
     let data = |json: &str| GroupWrite::Data {
         owner: "bridge:g".into(),
@@ -113,6 +114,30 @@ pub async fn a_group_of_writes_is_stored_in_order(store: &Store) {
         .write_group(&[message(1)])
         .await
         .expect("one statement");
+    // An event forgotten, then its message recorded again for another event: in that order.
+    let again = GroupWrite::Message {
+        bridge: "g".into(),
+        record: MessageRecord {
+            event_id: "$again5".into(),
+            ..record(5)
+        },
+    };
+    store
+        .write_group(&[
+            GroupWrite::ForgetEvent {
+                event_id: "$e5".into(),
+            },
+            again,
+        ])
+        .await
+        .expect("forget, then record");
+    assert_eq!(
+        event(&RemoteMessageId("m5".into()))
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("$again5")
+    );
     store.delete_portal("g", &key).await.expect("clean up");
 }
 

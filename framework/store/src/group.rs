@@ -1,6 +1,9 @@
 //! Group commit: many small writes (message-map entries, plug-ins' data) stored by one
 //! statement, or one transaction, instead of one round trip each.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use futures_util::TryStreamExt;
 use sqlx::{QueryBuilder, Row};
 
@@ -141,6 +144,87 @@ where
     }
 }
 
+/// A group as one PostgreSQL statement (one round trip, one commit): its messages and data
+/// applied at once, with the outcome they have in order (the last write of a key wins). A
+/// group that forgets events is written in order instead ([`AtOnce::of`] declines it): a
+/// deletion in the same statement would not see rows inserted beside it, and rare as it is,
+/// it is not worth a second form of the statement.
+#[derive(Default)]
+struct AtOnce<'a> {
+    messages: Vec<(&'a str, &'a MessageRecord)>,
+    /// The last write of each key.
+    data: Vec<(&'a str, &'a str, &'a str)>,
+}
+
+impl<'a> AtOnce<'a> {
+    /// `writes` as one statement, if they forget no event.
+    fn of(writes: &'a [GroupWrite]) -> Option<Self> {
+        let mut at_once = Self::default();
+        let mut data_at: HashMap<(&str, &str), usize> = HashMap::new();
+        for write in writes {
+            match write {
+                GroupWrite::Message { bridge, record } => at_once.messages.push((bridge, record)),
+                GroupWrite::ForgetEvent { .. } => return None,
+                GroupWrite::Data { owner, key, json } => {
+                    let row = (owner.as_str(), key.as_str(), json.as_str());
+                    match data_at.entry((row.0, row.1)) {
+                        Entry::Occupied(at) => at_once.data[*at.get()] = row,
+                        Entry::Vacant(at) => {
+                            at.insert(at_once.data.len());
+                            at_once.data.push(row);
+                        }
+                    }
+                }
+            }
+        }
+        Some(at_once)
+    }
+
+    async fn execute(self, pool: &sqlx::PgPool) -> StoreResult<()> {
+        let mut messages: [Vec<&str>; 7] = Default::default();
+        for (bridge, record) in &self.messages {
+            let values = [
+                *bridge,
+                record.portal.chat.as_str(),
+                receiver_column(&record.portal),
+                record.remote_message_id.as_str(),
+                record.part.as_str(),
+                record.room_id.as_str(),
+                record.event_id.as_str(),
+            ];
+            for (column, value) in messages.iter_mut().zip(values) {
+                column.push(value);
+            }
+        }
+        let mut data: [Vec<&str>; 3] = Default::default();
+        for (owner, key, json) in &self.data {
+            for (column, value) in data.iter_mut().zip([*owner, *key, *json]) {
+                column.push(value);
+            }
+        }
+        let mut query = sqlx::query(
+            "WITH recorded AS (\
+               INSERT INTO bridge_message \
+               (bridge_id, chat_id, receiver, remote_message_id, part, room_id, event_id) \
+               SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+               $5::text[], $6::text[], $7::text[]) ON CONFLICT DO NOTHING), \
+             stored AS (\
+               INSERT INTO bot_data (bot_id, key, data) \
+               SELECT * FROM UNNEST($8::text[], $9::text[], $10::text[]) \
+               ON CONFLICT (bot_id, key) DO UPDATE SET data = excluded.data) \
+             SELECT 1",
+        );
+        for column in messages {
+            query = query.bind(column);
+        }
+        for column in data {
+            query = query.bind(column);
+        }
+        query.execute(pool).await?;
+        Ok(())
+    }
+}
+
 /// Runs one statement of a group on PostgreSQL. The rows travel as one array per column
 /// (`UNNEST`), so that the SQL is the same whatever the number of rows and is prepared once
 /// per connection.
@@ -227,7 +311,11 @@ impl Store {
                 if statements.is_empty() {
                     return Ok(());
                 }
-                // One transaction: one flush of the write-ahead log for the whole group.
+                if let Some(at_once) = AtOnce::of(writes) {
+                    at_once.execute(pool).await?;
+                    return Ok(());
+                }
+                // In order, in one transaction: one flush of the write-ahead log.
                 let mut tx = pool.begin().await?;
                 for statement in &statements {
                     execute_on_postgres(&mut tx, statement).await?;
