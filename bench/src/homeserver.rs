@@ -2,7 +2,7 @@
 //! each reply of the echo bot, and those of the MQTT bridge (its portal room, its device
 //! puppets and their messages); and records when each measured message arrived.
 //!
-//! Message `N` of the run (`$e<N>` / `ping <N>` for the echo bot, `in <N>` and `out <N>` for
+//! Message `N` of the run (event [`crate::ids::event_id`]`(N)` / `ping <N>` for the echo bot, `in <N>` and `out <N>` for
 //! the MQTT bridge) is slot `N` of the per-message tables: when it was (first) sent, when it
 //! first arrived (the echo bot's reply or the device's message here, or the MQTT message at
 //! the bench's client), and how many times it arrived.
@@ -28,7 +28,7 @@ const MAX_SAMPLES: usize = 10;
 /// Which `m.room.message` sends the fake homeserver expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Sends {
-    /// Replies `pong <N>` of the bot to `$e<N>` (the echo workload).
+    /// Replies `pong <N>` of the bot to event `N` (the echo workload).
     EchoReplies,
     /// Messages `in <N>` from the puppet of device `dev<N mod devices>` in the portal room
     /// (`mqtt-in`).
@@ -244,10 +244,8 @@ impl HsState {
 
     /// Accounts a reply of `body` to event `in_reply_to`.
     fn record_reply(&self, in_reply_to: &str, body: Option<&str>, now_ns: u64) {
-        let Some(n) = in_reply_to
-            .strip_prefix("$e")
-            .and_then(|n| n.parse::<u64>().ok())
-            .filter(|&n| n < self.setup.total_events)
+        let Some(n) =
+            crate::ids::event_number(in_reply_to).filter(|&n| n < self.setup.total_events)
         else {
             self.problem(
                 &self.counters.bad_replies,
@@ -588,7 +586,7 @@ async fn send(
             s.counters.repeated_txn_ids.fetch_add(1, Ordering::Relaxed);
             return axum::Json(json!({ "event_id": existing })).into_response();
         }
-        let id = format!("$r{}", s.next_event_id.fetch_add(1, Ordering::Relaxed));
+        let id = crate::ids::homeserver_event_id(s.next_event_id.fetch_add(1, Ordering::Relaxed));
         txn_ids.insert(key, id.clone());
         id
     };
@@ -739,7 +737,7 @@ fn put_state(
         return s.unexpected(&format!("PUT state {event_type} in unknown room {room_id}"));
     }
     s.counters.state_events.fetch_add(1, Ordering::Relaxed);
-    let id = format!("$s{}", s.next_event_id.fetch_add(1, Ordering::Relaxed));
+    let id = crate::ids::homeserver_event_id(s.next_event_id.fetch_add(1, Ordering::Relaxed));
     axum::Json(json!({ "event_id": id })).into_response()
 }
 
@@ -799,10 +797,11 @@ mod tests {
     fn replies_are_accounted_once() {
         let s = state();
         s.mark_sent(0..4, 5);
-        s.record_reply("$e3", Some("pong 3"), 10);
-        s.record_reply("$e3", Some("pong 3"), 11);
-        s.record_reply("$e1", Some("pong 2"), 12);
-        s.record_reply("$e9", Some("pong 9"), 13);
+        let e = crate::ids::event_id;
+        s.record_reply(&e(3), Some("pong 3"), 10);
+        s.record_reply(&e(3), Some("pong 3"), 11);
+        s.record_reply(&e(1), Some("pong 2"), 12);
+        s.record_reply(&e(9), Some("pong 9"), 13);
         s.record_reply("$x", None, 13);
         assert_eq!(s.sent_and_replied(3), Some((5, 10)));
         assert_eq!(s.sent_and_replied(2), None);

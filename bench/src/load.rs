@@ -112,9 +112,10 @@ impl Load {
             }
             let _ = write!(
                 body,
-                "{{\"type\":\"m.room.message\",\"room_id\":\"{room}\",\"event_id\":\"$e{n}\",\
+                "{{\"type\":\"m.room.message\",\"room_id\":\"{room}\",\"event_id\":\"{id}\",\
                  \"sender\":\"@user{k}:{SERVER_NAME}\",\"origin_server_ts\":{ts},\
-                 \"content\":{{\"msgtype\":\"m.text\",\"body\":\"{verb} {n}\"}}}}"
+                 \"content\":{{\"msgtype\":\"m.text\",\"body\":\"{verb} {n}\"}}}}",
+                id = crate::ids::event_id(n)
             );
         }
         body.push_str("]}");
@@ -233,7 +234,7 @@ mod tests {
         let events = body["events"].as_array().expect("events");
         assert_eq!(events.len(), 3);
         assert_eq!(events[0]["room_id"], "!r0:bench.local");
-        assert_eq!(events[1]["event_id"], "$e5");
+        assert_eq!(events[1]["event_id"], crate::ids::event_id(5).as_str());
         assert_eq!(events[1]["sender"], "@user1:bench.local");
         assert_eq!(events[2]["content"]["body"], "ping 6");
     }

@@ -6,6 +6,7 @@
 //! See `bench/README.md`.
 
 mod homeserver;
+mod ids;
 mod load;
 mod machine;
 mod mosquitto;

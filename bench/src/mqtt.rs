@@ -2,7 +2,7 @@
 //! `mqtt-in` it publishes the devices' messages `in <N>` (QoS 1 by default) with a bounded
 //! number unacknowledged by the broker, optionally also a bounded number not yet arrived at the
 //! homeserver, or at a fixed rate; in `mqtt-out` it receives what the bridge publishes
-//! (`out <N>`, user properties `event_id` `$e<N>` and `sender`).
+//! (`out <N>`, user properties `event_id` (event `N`'s id) and `sender`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -356,9 +356,7 @@ impl Shared {
         };
         let body = std::str::from_utf8(&publish.payload).unwrap_or_default();
         let topic = String::from_utf8_lossy(&publish.topic);
-        let number = property("event_id")
-            .and_then(|id| id.strip_prefix("$e"))
-            .and_then(|n| n.parse::<u64>().ok());
+        let number = property("event_id").and_then(crate::ids::event_number);
         let (Some(n), OUT_TOPIC) = (number, topic.as_ref()) else {
             self.state.problem(
                 &self.state.counters.bad_replies,
@@ -384,7 +382,7 @@ impl Shared {
             self.state.problem(
                 &self.state.counters.wrong_bodies,
                 format!(
-                    "MQTT message for $e{n} has body {body:?} and sender {:?}, expected {sender}",
+                    "MQTT message for event {n} has body {body:?} and sender {:?}, expected {sender}",
                     property("sender")
                 ),
             );
