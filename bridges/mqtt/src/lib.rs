@@ -727,7 +727,7 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
             && ((next.is_none() && received.is_empty()) || unsettled.len() >= 4 * INBOUND_BATCH)
         {
             let done = std::mem::take(&mut unsettled);
-            acks.release_settled(&inbound.ctx, &client, done).await;
+            unsettled = acks.release_settled(&inbound.ctx, &client, done).await;
         }
         acks.hand_over(&client);
         let next_due = inbound.next_due();
@@ -738,10 +738,12 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
                 () = shutdown.cancelled() => return,
                 () = sleep_until_due(next_due) => {
                     let done = inbound.show_due().await;
-                    acks.release_settled(&inbound.ctx, &client, done).await;
+                    unsettled.extend(acks.release_settled(&inbound.ctx, &client, done).await);
                     continue;
                 }
                 () = tokio::time::sleep(ACK_RETRY), if acks.waiting() => continue,
+                // Storing what the messages recorded failed: try again in a while.
+                () = tokio::time::sleep(SETTLE_RETRY), if !unsettled.is_empty() => continue,
                 event = received.recv() => match event {
                     Some(event) => event,
                     None => return,
@@ -783,7 +785,14 @@ async fn run(inbound: Inbound, events: Events, client: Client, connected: Arc<At
                 unsettled.extend(inbound.bring_in(batch).await);
             }
             Ok(_) => {}
-            Err(_) => connected.store(false, Ordering::Relaxed),
+            Err(_) => {
+                connected.store(false, Ordering::Relaxed);
+                // The broker delivers what was not acknowledged again after the reconnection
+                // (then it is recognised and acknowledged once); an acknowledgement from before
+                // could meet a packet id the broker has given to another message since.
+                unsettled.clear();
+                acks.clear();
+            }
         }
     }
 }
@@ -831,24 +840,30 @@ struct UnsentAcks(std::collections::VecDeque<Incoming>);
 
 impl UnsentAcks {
     /// Lets go of messages once what bringing them into Matrix recorded is stored (see
-    /// [`UnsentAcks::release`]); if it cannot be stored, they are not acknowledged (the broker
-    /// delivers them again after a reconnection).
+    /// [`UnsentAcks::release`]). If it cannot be stored now, they are not acknowledged yet:
+    /// they are handed back, to be let go later.
     async fn release_settled(
         &mut self,
         ctx: &BridgeContext,
         client: &Client,
         messages: Vec<Arc<Pending>>,
-    ) {
+    ) -> Vec<Arc<Pending>> {
         if messages.is_empty() {
-            return;
+            return messages;
         }
         if let Err(e) = ctx.matrix().settle().await {
-            tracing::warn!(error = %e, "cannot store which MQTT messages are in Matrix; the broker will deliver them again");
-            return;
+            tracing::warn!(error = %e, "cannot store which MQTT messages are in Matrix yet; they are acknowledged once it is");
+            return messages;
         }
         for message in messages {
             self.release(client, message);
         }
+        Vec::new()
+    }
+
+    /// Forgets the acknowledgements not handed over yet (the connection they were for is gone).
+    fn clear(&mut self) {
+        self.0.clear();
     }
 
     /// Lets go of a message: once no mapping holds it any more, it is acknowledged to the
@@ -884,6 +899,8 @@ impl UnsentAcks {
 
 /// How long waiting acknowledgements wait before the next try.
 const ACK_RETRY: Duration = Duration::from_millis(5);
+/// How long before storing what shown messages recorded is tried again after a failure.
+const SETTLE_RETRY: Duration = Duration::from_secs(1);
 
 /// Subscribes to every inbound filter; returns how many subscriptions were sent.
 async fn subscribe(client: &Client, mappings: &[Mapping], extra: &Extra) -> usize {
@@ -964,17 +981,19 @@ impl Inbound {
     /// at the same time (one room's round trips to the homeserver do not wait for another's).
     /// Returns the messages this is done with, to be released.
     async fn bring_in(&self, publishes: Vec<Incoming>) -> Vec<Arc<Pending>> {
-        let mut released = Vec::new();
+        // Every message of the batch, in arrival order: released in that order (MQTT wants
+        // acknowledgements in the order messages came).
+        let mut in_order = Vec::with_capacity(publishes.len());
         let mut admitted = Vec::with_capacity(publishes.len());
         for publish in publishes {
             let message = Arc::new(Pending {
                 publish,
                 failed: AtomicBool::new(false),
             });
-            match self.admit(&message.publish).await {
-                Some((topic, mappings)) => admitted.push((message, topic, mappings)),
-                None => released.push(message),
+            if let Some((topic, mappings)) = self.admit(&message.publish).await {
+                admitted.push((Arc::clone(&message), topic, mappings));
             }
+            in_order.push(message);
         }
         // Recorded together: the writes of one moment are stored in one group.
         let ids = futures_util::future::join_all(
@@ -1008,8 +1027,10 @@ impl Inbound {
                 replaced
             }))
             .await;
-        released.extend(replaced.into_iter().flatten());
-        released.extend(admitted.into_iter().map(|(message, _, _)| message));
+        // Those a throttle let go in their place came earlier.
+        let mut released: Vec<Arc<Pending>> = replaced.into_iter().flatten().collect();
+        drop(admitted);
+        released.extend(in_order);
         released
     }
 

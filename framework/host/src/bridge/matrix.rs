@@ -15,7 +15,6 @@ use super::puppet::PuppetNaming;
 use super::puppet_cache::PuppetCache;
 use super::skipped::SkipNotices;
 use crate::client::{ClientError, HomeserverClient, Identity, derive_txn_id};
-use crate::group_commit::GroupCommit;
 use crate::inbox::HandleError;
 use crate::metrics::HostMetrics;
 use crate::store::{GroupWrite, MessageRecord, PortalRecord, Store, StoreError};
@@ -188,7 +187,7 @@ impl BridgeMatrix {
             info,
             naming,
             client,
-            messages: MessageMap::new(store.clone(), GroupCommit::new(store.clone())),
+            messages: MessageMap::standalone(store.clone()),
             store,
             metrics,
             portal_rooms: PortalRooms::default(),
@@ -274,7 +273,6 @@ impl BridgeMatrix {
         Ok(Speaker::Puppet(puppet))
     }
 
-    /// Shares the host's map of portal rooms, so that rooms created here are routed to this
     /// Shares the host's message map (and its group commit) instead of one of its own.
     #[must_use]
     pub(crate) fn with_message_map(mut self, messages: MessageMap) -> Self {
@@ -282,6 +280,7 @@ impl BridgeMatrix {
         self
     }
 
+    /// Shares the host's map of portal rooms, so that rooms created here are routed to this
     /// bridge.
     #[must_use]
     pub fn with_portal_rooms(mut self, portal_rooms: PortalRooms) -> Self {

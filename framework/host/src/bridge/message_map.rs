@@ -36,6 +36,8 @@ struct Inner {
     store: Store,
     commit: GroupCommit,
     state: Mutex<State>,
+    /// Each entry is stored before `record` returns (a map nobody else settles or ticks).
+    eager: bool,
 }
 
 #[derive(Debug)]
@@ -247,6 +249,16 @@ impl MessageMap {
     /// The map over `store`, its new entries stored through `commit`. It asks the database
     /// about every key it has not seen until [`MessageMap::load_known`] has run.
     pub(crate) fn new(store: Store, commit: GroupCommit) -> Self {
+        Self::with(store, commit, false)
+    }
+
+    /// A map of its own, for a Matrix side used outside the host (no ticker stores its
+    /// entries): each is stored before `record` returns.
+    pub(crate) fn standalone(store: Store) -> Self {
+        Self::with(store.clone(), GroupCommit::new(store), true)
+    }
+
+    fn with(store: Store, commit: GroupCommit, eager: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -256,6 +268,7 @@ impl MessageMap {
                     known: KnownKeys::new(),
                     complete: false,
                 }),
+                eager,
             }),
         }
     }
@@ -380,14 +393,23 @@ impl MessageMap {
                 return Ok(());
             }
         }
+        if self.insert_new(bridge, &remote, record) && self.inner.eager {
+            self.inner.commit.settle().await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a new entry in memory and queues its write, unless one of its keys was recorded
+    /// meanwhile; whether it did.
+    fn insert_new(&self, bridge: &str, remote: &str, record: MessageRecord) -> bool {
         let mut state = self.state();
-        if state.recent.by_remote.contains_key(&remote)
+        if state.recent.by_remote.contains_key(remote)
             || state.recent.by_event.contains_key(&record.event_id)
         {
             // Recorded meanwhile.
-            return Ok(());
+            return false;
         }
-        state.known.insert_entry(&remote, &record.event_id);
+        state.known.insert_entry(remote, &record.event_id);
         let write = self.inner.commit.submit(GroupWrite::Message {
             bridge: bridge.to_owned(),
             record: record.clone(),
@@ -399,19 +421,21 @@ impl MessageMap {
         }));
         let written = self.inner.commit.written();
         state.recent.trim(written);
-        Ok(())
+        true
     }
 
     /// Forgets the entry of a Matrix event (a reaction taken back); stored when it returns.
     pub(crate) async fn forget_event(&self, event_id: &str) -> StoreResult<()> {
-        self.inner.commit.submit(GroupWrite::ForgetEvent {
-            event_id: event_id.to_owned(),
-        });
-        self.inner.commit.settle().await?;
-        self.state()
-            .recent
-            .remove_where(|e| e.record.event_id == event_id);
-        Ok(())
+        // Out of memory at once: the deletion is queued and lands even if this call fails or is
+        // cancelled, so the entry must not stay behind in memory.
+        {
+            let mut state = self.state();
+            state.recent.remove_where(|e| e.record.event_id == event_id);
+            self.inner.commit.submit(GroupWrite::ForgetEvent {
+                event_id: event_id.to_owned(),
+            });
+        }
+        self.inner.commit.settle().await
     }
 
     /// Forgets a portal of `bridge` with its entries (unbridging); stored when it returns.

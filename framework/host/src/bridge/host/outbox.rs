@@ -177,6 +177,12 @@ impl HostedBridge {
             let outcome = self.deliver_isolated(portal, &event, &entry.event).await;
             let reason = match outcome {
                 Ok(()) => {
+                    // What the delivery recorded (its message-map entry) is stored before the
+                    // outbox forgets the event: a crash in between must not lose it.
+                    if let Err(e) = self.matrix.messages.settle().await {
+                        tracing::warn!(bridge = %self.id(), event_id = %entry.event_id, error = %e, "delivered from the outbox, but its message-map entry is not stored yet; kept in the outbox");
+                        return Some(now + self.backoff_ms(1));
+                    }
                     tracing::info!(bridge = %self.id(), event_id = %entry.event_id, attempts = entry.attempts + 1, "delivered from the outbox");
                     self.remove(entry.seq, "delivered").await;
                     continue;
