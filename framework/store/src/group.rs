@@ -181,27 +181,8 @@ impl<'a> AtOnce<'a> {
     }
 
     async fn execute(self, pool: &sqlx::PgPool) -> StoreResult<()> {
-        let mut messages: [Vec<&str>; 7] = Default::default();
-        for (bridge, record) in &self.messages {
-            let values = [
-                *bridge,
-                record.portal.chat.as_str(),
-                receiver_column(&record.portal),
-                record.remote_message_id.as_str(),
-                record.part.as_str(),
-                record.room_id.as_str(),
-                record.event_id.as_str(),
-            ];
-            for (column, value) in messages.iter_mut().zip(values) {
-                column.push(value);
-            }
-        }
-        let mut data: [Vec<&str>; 3] = Default::default();
-        for (owner, key, json) in &self.data {
-            for (column, value) in data.iter_mut().zip([*owner, *key, *json]) {
-                column.push(value);
-            }
-        }
+        let messages = message_columns(&self.messages);
+        let data = data_columns(&self.data);
         let mut query = sqlx::query(
             "WITH recorded AS (\
                INSERT INTO bridge_message \
@@ -225,6 +206,38 @@ impl<'a> AtOnce<'a> {
     }
 }
 
+/// Message-map rows as one array per column (bridge, chat, receiver, remote id, part, room,
+/// event), for `UNNEST`.
+fn message_columns<'a>(rows: &[(&'a str, &'a MessageRecord)]) -> [Vec<&'a str>; 7] {
+    let mut columns: [Vec<&str>; 7] = Default::default();
+    for (bridge, record) in rows {
+        let values = [
+            *bridge,
+            record.portal.chat.as_str(),
+            receiver_column(&record.portal),
+            record.remote_message_id.as_str(),
+            record.part.as_str(),
+            record.room_id.as_str(),
+            record.event_id.as_str(),
+        ];
+        for (column, value) in columns.iter_mut().zip(values) {
+            column.push(value);
+        }
+    }
+    columns
+}
+
+/// Data rows as one array per column (owner, key, JSON), for `UNNEST`.
+fn data_columns<'a>(rows: &[(&'a str, &'a str, &'a str)]) -> [Vec<&'a str>; 3] {
+    let mut columns: [Vec<&str>; 3] = Default::default();
+    for (owner, key, json) in rows {
+        for (column, value) in columns.iter_mut().zip([*owner, *key, *json]) {
+            column.push(value);
+        }
+    }
+    columns
+}
+
 /// Runs one statement of a group on PostgreSQL. The rows travel as one array per column
 /// (`UNNEST`), so that the SQL is the same whatever the number of rows and is prepared once
 /// per connection.
@@ -234,21 +247,7 @@ async fn execute_on_postgres(
 ) -> StoreResult<()> {
     match statement {
         Statement::Messages(rows) => {
-            let mut columns: [Vec<&str>; 7] = Default::default();
-            for (bridge, record) in rows {
-                let values = [
-                    *bridge,
-                    record.portal.chat.as_str(),
-                    receiver_column(&record.portal),
-                    record.remote_message_id.as_str(),
-                    record.part.as_str(),
-                    record.room_id.as_str(),
-                    record.event_id.as_str(),
-                ];
-                for (column, value) in columns.iter_mut().zip(values) {
-                    column.push(value);
-                }
-            }
+            let columns = message_columns(rows);
             let mut query = sqlx::query(
                 "INSERT INTO bridge_message \
                  (bridge_id, chat_id, receiver, remote_message_id, part, room_id, event_id) \
@@ -267,12 +266,7 @@ async fn execute_on_postgres(
                 .await?;
         }
         Statement::Data(rows) => {
-            let mut columns: [Vec<&str>; 3] = Default::default();
-            for (owner, key, json) in rows {
-                for (column, value) in columns.iter_mut().zip([*owner, *key, *json]) {
-                    column.push(value);
-                }
-            }
+            let columns = data_columns(rows);
             let mut query = sqlx::query(
                 "INSERT INTO bot_data (bot_id, key, data) \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
