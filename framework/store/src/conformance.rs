@@ -131,13 +131,27 @@ pub async fn a_group_of_writes_is_stored_in_order(store: &Store) {
         ])
         .await
         .expect("forget, then record");
+    let (five, big) = (
+        RemoteMessageId("m5".into()),
+        RemoteMessageId("m9000".into()),
+    );
     assert_eq!(
-        event(&RemoteMessageId("m5".into()))
-            .await
-            .expect("read")
-            .as_deref(),
+        event(&five).await.expect("read").as_deref(),
         Some("$again5")
     );
+    // A portal forgotten after a message was recorded in the same group: none is left.
+    store
+        .write_group(&[
+            message(9000),
+            GroupWrite::ForgetPortal {
+                bridge: "g".into(),
+                key: key.clone(),
+            },
+        ])
+        .await
+        .expect("record, then forget the portal");
+    assert_eq!(event(&big).await.expect("read"), None);
+    assert_eq!(event(&kept).await.expect("read"), None);
     store.delete_portal("g", &key).await.expect("clean up");
 }
 

@@ -9,6 +9,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::bridge::{MessageRecord, receiver_column};
 use super::{ROWS_PER_STATEMENT, Store, StoreResult};
+use switchboard_api::ids::PortalKey;
 
 /// One write of a group ([`Store::write_group`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +26,14 @@ pub enum GroupWrite {
     ForgetEvent {
         /// The Matrix event.
         event_id: String,
+    },
+    /// Forgets every message-map entry of a portal of `bridge` (unbridging; the portal's own
+    /// record is deleted by [`Store::delete_portal`]).
+    ForgetPortal {
+        /// The bridge.
+        bridge: String,
+        /// The portal.
+        key: PortalKey,
     },
     /// Stores a plug-in's data under a key (as [`Store::put_bot_data`]).
     Data {
@@ -58,6 +67,7 @@ pub struct MessageKeys<'a> {
 enum Statement<'a> {
     Messages(Vec<(&'a str, &'a MessageRecord)>),
     Forget(Vec<&'a str>),
+    ForgetPortal(&'a str, &'a PortalKey),
     Data(Vec<(&'a str, &'a str, &'a str)>),
 }
 
@@ -66,6 +76,7 @@ impl Statement<'_> {
         match self {
             Statement::Messages(rows) => rows.len(),
             Statement::Forget(rows) => rows.len(),
+            Statement::ForgetPortal(..) => 1,
             Statement::Data(rows) => rows.len(),
         }
     }
@@ -90,6 +101,9 @@ fn statements(writes: &[GroupWrite]) -> Vec<Statement<'_>> {
             }
             (GroupWrite::ForgetEvent { event_id }, _) => {
                 out.push(Statement::Forget(vec![event_id]));
+            }
+            (GroupWrite::ForgetPortal { bridge, key }, _) => {
+                out.push(Statement::ForgetPortal(bridge, key));
             }
             (GroupWrite::Data { owner, key, json }, Some(Statement::Data(rows))) if !full => {
                 rows.retain(|(o, k, _)| (*o, *k) != (owner.as_str(), key.as_str()));
@@ -134,6 +148,14 @@ where
             }
             qb.push(")");
         }
+        Statement::ForgetPortal(bridge, key) => {
+            qb.push("DELETE FROM bridge_message WHERE bridge_id = ")
+                .push_bind(*bridge)
+                .push(" AND chat_id = ")
+                .push_bind(key.chat.as_str())
+                .push(" AND receiver = ")
+                .push_bind(receiver_column(key));
+        }
         Statement::Data(rows) => {
             qb.push("INSERT INTO bot_data (bot_id, key, data) ");
             qb.push_values(rows, |mut row, (owner, key, json)| {
@@ -164,7 +186,7 @@ impl<'a> AtOnce<'a> {
         for write in writes {
             match write {
                 GroupWrite::Message { bridge, record } => at_once.messages.push((bridge, record)),
-                GroupWrite::ForgetEvent { .. } => return None,
+                GroupWrite::ForgetEvent { .. } | GroupWrite::ForgetPortal { .. } => return None,
                 GroupWrite::Data { owner, key, json } => {
                     let row = (owner.as_str(), key.as_str(), json.as_str());
                     match data_at.entry((row.0, row.1)) {
@@ -264,6 +286,16 @@ async fn execute_on_postgres(
                 .bind(event_ids.as_slice())
                 .execute(conn)
                 .await?;
+        }
+        Statement::ForgetPortal(bridge, key) => {
+            sqlx::query(
+                "DELETE FROM bridge_message WHERE bridge_id = $1 AND chat_id = $2 AND receiver = $3",
+            )
+            .bind(*bridge)
+            .bind(key.chat.as_str())
+            .bind(receiver_column(key))
+            .execute(conn)
+            .await?;
         }
         Statement::Data(rows) => {
             let columns = data_columns(rows);

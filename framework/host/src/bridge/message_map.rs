@@ -440,12 +440,20 @@ impl MessageMap {
 
     /// Forgets a portal of `bridge` with its entries (unbridging); stored when it returns.
     pub(crate) async fn forget_portal(&self, bridge: &str, key: &PortalKey) -> StoreResult<()> {
+        // The entries' deletion goes into the queue after every entry recorded so far, so that
+        // none of them lands after it.
+        {
+            let mut state = self.state();
+            state
+                .recent
+                .remove_where(|e| e.bridge == bridge && e.record.portal == *key);
+            self.inner.commit.submit(GroupWrite::ForgetPortal {
+                bridge: bridge.to_owned(),
+                key: key.clone(),
+            });
+        }
         self.inner.commit.settle().await?;
-        self.inner.store.delete_portal(bridge, key).await?;
-        self.state()
-            .recent
-            .remove_where(|e| e.bridge == bridge && e.record.portal == *key);
-        Ok(())
+        self.inner.store.delete_portal(bridge, key).await
     }
 
     /// The group commit its entries are stored through.
