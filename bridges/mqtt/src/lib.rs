@@ -1029,7 +1029,6 @@ impl Inbound {
             .await;
         // Those a throttle let go in their place came earlier.
         let mut released: Vec<Arc<Pending>> = replaced.into_iter().flatten().collect();
-        drop(admitted);
         released.extend(in_order);
         released
     }
@@ -1079,45 +1078,40 @@ impl Inbound {
                 .map(str::as_bytes)
                 != Some(&publish.payload[..])
         });
-        let Some(throttle) = throttle else {
-            if !self.show(mapping, topic, publish, &id).await {
-                message.failed.store(true, Ordering::Relaxed);
-            }
-            return None;
-        };
-        let admission = self
-            .throttles
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .admit(
-                &mapping.settings.name,
-                throttle,
-                topic,
-                tokio::time::Instant::now(),
-                (Arc::clone(&message), id.to_string()),
-            );
-        match admission {
-            Admission::Show(_) => {
-                if !self.show(mapping, topic, publish, &id).await {
-                    message.failed.store(true, Ordering::Relaxed);
-                }
-                None
-            }
-            Admission::Held { replaced } => replaced.map(|(old, _)| old),
-            Admission::Drop(_) => {
-                let detail = format!(
-                    "Messages on {topic} come more often than once every {} s, the \
-                     throttle of {}: those in between are not shown.",
-                    throttle.interval_secs, mapping.settings.name
+        if let Some(throttle) = throttle {
+            let admission = self
+                .throttles
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admit(
+                    &mapping.settings.name,
+                    throttle,
+                    topic,
+                    tokio::time::Instant::now(),
+                    (Arc::clone(&message), id.to_string()),
                 );
-                let key = PortalKey::shared(mapping.settings.name.as_str());
-                self.ctx
-                    .matrix()
-                    .report_skipped(&key, "rate_limited", &detail)
-                    .await;
-                None
+            match admission {
+                Admission::Show(_) => {}
+                Admission::Held { replaced } => return replaced.map(|(old, _)| old),
+                Admission::Drop(_) => {
+                    let detail = format!(
+                        "Messages on {topic} come more often than once every {} s, the \
+                         throttle of {}: those in between are not shown.",
+                        throttle.interval_secs, mapping.settings.name
+                    );
+                    let key = PortalKey::shared(mapping.settings.name.as_str());
+                    self.ctx
+                        .matrix()
+                        .report_skipped(&key, "rate_limited", &detail)
+                        .await;
+                    return None;
+                }
             }
         }
+        if !self.show(mapping, topic, publish, &id).await {
+            message.failed.store(true, Ordering::Relaxed);
+        }
+        None
     }
 
     /// Remembers the latest text of the message's topic (for `!mqtt last`) and where replies

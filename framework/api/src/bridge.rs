@@ -307,9 +307,10 @@ pub trait MatrixSide: Send + Sync + std::fmt::Debug {
     async fn report_skipped(&self, key: &PortalKey, reason: &'static str, detail: &str);
 
     /// Waits until what this bridge recorded so far is stored: the messages it brought into
-    /// Matrix (their message-map entries, which the framework stores in groups, a few times
-    /// a second). Call it before telling the network that messages were received (an MQTT
-    /// acknowledgement, an IMAP `\Seen` flag…): a crash after that never shows them twice.
+    /// Matrix (their message-map entries, which the framework stores in groups, at the latest
+    /// 20 ms after they were recorded). Call it once per batch before telling the network that
+    /// messages were received (an MQTT acknowledgement, an IMAP `\Seen` flag…): a crash after
+    /// that never shows them twice.
     async fn settle(&self) -> Result<(), PluginError>;
 
     /// The bridge's stored data of `owner`, as JSON, if it has any (see

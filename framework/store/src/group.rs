@@ -317,11 +317,14 @@ impl Store {
     /// Stores `writes` in order. On SQLite the whole group is one query — one hand-off to the
     /// database thread — whatever it holds, and not atomic: a group that failed (or whose
     /// outcome was lost) is stored again whole, which its idempotent writes make harmless. On
-    /// PostgreSQL it is one transaction.
+    /// PostgreSQL it is one statement, or one transaction when it forgets entries.
     pub async fn write_group(&self, writes: &[GroupWrite]) -> StoreResult<()> {
-        let statements = statements(writes);
+        if writes.is_empty() {
+            return Ok(());
+        }
         match self {
             Store::Sqlite(pool) => {
+                let statements = statements(writes);
                 let mut qb = QueryBuilder::new("");
                 for (i, statement) in statements.iter().enumerate() {
                     if i > 0 {
@@ -329,21 +332,16 @@ impl Store {
                     }
                     push_sql(&mut qb, statement);
                 }
-                if !statements.is_empty() {
-                    qb.build().execute(pool).await?;
-                }
+                qb.build().execute(pool).await?;
             }
             Store::Postgres(pool) => {
-                if statements.is_empty() {
-                    return Ok(());
-                }
                 if let Some(at_once) = AtOnce::of(writes) {
                     at_once.execute(pool).await?;
                     return Ok(());
                 }
                 // In order, in one transaction: one flush of the write-ahead log.
                 let mut tx = pool.begin().await?;
-                for statement in &statements {
+                for statement in &statements(writes) {
                     execute_on_postgres(&mut tx, statement).await?;
                 }
                 tx.commit().await?;

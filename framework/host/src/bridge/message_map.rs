@@ -62,11 +62,21 @@ fn remote_key(bridge: &str, chat: &str, receiver: &str, remote: &str, part: &str
     [bridge, chat, receiver, remote, part].join("\u{0}")
 }
 
-fn record_remote_key(bridge: &str, record: &MessageRecord) -> String {
+/// The remote side of a message (part) of `bridge` in `portal` as one key.
+fn portal_remote_key(bridge: &str, portal: &PortalKey, remote: &str, part: &str) -> String {
     remote_key(
         bridge,
-        record.portal.chat.as_str(),
-        record.portal.receiver.as_ref().map_or("", |r| r.as_str()),
+        portal.chat.as_str(),
+        portal.receiver.as_ref().map_or("", |r| r.as_str()),
+        remote,
+        part,
+    )
+}
+
+fn record_remote_key(bridge: &str, record: &MessageRecord) -> String {
+    portal_remote_key(
+        bridge,
+        &record.portal,
         record.remote_message_id.as_str(),
         &record.part,
     )
@@ -311,13 +321,7 @@ impl MessageMap {
         remote: &RemoteMessageId,
         part: &str,
     ) -> StoreResult<Option<String>> {
-        let key = remote_key(
-            bridge,
-            portal.chat.as_str(),
-            portal.receiver.as_ref().map_or("", |r| r.as_str()),
-            remote.as_str(),
-            part,
-        );
+        let key = portal_remote_key(bridge, portal, remote.as_str(), part);
         let answer = {
             let state = self.state();
             match state.recent.by_remote.get(&key) {
