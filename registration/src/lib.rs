@@ -172,6 +172,8 @@ pub struct RegistrationSpec {
     pub receive_ephemeral: bool,
     /// Whether MSC3202 transaction extensions are wanted.
     pub msc3202: bool,
+    /// Whether the appservice creates its devices itself (MSC4190, for encryption).
+    pub msc4190: bool,
     /// Third-party protocols served by the enabled plug-ins.
     pub protocols: Vec<String>,
 }
@@ -232,7 +234,7 @@ impl Registration {
             receive_ephemeral: spec.receive_ephemeral,
             msc2409_push_ephemeral: Some(spec.receive_ephemeral),
             msc3202: spec.msc3202.then_some(true),
-            msc4190: None,
+            msc4190: spec.msc4190.then_some(true),
         }
     }
 
@@ -463,6 +465,15 @@ impl Registration {
                     .to_owned(),
             });
         }
+        if spec.msc4190 && self.msc4190 != Some(true) {
+            drift.push(Drift {
+                field: "io.element.msc4190",
+                message: "encryption is enabled in the config but the registration lacks \
+                          `io.element.msc4190: true`, so the homeserver will not let \
+                          Switchboard create its device; add it (or run generate-registration)"
+                    .to_owned(),
+            });
+        }
         let missing: Vec<&str> = spec
             .protocols
             .iter()
@@ -550,6 +561,7 @@ mod tests {
             },
             receive_ephemeral: true,
             msc3202: false,
+            msc4190: false,
             protocols: vec![],
         }
     }

@@ -45,6 +45,7 @@ async fn bridge_on_synapse() -> (
             },
             receive_ephemeral: false,
             msc3202: false,
+            msc4190: false,
             protocols: Vec::new(),
         },
         None,

@@ -9,6 +9,7 @@ mod bridge_loopback;
 mod bridge_matrix;
 mod bridge_mqtt;
 mod cli;
+mod encryption;
 mod faults;
 mod standby;
 mod store_postgres;

@@ -22,6 +22,7 @@ use ruma::{OwnedRoomId, OwnedUserId, UserId};
 
 mod backoff;
 mod config;
+mod encryption;
 mod error;
 pub mod file;
 mod identity;
@@ -34,6 +35,7 @@ mod users;
 
 pub use backoff::Backoff;
 pub use config::ClientConfig;
+pub use encryption::RoomEncryptor;
 pub use error::ClientError;
 use error::ErrorBody;
 pub use file::FileData;
@@ -85,6 +87,8 @@ pub struct HomeserverClient {
     /// The privileged creators of rooms (room version 12 and later), by room, shared by the
     /// clones: read once per room, since a room's creation never changes.
     creators: Arc<std::sync::Mutex<foldhash::HashMap<OwnedRoomId, Arc<[OwnedUserId]>>>>,
+    /// Encrypts what is sent to encrypted rooms, once installed (shared by the clones).
+    encryptor: Arc<std::sync::OnceLock<Arc<dyn RoomEncryptor>>>,
 }
 
 /// Rooms whose creators are remembered at most; the memory is cleared when it is full.
@@ -150,7 +154,14 @@ impl HomeserverClient {
             users,
             joined: Arc::default(),
             creators: Arc::default(),
+            encryptor: Arc::default(),
         })
+    }
+
+    /// Installs the encryption of events sent to encrypted rooms, for this client and every
+    /// clone of it; returns `false` (and changes nothing) if one is installed already.
+    pub fn set_encryptor(&self, encryptor: Arc<dyn RoomEncryptor>) -> bool {
+        self.encryptor.set(encryptor).is_ok()
     }
 
     /// The appservice bot's user id.
@@ -406,6 +417,49 @@ impl HomeserverClient {
 }
 
 impl HomeserverClient {
+    /// Sends a request built elsewhere (e.g. by another version of ruma) as `identity`, with
+    /// the usual retries (`repeatable`: whether it may be sent again after a failure that may
+    /// have reached the homeserver): its path and query and body are kept, the authorization
+    /// is the appservice's, `user_id` / `device_id` assert the identity. Error answers come
+    /// back as [`ClientError::Homeserver`].
+    pub async fn send_http(
+        &self,
+        endpoint: &'static str,
+        request: http::Request<bytes::Bytes>,
+        identity: Identity<'_>,
+        repeatable: bool,
+    ) -> Result<http::Response<bytes::Bytes>, ClientError> {
+        let (parts, body) = request.into_parts();
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), ToString::to_string);
+        let mut query: Vec<(&str, String)> = Vec::with_capacity(2);
+        if let Some(user_id) = identity.user_id {
+            query.push(("user_id", user_id.to_string()));
+        }
+        if let Some(device_id) = identity.device_id {
+            query.push(("device_id", device_id.to_string()));
+        }
+        let authorization = format!("Bearer {}", identity.as_token.unwrap_or(&self.as_token));
+        self.with_retries(endpoint, repeatable, || {
+            let mut request = http::Request::builder()
+                .method(parts.method.clone())
+                .uri(target.as_str())
+                .header(http::header::AUTHORIZATION, authorization.as_str());
+            if !body.is_empty() {
+                request = request.header(http::header::CONTENT_TYPE, "application/json");
+            }
+            let request = request.body(body.clone());
+            let query = &query;
+            async move {
+                let request = request.map_err(|e| build_failure(endpoint, &e))?;
+                self.execute(endpoint, request, query).await
+            }
+        })
+        .await
+    }
+
     /// Sends a JSON request to any endpoint of the homeserver, such as Synapse's Admin API,
     /// authenticated with `token` instead of the appservice's, with the usual retries; returns
     /// the answer's JSON (`null` for an empty body). `path` is the path and query, its

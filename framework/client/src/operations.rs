@@ -446,6 +446,21 @@ impl HomeserverClient {
         struct Sent {
             event_id: OwnedEventId,
         }
+        // In an encrypted room, what is sent is the encrypted event (under the same
+        // transaction id: a repeat is still recognised by the homeserver).
+        let (event_type, content) = match self.encryptor.get() {
+            Some(encryptor) if event_type != ENCRYPTED => {
+                let sender = identity.user_id.unwrap_or(&self.bot_user_id);
+                match encryptor
+                    .encrypt(room_id, sender, event_type, &content)
+                    .await?
+                {
+                    Some(encrypted) => (ENCRYPTED, encrypted),
+                    None => (event_type, content),
+                }
+            }
+            _ => (event_type, content),
+        };
         let path = format!(
             "/_matrix/client/v3/rooms/{}/send/{}/{}",
             path_segment(room_id.as_str()),
@@ -483,6 +498,9 @@ impl HomeserverClient {
         Ok(sent.event_id)
     }
 }
+
+/// The type of encrypted room events.
+const ENCRYPTED: &str = "m.room.encrypted";
 
 /// The parts of `m.room.power_levels` the client reads.
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@
 pub mod bridge;
 mod commands;
 pub mod config;
+pub mod decryption;
 pub mod diagnostics;
 mod group_commit;
 mod isolation;

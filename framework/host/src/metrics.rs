@@ -24,6 +24,8 @@ pub struct HostMetrics {
     pub bridge_remote_skipped: IntCounterVec,
     /// Panics caught in plug-ins' handlers, by plug-in (`switchboard` for the host's own code).
     pub handler_panics: IntCounterVec,
+    /// Encrypted events that could not be decrypted, by reason.
+    pub decrypt_failures: IntCounterVec,
 }
 
 impl HostMetrics {
@@ -88,6 +90,11 @@ impl HostMetrics {
                 "switchboard_handler_panics_total",
                 "Panics caught while plug-ins handled events, by plug-in; each cost one event.",
                 &["plugin"],
+            ),
+            decrypt_failures: counter_vec(
+                "switchboard_decrypt_failures_total",
+                "Encrypted events no plug-in saw because they could not be decrypted, by reason.",
+                &["reason"],
             ),
         }
     }

@@ -44,6 +44,8 @@ pub struct HostOptions {
     /// When Switchboard was last down, if that lasted long enough to tell the rooms whose
     /// messages from then are delivered late.
     pub downtime: Option<Downtime>,
+    /// The encryption engine, when end-to-bridge encryption is on.
+    pub decryption: Option<Arc<dyn crate::decryption::RoomDecryption>>,
 }
 
 /// A time Switchboard was not running (ms since the epoch).

@@ -21,6 +21,7 @@ use crate::bridge::{Bridge, BridgeHost, Lookup, PuppetNaming, TextKind};
 use crate::client::{HomeserverClient, Identity};
 use crate::command::{CommandError, CommandInvocation, CommandSet, help_command, may_hold_command};
 use crate::commands::{CommandSource, plugin_answer, run_command};
+use crate::decryption::RoomDecryption;
 use crate::inbox::{EventHandler, HandleError, InboxItem};
 use crate::isolation::{Handling, catch_panic, retry_panics};
 use crate::metrics::HostMetrics;
@@ -140,7 +141,14 @@ pub struct PluginHost {
     accept_invites: bool,
     /// `switchboard_handler_panics_total`.
     panics: IntCounterVec,
+    /// The encryption engine, when encryption is on.
+    decryption: Option<Arc<dyn RoomDecryption>>,
+    /// `switchboard_decrypt_failures_total`.
+    decrypt_failures: IntCounterVec,
 }
+
+/// The type of encrypted room events.
+const ENCRYPTED: &str = "m.room.encrypted";
 
 /// The plug-ins one Switchboard runs.
 #[derive(Clone, Default)]
@@ -262,6 +270,8 @@ impl PluginHost {
             namespaces,
             accept_invites: options.accept_invites,
             panics: metrics.handler_panics,
+            decryption: options.decryption.clone(),
+            decrypt_failures: metrics.decrypt_failures,
         })
     }
 
@@ -413,6 +423,37 @@ impl EventHandler for PluginHost {
 }
 
 impl PluginHost {
+    /// Handles a room event; an encrypted one (not our own) is decrypted first, and plug-ins
+    /// see its plain-text form. One that cannot be decrypted is given up, counted and logged.
+    async fn handle_pdu(&self, event: RoomEvent, body: &str) -> Result<(), HandleError> {
+        let Some(decryption) = &self.decryption else {
+            return self.handle_room_event(&event, body).await;
+        };
+        decryption.observe(
+            event.room_id.as_str(),
+            &event.event_type,
+            event.content.get(),
+        );
+        if event.event_type != ENCRYPTED || self.is_ours(event.sender.as_str()) {
+            return self.handle_room_event(&event, body).await;
+        }
+        match decryption.decrypt(body).await {
+            Ok(plain) => {
+                let decrypted: RoomEvent = serde_json::from_str(&plain).map_err(|e| {
+                    HandleError::Permanent(format!("the decrypted event does not decode: {e}"))
+                })?;
+                self.handle_room_event(&decrypted, &plain).await
+            }
+            Err(failure) => {
+                self.decrypt_failures
+                    .with_label_values(&[failure.reason])
+                    .inc();
+                tracing::warn!(room_id = %event.room_id, sender = %event.sender, error = %failure, "cannot decrypt an event; no plug-in sees it");
+                Err(HandleError::Permanent(failure.to_string()))
+            }
+        }
+    }
+
     async fn handle_item(&self, item: &InboxItem) -> Result<(), HandleError> {
         if &*item.kind == list::PDU {
             let event: RoomEvent = serde_json::from_str(&item.body).map_err(|e| {
@@ -423,11 +464,18 @@ impl PluginHost {
                 event_id = %event.event_id,
                 event_type = %event.event_type
             );
-            return tracing::Instrument::instrument(
-                self.handle_room_event(&event, &item.body),
-                span,
+            return tracing::Instrument::instrument(self.handle_pdu(event, &item.body), span).await;
+        }
+        if let Some(decryption) = &self.decryption
+            && matches!(
+                &*item.kind,
+                list::TO_DEVICE | list::DEVICE_LISTS | list::OTK_COUNTS | list::FALLBACK_KEYS
             )
-            .await;
+        {
+            decryption
+                .receive(&item.kind, &item.body)
+                .await
+                .map_err(HandleError::Transient)?;
         }
         let raw: Box<RawValue> = serde_json::from_str(&item.body)
             .map_err(|e| HandleError::Permanent(format!("the event is not JSON: {e}")))?;

@@ -123,6 +123,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Log output.
     pub logging: LoggingConfig,
+    /// End-to-bridge encryption: bots and bridges in encrypted rooms.
+    pub encryption: switchboard_crypto::EncryptionConfig,
     /// The async runtime.
     pub runtime: RuntimeConfig,
     /// Who may use the bridges and their commands: `"*"`, a server name or a user id, each
@@ -156,6 +158,7 @@ impl Default for Config {
             double_puppet: DoublePuppetConfig::default(),
             metrics: MetricsConfig::default(),
             logging: LoggingConfig::default(),
+            encryption: switchboard_crypto::EncryptionConfig::default(),
             runtime: RuntimeConfig::default(),
             permissions: BTreeMap::new(),
             bots: BTreeMap::new(),

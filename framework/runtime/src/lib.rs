@@ -8,6 +8,7 @@
 pub mod config;
 mod diagnostics;
 pub mod doctor;
+mod encryption;
 mod lease;
 pub mod metrics;
 pub mod plugins;

@@ -73,6 +73,13 @@ pub enum RunError {
         /// Who holds it (`pid 1234 on host`).
         holder: String,
     },
+    /// End-to-bridge encryption could not be set up.
+    #[error(
+        "cannot set up encryption: {0}\n  fix: check that the registration has \
+         `io.element.msc4190: true` and `org.matrix.msc3202: true` (run generate-registration), \
+         and the homeserver's settings in docs/encryption.md; or set encryption.enabled: false"
+    )]
+    Encryption(#[from] switchboard_crypto::EncryptionError),
     /// The database lease was lost while serving (its connection broke).
     #[error(
         "lost the database lease (its connection to PostgreSQL broke); a standby may be serving \
@@ -103,6 +110,7 @@ impl RunError {
             RunError::Plugin(_) => 15,
             RunError::DatabaseInUse { .. } => 6,
             RunError::LeaseLost => 7,
+            RunError::Encryption(_) => 16,
         }
     }
 }
@@ -121,8 +129,10 @@ pub fn registration_spec(config: &Config, plugins: &Plugins) -> RegistrationSpec
         sender_localpart: (!config.appservice.bot_localpart.is_empty())
             .then(|| config.appservice.bot_localpart.clone()),
         namespaces,
-        receive_ephemeral: config.appservice.ephemeral_events,
-        msc3202: config.appservice.msc3202,
+        // To-device events come with the ephemeral ones (MSC2409), key counts with MSC3202.
+        receive_ephemeral: config.appservice.ephemeral_events || config.encryption.enabled,
+        msc3202: config.appservice.msc3202 || config.encryption.enabled,
+        msc4190: config.encryption.enabled,
         protocols: plugins.protocols(),
     }
 }
@@ -284,6 +294,19 @@ pub async fn run(
         Arc::clone(&clock),
         plugin_shutdown.clone(),
     ));
+    let decryption = if config.encryption.enabled {
+        let encryption = switchboard_crypto::Encryption::start(
+            &client,
+            store.clone(),
+            config.encryption.clone(),
+        )
+        .await?;
+        let decryption: Arc<dyn switchboard_host::decryption::RoomDecryption> =
+            Arc::new(crate::encryption::HostDecryption(encryption));
+        Some(decryption)
+    } else {
+        None
+    };
     let host = Arc::new(
         PluginHost::new(
             plugins,
@@ -316,6 +339,7 @@ pub async fn run(
                 clock: Arc::clone(&clock),
                 outage_notices_after: config.outage_notices.after(),
                 downtime,
+                decryption,
             },
             plugin_shutdown.clone(),
         )

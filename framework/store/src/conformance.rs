@@ -1,7 +1,9 @@
 //! The store conformance suite: every backend must pass it. Each function takes a freshly
 //! migrated, empty store.
 
-use super::{GroupWrite, Intent, ManagedUser, MessageRecord, NewInboxEvent, Store};
+use super::{
+    CryptoItem, CryptoWrite, GroupWrite, Intent, ManagedUser, MessageRecord, NewInboxEvent, Store,
+};
 use switchboard_api::ids::{PortalKey, RemoteMessageId};
 
 /// Inserts with the next free sequence numbers, as the inbox does; returns the first one,
@@ -50,6 +52,70 @@ pub async fn run_all(store: &Store) {
     the_heartbeat_keeps_the_latest_time(store).await;
     uploads_are_kept_by_content(store).await;
     a_group_of_writes_is_stored_in_order(store).await;
+    crypto_items_are_written_in_groups_per_owner(store).await;
+}
+
+/// A device's encryption items: put, replaced, deleted one by one or by key prefix, all in
+/// one group and in order; another owner's items are untouched.
+pub async fn crypto_items_are_written_in_groups_per_owner(store: &Store) {
+    let put = |kind: &str, key: &str, value: &[u8]| {
+        CryptoWrite::Put(CryptoItem {
+            kind: kind.into(),
+            key: key.into(),
+            value: value.to_vec(),
+        })
+    };
+    let owner = "@bot:x|DEV";
+    store
+        .write_crypto(
+            owner,
+            &[
+                put("account", "", b"a1"),
+                put("session", "k1|s1", b"one"),
+                put("session", "k1|s2", b"two"),
+                put("session", "k2|s3", b"three"),
+                put("account", "", b"a2"),
+            ],
+        )
+        .await
+        .expect("first group");
+    store
+        .write_crypto("@other:x|D2", &[put("session", "k1|s1", b"theirs")])
+        .await
+        .expect("other owner");
+    store
+        .write_crypto(
+            owner,
+            &[
+                CryptoWrite::DeletePrefix {
+                    kind: "session".into(),
+                    prefix: "k1|".into(),
+                },
+                put("session", "k1|s4", b"four"),
+                CryptoWrite::Delete {
+                    kind: "account".into(),
+                    key: String::new(),
+                },
+            ],
+        )
+        .await
+        .expect("second group");
+    let mut items = store.crypto_items(owner).await.expect("items");
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    let found: Vec<(&str, &str, &[u8])> = items
+        .iter()
+        .map(|i| (i.kind.as_str(), i.key.as_str(), i.value.as_slice()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("session", "k1|s4", &b"four"[..]),
+            ("session", "k2|s3", &b"three"[..])
+        ]
+    );
+    let theirs = store.crypto_items("@other:x|D2").await.expect("theirs");
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].value, b"theirs");
 }
 
 /// A group of writes lands in order: messages (a repeat changes nothing), a forgotten

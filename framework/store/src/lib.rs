@@ -70,6 +70,7 @@ macro_rules! on_pool {
 
 mod bot;
 mod bridge;
+mod crypto;
 mod group;
 mod heartbeat;
 mod intent;
@@ -80,6 +81,7 @@ mod outbox;
 
 pub use bot::AuditRecord;
 pub use bridge::{MessageRecord, PortalRecord};
+pub use crypto::{CryptoItem, CryptoWrite};
 pub use group::{GroupWrite, MessageKeys};
 pub use intent::Intent;
 pub use lease::{Lease, LeaseAttempt};

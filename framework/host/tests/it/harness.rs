@@ -223,6 +223,7 @@ impl Harness {
             puppet_templates: BTreeMap::new(),
             outage_notices_after: Some(OUTAGE_NOTICES_AFTER),
             downtime: None,
+            decryption: None,
         };
         let metrics = HostMetrics::default();
         let host = PluginHost::new(

@@ -18,6 +18,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+pub mod nio;
 pub mod user;
 
 pub use user::{MatrixUser, encode, http_client};
