@@ -132,3 +132,67 @@ async fn an_encrypted_dm_with_the_echo_bot_gets_an_encrypted_pong() {
     );
     running.stop().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_the_bot_still_reads_and_answers_the_encrypted_dm() {
+    let slot = Slot::with_config(
+        "e2eekill",
+        "encryption:\n  enabled: true\n  trust: unverified\n",
+    )
+    .expect("slot");
+    let synapse = Synapse::start(&[slot.registration_path()])
+        .await
+        .expect("Synapse starts");
+    slot.point_at(&synapse.base_url()).expect("config");
+    let mut child = slot.spawn_process().await.expect("Switchboard runs");
+    let bob = synapse
+        .register_user_with_password("bob", "password-1", false)
+        .await
+        .expect("bob");
+    let store = tempfile::tempdir().expect("client store");
+    let bot = slot.bot();
+    let log = || slot.process_log();
+    let first = exchange(
+        &synapse,
+        &bob.user_id,
+        store.path(),
+        &bot,
+        None,
+        ("ping before", "pong before"),
+        log,
+    )
+    .await;
+    let room = first["room_id"].as_str().expect("room").to_owned();
+
+    // SIGKILL: nothing is saved on the way out. The sessions used so far must already be
+    // in the database.
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("killed");
+    let _child = slot.spawn_process().await.expect("Switchboard restarts");
+    // The client keeps its Megolm session (the bot holds its key from before the kill), and
+    // the bot answers with its own session from before.
+    exchange(
+        &synapse,
+        &bob.user_id,
+        store.path(),
+        &bot,
+        Some(&room),
+        ("ping after", "pong after"),
+        log,
+    )
+    .await;
+    let devices = bob
+        .post(
+            "/keys/query",
+            &json!({ "device_keys": { bot.as_str(): [] } }),
+        )
+        .await
+        .expect("keys/query");
+    assert_eq!(
+        devices["device_keys"][&bot]
+            .as_object()
+            .map(serde_json::Map::len),
+        Some(1),
+        "the restarted bot reuses its device: {devices}"
+    );
+}

@@ -5,6 +5,9 @@ use ruma::{RoomId, UserId};
 
 use crate::ClientError;
 
+/// The type of encrypted room events.
+pub const ENCRYPTED_EVENT: &str = "m.room.encrypted";
+
 /// Encrypts events for encrypted rooms.
 #[async_trait::async_trait]
 pub trait RoomEncryptor: Send + Sync {

@@ -54,6 +54,14 @@ pub enum ClientError {
         /// What failed.
         message: String,
     },
+    /// An event for an encrypted room could not be encrypted (nothing was sent).
+    #[error("cannot encrypt the event: {message}")]
+    Encryption {
+        /// What failed.
+        message: String,
+        /// Whether trying again later may succeed (the database was unavailable).
+        transient: bool,
+    },
     /// A success response that does not decode.
     #[error("{endpoint}: the homeserver's answer does not decode: {message}")]
     Decode {
@@ -72,6 +80,7 @@ impl ClientError {
             ClientError::Homeserver { status, .. } => *status == 429 || *status >= 500,
             ClientError::Unreachable { .. } => true,
             ClientError::GaveUp { last, .. } => last.is_transient(),
+            ClientError::Encryption { transient, .. } => *transient,
             ClientError::Build { .. }
             | ClientError::Decode { .. }
             | ClientError::TooLarge { .. } => false,
@@ -89,7 +98,9 @@ impl ClientError {
             ClientError::Unreachable { sent, .. } => *sent,
             ClientError::GaveUp { last, .. } => last.may_have_been_applied(),
             ClientError::Decode { .. } => true,
-            ClientError::Build { .. } | ClientError::TooLarge { .. } => false,
+            ClientError::Build { .. }
+            | ClientError::TooLarge { .. }
+            | ClientError::Encryption { .. } => false,
         }
     }
 

@@ -35,7 +35,7 @@ mod users;
 
 pub use backoff::Backoff;
 pub use config::ClientConfig;
-pub use encryption::RoomEncryptor;
+pub use encryption::{ENCRYPTED_EVENT, RoomEncryptor};
 pub use error::ClientError;
 use error::ErrorBody;
 pub use file::FileData;
@@ -419,9 +419,10 @@ impl HomeserverClient {
 impl HomeserverClient {
     /// Sends a request built elsewhere (e.g. by another version of ruma) as `identity`, with
     /// the usual retries (`repeatable`: whether it may be sent again after a failure that may
-    /// have reached the homeserver): its path and query and body are kept, the authorization
-    /// is the appservice's, `user_id` / `device_id` assert the identity. Error answers come
-    /// back as [`ClientError::Homeserver`].
+    /// have reached the homeserver): its method, path, query and body are kept, the
+    /// authorization is the appservice's (or the identity's own token), `user_id` /
+    /// `device_id` assert the identity. Error answers come back as
+    /// [`ClientError::Homeserver`].
     pub async fn send_http(
         &self,
         endpoint: &'static str,
@@ -482,23 +483,20 @@ impl HomeserverClient {
             }
             None => bytes::Bytes::new(),
         };
-        let authorization = format!("Bearer {token}");
-        let repeatable = method != http::Method::POST;
+        let request = http::Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .body(body)
+            .map_err(|e| ClientError::Build {
+                endpoint,
+                message: e.to_string(),
+            })?;
+        let identity = Identity {
+            as_token: Some(token),
+            ..Identity::bot()
+        };
         let response = self
-            .with_retries(endpoint, repeatable, || {
-                let mut request = http::Request::builder()
-                    .method(method.clone())
-                    .uri(path)
-                    .header(http::header::AUTHORIZATION, authorization.as_str());
-                if !body.is_empty() {
-                    request = request.header(http::header::CONTENT_TYPE, "application/json");
-                }
-                let request = request.body(body.clone());
-                async move {
-                    let request = request.map_err(|e| build_failure(endpoint, &e))?;
-                    self.execute(endpoint, request, &[]).await
-                }
-            })
+            .send_http(endpoint, request, identity, method != http::Method::POST)
             .await?;
         if response.body().is_empty() {
             return Ok(serde_json::Value::Null);

@@ -449,13 +449,13 @@ impl HomeserverClient {
         // In an encrypted room, what is sent is the encrypted event (under the same
         // transaction id: a repeat is still recognised by the homeserver).
         let (event_type, content) = match self.encryptor.get() {
-            Some(encryptor) if event_type != ENCRYPTED => {
+            Some(encryptor) if event_type != crate::ENCRYPTED_EVENT => {
                 let sender = identity.user_id.unwrap_or(&self.bot_user_id);
                 match encryptor
                     .encrypt(room_id, sender, event_type, &content)
                     .await?
                 {
-                    Some(encrypted) => (ENCRYPTED, encrypted),
+                    Some(encrypted) => (crate::ENCRYPTED_EVENT, encrypted),
                     None => (event_type, content),
                 }
             }
@@ -498,9 +498,6 @@ impl HomeserverClient {
         Ok(sent.event_id)
     }
 }
-
-/// The type of encrypted room events.
-const ENCRYPTED: &str = "m.room.encrypted";
 
 /// The parts of `m.room.power_levels` the client reads.
 #[derive(Deserialize)]

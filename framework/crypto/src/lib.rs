@@ -19,6 +19,7 @@ mod requests;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -188,6 +189,15 @@ enum Known {
 }
 
 impl Known {
+    /// A room with this `m.room.encryption` content: encrypted whatever the content holds (a
+    /// content that does not parse gets the recommended settings; never plain text).
+    fn encrypted(content: serde_json::Value) -> Self {
+        Self::Encrypted(
+            serde_json::from_value(content)
+                .unwrap_or_else(|_| RoomEncryptionEventContent::with_recommended_defaults()),
+        )
+    }
+
     fn settings(self) -> Option<RoomEncryptionEventContent> {
         match self {
             Self::Plain => None,
@@ -217,6 +227,10 @@ pub struct Encryption {
     machine: OlmMachine,
     link: DeviceLink,
     config: EncryptionConfig,
+    /// Where the device's id and whether the homeserver knows it are kept.
+    store: Store,
+    /// Whether the device was created on the homeserver.
+    device_created: AtomicBool,
     rooms: Mutex<HashMap<String, RoomState>>,
     /// Held while the engine's requests are sent (one at a time: each answer changes what the
     /// next request is) and while room keys are shared.
@@ -244,39 +258,71 @@ fn engine_error(e: impl std::fmt::Display) -> EncryptionError {
 }
 
 impl Encryption {
-    /// Sets up the bot's device (created on first start, then reused), uploads its keys,
-    /// and signs it with the bot's cross-signing keys; installs itself as `client`'s
-    /// encryption.
-    pub async fn start(
+    /// Opens the bot's device from the database (a new device id on first start) and
+    /// installs itself as `client`'s encryption; talks to no one. [`Encryption::publish`]
+    /// then makes the device known, once the homeserver can push to Switchboard.
+    pub async fn open(
         client: &HomeserverClient,
         store: Store,
         config: EncryptionConfig,
     ) -> Result<Arc<Self>, EncryptionError> {
         let user_id = client.bot_user_id().to_owned();
-        let device_id = ensure_device(client, &store, &config.device_name).await?;
+        let (device_id, created) = device_record(&store, &user_id).await?;
         let crypto_user = ruma_crypto::UserId::parse(user_id.as_str()).map_err(engine_error)?;
         let crypto_device: ruma_crypto::OwnedDeviceId = device_id.as_str().into();
-        let persistent = store::PersistentStore::open(store, &crypto_user, &crypto_device).await?;
+        let persistent =
+            store::PersistentStore::open(store.clone(), &crypto_user, &crypto_device).await?;
         let machine =
             OlmMachine::with_store(&crypto_user, &crypto_device, persistent, None).await?;
         let encryption = Arc::new(Self {
             machine,
             link: DeviceLink::new(client.clone(), user_id, device_id),
             config,
+            store,
+            device_created: AtomicBool::new(created),
             rooms: Mutex::default(),
             sending: tokio::sync::Mutex::new(()),
             keys_arrived: tokio::sync::Notify::new(),
             counts: Mutex::default(),
         });
-        encryption.send_outgoing().await?;
-        encryption.ensure_cross_signed().await?;
         if !client.set_encryptor(encryption.clone()) {
             return Err(EncryptionError::Engine(
                 "the client already has an encryption installed".to_owned(),
             ));
         }
-        tracing::info!(device_id = %encryption.link.device_id, "end-to-bridge encryption is on");
         Ok(encryption)
+    }
+
+    /// Makes the device known: creates it on the homeserver on first start, uploads its
+    /// keys, and signs it with the bot's cross-signing keys (created on first start). Each of
+    /// these makes the homeserver push to Switchboard (device lists, key counts): call it once
+    /// the appservice API listens, or the homeserver backs off from an unreachable
+    /// Switchboard and delivers nothing for a while.
+    pub async fn publish(&self) -> Result<(), EncryptionError> {
+        if !self.device_created.load(Ordering::Relaxed) {
+            create_device(
+                &self.link.client,
+                &self.link.device_id,
+                &self.config.device_name,
+            )
+            .await?;
+            self.store
+                .write_crypto(
+                    &device_owner(&self.link.user_id),
+                    &[CryptoWrite::Put(CryptoItem {
+                        kind: DEVICE_CREATED.to_owned(),
+                        key: String::new(),
+                        value: Vec::new(),
+                    })],
+                )
+                .await?;
+            self.device_created.store(true, Ordering::Relaxed);
+            tracing::info!(device_id = %self.link.device_id, "created the bot's device");
+        }
+        self.send_outgoing().await?;
+        self.ensure_cross_signed().await?;
+        tracing::info!(device_id = %self.link.device_id, "end-to-bridge encryption is on");
+        Ok(())
     }
 
     /// The bot's device id.
@@ -417,10 +463,9 @@ impl Encryption {
         let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
         match event_type {
             "m.room.encryption" => {
-                if let Ok(content) = serde_json::from_str::<RoomEncryptionEventContent>(content) {
-                    rooms.entry(room_id.to_owned()).or_default().encryption =
-                        Some(Known::Encrypted(content));
-                }
+                let content = serde_json::from_str(content).unwrap_or(serde_json::Value::Null);
+                rooms.entry(room_id.to_owned()).or_default().encryption =
+                    Some(Known::encrypted(content));
             }
             "m.room.member" => {
                 if let Some(room) = rooms.get_mut(room_id) {
@@ -499,26 +544,12 @@ impl Encryption {
             "/_matrix/client/v3/rooms/{}/state/m.room.encryption/",
             switchboard_client::escape_path_segment(room_id.as_str())
         );
-        let request = http::Request::get(path)
-            .body(bytes::Bytes::new())
-            .map_err(|e| ClientError::Build {
-                endpoint: "state::get_state_event",
-                message: e.to_string(),
-            })?;
         let known = match self
             .link
-            .client
-            .send_http(
-                "state::get_state_event",
-                request,
-                Identity::user(sender),
-                true,
-            )
+            .get_json::<serde_json::Value>("state::get_state_event", &path, sender)
             .await
         {
-            Ok(response) => {
-                serde_json::from_slice(response.body()).map_or(Known::Plain, Known::Encrypted)
-            }
+            Ok(content) => Known::encrypted(content),
             Err(e) if e.status() == Some(404) => Known::Plain,
             Err(e) => return Err(e),
         };
@@ -540,11 +571,13 @@ impl Encryption {
         }
         #[derive(Deserialize)]
         struct Member {
-            state_key: OwnedUserId,
+            state_key: String,
+            #[serde(default)]
             content: Membership,
         }
-        #[derive(Deserialize)]
+        #[derive(Default, Deserialize)]
         struct Membership {
+            #[serde(default)]
             membership: String,
         }
         if let Some(members) = self
@@ -560,32 +593,16 @@ impl Encryption {
             "/_matrix/client/v3/rooms/{}/members",
             switchboard_client::escape_path_segment(room_id.as_str())
         );
-        let request = http::Request::get(path)
-            .body(bytes::Bytes::new())
-            .map_err(|e| ClientError::Build {
-                endpoint: "membership::get_member_events",
-                message: e.to_string(),
-            })?;
-        let response = self
+        let members: Members = self
             .link
-            .client
-            .send_http(
-                "membership::get_member_events",
-                request,
-                Identity::user(sender),
-                true,
-            )
+            .get_json("membership::get_member_events", &path, sender)
             .await?;
-        let members: Members =
-            serde_json::from_slice(response.body()).map_err(|e| ClientError::Decode {
-                endpoint: "membership::get_member_events",
-                message: e.to_string(),
-            })?;
         let members: Arc<[OwnedUserId]> = members
             .chunk
             .into_iter()
             .filter(|m| matches!(m.content.membership.as_str(), "join" | "invite"))
-            .map(|m| m.state_key)
+            // A member whose id is not a user id cannot have devices to share keys with.
+            .filter_map(|m| OwnedUserId::try_from(m.state_key).ok())
             .collect();
         self.rooms
             .lock()
@@ -666,40 +683,43 @@ impl RoomEncryptor for Encryption {
         {
             Ok(encrypted) => Ok(Some(encrypted)),
             Err(EncryptionError::Homeserver(e)) => Err(e),
-            Err(e) => Err(ClientError::Build {
-                endpoint: "encryption",
+            Err(e) => Err(ClientError::Encryption {
+                transient: e.is_transient(),
                 message: e.to_string(),
             }),
         }
     }
 }
 
-/// The bot's device id: the stored one, or a new device created on the homeserver and
-/// stored.
-async fn ensure_device(
-    client: &HomeserverClient,
+/// Item kinds of the bot's device record.
+const DEVICE_ID: &str = "device_id";
+const DEVICE_CREATED: &str = "device_created";
+
+/// The bot's device id and whether the homeserver knows the device: as stored, or a new id
+/// (stored at once, so that a crash before the device is created reuses it).
+async fn device_record(
     store: &Store,
-    name: &str,
-) -> Result<ruma::OwnedDeviceId, EncryptionError> {
-    let owner = device_owner(client.bot_user_id());
-    if let Some(item) = store.crypto_items(&owner).await?.into_iter().next() {
+    user_id: &ruma::UserId,
+) -> Result<(ruma::OwnedDeviceId, bool), EncryptionError> {
+    let owner = device_owner(user_id);
+    let items = store.crypto_items(&owner).await?;
+    let created = items.iter().any(|item| item.kind == DEVICE_CREATED);
+    if let Some(item) = items.into_iter().find(|item| item.kind == DEVICE_ID) {
         let id = String::from_utf8(item.value).map_err(engine_error)?;
-        return Ok(id.into());
+        return Ok((id.into(), created));
     }
     let device_id: ruma::OwnedDeviceId = format!("SB{}", random_letters(10)).into();
-    create_device(client, &device_id, name).await?;
     store
         .write_crypto(
             &owner,
             &[CryptoWrite::Put(CryptoItem {
-                kind: "device_id".to_owned(),
+                kind: DEVICE_ID.to_owned(),
                 key: String::new(),
                 value: device_id.as_str().as_bytes().to_vec(),
             })],
         )
         .await?;
-    tracing::info!(%device_id, "created the bot's device");
-    Ok(device_id)
+    Ok((device_id, false))
 }
 
 /// Creates the device on the homeserver: `PUT /devices/{id}` as the appservice (MSC4190),

@@ -11,11 +11,12 @@ use ruma_crypto::api::client::keys::{claim_keys, get_keys, upload_signing_keys};
 use ruma_crypto::api::client::to_device::send_event_to_device;
 use ruma_crypto::api::path_builder::PathBuilder;
 use ruma_crypto::api::{IncomingResponse, OutgoingRequest, SupportedVersions};
-use switchboard_client::{HomeserverClient, Identity};
+use switchboard_client::{ClientError, HomeserverClient, Identity};
 
 use crate::EncryptionError;
 
-/// Input types of ruma's path builders.
+/// Input types of the engine's ruma (0.16) path builders: the client's own `PathInput` is
+/// bound to Switchboard's ruma (0.17), whose traits these requests do not implement.
 pub(crate) trait PathInput<'a> {
     fn from_versions(versions: &'a SupportedVersions) -> Self;
 }
@@ -99,6 +100,29 @@ impl DeviceLink {
             .await?;
         R::IncomingResponse::try_from_http_response(response.map(|body| body.to_vec()))
             .map_err(|e| EncryptionError::Request(format!("{endpoint}: {e}")))
+    }
+
+    /// GETs `path` (escaped) as `user` and decodes the answer.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        user: &ruma::UserId,
+    ) -> Result<T, ClientError> {
+        let request = http::Request::get(path)
+            .body(bytes::Bytes::new())
+            .map_err(|e| ClientError::Build {
+                endpoint,
+                message: e.to_string(),
+            })?;
+        let response = self
+            .client
+            .send_http(endpoint, request, Identity::user(user), true)
+            .await?;
+        serde_json::from_slice(response.body()).map_err(|e| ClientError::Decode {
+            endpoint,
+            message: e.to_string(),
+        })
     }
 
     /// Sends one of the engine's to-device requests (room keys, key requests…).

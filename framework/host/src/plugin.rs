@@ -147,9 +147,6 @@ pub struct PluginHost {
     decrypt_failures: IntCounterVec,
 }
 
-/// The type of encrypted room events.
-const ENCRYPTED: &str = "m.room.encrypted";
-
 /// The plug-ins one Switchboard runs.
 #[derive(Clone, Default)]
 pub struct Plugins {
@@ -434,7 +431,8 @@ impl PluginHost {
             &event.event_type,
             event.content.get(),
         );
-        if event.event_type != ENCRYPTED || self.is_ours(event.sender.as_str()) {
+        if event.event_type != crate::client::ENCRYPTED_EVENT || self.is_ours(event.sender.as_str())
+        {
             return self.handle_room_event(&event, body).await;
         }
         match decryption.decrypt(body).await {

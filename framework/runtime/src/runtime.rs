@@ -294,19 +294,20 @@ pub async fn run(
         Arc::clone(&clock),
         plugin_shutdown.clone(),
     ));
-    let decryption = if config.encryption.enabled {
-        let encryption = switchboard_crypto::Encryption::start(
-            &client,
-            store.clone(),
-            config.encryption.clone(),
+    // The device is opened now and published once the homeserver can push to us.
+    let encryption = if config.encryption.enabled {
+        Some(
+            switchboard_crypto::Encryption::open(&client, store.clone(), config.encryption.clone())
+                .await?,
         )
-        .await?;
-        let decryption: Arc<dyn switchboard_host::decryption::RoomDecryption> =
-            Arc::new(crate::encryption::HostDecryption(encryption));
-        Some(decryption)
     } else {
         None
     };
+    let decryption = encryption.clone().map(|encryption| {
+        let decryption: Arc<dyn switchboard_host::decryption::RoomDecryption> =
+            Arc::new(crate::encryption::HostDecryption(encryption));
+        decryption
+    });
     let host = Arc::new(
         PluginHost::new(
             plugins,
@@ -389,6 +390,9 @@ pub async fn run(
         };
         let report = checked.map_err(RunError::SelfTest)?;
         tracing::info!(versions = ?report.versions.last(), ping = ?report.ping, "homeserver checks passed");
+        if let Some(encryption) = &encryption {
+            encryption.publish().await?;
+        }
         if !config.appservice.bot_displayname.is_empty()
             && let Err(e) = client
                 .ensure_profile(&bot_user, Some(&config.appservice.bot_displayname), None)
